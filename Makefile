@@ -1,0 +1,151 @@
+# pinfer: one build for the userspace (libpinfer, the engine, tools/pinfer),
+# the kernel module, the tests and the set-up steps. `make help` lists targets.
+
+VERSION := 0.1.0
+BUILD ?= build
+CC ?= cc
+PYTHON_SYS ?= /usr/bin/python3
+
+# Shipped code is baseline x86-64: never -march=native. SIMD kernels live in
+# files named *_avx2.c / *_avx512.c, compiled with their own flags and chosen
+# at run time (runtime/cpu.c).
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
+CPPFLAGS += -D_GNU_SOURCE -DPINFER_VERSION='"$(VERSION)"' \
+	-Iuapi -Iruntime -Iengine -Itools
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
+LDLIBS += -lm -lpthread
+AVX2_FLAGS := -mavx2 -mfma -mf16c
+AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl \
+	-mavx512vnni
+
+# `make SAN=1 ...` builds everything with AddressSanitizer and UBSan in
+# build/asan (used by `make check-asan`).
+ifeq ($(SAN),1)
+BUILD := build/asan
+SAN_CFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+RUNTIME_SRC := $(wildcard runtime/*.c)
+ENGINE_SRC := $(wildcard engine/*.c)
+TOOL_SRC := $(wildcard tools/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+HELPER_SRC := $(wildcard tests/unit/print_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIBPINFER := $(BUILD)/libpinfer.a
+LIBENGINE := $(BUILD)/libpinfer-engine.a
+PINFER := $(BUILD)/pinfer
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+HELPER_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
+
+.PHONY: all help deps venv model demo check check-asan fuzz kmod kmod-clean \
+	checkpatch clean distclean tests
+
+all: $(PINFER)
+
+help:
+	@echo "make             build libpinfer, the engine and $(PINFER)"
+	@echo "make demo        deps, build, default model, then run it"
+	@echo "make check       deps, build, model, and every test (what CI runs)"
+	@echo "make check-asan  the C tests again under ASan + UBSan"
+	@echo "make deps        install the Debian packages the project needs"
+	@echo "make model       fetch the default model into models/"
+	@echo "make kmod        build kmod/pinfer.ko (KDIR=... to choose headers)"
+	@echo "make checkpatch  run the kernel's checkpatch.pl --strict on kmod/ and uapi/"
+	@echo "make fuzz        fuzz the GGUF reader for FUZZ_SECONDS (default 300)"
+	@echo "make clean       remove build outputs (keeps models/ and the venv)"
+
+# ---- userspace ------------------------------------------------------------
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(AVX2_FLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(AVX512_FLAGS) -c -o $@ $<
+
+$(LIBPINFER): $(call obj,$(RUNTIME_SRC))
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(LIBENGINE): $(call obj,$(ENGINE_SRC))
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(PINFER): $(call obj,$(TOOL_SRC)) $(LIBENGINE) $(LIBPINFER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBENGINE) $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+tests: $(PINFER) $(UNIT_BINS) $(HELPER_BINS)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- set-up: packages, Python virtualenv, default model --------------------
+
+deps:
+	@tools/scripts/deps.sh
+
+VENV := build/venv
+$(VENV)/.stamp: tests/requirements.txt
+	@tools/scripts/venv.sh $(VENV) $<
+venv: $(VENV)/.stamp
+
+model:
+	@tools/scripts/fetch-model.sh models
+
+DEFAULT_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+demo: deps
+	@$(MAKE) --no-print-directory all model
+	$(PINFER) inspect $(DEFAULT_MODEL)
+
+# ---- tests ----------------------------------------------------------------
+
+# Everything, from a fresh clone: what README's test command and CI run.
+check: deps
+	@$(MAKE) --no-print-directory all tests venv model
+	@$(MAKE) --no-print-directory SAN=1 tests
+	@tests/run-tests.sh
+
+# Only the C tests under the sanitizers (no set-up).
+check-asan:
+	@$(MAKE) --no-print-directory SAN=1 tests
+	@PINFER_TEST_BUILD=build/asan tests/run-tests.sh --unit-only
+
+FUZZ_SECONDS ?= 300
+fuzz: venv model
+	@tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
+
+# ---- kernel module ----------------------------------------------------------
+
+# The running kernel's headers, or else an installed Debian header tree
+# (this project's machines run a kernel without module support or headers).
+KDIR ?= $(shell tools/scripts/find-kdir.sh)
+
+kmod:
+	@test -n "$(KDIR)" || { echo "make kmod: no kernel headers found; install linux-headers-\$$(uname -r) or set KDIR=" >&2; exit 1; }
+	@echo "make kmod: building against $(KDIR)"
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+kmod-clean:
+	@test -z "$(KDIR)" || $(MAKE) -C $(KDIR) M=$(CURDIR) clean
+
+checkpatch:
+	@tests/kmod/checkpatch.sh
+
+clean: kmod-clean
+	rm -rf build/obj build/tests build/asan build/kmod $(PINFER) $(LIBPINFER) $(LIBENGINE)
+
+distclean:
+	rm -rf build models

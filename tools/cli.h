@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the pinfer subcommands: exit codes and messages. */
+#ifndef PINFER_CLI_H
+#define PINFER_CLI_H
+
+#include <stdio.h>
+
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,		/* the work failed: bad file, I/O error */
+	EXIT_USAGE = 2,		/* the command line was wrong */
+};
+
+/* "pinfer: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int cmd_inspect(int argc, char **argv);
+
+#endif

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+/* pinfer: the command-line front end. Each subcommand lives in its own file. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cpu.h"
+
+#ifndef PINFER_VERSION
+#define PINFER_VERSION "0.0.0"
+#endif
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensor table" },
+};
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("pinfer: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: pinfer COMMAND [ARGS]\n"
+		   "       pinfer COMMAND --help\n"
+		   "       pinfer --version\n\n"
+		   "Runs quantized LLMs from GGUF files on pinned, hugepage-backed memory.\n\n"
+		   "commands:\n");
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+static void version(void)
+{
+	const struct pinfer_cpu *cpu = pinfer_cpu();
+
+	printf("pinfer %s\n", PINFER_VERSION);
+	printf("cpu: %s kernels (detected %s%s%s)\n", pinfer_isa_name(cpu->isa),
+	       pinfer_isa_name(cpu->detected),
+	       cpu->avx512_vnni ? ", avx512-vnni" : "",
+	       cpu->avx_vnni ? ", avx-vnni" : "");
+}
+
+int main(int argc, char **argv)
+{
+	size_t i;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		version();
+		return EXIT_OK;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	cli_error("unknown command '%s' (see 'pinfer --help')", argv[1]);
+	return EXIT_USAGE;
+}
