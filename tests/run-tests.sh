@@ -1,0 +1,110 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The one runner for all of pinfer's tests. Each test is a program that
+# prints TAP lines ("ok N - ..." / "not ok N - ...", "# SKIP") and exits
+# 0 (pass), 1 (fail) or 77 (skipped). The runner gives each a time limit,
+# renumbers their cases into one TAP stream, counts a crash, a time-out or a
+# silent exit as a failure, and ends with "N passed, N failed, N skipped".
+#
+# Usage: tests/run-tests.sh [--unit-only] [NAME-FILTER]
+#   PINFER_TEST_BUILD   build tree of the binaries (default build)
+#   PINFER_TEST_TIMEOUT seconds per test program (default 900)
+set -u
+cd "$(dirname "$0")/.."
+
+unit_only=0
+if [ "${1:-}" = "--unit-only" ]; then
+	unit_only=1
+	shift
+fi
+filter=${1:-}
+build=${PINFER_TEST_BUILD:-build}
+limit=${PINFER_TEST_TIMEOUT:-900}
+logs=build/test-logs
+mkdir -p "$logs"
+
+n=0 passed=0 failed=0 skipped=0
+
+# run_test NAME COMMAND...: run one test program and fold its cases in.
+run_test() {
+	local name=$1 log rc line cases=0 bad=0 desc silent why
+	shift
+	case $name in *"$filter"*) ;; *) return ;; esac
+	log=$logs/${name//\//_}.log
+	timeout -k 10 "$limit" "$@" >"$log" 2>&1 </dev/null
+	rc=$?
+	while IFS= read -r line; do
+		case $line in
+		"ok "* | "not ok "*)
+			cases=$((cases + 1))
+			n=$((n + 1))
+			desc=${line#ok }
+			desc=${desc#not ok }
+			desc=${desc#* - }
+			if [ "${line#not }" != "$line" ]; then
+				echo "not ok $n - $name: $desc"
+				failed=$((failed + 1))
+				bad=$((bad + 1))
+			elif [[ $line == *"# SKIP"* ]]; then
+				echo "ok $n - $name: $desc"
+				skipped=$((skipped + 1))
+			else
+				echo "ok $n - $name: $desc"
+				passed=$((passed + 1))
+			fi
+			;;
+		"#"*) [ $bad -gt 0 ] && echo "$line" ;;
+		esac
+	done <"$log"
+	# A failure the program did not report itself: a crash, a time-out,
+	# or a program that ran no case at all.
+	silent=0
+	if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ $bad -eq 0 ]; then
+		silent=1
+	fi
+	if [ $cases -eq 0 ] && [ $rc -ne 77 ]; then
+		silent=1
+	fi
+	if [ $rc -eq 77 ] && [ $cases -eq 0 ]; then
+		n=$((n + 1))
+		skipped=$((skipped + 1))
+		echo "ok $n - $name # SKIP $(grep -m1 -o 'SKIP.*' "$log" | cut -c6-)"
+	elif [ $silent -eq 1 ]; then
+		n=$((n + 1))
+		failed=$((failed + 1))
+		case $rc in
+		124 | 137) why="timed out after ${limit}s" ;;
+		0) why="ran no test case" ;;
+		*) why="exited with status $rc" ;;
+		esac
+		echo "not ok $n - $name: $why (log: $log)"
+		tail -n 20 "$log" | sed 's/^/#   /'
+	fi
+}
+
+echo "TAP version 13"
+
+# C unit tests, in the normal build and under ASan + UBSan when built.
+for t in "$build"/tests/test_*; do
+	[ -x "$t" ] && run_test "unit/${t##*/}" "$t"
+done
+if [ $unit_only -eq 0 ] && [ -d build/asan/tests ]; then
+	for t in build/asan/tests/test_*; do
+		[ -x "$t" ] && run_test "asan/${t##*/}" "$t"
+	done
+fi
+
+if [ $unit_only -eq 0 ]; then
+	# End-to-end tests of the CLI on the real model (Python, in the venv).
+	for t in tests/e2e/test_*.py; do
+		[ -f "$t" ] && run_test "e2e/$(basename "$t" .py)" build/venv/bin/python "$t"
+	done
+	# The kernel module: builds for each kernel, checkpatch.
+	for t in tests/kmod/test_*.sh; do
+		[ -x "$t" ] && run_test "kmod/$(basename "$t" .sh)" "$t"
+	done
+fi
+
+echo "1..$n"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ $failed -eq 0 ]
