@@ -689,6 +689,14 @@ static int parse(struct gguf *g, struct cursor *c)
 			    g->version);
 	if (get_u64(c, &n_tensors, "tensor_count") || get_u64(c, &n_kv, "kv_count"))
 		return -1;
+	if (n_kv > GGUF_MAX_KV_COUNT)
+		return fail(c, GGUF_E_COUNT, 16,
+			    "kv_count: %" PRIu64 " is above the reader's limit of %u",
+			    n_kv, GGUF_MAX_KV_COUNT);
+	if (n_tensors > GGUF_MAX_TENSOR_COUNT)
+		return fail(c, GGUF_E_COUNT, 8,
+			    "tensor_count: %" PRIu64 " is above the reader's limit of %u",
+			    n_tensors, GGUF_MAX_TENSOR_COUNT);
 	if (n_kv > left(c) / MIN_KV_BYTES)
 		return fail(c, GGUF_E_COUNT, 16,
 			    "kv_count: %" PRIu64 " entries cannot fit in the %" PRIu64 " bytes left in the file",

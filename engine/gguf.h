@@ -44,7 +44,7 @@ enum gguf_err {
 	GGUF_E_TRUNCATED,	/* the file ends inside a field */
 	GGUF_E_MAGIC,		/* not "GGUF" */
 	GGUF_E_VERSION,		/* not version 2 or 3 */
-	GGUF_E_COUNT,		/* tensor or KV count larger than the file can hold */
+	GGUF_E_COUNT,		/* a count larger than the file can hold or the limit */
 	GGUF_E_STRING,		/* string length absurd (empty key, too long) */
 	GGUF_E_VALUE_TYPE,	/* unknown metadata value type */
 	GGUF_E_VALUE,		/* a value out of its domain (bool not 0/1, ...) */
@@ -77,6 +77,9 @@ const char *gguf_err_name(enum gguf_err code);
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_NAME 63	/* tensor name bytes (ggml's 64 with NUL) */
 #define GGUF_MAX_KEY 65535
+/* Far above real files (~50 keys, a few thousand tensors), far below harm. */
+#define GGUF_MAX_KV_COUNT (1u << 16)
+#define GGUF_MAX_TENSOR_COUNT (1u << 20)
 #define GGUF_DEFAULT_ALIGNMENT 32
 
 /* A string inside the header: not NUL-terminated. */
