@@ -46,6 +46,9 @@ HELPER_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 
 all: $(PINFER)
 
+# Keep objects that pattern rules chain through (test objects).
+.SECONDARY:
+
 help:
 	@echo "make             build libpinfer, the engine and $(PINFER)"
 	@echo "make demo        deps, build, default model, then run it"
