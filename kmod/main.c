@@ -1,40 +1,63 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * pinfer.ko: pinned, hugepage-backed model memory for pinfer.
+ * pinfer.ko: pinned, hugepage-backed, NUMA-local model memory for pinfer.
  *
- * This is the device skeleton: /dev/pinfer and its version ioctl. Regions,
- * mappings and io_uring prefetch are described in Documentation/pinfer.rst.
+ * /dev/pinfer hands out regions (region.c) that user space maps and fills
+ * from a file with direct I/O driven through io_uring (prefetch.c).
+ * Documentation/pinfer.rst describes the interface.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/device.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/uaccess.h>
 
-#include <pinfer.h>
+#include "internal.h"
 
-static long pinfer_ioctl_version(void __user *arg)
+atomic64_t pinfer_pinned_bytes = ATOMIC64_INIT(0);
+atomic_t pinfer_nr_regions = ATOMIC_INIT(0);
+
+static unsigned long max_pinned_mb;
+module_param(max_pinned_mb, ulong, 0644);
+MODULE_PARM_DESC(max_pinned_mb,
+		 "Most memory all regions together may pin, in MiB (0: 3/4 of RAM)");
+
+u64 pinfer_max_pinned_bytes(void)
+{
+	unsigned long mb = READ_ONCE(max_pinned_mb);
+
+	if (mb)
+		return (u64)mb << 20;
+	return (u64)totalram_pages() / 4 * 3 << PAGE_SHIFT;
+}
+
+static long pinfer_ioctl_version(struct pinfer_version __user *uarg)
 {
 	struct pinfer_version v;
 
-	if (copy_from_user(&v, arg, sizeof(v)))
+	if (copy_from_user(&v, uarg, sizeof(v)))
 		return -EFAULT;
 	if (v.reserved)
 		return -EINVAL;
 	v.abi_version = PINFER_ABI_VERSION;
-	v.features = 0;
-	if (copy_to_user(arg, &v, sizeof(v)))
-		return -EFAULT;
-	return 0;
+	v.features = PINFER_FEAT_REGION | PINFER_FEAT_PAGE_2M |
+		     PINFER_FEAT_PREFETCH | PINFER_FEAT_URING_CMD;
+	return copy_to_user(uarg, &v, sizeof(v)) ? -EFAULT : 0;
 }
 
 static long pinfer_dev_ioctl(struct file *file, unsigned int cmd,
 			     unsigned long arg)
 {
+	void __user *uarg = (void __user *)arg;
+
 	switch (cmd) {
 	case PINFER_IOC_VERSION:
-		return pinfer_ioctl_version((void __user *)arg);
+		return pinfer_ioctl_version(uarg);
+	case PINFER_IOC_REGION_CREATE:
+		return pinfer_region_create(uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -47,16 +70,51 @@ static const struct file_operations pinfer_dev_fops = {
 	.llseek = noop_llseek,
 };
 
+/* /sys/class/misc/pinfer/{pinned_bytes,max_pinned_bytes,regions} */
+static ssize_t pinned_bytes_show(struct device *dev,
+				 struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&pinfer_pinned_bytes));
+}
+static DEVICE_ATTR_RO(pinned_bytes);
+
+static ssize_t max_pinned_bytes_show(struct device *dev,
+				     struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%llu\n", pinfer_max_pinned_bytes());
+}
+static DEVICE_ATTR_RO(max_pinned_bytes);
+
+static ssize_t regions_show(struct device *dev, struct device_attribute *attr,
+			    char *buf)
+{
+	return sysfs_emit(buf, "%d\n", atomic_read(&pinfer_nr_regions));
+}
+static DEVICE_ATTR_RO(regions);
+
+static struct attribute *pinfer_attrs[] = {
+	&dev_attr_pinned_bytes.attr,
+	&dev_attr_max_pinned_bytes.attr,
+	&dev_attr_regions.attr,
+	NULL,
+};
+ATTRIBUTE_GROUPS(pinfer);
+
 static struct miscdevice pinfer_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = PINFER_DEVICE_NAME,
 	.fops = &pinfer_dev_fops,
+	.groups = pinfer_groups,
 	.mode = 0660,
 };
 
 static int __init pinfer_init(void)
 {
 	BUILD_BUG_ON(sizeof(struct pinfer_version) != 16);
+	BUILD_BUG_ON(sizeof(struct pinfer_region_create) != 40);
+	BUILD_BUG_ON(sizeof(struct pinfer_region_info) != 48);
+	BUILD_BUG_ON(sizeof(struct pinfer_bind_file) != 16);
+	BUILD_BUG_ON(sizeof(struct pinfer_prefetch) != 32);
 	return misc_register(&pinfer_misc);
 }
 

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * pinfer.ko internals.
+ *
+ * Lifetime: a region is reference counted. Its file holds one reference
+ * (a mapping holds the file, so mappings keep the region), and each prefetch
+ * command in flight holds one. The last put frees the pages (mappings hold
+ * page references of their own, so a page is never freed while mapped),
+ * uncharges the memory and releases the pseudo file system pin.
+ */
+#ifndef PINFER_INTERNAL_H
+#define PINFER_INTERNAL_H
+
+#include <linux/atomic.h>
+#include <linux/bits.h>
+#include <linux/fs.h>
+#include <linux/kref.h>
+#include <linux/mutex.h>
+#include <linux/types.h>
+
+#include <pinfer.h>
+
+#define PINFER_ORDER		9		/* 2 MiB pages on x86-64 */
+#define PINFER_PAGE_SHIFT	(PAGE_SHIFT + PINFER_ORDER)
+#define PINFER_PAGE_BYTES	BIT(PINFER_PAGE_SHIFT)
+#define PINFER_MAX_INFLIGHT	4096		/* commands per region */
+#define PINFER_DIO_ALIGN	4096		/* offsets/lengths for direct I/O */
+
+struct pinfer_region {
+	struct kref ref;
+	u64 size;			/* bytes, a multiple of 2 MiB */
+	int nid;			/* node of every page */
+	unsigned long nr_pages;		/* 2 MiB pages */
+	struct page **pages;		/* heads of the order-9 compound pages */
+	struct mm_struct *acct_mm;	/* mm charged with locked_vm (grabbed) */
+
+	struct mutex lock;		/* protects @backing */
+	struct file *backing;		/* bound file, or NULL */
+
+	atomic64_t bytes_loaded;
+	atomic_t inflight;
+};
+
+/* Global accounting (main.c). */
+extern atomic64_t pinfer_pinned_bytes;
+extern atomic_t pinfer_nr_regions;
+u64 pinfer_max_pinned_bytes(void);
+
+/* region.c */
+long pinfer_region_create(struct pinfer_region_create __user *uarg);
+void pinfer_region_put(struct pinfer_region *r);
+
+/* prefetch.c */
+long pinfer_prefetch_ioctl(struct pinfer_region *r,
+			   struct pinfer_prefetch __user *uarg);
+int pinfer_prefetch_uring_cmd(struct pinfer_region *r,
+			      struct io_uring_cmd *ioucmd,
+			      unsigned int issue_flags);
+long pinfer_bind_file(struct pinfer_region *r,
+		      struct pinfer_bind_file __user *uarg);
+
+#endif /* PINFER_INTERNAL_H */

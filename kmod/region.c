@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Regions: pinned 2 MiB compound pages on one NUMA node, each region a file
+ * with its own inode (i_size = region size) on a small pseudo file system,
+ * mapped to user space with PMD entries.
+ *
+ * Why a plain .fault and not .huge_fault: 6.1 never calls ->huge_fault for a
+ * VMA that is neither anonymous nor DAX. Returning the subpage of an order-9
+ * compound page from .fault lets finish_fault() install a PMD (do_set_pmd)
+ * when the VMA is 2 MiB aligned, on 6.1 and 6.12 alike; 6.12 also requires
+ * the mapping's inode to have i_size covering the fault, hence the inode.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/file.h>
+#include <linux/gfp.h>
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/module.h>
+#include <linux/pseudo_fs.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "compat.h"
+#include "internal.h"
+
+#define PINFER_FS_MAGIC 0x70696e66	/* "pinf" */
+
+static struct vfsmount *pinfer_mnt;
+static int pinfer_mnt_count;
+
+static int pinfer_fs_init_fs_context(struct fs_context *fc)
+{
+	return init_pseudo(fc, PINFER_FS_MAGIC) ? 0 : -ENOMEM;
+}
+
+/*
+ * .owner: the superblock pins the module, and each region pins the file
+ * system (simple_pin_fs) until it is freed, so the module cannot go while a
+ * region inode exists.
+ */
+static struct file_system_type pinfer_fs_type = {
+	.owner = THIS_MODULE,
+	.name = "pinferfs",
+	.init_fs_context = pinfer_fs_init_fs_context,
+	.kill_sb = kill_anon_super,
+};
+
+/* ---- memory ------------------------------------------------------------ */
+
+static void pinfer_free_pages(struct pinfer_region *r, unsigned long n)
+{
+	while (n--)
+		put_page(r->pages[n]);	/* mappings hold their own references */
+}
+
+static int pinfer_alloc_pages(struct pinfer_region *r)
+{
+	const gfp_t gfp = GFP_KERNEL | __GFP_ACCOUNT | __GFP_COMP |
+			  __GFP_THISNODE | __GFP_NOWARN | __GFP_RETRY_MAYFAIL |
+			  __GFP_ZERO;
+	unsigned long i;
+
+	for (i = 0; i < r->nr_pages; i++) {
+		struct page *page;
+
+		if (fatal_signal_pending(current))
+			goto undo_eintr;
+		page = alloc_pages_node(r->nid, gfp, PINFER_ORDER);
+		if (!page)
+			goto undo_enomem;
+		r->pages[i] = page;
+		cond_resched();
+	}
+	return 0;
+
+undo_eintr:
+	pinfer_free_pages(r, i);
+	return -EINTR;
+undo_enomem:
+	pinfer_free_pages(r, i);
+	return -ENOMEM;
+}
+
+/* Uncharge locked_vm from the creator's mm, if it still exists (as vfio). */
+static void pinfer_unaccount(struct pinfer_region *r)
+{
+	if (mmget_not_zero(r->acct_mm)) {
+		account_locked_vm(r->acct_mm, r->size >> PAGE_SHIFT, false);
+		mmput(r->acct_mm);
+	}
+	mmdrop(r->acct_mm);
+}
+
+static void pinfer_region_release(struct kref *ref)
+{
+	struct pinfer_region *r = container_of(ref, struct pinfer_region, ref);
+
+	if (r->backing)
+		fput(r->backing);
+	pinfer_free_pages(r, r->nr_pages);
+	kvfree(r->pages);
+	pinfer_unaccount(r);
+	atomic64_sub(r->size, &pinfer_pinned_bytes);
+	atomic_dec(&pinfer_nr_regions);
+	kfree(r);
+	simple_release_fs(&pinfer_mnt, &pinfer_mnt_count);
+}
+
+void pinfer_region_put(struct pinfer_region *r)
+{
+	kref_put(&r->ref, pinfer_region_release);
+}
+
+/* ---- mapping ------------------------------------------------------------ */
+
+static vm_fault_t pinfer_vm_fault(struct vm_fault *vmf)
+{
+	struct pinfer_region *r = vmf->vma->vm_file->private_data;
+	pgoff_t pgoff = vmf->pgoff;
+	struct page *page;
+
+	if (pgoff >= r->size >> PAGE_SHIFT)
+		return VM_FAULT_SIGBUS;
+	page = r->pages[pgoff >> PINFER_ORDER] +
+	       (pgoff & ((1UL << PINFER_ORDER) - 1));
+	get_page(page);		/* handed to the page table by finish_fault() */
+	vmf->page = page;
+	return 0;
+}
+
+static const struct vm_operations_struct pinfer_vm_ops = {
+	.fault = pinfer_vm_fault,
+};
+
+static int pinfer_region_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct pinfer_region *r = file->private_data;
+	unsigned long npages = r->size >> PAGE_SHIFT;
+
+	/* A private mapping would copy on write: pages of ours into anon. */
+	if (!(vma->vm_flags & VM_MAYSHARE))
+		return -EINVAL;
+	if (vma->vm_pgoff > npages || vma_pages(vma) > npages - vma->vm_pgoff)
+		return -EINVAL;
+	pinfer_vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = &pinfer_vm_ops;
+	return 0;
+}
+
+/*
+ * Place the mapping so that file offset and address agree modulo 2 MiB:
+ * ask for 2 MiB more than needed and round up within it.
+ */
+static unsigned long pinfer_get_unmapped_area(struct file *file,
+					      unsigned long addr,
+					      unsigned long len,
+					      unsigned long pgoff,
+					      unsigned long flags)
+{
+	unsigned long off = pgoff << PAGE_SHIFT, padded = len + PINFER_PAGE_BYTES;
+	unsigned long ret;
+
+	if ((flags & MAP_FIXED) || len < PINFER_PAGE_BYTES || padded < len)
+		return pinfer_mm_get_unmapped_area(file, addr, len, pgoff, flags);
+	ret = pinfer_mm_get_unmapped_area(file, addr, padded, pgoff, flags);
+	if (IS_ERR_VALUE(ret))
+		return ret;
+	if (ret == addr)	/* the caller's hint was free: honour it */
+		return ret;
+	return ret + ((off - ret) & (PINFER_PAGE_BYTES - 1));
+}
+
+/* ---- the region fd ------------------------------------------------------ */
+
+static long pinfer_region_info(struct pinfer_region *r,
+			       struct pinfer_region_info __user *uarg)
+{
+	struct pinfer_region_info info = {
+		.size = r->size,
+		.numa_node = r->nid,
+		.page_size = PINFER_PAGE_2M,
+		.bytes_loaded = atomic64_read(&r->bytes_loaded),
+		.inflight = atomic_read(&r->inflight),
+	};
+
+	return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
+static long pinfer_region_ioctl(struct file *file, unsigned int cmd,
+				unsigned long arg)
+{
+	struct pinfer_region *r = file->private_data;
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case PINFER_IOC_REGION_INFO:
+		return pinfer_region_info(r, uarg);
+	case PINFER_IOC_BIND_FILE:
+		return pinfer_bind_file(r, uarg);
+	case PINFER_IOC_PREFETCH:
+		return pinfer_prefetch_ioctl(r, uarg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+static int pinfer_region_uring_cmd(struct io_uring_cmd *ioucmd,
+				   unsigned int issue_flags)
+{
+	return pinfer_prefetch_uring_cmd(ioucmd->file->private_data, ioucmd,
+					 issue_flags);
+}
+
+static int pinfer_region_file_release(struct inode *inode, struct file *file)
+{
+	pinfer_region_put(file->private_data);
+	return 0;
+}
+
+static const struct file_operations pinfer_region_fops = {
+	.owner = THIS_MODULE,
+	.mmap = pinfer_region_mmap,
+	.get_unmapped_area = pinfer_get_unmapped_area,
+	.unlocked_ioctl = pinfer_region_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.uring_cmd = pinfer_region_uring_cmd,
+	.release = pinfer_region_file_release,
+	.llseek = noop_llseek,
+};
+
+/* ---- creation ----------------------------------------------------------- */
+
+static int pinfer_check_create(struct pinfer_region_create *arg)
+{
+	if (arg->flags || arg->reserved[0] || arg->reserved[1])
+		return -EINVAL;
+	if (arg->page_size == PINFER_PAGE_1G)
+		return -EOPNOTSUPP;
+	if (arg->page_size != PINFER_PAGE_2M)
+		return -EINVAL;
+	if (!arg->size || arg->size % PINFER_PAGE_BYTES)
+		return -EINVAL;
+	if (arg->size >> PAGE_SHIFT > totalram_pages())
+		return -ENOMEM;
+	if (arg->numa_node == NUMA_NO_NODE)
+		arg->numa_node = numa_node_id();
+	if (arg->numa_node < 0 || arg->numa_node >= MAX_NUMNODES ||
+	    !node_state(arg->numa_node, N_MEMORY))
+		return -EINVAL;
+	return 0;
+}
+
+/* Charge the global cap and the caller's RLIMIT_MEMLOCK. */
+static int pinfer_account(u64 size)
+{
+	int ret;
+
+	if (atomic64_add_return(size, &pinfer_pinned_bytes) >
+	    pinfer_max_pinned_bytes()) {
+		ret = -ENOMEM;
+		goto undo_global;
+	}
+	/* locked_vm is charged always; the limit is waived by CAP_IPC_LOCK */
+	ret = account_locked_vm(current->mm, size >> PAGE_SHIFT, true);
+	if (ret)
+		goto undo_global;
+	return 0;
+
+undo_global:
+	atomic64_sub(size, &pinfer_pinned_bytes);
+	return ret;
+}
+
+static struct file *pinfer_region_file(struct pinfer_region *r)
+{
+	struct inode *inode;
+	struct file *file;
+
+	inode = alloc_anon_inode(pinfer_mnt->mnt_sb);
+	if (IS_ERR(inode))
+		return ERR_CAST(inode);
+	i_size_write(inode, r->size);
+	if (!try_module_get(THIS_MODULE)) {	/* put by __fput: fops->owner */
+		file = ERR_PTR(-ENOENT);
+		goto put_inode;
+	}
+	file = alloc_file_pseudo(inode, pinfer_mnt, "pinfer-region", O_RDWR,
+				 &pinfer_region_fops);
+	if (IS_ERR(file))
+		goto put_module;
+	file->private_data = r;
+	return file;
+
+put_module:
+	module_put(THIS_MODULE);
+put_inode:
+	iput(inode);
+	return file;
+}
+
+long pinfer_region_create(struct pinfer_region_create __user *uarg)
+{
+	struct pinfer_region_create arg;
+	struct pinfer_region *r;
+	struct file *file;
+	int ret, fd;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	ret = pinfer_check_create(&arg);
+	if (ret)
+		return ret;
+	if (!current->mm)
+		return -EINVAL;
+	ret = pinfer_account(arg.size);
+	if (ret)
+		return ret;
+
+	ret = -ENOMEM;
+	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	if (!r)
+		goto unaccount;
+	kref_init(&r->ref);
+	mutex_init(&r->lock);
+	r->size = arg.size;
+	r->nid = arg.numa_node;
+	r->nr_pages = arg.size >> PINFER_PAGE_SHIFT;
+	r->acct_mm = current->mm;
+	mmgrab(r->acct_mm);
+	r->pages = kvcalloc(r->nr_pages, sizeof(*r->pages), GFP_KERNEL);
+	if (!r->pages)
+		goto free_region;
+	ret = pinfer_alloc_pages(r);
+	if (ret)
+		goto free_array;
+	ret = simple_pin_fs(&pinfer_fs_type, &pinfer_mnt, &pinfer_mnt_count);
+	if (ret)
+		goto free_pages;
+	atomic_inc(&pinfer_nr_regions);
+
+	/* From here on the region is complete: the file's release frees it. */
+	file = pinfer_region_file(r);
+	if (IS_ERR(file)) {
+		pinfer_region_put(r);
+		return PTR_ERR(file);
+	}
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0) {
+		fput(file);
+		return fd;
+	}
+	if (put_user(fd, &uarg->fd)) {
+		put_unused_fd(fd);
+		fput(file);
+		return -EFAULT;
+	}
+	fd_install(fd, file);
+	return fd;
+
+free_pages:
+	pinfer_free_pages(r, r->nr_pages);
+free_array:
+	kvfree(r->pages);
+free_region:
+	mmdrop(r->acct_mm);
+	kfree(r);
+unaccount:
+	account_locked_vm(current->mm, arg.size >> PAGE_SHIFT, false);
+	atomic64_sub(arg.size, &pinfer_pinned_bytes);
+	return ret;
+}
