@@ -42,7 +42,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPER_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 
 .PHONY: all help deps venv model demo check check-asan fuzz kmod kmod-clean \
-	checkpatch clean distclean tests
+	checkpatch clean distclean tests vm-kernels vm-setup
 
 all: $(PINFER)
 
@@ -58,6 +58,7 @@ help:
 	@echo "make model       fetch the default model into models/"
 	@echo "make kmod        build kmod/pinfer.ko (KDIR=... to choose headers)"
 	@echo "make checkpatch  run the kernel's checkpatch.pl --strict on kmod/ and uapi/"
+	@echo "make vm-setup    fetch the test kernels, build the VM test programs and disk"
 	@echo "make fuzz        fuzz the GGUF reader for FUZZ_SECONDS (default 300)"
 	@echo "make clean       remove build outputs (keeps models/ and the venv)"
 
@@ -117,7 +118,7 @@ demo: deps
 
 # Everything, from a fresh clone: what README's test command and CI run.
 check: deps
-	@$(MAKE) --no-print-directory all tests venv model
+	@$(MAKE) --no-print-directory all tests venv model vm-setup
 	@$(MAKE) --no-print-directory SAN=1 tests
 	@tests/run-tests.sh
 
@@ -145,10 +146,34 @@ kmod-clean:
 	@test -z "$(KDIR)" || $(MAKE) -C $(KDIR) M=$(CURDIR) clean
 
 checkpatch:
-	@tests/kmod/checkpatch.sh
+	@tests/kmod/test_checkpatch.sh
+
+# ---- the VM test bench (tests/vm) -------------------------------------------
+
+# Test programs that run inside the VM: static, so the initramfs needs no
+# libraries; built with the kernel's kselftest harness (-Wall, its own rule).
+VM_CFLAGS := -std=gnu11 -O2 -g -Wall -Werror -D_GNU_SOURCE -static -Iuapi \
+	-Ibuild/linux-source/tools/testing/selftests
+VM_BINS := build/vm/bin/pinfer_test
+
+build/linux-source/.stamp:
+	@tools/scripts/linux-source.sh >/dev/null
+
+build/vm/bin/%: tests/kmod/%.c uapi/pinfer.h build/linux-source/.stamp
+	@mkdir -p $(@D)
+	$(CC) $(VM_CFLAGS) -o $@ $< -luring
+
+build/vm/disk.img: tests/vm/mkdisk.sh
+	@mkdir -p $(@D)
+	tests/vm/mkdisk.sh $@
+
+vm-kernels:
+	@tools/scripts/vm-kernels.sh
+
+vm-setup: vm-kernels $(VM_BINS) build/vm/disk.img
 
 clean: kmod-clean
-	rm -rf build/obj build/tests build/asan build/kmod $(PINFER) $(LIBPINFER) $(LIBENGINE)
+	rm -rf build/obj build/tests build/asan build/kmod build/vm/bin $(PINFER) $(LIBPINFER) $(LIBENGINE)
 
 distclean:
 	rm -rf build models
