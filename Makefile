@@ -163,6 +163,10 @@ build/vm/bin/%: tests/kmod/%.c uapi/pinfer.h build/linux-source/.stamp
 	@mkdir -p $(@D)
 	$(CC) $(VM_CFLAGS) -o $@ $< -luring
 
+build/vm/bin/%: bench/%.c uapi/pinfer.h
+	@mkdir -p $(@D)
+	$(CC) $(VM_CFLAGS) -o $@ $< -luring
+
 build/vm/disk.img: tests/vm/mkdisk.sh
 	@mkdir -p $(@D)
 	tests/vm/mkdisk.sh $@

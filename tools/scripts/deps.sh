@@ -10,7 +10,7 @@ pkgs=(
 	liburing-dev libopenblas-dev libnuma-dev	# the runtime and engine
 	python3-pip python3-venv			# test scripts (venv from PyPI)
 	clang libclang-rt-14-dev			# libFuzzer for `make fuzz`
-	qemu-system-x86 busybox-static cpio xz-utils kmod e2fsprogs # the VM tests
+	dkms qemu-system-x86 busybox-static cpio xz-utils kmod e2fsprogs # the module
 	linux-source-6.12				# kselftest harness, checkpatch.pl
 )
 for k in $kernels; do
