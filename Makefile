@@ -42,7 +42,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPER_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 
 .PHONY: all help deps venv model demo check check-asan fuzz kmod kmod-clean \
-	checkpatch clean distclean tests vm-kernels vm-setup
+	checkpatch clean distclean tests vm-kernels vm-setup dkms-install
 
 all: $(PINFER)
 
@@ -57,6 +57,7 @@ help:
 	@echo "make deps        install the Debian packages the project needs"
 	@echo "make model       fetch the default model into models/"
 	@echo "make kmod        build kmod/pinfer.ko (KDIR=... to choose headers)"
+	@echo "make dkms-install install the module with dkms (root)"
 	@echo "make checkpatch  run the kernel's checkpatch.pl --strict on kmod/ and uapi/"
 	@echo "make vm-setup    fetch the test kernels, build the VM test programs and disk"
 	@echo "make fuzz        fuzz the GGUF reader for FUZZ_SECONDS (default 300)"
@@ -141,6 +142,15 @@ kmod:
 	@test -n "$(KDIR)" || { echo "make kmod: no kernel headers found; install linux-headers-\$$(uname -r) or set KDIR=" >&2; exit 1; }
 	@echo "make kmod: building against $(KDIR)"
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+# Install the module with dkms for every kernel (as root): the source goes
+# to /usr/src/pinfer-$(VERSION); dkms builds, installs, and runs
+# kmod/dkms-post-install.sh (group pinfer, udev rule).
+dkms-install:
+	rm -rf /usr/src/pinfer-$(VERSION)
+	mkdir -p /usr/src/pinfer-$(VERSION)
+	cp -r Kbuild kmod uapi dkms.conf /usr/src/pinfer-$(VERSION)/
+	dkms install pinfer/$(VERSION)
 
 kmod-clean:
 	@test -z "$(KDIR)" || $(MAKE) -C $(KDIR) M=$(CURDIR) clean
