@@ -329,6 +329,24 @@ TEST(create_info_close)
 	close(dev);
 }
 
+TEST(allocation_failing_midway_leaves_nothing)
+{
+	long pinned = sysfs_long("pinned_bytes");
+	long regions = sysfs_long("regions");
+	long free_before = free_kb();
+	int dev = dev_open(), node = 1;
+
+	ASSERT_LE(0, dev);
+	if (access("/sys/devices/system/node/node1", F_OK))
+		node = 0;
+	/* more than the node has: the allocation fails part way through */
+	EXPECT_EQ(-ENOMEM, create(dev, 1024 * MiB, node));
+	EXPECT_EQ(pinned, sysfs_long("pinned_bytes"));
+	EXPECT_EQ(regions, sysfs_long("regions"));
+	EXPECT_GE(free_kb(), free_before - 16 * 1024);
+	close(dev);
+}
+
 /* ---- mapping ------------------------------------------------------------ */
 
 TEST(mmap_pmd_entries)
@@ -407,6 +425,27 @@ TEST(fork_shares_the_mapping)
 	EXPECT_EQ(42, p[1]);
 	munmap((void *)p, 2 * MiB);
 	close(r);
+	close(dev);
+}
+
+TEST(mlocked_mapping_unmaps_cleanly)
+{
+	long pinned = sysfs_long("pinned_bytes");
+	int dev = dev_open(), r;
+	uint8_t *p;
+
+	ASSERT_LE(0, dev);
+	r = create(dev, 4 * MiB, -1);
+	ASSERT_LE(0, r);
+	p = map(r, 4 * MiB, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	p[0] = 1;
+	EXPECT_EQ(0, mlock(p, 4 * MiB));
+	p[3 * MiB] = 2;
+	EXPECT_EQ(0, munlock(p, 2 * MiB));
+	EXPECT_EQ(0, munmap(p, 4 * MiB));	/* the rest is unmapped locked */
+	close(r);
+	EXPECT_EQ(pinned, wait_pinned(pinned));
 	close(dev);
 }
 
@@ -976,6 +1015,128 @@ TEST_F_TIMEOUT(slow, cycles_1000, 900)
 	close(fd);
 	EXPECT_EQ(pinned, wait_pinned(pinned));
 	EXPECT_GE(free_kb(), free_before - 16 * 1024);
+}
+
+/*
+ * Random operations from four processes at once, valid and not: create,
+ * map, unmap, mlock, bind, prefetch by ioctl and io_uring with random
+ * ranges, close with commands in flight, fork, and SIGKILL of a sibling.
+ * The kernel must neither crash nor warn (the VM checks its log), and all
+ * memory must come back.
+ */
+static void random_ops(unsigned int seed, int n)
+{
+	struct { int fd; uint8_t *map; uint64_t size, map_size; } reg[4] = { 0 };
+	int dev = dev_open(), file = open_in_dir("rand64m.bin", O_RDONLY);
+	struct io_uring ring;
+	int i, k;
+
+	srandom(seed);
+	if (dev < 0 || file < 0 || io_uring_queue_init(64, &ring, IORING_SETUP_SQE128))
+		_exit(1);
+	for (i = 0; i < 4; i++)
+		reg[i].fd = -1;
+	for (i = 0; i < n; i++) {
+		int op = random() % 9;
+		uint64_t a = (uint64_t)random() << 12 & (16 * MiB - 1);
+		uint64_t len = random() % 3 ? (random() % 8 + 1) * 4096 :
+			       (uint64_t)random() << 20 >> (random() % 40);
+
+		k = random() % 4;
+		switch (op) {
+		case 0:
+			if (reg[k].fd < 0) {
+				reg[k].size = (random() % 8 + 1) * 2 * MiB;
+				reg[k].fd = create(dev, reg[k].size, random() % 3 - 1);
+			}
+			break;
+		case 1:
+			if (reg[k].fd >= 0 && !reg[k].map) {
+				reg[k].map = map(reg[k].fd, reg[k].size, 0);
+				reg[k].map_size = reg[k].size;
+				if (reg[k].map == MAP_FAILED)
+					reg[k].map = NULL;
+				else if (random() % 4 == 0)
+					mlock(reg[k].map, reg[k].map_size);
+			}
+			break;
+		case 2:
+			if (reg[k].map) {
+				reg[k].map[a % reg[k].map_size] = (uint8_t)i;
+				munmap(reg[k].map, reg[k].map_size);
+				reg[k].map = NULL;
+			}
+			break;
+		case 3:
+			if (reg[k].fd >= 0)
+				bind_fd(reg[k].fd, random() % 5 ? file : dev);
+			break;
+		case 4:
+			if (reg[k].fd >= 0)
+				prefetch(reg[k].fd, a, (uint64_t)random() << 9, len);
+			break;
+		case 5:
+			if (reg[k].fd >= 0 && io_uring_sq_space_left(&ring)) {
+				queue_prefetch(&ring, reg[k].fd, a, a, len, 0);
+				io_uring_submit(&ring);
+			}
+			break;
+		case 6: {
+			struct io_uring_cqe *cqe;
+
+			while (!io_uring_peek_cqe(&ring, &cqe))
+				io_uring_cqe_seen(&ring, cqe);
+			break;
+		}
+		case 7:
+			if (reg[k].fd >= 0) {	/* possibly with commands in flight */
+				close(reg[k].fd);
+				reg[k].fd = -1;
+			}
+			break;
+		case 8:
+			if (random() % 16 == 0) {
+				pid_t pid = fork();
+
+				if (pid == 0) {
+					if (reg[k].map)
+						reg[k].map[0]++;
+					_exit(0);
+				}
+				if (pid > 0 && random() % 2)
+					kill(pid, SIGKILL);
+				if (pid > 0)
+					waitpid(pid, NULL, 0);
+			}
+			break;
+		}
+	}
+	_exit(0);	/* everything left open goes with the process */
+}
+
+TEST_F_TIMEOUT(slow, random_operations_from_four_processes, 900)
+{
+	long pinned = sysfs_long("pinned_bytes");
+	long regions = sysfs_long("regions");
+	pid_t pids[4];
+	int i, status;
+
+	for (i = 0; i < 4; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			random_ops(1234 + i, 3000);
+	}
+	usleep(500 * 1000);
+	kill(pids[3], SIGKILL);		/* one dies in the middle of it all */
+	for (i = 0; i < 4; i++) {
+		ASSERT_EQ(pids[i], waitpid(pids[i], &status, 0));
+		if (i < 3) {
+			EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
+				TH_LOG("process %d: status %#x", i, status);
+		}
+	}
+	EXPECT_EQ(pinned, wait_pinned(pinned));
+	EXPECT_EQ(regions, sysfs_long("regions"));
 }
 
 TEST_HARNESS_MAIN
