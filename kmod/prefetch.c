@@ -133,13 +133,39 @@ static long pinfer_io_read_sync(struct pinfer_io *io, u64 len)
 	return vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
 }
 
-static int pinfer_begin(struct pinfer_region *r)
+/*
+ * Everything a prefetch needs before its read: the range checked, the bound
+ * file and the region referenced, a slot among the commands in flight, the
+ * page vector. pinfer_io_free() undoes it.
+ */
+static struct pinfer_io *pinfer_io_start(struct pinfer_region *r,
+					 const struct pinfer_prefetch *p)
 {
+	struct pinfer_io *io;
+	struct file *f;
+	int ret;
+
+	ret = pinfer_check_prefetch(r, p);
+	if (ret)
+		return ERR_PTR(ret);
+	f = pinfer_get_backing(r);
+	if (!f)
+		return ERR_PTR(-EBADF);
 	if (atomic_inc_return(&r->inflight) > PINFER_MAX_INFLIGHT) {
-		atomic_dec(&r->inflight);
-		return -EBUSY;
+		ret = -EBUSY;
+		goto undo_inflight;
 	}
-	return 0;
+	io = pinfer_io_alloc(r, f, p);
+	if (!io) {
+		ret = -ENOMEM;
+		goto undo_inflight;
+	}
+	return io;
+
+undo_inflight:
+	atomic_dec(&r->inflight);
+	fput(f);
+	return ERR_PTR(ret);
 }
 
 long pinfer_prefetch_ioctl(struct pinfer_region *r,
@@ -147,33 +173,16 @@ long pinfer_prefetch_ioctl(struct pinfer_region *r,
 {
 	struct pinfer_prefetch p;
 	struct pinfer_io *io;
-	struct file *f;
 	long ret;
 
 	if (copy_from_user(&p, uarg, sizeof(p)))
 		return -EFAULT;
-	ret = pinfer_check_prefetch(r, &p);
-	if (ret)
-		return ret;
-	f = pinfer_get_backing(r);
-	if (!f)
-		return -EBADF;
-	ret = pinfer_begin(r);
-	if (ret)
-		goto put_file;
-	io = pinfer_io_alloc(r, f, &p);
-	if (!io) {
-		atomic_dec(&r->inflight);
-		ret = -ENOMEM;
-		goto put_file;
-	}
+	io = pinfer_io_start(r, &p);
+	if (IS_ERR(io))
+		return PTR_ERR(io);
 	io->res = pinfer_io_read_sync(io, p.len);
 	ret = io->res;
-	pinfer_io_free(io);	/* drops the file reference */
-	return ret;
-
-put_file:
-	fput(f);
+	pinfer_io_free(io);
 	return ret;
 }
 
@@ -231,7 +240,6 @@ int pinfer_prefetch_uring_cmd(struct pinfer_region *r,
 	struct pinfer_prefetch p;
 	struct pinfer_io *io;
 	struct iov_iter iter;
-	struct file *f;
 	ssize_t ret;
 
 	if (ioucmd->cmd_op != PINFER_URING_CMD_PREFETCH)
@@ -245,29 +253,15 @@ int pinfer_prefetch_uring_cmd(struct pinfer_region *r,
 	if (issue_flags & IO_URING_F_NONBLOCK)
 		return -EAGAIN;
 	pinfer_read_payload(ioucmd, &p);
-	ret = pinfer_check_prefetch(r, &p);
-	if (ret)
-		return ret;
-	f = pinfer_get_backing(r);
-	if (!f)
-		return -EBADF;
-	ret = pinfer_begin(r);
-	if (ret) {
-		fput(f);
-		return ret;
-	}
-	io = pinfer_io_alloc(r, f, &p);
-	if (!io) {
-		atomic_dec(&r->inflight);
-		fput(f);
-		return -ENOMEM;
-	}
+	io = pinfer_io_start(r, &p);
+	if (IS_ERR(io))
+		return PTR_ERR(io);
 	io->ioucmd = ioucmd;
 	*pinfer_cmd_io(ioucmd) = io;
 	refcount_set(&io->ref, 2);
 	io->iocb.ki_complete = pinfer_io_complete;
 	iov_iter_bvec(&iter, ITER_DEST, io->bvec, io->nr_bvec, p.len);
-	ret = vfs_iocb_iter_read(f, &io->iocb, &iter);
+	ret = vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
 	if (ret != -EIOCBQUEUED)	/* done already (buffered, or an error) */
 		pinfer_io_complete(&io->iocb, ret);
 	pinfer_io_put(io);

@@ -74,6 +74,24 @@ static int bind_fd(int region, int fd)
 	return ioctl(region, PINFER_IOC_BIND_FILE, &b) < 0 ? -errno : 0;
 }
 
+/* A region of @size with the file @name of the test directory bound. */
+static int create_bound(int dev, uint64_t size, const char *name)
+{
+	int r = create(dev, size, -1), fd, ret;
+
+	if (r < 0)
+		return r;
+	fd = open_in_dir(name, O_RDONLY);
+	ret = fd < 0 ? -errno : bind_fd(r, fd);
+	if (fd >= 0)
+		close(fd);
+	if (ret) {
+		close(r);
+		return ret;
+	}
+	return r;
+}
+
 static long prefetch(int region, uint64_t roff, uint64_t foff, uint64_t len)
 {
 	struct pinfer_prefetch p = {
@@ -553,16 +571,13 @@ TEST(prefetch_ioctl_64m)
 	struct pinfer_region_info info;
 	size_t size, off;
 	uint8_t *want = read_file("rand64m.bin", &size), *p;
-	int dev = dev_open(), r, fd;
+	int dev = dev_open(), r;
 
 	ASSERT_NE(NULL, want);
 	ASSERT_EQ(64 * MiB, size);
 	ASSERT_LE(0, dev);
-	r = create(dev, 64 * MiB, -1);
+	r = create_bound(dev, 64 * MiB, "rand64m.bin");
 	ASSERT_LE(0, r);
-	fd = open_in_dir("rand64m.bin", O_RDONLY);
-	ASSERT_EQ(0, bind_fd(r, fd));
-	close(fd);
 	for (off = 0; off < size; off += 4 * MiB) {
 		ASSERT_EQ((long)(4 * MiB), prefetch(r, off, off, 4 * MiB));
 	}
@@ -581,14 +596,11 @@ TEST(prefetch_ioctl_64m)
 TEST(prefetch_range_errors)
 {
 	struct pinfer_prefetch p = { .len = 4096 };
-	int dev = dev_open(), r, fd;
+	int dev = dev_open(), r;
 
 	ASSERT_LE(0, dev);
-	r = create(dev, 4 * MiB, -1);
+	r = create_bound(dev, 4 * MiB, "rand64m.bin");
 	ASSERT_LE(0, r);
-	fd = open_in_dir("rand64m.bin", O_RDONLY);
-	ASSERT_EQ(0, bind_fd(r, fd));
-	close(fd);
 	EXPECT_EQ(-EINVAL, prefetch(r, 0, 0, 0));
 	EXPECT_EQ(-EINVAL, prefetch(r, 0, 0, PINFER_PREFETCH_MAX + 4096));
 	EXPECT_EQ(-EINVAL, prefetch(r, 4 * MiB - 4096, 0, 8192));
@@ -616,16 +628,13 @@ TEST(prefetch_unaligned_buffered)
 {
 	size_t size;
 	uint8_t *want = read_file("odd.bin", &size), *p;
-	int dev = dev_open(), r, fd;
+	int dev = dev_open(), r;
 
 	ASSERT_NE(NULL, want);
 	ASSERT_EQ(3 * MiB + 1234, size);
 	ASSERT_LE(0, dev);
-	r = create(dev, 4 * MiB, -1);
+	r = create_bound(dev, 4 * MiB, "odd.bin");
 	ASSERT_LE(0, r);
-	fd = open_in_dir("odd.bin", O_RDONLY);
-	ASSERT_EQ(0, bind_fd(r, fd));
-	close(fd);
 	p = map(r, 4 * MiB, 0);
 	ASSERT_NE(MAP_FAILED, p);
 	/* odd offsets everywhere: the page cache path */
@@ -679,15 +688,12 @@ TEST(uring_64_commands_in_flight)
 	struct io_uring ring;
 	size_t size;
 	uint8_t *want = read_file("rand64m.bin", &size), *p;
-	int dev = dev_open(), r, fd, i, res[64];
+	int dev = dev_open(), r, i, res[64];
 
 	ASSERT_NE(NULL, want);
 	ASSERT_LE(0, dev);
-	r = create(dev, 64 * MiB, -1);
+	r = create_bound(dev, 64 * MiB, "rand64m.bin");
 	ASSERT_LE(0, r);
-	fd = open_in_dir("rand64m.bin", O_RDONLY);
-	ASSERT_EQ(0, bind_fd(r, fd));
-	close(fd);
 	ASSERT_EQ(0, io_uring_queue_init(64, &ring, IORING_SETUP_SQE128));
 	for (i = 0; i < 64; i++)
 		queue_prefetch(&ring, r, i * MiB, i * MiB, MiB, i);
@@ -758,15 +764,12 @@ TEST(close_and_unmap_with_commands_in_flight)
 {
 	long pinned = sysfs_long("pinned_bytes");
 	struct io_uring ring;
-	int dev = dev_open(), r, fd, i, res[64];
+	int dev = dev_open(), r, i, res[64];
 	void *p;
 
 	ASSERT_LE(0, dev);
-	r = create(dev, 64 * MiB, -1);
+	r = create_bound(dev, 64 * MiB, "rand64m.bin");
 	ASSERT_LE(0, r);
-	fd = open_in_dir("rand64m.bin", O_RDONLY);
-	ASSERT_EQ(0, bind_fd(r, fd));
-	close(fd);
 	p = map(r, 64 * MiB, 0);
 	ASSERT_NE(MAP_FAILED, p);
 	ASSERT_EQ(0, io_uring_queue_init(64, &ring, IORING_SETUP_SQE128));

@@ -5,11 +5,7 @@
 # kernel.
 set -u
 cd "$(dirname "$0")/../.."
-n=0 fail=0
-check() {
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
-}
+. tests/lib.sh
 for k in $(grep -v '^#' tools/scripts/kernels.txt); do
 	log=build/kmod/$k/build.log
 	tools/scripts/build-kmod.sh "$k"
@@ -24,5 +20,4 @@ for k in $(grep -v '^#' tools/scripts/kernels.txt); do
 	[ "${vm%% *}" = "$k" ]
 	check $? "$k: vermagic is '$k' ($vm)"
 done
-echo "1..$n"
-exit $fail
+finish

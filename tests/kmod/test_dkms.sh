@@ -7,11 +7,7 @@
 # on any first build).
 set -u
 cd "$(dirname "$0")/../.."
-n=0 fail=0
-check() {
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
-}
+. tests/lib.sh
 version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 [ "$version" = "$(sed -n 's/^VERSION := //p' Makefile)" ]
 check $? "dkms.conf's version ($version) is the Makefile's"
@@ -33,5 +29,4 @@ for k in $(grep -v '^#' tools/scripts/kernels.txt); do
 	[ "${vm%% *}" = "$k" ]
 	check $? "$k: dkms produced pinfer.ko for $k"
 done
-echo "1..$n"
-exit $fail
+finish

@@ -9,11 +9,7 @@
 # Needs `make vm-setup` (done by `make check`).
 set -u
 cd "$(dirname "$0")/../.."
-n=0 fail=0
-check() {
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
-}
+. tests/lib.sh
 programs=(pinfer_test)
 for p in "${programs[@]}" ; do
 	if [ ! -x "build/vm/bin/$p" ] || [ ! -f build/vm/disk.img ]; then
@@ -65,5 +61,4 @@ for k in $(grep -v '^#' tools/scripts/kernels.txt); do
 	[ $rc = 0 ]
 	check $? "$k: the VM powers off by itself (qemu status $rc)"
 done
-echo "1..$n"
-exit $fail
+finish
