@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libpinfer: the runtime under pinfer's engine.
+ *
+ *   regions  pinned memory from the best provider the machine allows
+ *   loading  file ranges -> region ranges at the drive's speed, sync or async
+ *   pool     one pool of pinned spin-wait threads for parallel work
+ *
+ * Errors: functions return 0 (or a non-negative value) on success and a
+ * negative errno on failure, with a one-line message naming the cause (and,
+ * where there is one, the fix) in the caller's struct pinfer_err. Nothing
+ * aborts; every object has a create/free pair that releases all it holds.
+ */
+#ifndef LIBPINFER_H
+#define LIBPINFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pinfer_err {
+	int code;		/* negative errno */
+	char msg[320];
+};
+
+/* ---- regions ---------------------------------------------------------------- */
+
+enum pinfer_provider {
+	PINFER_PROVIDER_AUTO = -1,	/* the first of the below that works */
+	PINFER_PROVIDER_KMOD = 0,	/* /dev/pinfer (pinfer.ko) */
+	PINFER_PROVIDER_HUGETLB,	/* memfd(MFD_HUGETLB) from the 2 MiB pool */
+	PINFER_PROVIDER_THP,		/* anonymous, MADV_HUGEPAGE, mlock */
+	PINFER_PROVIDER_PLAIN,		/* anonymous, mlock if allowed */
+	PINFER_PROVIDER_COUNT,
+};
+
+struct pinfer_region;
+
+struct pinfer_region_props {
+	enum pinfer_provider provider;
+	size_t size;		/* bytes mapped (the request rounded up) */
+	size_t page_size;	/* 2 MiB, or 4096 for plain */
+	int node;		/* NUMA node asked for, -1 = none */
+	bool locked;		/* cannot be swapped out */
+	char note[400];		/* why not a better provider; lock state */
+};
+
+/*
+ * Map @size bytes on NUMA node @node (-1: no binding) from @provider, or with
+ * PINFER_PROVIDER_AUTO from the first provider that works (kmod, hugetlb,
+ * thp, plain). The environment variable PINFER_PROVIDER=kmod|hugetlb|thp|
+ * plain overrides AUTO; a provider that is asked for by name and cannot be
+ * had is an error saying why and how to fix it, never a fallback.
+ */
+int pinfer_region_create(struct pinfer_region **out, size_t size, int node,
+			 enum pinfer_provider provider, struct pinfer_err *err);
+void pinfer_region_free(struct pinfer_region *r);
+void *pinfer_region_ptr(const struct pinfer_region *r);
+void pinfer_region_props(const struct pinfer_region *r,
+			 struct pinfer_region_props *props);
+const char *pinfer_provider_name(enum pinfer_provider p);
+/* "kmod" etc. -> the provider; PINFER_PROVIDER_COUNT if not a name */
+enum pinfer_provider pinfer_provider_parse(const char *name);
+
+/* ---- loading ----------------------------------------------------------------- */
+
+struct pinfer_range {
+	uint64_t file_off;
+	uint64_t region_off;
+	uint64_t len;
+};
+
+struct pinfer_loader;
+
+/* Called as loads progress: bytes done and total of the current ticket. */
+typedef void (*pinfer_progress_fn)(uint64_t done, uint64_t total, void *arg);
+
+struct pinfer_loader_info {
+	bool direct;		/* the file takes O_DIRECT */
+	bool fixed_buffers;	/* the region is registered with io_uring */
+	bool kmod;		/* reads are pinfer.ko prefetch commands */
+	unsigned int depth;	/* requests in flight at most */
+	uint64_t chunk;		/* bytes per request at most */
+};
+
+/*
+ * A loader reads the file at @path into region @r through one io_uring:
+ * with the kmod provider by pinfer.ko prefetch commands, otherwise by
+ * O_DIRECT reads (into registered buffers where the kernel allows) of up to
+ * 4 MiB, 32 in flight, and buffered reads where O_DIRECT cannot be used
+ * (tmpfs, unaligned heads and tails).
+ */
+int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,
+			 const char *path, struct pinfer_err *err);
+void pinfer_loader_free(struct pinfer_loader *l);
+void pinfer_loader_info(const struct pinfer_loader *l,
+			struct pinfer_loader_info *info);
+void pinfer_loader_set_progress(struct pinfer_loader *l, pinfer_progress_fn fn,
+				void *arg);
+
+/*
+ * Start loading @n ranges; returns a ticket (> 0) or a negative errno. A
+ * range outside the region or the file is refused here, naming it.
+ */
+int pinfer_load_submit(struct pinfer_loader *l, const struct pinfer_range *ranges,
+		       size_t n, struct pinfer_err *err);
+/* Wait for @ticket: 0, or the first error of its reads (naming the offset). */
+int pinfer_load_wait(struct pinfer_loader *l, int ticket, struct pinfer_err *err);
+/* Without blocking: 1 done, 0 not yet, or the ticket's error. */
+int pinfer_load_poll(struct pinfer_loader *l, int ticket, struct pinfer_err *err);
+/* submit + wait */
+int pinfer_load(struct pinfer_loader *l, const struct pinfer_range *ranges,
+		size_t n, struct pinfer_err *err);
+
+/* ---- thread pool -------------------------------------------------------------- */
+
+struct pinfer_pool;
+
+/* Body of pinfer_pool_run: runs once on each of the pool's threads. */
+typedef void (*pinfer_task_fn)(void *arg, int thread, int n_threads);
+/* Body of pinfer_parallel_for: indices [begin, end). */
+typedef void (*pinfer_for_fn)(void *arg, size_t begin, size_t end, int thread);
+
+enum pinfer_schedule {
+	PINFER_STATIC,		/* equal contiguous shares, one per thread */
+	PINFER_DYNAMIC,		/* chunks taken from a shared counter */
+};
+
+/*
+ * @n_threads threads in all: the caller of pinfer_pool_run() is thread 0,
+ * and n_threads - 1 workers are created once, pinned one per CPU of NUMA
+ * node @node (-1: of the CPUs this process may use). n_threads 0 means one
+ * per such CPU.
+ */
+int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
+		       struct pinfer_err *err);
+void pinfer_pool_free(struct pinfer_pool *p);
+int pinfer_pool_threads(const struct pinfer_pool *p);
+
+/* Run @fn on every thread of the pool; returns when all have finished. */
+void pinfer_pool_run(struct pinfer_pool *p, pinfer_task_fn fn, void *arg);
+
+/* Inside a task: wait until every thread of the pool has arrived. */
+void pinfer_pool_barrier(struct pinfer_pool *p);
+
+/* Split [0, n) over the pool; DYNAMIC hands out @chunk indices at a time. */
+void pinfer_parallel_for(struct pinfer_pool *p, size_t n, size_t chunk,
+			 enum pinfer_schedule sched, pinfer_for_fn fn, void *arg);
+
+#endif

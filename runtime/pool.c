@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The thread pool: n - 1 workers created once and pinned to CPUs; the caller
+ * of pinfer_pool_run() is thread 0.
+ *
+ * A task is published by storing it and incrementing `epoch`; workers wait
+ * for the epoch to change. Every wait (workers for a task, the caller for
+ * the workers to finish, everybody at a barrier) spins with `pause` for a
+ * bounded time and then sleeps on a futex on the same word. A waiter
+ * announces itself in a sleeper count before it sleeps, and whoever changes
+ * the word wakes the futex only if that count is non-zero; both sides use
+ * sequentially consistent operations, so either the waker sees the sleeper
+ * or the sleeper's futex_wait sees the new value. Hot words live on cache
+ * lines of their own.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <numa.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/futex.h>
+
+#include "internal.h"
+
+#define SPIN_NS 200000		/* spin this long before sleeping */
+#define CACHELINE 64
+
+/* A futex word with the count of threads sleeping on it. */
+struct waitword {
+	alignas(CACHELINE) atomic_uint value;
+	atomic_uint sleepers;
+};
+
+struct pinfer_pool {
+	int n;
+	pthread_t *workers;
+	int *cpus;
+	int ncpus;
+
+	struct waitword epoch;		/* task number; workers wait on it */
+	struct waitword done;		/* workers finished with this task */
+	struct waitword phase;		/* barrier generation */
+	alignas(CACHELINE) atomic_uint arrived;	/* at the barrier */
+	alignas(CACHELINE) atomic_size_t next;	/* dynamic for: next index */
+
+	alignas(CACHELINE) pinfer_task_fn fn;
+	void *arg;
+	bool stop;
+};
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Wait until w->value != old; returns the new value. */
+static unsigned int wait_change(struct waitword *w, unsigned int old)
+{
+	unsigned int v;
+	long deadline = 0;
+	int i;
+
+	for (;;) {
+		for (i = 0; i < 256; i++) {
+			v = atomic_load_explicit(&w->value, memory_order_acquire);
+			if (v != old)
+				return v;
+			cpu_relax();
+		}
+		if (!deadline)
+			deadline = now_ns() + SPIN_NS;
+		else if (now_ns() > deadline)
+			break;
+	}
+	for (;;) {
+		atomic_fetch_add(&w->sleepers, 1);
+		syscall(SYS_futex, &w->value, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0);
+		atomic_fetch_sub(&w->sleepers, 1);
+		v = atomic_load_explicit(&w->value, memory_order_acquire);
+		if (v != old)
+			return v;
+	}
+}
+
+/* Change w->value by @add and wake its sleepers; returns the old value. */
+static unsigned int post(struct waitword *w, unsigned int add)
+{
+	unsigned int old = atomic_fetch_add(&w->value, add);
+
+	if (atomic_load(&w->sleepers))
+		syscall(SYS_futex, &w->value, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	return old;
+}
+
+struct worker_start {
+	struct pinfer_pool *p;
+	int id;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker_start *ws = arg;
+	struct pinfer_pool *p = ws->p;
+	int id = ws->id;
+	unsigned int seen = 0;
+
+	free(ws);
+	for (;;) {
+		seen = wait_change(&p->epoch, seen);
+		if (p->stop)
+			return NULL;
+		p->fn(p->arg, id, p->n);
+		post(&p->done, 1);
+	}
+}
+
+/* The CPUs threads may be pinned to: those of @node, or all we may use. */
+static int list_cpus(struct pinfer_pool *p, int node, struct pinfer_err *err)
+{
+	cpu_set_t set;
+	int cpu, max = CPU_SETSIZE;
+
+	p->cpus = calloc(max, sizeof(*p->cpus));
+	if (!p->cpus)
+		return pinfer_fail(err, ENOMEM, "pool: out of memory");
+	if (node >= 0) {
+		struct bitmask *bm;
+
+		if (numa_available() < 0 || node > numa_max_node())
+			return pinfer_fail(err, EINVAL, "pool: NUMA node %d does not exist", node);
+		bm = numa_allocate_cpumask();
+		if (!bm || numa_node_to_cpus(node, bm)) {
+			numa_free_cpumask(bm);
+			return pinfer_fail(err, EINVAL, "pool: no CPUs on NUMA node %d", node);
+		}
+		for (cpu = 0; cpu < (int)bm->size && cpu < max; cpu++)
+			if (numa_bitmask_isbitset(bm, cpu))
+				p->cpus[p->ncpus++] = cpu;
+		numa_free_cpumask(bm);
+	} else {
+		if (sched_getaffinity(0, sizeof(set), &set))
+			return pinfer_fail(err, errno, "pool: sched_getaffinity: %s",
+					   strerror(errno));
+		for (cpu = 0; cpu < max; cpu++)
+			if (CPU_ISSET(cpu, &set))
+				p->cpus[p->ncpus++] = cpu;
+	}
+	if (!p->ncpus)
+		return pinfer_fail(err, EINVAL, "pool: no CPUs to run on");
+	return 0;
+}
+
+int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
+		       struct pinfer_err *err)
+{
+	struct pinfer_pool *p;
+	pthread_attr_t attr;
+	int i, ret;
+
+	*out = NULL;
+	if (n_threads < 0 || n_threads > 1024)
+		return pinfer_fail(err, EINVAL, "pool: %d threads", n_threads);
+	p = aligned_alloc(CACHELINE, (sizeof(*p) + CACHELINE - 1) / CACHELINE * CACHELINE);
+	if (!p)
+		return pinfer_fail(err, ENOMEM, "pool: out of memory");
+	memset(p, 0, sizeof(*p));
+	ret = list_cpus(p, node, err);
+	if (ret)
+		goto free_pool;
+	p->n = n_threads ? n_threads : p->ncpus;
+	p->workers = calloc(p->n, sizeof(*p->workers));
+	if (!p->workers) {
+		ret = pinfer_fail(err, ENOMEM, "pool: out of memory");
+		goto free_pool;
+	}
+	pthread_attr_init(&attr);
+	for (i = 1; i < p->n; i++) {
+		struct worker_start *ws = malloc(sizeof(*ws));
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(p->cpus[i % p->ncpus], &set);
+		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+		if (ws) {
+			*ws = (struct worker_start){ .p = p, .id = i };
+			ret = pthread_create(&p->workers[i], &attr, worker_main, ws);
+		}
+		if (!ws || ret) {
+			free(ws);
+			p->n = i;	/* free what was started */
+			pthread_attr_destroy(&attr);
+			pinfer_pool_free(p);
+			return pinfer_fail(err, ws ? ret : ENOMEM,
+					   "pool: cannot start worker %d: %s", i,
+					   strerror(ws ? ret : ENOMEM));
+		}
+	}
+	pthread_attr_destroy(&attr);
+	*out = p;
+	return 0;
+
+free_pool:
+	free(p->cpus);
+	free(p);
+	return ret;
+}
+
+void pinfer_pool_free(struct pinfer_pool *p)
+{
+	int i;
+
+	if (!p)
+		return;
+	p->stop = true;
+	post(&p->epoch, 1);
+	for (i = 1; i < p->n; i++)
+		pthread_join(p->workers[i], NULL);
+	free(p->workers);
+	free(p->cpus);
+	free(p);
+}
+
+int pinfer_pool_threads(const struct pinfer_pool *p)
+{
+	return p->n;
+}
+
+void pinfer_pool_run(struct pinfer_pool *p, pinfer_task_fn fn, void *arg)
+{
+	unsigned int want, v;
+
+	p->fn = fn;
+	p->arg = arg;
+	want = atomic_load(&p->done.value) + (unsigned int)(p->n - 1);
+	post(&p->epoch, 1);			/* publishes fn and arg */
+	fn(arg, 0, p->n);
+	v = atomic_load_explicit(&p->done.value, memory_order_acquire);
+	while (v != want)
+		v = wait_change(&p->done, v);
+}
+
+void pinfer_pool_barrier(struct pinfer_pool *p)
+{
+	unsigned int phase = atomic_load(&p->phase.value);
+
+	if (atomic_fetch_add(&p->arrived, 1) == (unsigned int)(p->n - 1)) {
+		atomic_store(&p->arrived, 0);
+		post(&p->phase, 1);
+		return;
+	}
+	wait_change(&p->phase, phase);
+}
+
+struct for_task {
+	size_t n, chunk;
+	enum pinfer_schedule sched;
+	pinfer_for_fn fn;
+	void *arg;
+	atomic_size_t *next;
+};
+
+static void for_body(void *arg, int thread, int n_threads)
+{
+	struct for_task *t = arg;
+	size_t b, e;
+
+	if (t->sched == PINFER_STATIC) {
+		b = t->n * thread / n_threads;
+		e = t->n * (thread + 1) / n_threads;
+		if (b < e)
+			t->fn(t->arg, b, e, thread);
+		return;
+	}
+	for (;;) {
+		b = atomic_fetch_add_explicit(t->next, t->chunk, memory_order_relaxed);
+		if (b >= t->n)
+			return;
+		e = b + t->chunk < t->n ? b + t->chunk : t->n;
+		t->fn(t->arg, b, e, thread);
+	}
+}
+
+void pinfer_parallel_for(struct pinfer_pool *p, size_t n, size_t chunk,
+			 enum pinfer_schedule sched, pinfer_for_fn fn, void *arg)
+{
+	struct for_task t = {
+		.n = n, .chunk = chunk ? chunk : 1, .sched = sched, .fn = fn,
+		.arg = arg, .next = &p->next,
+	};
+
+	atomic_store(&p->next, 0);
+	pinfer_pool_run(p, for_body, &t);
+}

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libpinfer thread pool: parallel sums for 1..8 threads with static and
+ * dynamic schedules equal the closed form; dynamic chunks cover every index
+ * exactly once; each thread runs each task once; the barrier orders phases;
+ * workers stay on the CPUs they were pinned to; an idle pool uses less than
+ * 1% of a core over a second; bad arguments are refused.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "libpinfer.h"
+#include "../tap.h"
+
+#define MAXT 8
+
+struct padded {
+	_Alignas(64) uint64_t v;
+};
+
+struct sum_task {
+	struct padded partial[MAXT];
+};
+
+static void sum_body(void *arg, size_t b, size_t e, int thread)
+{
+	struct sum_task *t = arg;
+	size_t i;
+
+	for (i = b; i < e; i++)
+		t->partial[thread].v += i;
+}
+
+static uint64_t parallel_sum(struct pinfer_pool *p, size_t n,
+			     enum pinfer_schedule s, size_t chunk)
+{
+	struct sum_task t;
+	uint64_t sum = 0;
+	int i;
+
+	memset(&t, 0, sizeof(t));
+	pinfer_parallel_for(p, n, chunk, s, sum_body, &t);
+	for (i = 0; i < MAXT; i++)
+		sum += t.partial[i].v;
+	return sum;
+}
+
+struct cover_task {
+	atomic_int *hits;
+	atomic_int threads_used[MAXT];
+};
+
+static void cover_body(void *arg, size_t b, size_t e, int thread)
+{
+	struct cover_task *t = arg;
+	size_t i;
+
+	atomic_fetch_add(&t->threads_used[thread], 1);
+	for (i = b; i < e; i++)
+		atomic_fetch_add(&t->hits[i], 1);
+}
+
+struct run_task {
+	atomic_int seen[MAXT];
+	atomic_int bad_n;
+	int n;
+};
+
+static void run_body(void *arg, int thread, int n)
+{
+	struct run_task *t = arg;
+
+	atomic_fetch_add(&t->seen[thread], 1);
+	if (n != t->n)
+		atomic_fetch_add(&t->bad_n, 1);
+}
+
+struct barrier_task {
+	struct pinfer_pool *p;
+	struct padded slot[MAXT];
+	atomic_int errors;
+	int rounds;
+};
+
+/* Each round: everyone writes its slot, barrier, everyone checks all slots. */
+static void barrier_body(void *arg, int thread, int n)
+{
+	struct barrier_task *t = arg;
+	int r, i;
+
+	for (r = 1; r <= t->rounds; r++) {
+		t->slot[thread].v = r;
+		pinfer_pool_barrier(t->p);
+		for (i = 0; i < n; i++)
+			if (t->slot[i].v != (uint64_t)r)
+				atomic_fetch_add(&t->errors, 1);
+		pinfer_pool_barrier(t->p);
+	}
+}
+
+struct cpu_task {
+	cpu_set_t allowed;
+	atomic_int outside;
+};
+
+static void cpu_body(void *arg, int thread, int n)
+{
+	struct cpu_task *t = arg;
+	int i;
+
+	(void)n;
+	if (thread == 0)
+		return;		/* the caller is not pinned */
+	for (i = 0; i < 1000; i++)
+		if (!CPU_ISSET(sched_getcpu(), &t->allowed))
+			atomic_fetch_add(&t->outside, 1);
+}
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
+static void test_threads(int n)
+{
+	const size_t N = 1000003;
+	const uint64_t want = (uint64_t)N * (N - 1) / 2;
+	struct cover_task cover = { 0 };
+	struct run_task run = { .n = n };
+	/* oversubscribed spin-waits burn their budget: fewer rounds then */
+	int rounds = n <= sysconf(_SC_NPROCESSORS_ONLN) ? 2000 : 100;
+	struct barrier_task bar = { .rounds = rounds };
+	struct pinfer_pool *p;
+	struct pinfer_err err;
+	size_t i, wrong = 0;
+	int k, used = 0, runs_ok = 1;
+
+	if (!ok(!pinfer_pool_create(&p, n, -1, &err) && pinfer_pool_threads(p) == n,
+		"%d threads: pool created", n))
+		return;
+	ok(parallel_sum(p, N, PINFER_STATIC, 0) == want, "%d threads: static sum", n);
+	ok(parallel_sum(p, N, PINFER_DYNAMIC, 1000) == want, "%d threads: dynamic sum", n);
+	ok(parallel_sum(p, 3, PINFER_STATIC, 0) == 3 && parallel_sum(p, 0, PINFER_DYNAMIC, 7) == 0,
+	   "%d threads: fewer indices than threads, and none", n);
+
+	cover.hits = calloc(N, sizeof(*cover.hits));
+	pinfer_parallel_for(p, N, 7, PINFER_DYNAMIC, cover_body, &cover);
+	for (i = 0; i < N; i++)
+		wrong += atomic_load(&cover.hits[i]) != 1;
+	for (k = 0; k < n; k++)
+		used += atomic_load(&cover.threads_used[k]) > 0;
+	ok(wrong == 0, "%d threads: dynamic chunks of 7 cover every index exactly once (%d threads took chunks)",
+	   n, used);
+	free(cover.hits);
+
+	for (i = 0; i < (size_t)rounds; i++)
+		pinfer_pool_run(p, run_body, &run);
+	for (k = 0; k < n; k++)
+		runs_ok = runs_ok && atomic_load(&run.seen[k]) == rounds;
+	ok(runs_ok && !atomic_load(&run.bad_n),
+	   "%d threads: %d tasks, each run exactly once by each thread", n, rounds);
+
+	bar.p = p;
+	pinfer_pool_run(p, barrier_body, &bar);
+	ok(!atomic_load(&bar.errors), "%d threads: %d barrier rounds keep phases apart",
+	   n, bar.rounds);
+	pinfer_pool_free(p);
+}
+
+static void test_pinning_and_idle(void)
+{
+	struct cpu_task ct = { .outside = 0 };
+	struct pinfer_pool *p;
+	struct pinfer_err err;
+	double before, used;
+	int n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!ok(!pinfer_pool_create(&p, 0, 0, &err), "a pool on the CPUs of node 0 (%s)",
+		err.msg))
+		return;
+	sched_getaffinity(0, sizeof(ct.allowed), &ct.allowed);
+	pinfer_pool_run(p, cpu_body, &ct);
+	ok(pinfer_pool_threads(p) >= 1 && pinfer_pool_threads(p) <= n &&
+	   !atomic_load(&ct.outside),
+	   "%d threads by default, workers on their node's CPUs", pinfer_pool_threads(p));
+
+	usleep(200 * 1000);	/* past the spin phase */
+	before = cpu_seconds();
+	sleep(1);
+	used = cpu_seconds() - before;
+	ok(used < 0.01, "idle pool of %d threads: %.2f ms of CPU in 1 s (< 1%% of a core)",
+	   pinfer_pool_threads(p), used * 1e3);
+	pinfer_pool_free(p);
+}
+
+int main(void)
+{
+	struct pinfer_pool *p;
+	struct pinfer_err err;
+	int n;
+
+	for (n = 1; n <= MAXT; n++)
+		test_threads(n);
+	test_pinning_and_idle();
+	ok(pinfer_pool_create(&p, -1, -1, &err) == -EINVAL, "-1 threads: %s", err.msg);
+	ok(pinfer_pool_create(&p, 2, 999, &err) == -EINVAL && strstr(err.msg, "999"),
+	   "node 999: %s", err.msg);
+	return tap_end();
+}

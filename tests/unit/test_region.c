@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libpinfer regions on every provider: where a provider is available, the
+ * memory is mapped, writable, of the promised page size and lock state, and
+ * on the node asked; where it is not, forcing it is an error that says why
+ * and how to fix it, never a fallback. Also AUTO, PINFER_PROVIDER, and an
+ * unprivileged user with a small RLIMIT_MEMLOCK.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "libpinfer.h"
+#include "../tap.h"
+
+#define MiB (1ul << 20)
+
+/* A field of /proc/self/smaps, in kB, summed over the mappings in [p, p+len). */
+static long smaps_kb(const void *p, size_t len, const char *field)
+{
+	uintptr_t lo = (uintptr_t)p, hi = lo + len, a, b;
+	char line[512];
+	bool in = false;
+	long v = 0;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = a >= lo && b <= hi;
+		else if (in && !strncmp(line, field, strlen(field)))
+			v += atol(line + strlen(field) + 1);
+	}
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static int node_of(void *p)
+{
+	void *pages[1] = { p };
+	int status = -1;
+
+	if (syscall(SYS_move_pages, 0, 1, pages, NULL, &status, 0))
+		return -1;
+	return status;
+}
+
+/* The fix a provider's error must name. */
+static const char *const hint[PINFER_PROVIDER_COUNT] = {
+	"pinfer", "nr_hugepages", "transparent_hugepage", "",
+};
+
+static void test_provider(enum pinfer_provider pv)
+{
+	const char *name = pinfer_provider_name(pv);
+	struct pinfer_region_props info;
+	struct pinfer_region *r;
+	struct pinfer_err err = { 0 };
+	size_t i, size = 6 * MiB + 12345;
+	uint64_t *q;
+	bool good = true;
+
+	if (pinfer_region_create(&r, size, -1, pv, &err)) {
+		ok(err.code < 0 && !strncmp(err.msg, name, strlen(name)) &&
+		   strstr(err.msg, hint[pv]) && !r,
+		   "%s: unavailable here, and says why and how to fix it: %s", name, err.msg);
+		return;
+	}
+	pinfer_region_props(r, &info);
+	ok(info.provider == pv && info.size >= size &&
+	   info.size % info.page_size == 0 &&
+	   info.page_size == (pv == PINFER_PROVIDER_PLAIN ? 4096 : 2 * MiB),
+	   "%s: %zu bytes asked, %zu mapped in %zu-byte pages", name, size,
+	   info.size, info.page_size);
+	ok(info.locked || (pv == PINFER_PROVIDER_PLAIN && strstr(info.note, "RLIMIT_MEMLOCK")),
+	   "%s: locked (%d), or says why not (%s)", name, info.locked, info.note);
+	q = pinfer_region_ptr(r);
+	for (i = 0; i < info.size / 8; i++)
+		q[i] = i ^ 0x5555aaaa5555aaaaull;
+	for (i = 0; i < info.size / 8; i++)
+		good = good && q[i] == (i ^ 0x5555aaaa5555aaaaull);
+	ok(good, "%s: every byte writable and read back", name);
+	if (pv == PINFER_PROVIDER_KMOD)
+		ok(smaps_kb(q, info.size, "FilePmdMapped") == (long)(info.size >> 10),
+		   "kmod: mapped with 2 MiB entries (FilePmdMapped %ld kB)",
+		   smaps_kb(q, info.size, "FilePmdMapped"));
+	if (pv == PINFER_PROVIDER_HUGETLB)
+		ok(smaps_kb(q, info.size, "KernelPageSize") >= 2048,
+		   "hugetlb: KernelPageSize is 2048 kB");
+	if (pv == PINFER_PROVIDER_THP)
+		ok(smaps_kb(q, info.size, "AnonHugePages") >= (long)(info.size >> 10) / 2,
+		   "thp: backed by transparent huge pages (AnonHugePages %ld of %zu kB)",
+		   smaps_kb(q, info.size, "AnonHugePages"), info.size >> 10);
+	if (pv != PINFER_PROVIDER_PLAIN)
+		ok(info.locked && smaps_kb(q, info.size, "Swap") == 0,
+		   "%s: pinned: nothing of it in swap", name);
+	pinfer_region_free(r);
+
+	/* on node 0 */
+	if (pinfer_region_create(&r, 4 * MiB, 0, pv, &err)) {
+		ok(0, "%s: a region on node 0: %s", name, err.msg);
+		return;
+	}
+	q = pinfer_region_ptr(r);
+	q[0] = 1;
+	ok(node_of(q) == 0, "%s: a region asked on node 0 is on node 0", name);
+	pinfer_region_free(r);
+}
+
+static void test_auto_and_env(void)
+{
+	struct pinfer_region_props info;
+	struct pinfer_region *r;
+	struct pinfer_err err = { 0 };
+	int p, best = -1;
+
+	for (p = 0; p < PINFER_PROVIDER_COUNT && best < 0; p++)
+		if (!pinfer_region_create(&r, 2 * MiB, -1, p, &err)) {
+			best = p;
+			pinfer_region_free(r);
+		}
+	unsetenv("PINFER_PROVIDER");
+	if (ok(!pinfer_region_create(&r, 2 * MiB, -1, PINFER_PROVIDER_AUTO, &err),
+	       "auto: a region")) {
+		pinfer_region_props(r, &info);
+		ok((int)info.provider == best &&
+		   (best == PINFER_PROVIDER_KMOD || strstr(info.note, "kmod:")),
+		   "auto: the best available provider (%s); the note says why not better: %s",
+		   pinfer_provider_name(info.provider), info.note);
+		pinfer_region_free(r);
+	}
+	setenv("PINFER_PROVIDER", "plain", 1);
+	ok(!pinfer_region_create(&r, 2 * MiB, -1, PINFER_PROVIDER_AUTO, &err) &&
+	   (pinfer_region_props(r, &info), info.provider == PINFER_PROVIDER_PLAIN),
+	   "PINFER_PROVIDER=plain is used by auto");
+	pinfer_region_free(r);
+	setenv("PINFER_PROVIDER", "bogus", 1);
+	ok(pinfer_region_create(&r, 2 * MiB, -1, PINFER_PROVIDER_AUTO, &err) == -EINVAL &&
+	   strstr(err.msg, "PINFER_PROVIDER=bogus"), "PINFER_PROVIDER=bogus: %s", err.msg);
+	if (best > PINFER_PROVIDER_KMOD) {
+		setenv("PINFER_PROVIDER", "kmod", 1);
+		ok(pinfer_region_create(&r, 2 * MiB, -1, PINFER_PROVIDER_AUTO, &err) < 0 &&
+		   !r && !strncmp(err.msg, "kmod:", 5),
+		   "PINFER_PROVIDER=kmod without the module: an error, no fallback: %s",
+		   err.msg);
+	}
+	unsetenv("PINFER_PROVIDER");
+	ok(pinfer_region_create(&r, 0, -1, PINFER_PROVIDER_PLAIN, &err) == -EINVAL,
+	   "size 0: EINVAL");
+	ok(pinfer_region_create(&r, 2 * MiB, 999, PINFER_PROVIDER_PLAIN, &err) < 0 &&
+	   strstr(err.msg, "node 999"), "node 999: %s", err.msg);
+}
+
+/* An unprivileged process with RLIMIT_MEMLOCK of 1 MiB. */
+static void test_memlock_limited(void)
+{
+	int status, fds[2];
+	char msg[2][400] = { "", "" };
+	pid_t pid;
+
+#ifdef __SANITIZE_ADDRESS__
+	tap_skip("AddressSanitizer makes mlock() a no-op: RLIMIT_MEMLOCK cannot bite");
+	return;
+#endif
+	if (geteuid() != 0) {
+		tap_skip("RLIMIT_MEMLOCK test needs root to drop to an unprivileged user");
+		return;
+	}
+	if (pipe(fds))
+		return;
+	pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = { MiB, MiB };
+		struct pinfer_region_props info;
+		struct pinfer_region *r;
+		struct pinfer_err err = { 0 };
+
+		close(fds[0]);
+		if (setrlimit(RLIMIT_MEMLOCK, &rl) || setgid(65534) || setuid(65534))
+			_exit(10);
+		if (pinfer_region_create(&r, 8 * MiB, -1, PINFER_PROVIDER_PLAIN, &err))
+			_exit(11);
+		pinfer_region_props(r, &info);
+		if (info.locked)
+			_exit(12);
+		dprintf(fds[1], "%s\n", info.note);
+		if (!pinfer_region_create(&r, 8 * MiB, -1, PINFER_PROVIDER_THP, &err))
+			_exit(13);
+		dprintf(fds[1], "%s\n", err.msg);
+		_exit(0);
+	}
+	close(fds[1]);
+	FILE *f = fdopen(fds[0], "r");
+
+	if (!f || !fgets(msg[0], sizeof(msg[0]), f) || !fgets(msg[1], sizeof(msg[1]), f))
+		msg[0][0] = 0;
+	if (f)
+		fclose(f);
+	msg[0][strcspn(msg[0], "\n")] = 0;
+	msg[1][strcspn(msg[1], "\n")] = 0;
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		printf("# child: status %#x\n", status);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 && strstr(msg[0], "RLIMIT_MEMLOCK"),
+	   "unprivileged, 1 MiB RLIMIT_MEMLOCK: plain maps 8 MiB unlocked and says so: %s",
+	   msg[0]);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+	   strstr(msg[1], "thp: cannot lock") && strstr(msg[1], "ulimit -l"),
+	   "unprivileged, 1 MiB RLIMIT_MEMLOCK: thp refuses, saying how to fix it: %s",
+	   msg[1]);
+}
+
+int main(void)
+{
+	int p;
+
+	for (p = 0; p < PINFER_PROVIDER_COUNT; p++)
+		test_provider(p);
+	test_auto_and_env();
+	test_memlock_limited();
+	return tap_end();
+}
