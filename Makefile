@@ -164,7 +164,8 @@ checkpatch:
 # libraries; built with the kernel's kselftest harness (-Wall, its own rule).
 VM_CFLAGS := -std=gnu11 -O2 -g -Wall -Werror -D_GNU_SOURCE -static -Iuapi \
 	-Ibuild/linux-source/tools/testing/selftests
-VM_BINS := build/vm/bin/pinfer_test
+VM_BINS := build/vm/bin/pinfer_test $(patsubst tests/unit/%.c,build/vm/bin/%,\
+	$(filter-out %/test_gguf.c %/test_cpu.c,$(UNIT_SRC)))
 
 build/linux-source/.stamp:
 	@tools/scripts/linux-source.sh >/dev/null
@@ -172,6 +173,11 @@ build/linux-source/.stamp:
 build/vm/bin/%: tests/kmod/%.c uapi/pinfer.h build/linux-source/.stamp
 	@mkdir -p $(@D)
 	$(CC) $(VM_CFLAGS) -o $@ $< -luring
+
+# The runtime's own tests, static, to run again on the kmod provider.
+build/vm/bin/test_%: tests/unit/test_%.c $(RUNTIME_SRC) $(wildcard runtime/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -static -o $@ $< $(RUNTIME_SRC) $(LDLIBS)
 
 build/vm/bin/%: bench/%.c uapi/pinfer.h
 	@mkdir -p $(@D)

@@ -3,14 +3,15 @@
 # The module inside real Debian kernels: for each kernel of
 # tools/scripts/kernels.txt, boot it in qemu (TCG) with two NUMA nodes and an
 # emulated NVMe drive, load pinfer.ko, run the uapi tests
-# (tests/kmod/pinfer_test.c, kselftest harness), unload the module, and
-# check the kernel log written after the module was loaded for Oops,
-# WARNING:, BUG:, leaks and bad page states.
+# (tests/kmod/pinfer_test.c, kselftest harness) and the runtime's tests
+# (now with the kmod and hugetlb providers available, files on the NVMe
+# drive), unload the module, and check the kernel log written after the
+# module was loaded for Oops, WARNING:, BUG:, leaks and bad page states.
 # Needs `make vm-setup` (done by `make check`).
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
-programs=(pinfer_test)
+programs=(pinfer_test test_region test_loader test_pool)
 for p in "${programs[@]}" ; do
 	if [ ! -x "build/vm/bin/$p" ] || [ ! -f build/vm/disk.img ]; then
 		echo "not ok 1 - VM set up (build/vm/bin/$p or build/vm/disk.img missing: make vm-setup)"
@@ -30,23 +31,24 @@ for k in $(grep -v '^#' tools/scripts/kernels.txt); do
 	rm -f "$log"
 	tests/vm/run-vm.sh "$k" "$dir/initramfs.gz" build/vm/disk.img "$log" 900
 	rc=$?
+	sed -i 's/\r$//' "$log"	# the serial console ends lines with CR LF
 	grep -q "^=== vm kernel $k" "$log" 2>/dev/null
 	check $? "$k: boots in qemu (TCG, 2 NUMA nodes, NVMe)"
 	grep -q "^=== loaded pinfer" "$log" 2>/dev/null
 	check $? "$k: pinfer.ko loads"
-	# the harness's cases, renumbered
-	while IFS= read -r line; do
-		case $line in
-		"ok "* | "not ok "*)
-			name=$(echo "$line" | sed -E 's/^(not )?ok [0-9]+ //')
-			[ "${line#not}" = "$line" ] && r=0 || r=1
-			check $r "$k: $name"
-			if [ $r = 1 ]; then
-				grep -E "^# .*(${name#*.})" "$log" | head -n 10 | sed 's/^/#   /'
-			fi
-			;;
-		esac
-	done < <(sed -n '/^=== run pinfer_test/,/^=== rc pinfer_test/p' "$log")
+	# each program's cases, renumbered
+	for p in "${programs[@]}"; do
+		while IFS= read -r line; do
+			case $line in
+			"ok "* | "not ok "*)
+				name=$(echo "$line" | sed -E 's/^(not )?ok [0-9]+ (- )?//')
+				[ "${line#not}" = "$line" ] && r=0 || r=1
+				check $r "$k: $p: $name"
+				[ $r = 0 ] || grep -F -A3 "$line" "$log" | tail -n 3 | sed 's/^/#   /'
+				;;
+			esac
+		done < <(sed -n "/^=== run $p\$/,/^=== rc $p /p" "$log")
+	done
 	for p in "${programs[@]}"; do
 		grep -q "^=== rc $p 0" "$log"
 		check $? "$k: $p exits 0"

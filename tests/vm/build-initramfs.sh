@@ -16,7 +16,9 @@ ko=build/kmod/$k/kmod/pinfer.ko
 [ -f "$ko" ] || { echo "build-initramfs: $ko missing (tests/kmod/test_build.sh)" >&2; exit 1; }
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
+chmod 755 "$stage"	# mktemp made it 0700: the guest's / must be searchable
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,mnt,lib/modules}
+chmod 1777 "$stage/tmp"
 cp /bin/busybox "$stage/bin/busybox"
 cp tests/vm/init "$stage/init"
 cp "$ko" "$stage/pinfer.ko"
