@@ -42,7 +42,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPER_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 
 .PHONY: all help deps venv model demo check check-asan fuzz kmod kmod-clean \
-	checkpatch clean distclean tests vm-kernels vm-setup dkms-install
+	checkpatch clean distclean tests vm-kernels vm-setup dkms-install bench-runtime
 
 all: $(PINFER)
 
@@ -127,6 +127,19 @@ check: deps
 check-asan:
 	@$(MAKE) --no-print-directory SAN=1 tests
 	@PINFER_TEST_BUILD=build/asan tests/run-tests.sh --unit-only
+
+# ---- benchmarks (programs that print figures; see README) ----------------------
+
+$(BUILD)/bench/barrier: bench/barrier.c $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -fopenmp -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/load: bench/load.c $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-runtime: $(BUILD)/bench/barrier $(BUILD)/bench/load
+	@bench/runtime.sh
 
 FUZZ_SECONDS ?= 300
 fuzz: venv model
