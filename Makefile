@@ -130,13 +130,13 @@ check-asan:
 
 # ---- benchmarks (programs that print figures; see README) ----------------------
 
-$(BUILD)/bench/barrier: bench/barrier.c $(LIBPINFER)
+$(BUILD)/bench/barrier: bench/barrier.c bench/bench.h $(LIBPINFER)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -fopenmp -o $@ $^ $(LDLIBS)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -fopenmp -o $@ $(filter-out %.h,$^) $(LDLIBS)
 
-$(BUILD)/bench/load: bench/load.c $(LIBPINFER)
+$(BUILD)/bench/load: bench/load.c bench/bench.h $(LIBPINFER)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
 
 bench-runtime: $(BUILD)/bench/barrier $(BUILD)/bench/load
 	@bench/runtime.sh
@@ -192,7 +192,7 @@ build/vm/bin/test_%: tests/unit/test_%.c $(RUNTIME_SRC) $(wildcard runtime/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -static -o $@ $< $(RUNTIME_SRC) $(LDLIBS)
 
-build/vm/bin/%: bench/%.c uapi/pinfer.h
+build/vm/bin/%: bench/%.c bench/bench.h uapi/pinfer.h
 	@mkdir -p $(@D)
 	$(CC) $(VM_CFLAGS) -o $@ $< -luring
 

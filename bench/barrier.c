@@ -11,17 +11,11 @@
 #include <time.h>
 
 #include "libpinfer.h"
+#include "bench.h"
 
 #define ROUNDS 200000
 #define REPEAT 5
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 struct pool_arg {
 	struct pinfer_pool *p;
@@ -52,9 +46,9 @@ static double bench_pool(int n)
 	}
 	a.p = p;
 	for (r = 0; r < REPEAT; r++) {
-		t = now();
+		t = bench_now();
 		pinfer_pool_run(p, pool_body, &a);
-		t = (now() - t) / ROUNDS;
+		t = (bench_now() - t) / ROUNDS;
 		best = t < best ? t : best;
 	}
 	pinfer_pool_free(p);
@@ -81,13 +75,13 @@ static double bench_pthread(int n)
 
 	for (r = 0; r < REPEAT; r++) {
 		pthread_barrier_init(&pb, NULL, n);
-		t = now();
+		t = bench_now();
 		for (i = 1; i < n; i++)
 			pthread_create(&th[i], NULL, pthread_body, NULL);
 		pthread_body(NULL);
 		for (i = 1; i < n; i++)
 			pthread_join(th[i], NULL);
-		t = (now() - t) / ROUNDS;
+		t = (bench_now() - t) / ROUNDS;
 		best = t < best ? t : best;
 		pthread_barrier_destroy(&pb);
 	}
@@ -100,7 +94,7 @@ static double bench_omp(int n)
 	int r;
 
 	for (r = 0; r < REPEAT; r++) {
-		t = now();
+		t = bench_now();
 #pragma omp parallel num_threads(n)
 		{
 			int i;
@@ -109,7 +103,7 @@ static double bench_omp(int n)
 #pragma omp barrier
 			}
 		}
-		t = (now() - t) / ROUNDS;
+		t = (bench_now() - t) / ROUNDS;
 		best = t < best ? t : best;
 	}
 	return best;

@@ -24,28 +24,12 @@
 #include <liburing.h>
 
 #include "pinfer.h"
+#include "bench.h"
 
 #define CHUNK (1u << 20)
 #define DEPTH 32
 
-static double now(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void drop_caches(void)
-{
-	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
-
-	sync();
-	if (fd < 0 || write(fd, "3", 1) != 1)
-		fprintf(stderr, "kmod_fill: cannot drop caches: %s\n", strerror(errno));
-	if (fd >= 0)
-		close(fd);
-}
 
 static int die(const char *what)
 {
@@ -76,7 +60,7 @@ static double fill_pinfer(const char *path, size_t size)
 		die("bind");
 	if (io_uring_queue_init(DEPTH, &ring, IORING_SETUP_SQE128))
 		die("io_uring");
-	t0 = now();
+	t0 = bench_now();
 	while (done < size) {
 		while (inflight < DEPTH && next < size) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
@@ -101,7 +85,7 @@ static double fill_pinfer(const char *path, size_t size)
 		inflight--;
 		done += CHUNK;
 	}
-	t = now() - t0;
+	t = bench_now() - t0;
 	io_uring_queue_exit(&ring);
 	close(b.fd);
 	close(r);
@@ -119,11 +103,11 @@ static double fill_read(const char *path, size_t size, int flags)
 	if (!buf || fd < 0)
 		die("read setup");
 	memset(buf, 0, size);	/* fault the destination in first */
-	t0 = now();
+	t0 = bench_now();
 	for (off = 0; off < size; off += CHUNK)
 		if (pread(fd, buf + off, CHUNK, off) != CHUNK)
 			die("read");
-	t = now() - t0;
+	t = bench_now() - t0;
 	close(fd);
 	free(buf);
 	return t;
@@ -139,13 +123,13 @@ static double fill_mmap(const char *path, size_t size)
 
 	if (fd < 0)
 		die("open");
-	t0 = now();
+	t0 = bench_now();
 	p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		die("mmap");
 	for (off = 0; off < size; off += 4096)
 		sum += p[off];
-	t = now() - t0;
+	t = bench_now() - t0;
 	munmap((void *)p, size);
 	close(fd);
 	if (sum == 0xffffffff)
@@ -172,7 +156,7 @@ int main(int argc, char **argv)
 	}
 	size = (size_t)(argc > 2 ? atol(argv[2]) : 1024) << 20;
 	for (i = 0; i < 4; i++) {
-		drop_caches();
+		bench_drop_caches();
 		t[i] = i == 0 ? fill_pinfer(argv[1], size) :
 		       i == 1 ? fill_read(argv[1], size, 0) :
 		       i == 2 ? fill_mmap(argv[1], size) :

@@ -17,25 +17,9 @@
 #include <unistd.h>
 
 #include "libpinfer.h"
+#include "bench.h"
 
-static double now(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void drop_caches(void)
-{
-	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
-
-	sync();
-	if (fd < 0 || write(fd, "3", 1) != 1)
-		fprintf(stderr, "load: cannot drop the page cache (not root?): figures are warm\n");
-	if (fd >= 0)
-		close(fd);
-}
 
 static void report(const char *method, double t, size_t size, const char *what)
 {
@@ -66,7 +50,7 @@ int main(int argc, char **argv)
 	}
 	size = st.st_size;
 
-	drop_caches();
+	bench_drop_caches();
 	if (pinfer_region_create(&r, size, -1, PINFER_PROVIDER_AUTO, &err) ||
 	    pinfer_loader_create(&l, r, argv[1], &err)) {
 		fprintf(stderr, "load: %s\n", err.msg);
@@ -75,12 +59,12 @@ int main(int argc, char **argv)
 	pinfer_region_props(r, &props);
 	pinfer_loader_info(l, &li);
 	rg = (struct pinfer_range){ 0, 0, size };
-	t = now();
+	t = bench_now();
 	if (pinfer_load(l, &rg, 1, &err)) {
 		fprintf(stderr, "load: %s\n", err.msg);
 		return 1;
 	}
-	t = now() - t;
+	t = bench_now() - t;
 	snprintf(what, sizeof(what), "pinfer loader: %s region, %s, %llu KiB x %u in flight%s",
 		 pinfer_provider_name(props.provider),
 		 li.kmod ? "pinfer.ko prefetch" : li.direct ? "O_DIRECT io_uring" : "buffered io_uring",
@@ -90,33 +74,33 @@ int main(int argc, char **argv)
 	pinfer_loader_free(l);
 	pinfer_region_free(r);
 
-	drop_caches();
+	bench_drop_caches();
 	buf = malloc(size);
 	fd = open(argv[1], O_RDONLY);
 	if (!buf || fd < 0)
 		return 1;
 	memset(buf, 0, size);		/* the destination faulted in first */
-	t = now();
+	t = bench_now();
 	for (off = 0; off < size; off += 1 << 20) {
 		size_t n = size - off < (1 << 20) ? size - off : 1 << 20;
 
 		if (read(fd, buf + off, n) != (ssize_t)n)
 			return 1;
 	}
-	t = now() - t;
+	t = bench_now() - t;
 	report("read", t, size, "read(2) into malloc'd memory, 1 MiB at a time");
 	close(fd);
 	free(buf);
 
-	drop_caches();
+	bench_drop_caches();
 	fd = open(argv[1], O_RDONLY);
-	t = now();
+	t = bench_now();
 	m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
 		return 1;
 	for (off = 0; off < size; off += 4096)
 		sum += m[off];
-	t = now() - t;
+	t = bench_now() - t;
 	report("mmap", t, size, "mmap + touch every 4 KiB page");
 	munmap((void *)m, size);
 	close(fd);

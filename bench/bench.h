@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the benchmark programs. */
+#ifndef PINFER_BENCH_H
+#define PINFER_BENCH_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline double bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Write back and drop the page cache (root only); says so if it cannot. */
+static inline void bench_drop_caches(void)
+{
+	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+
+	sync();
+	if (fd < 0 || write(fd, "3", 1) != 1)
+		fprintf(stderr, "bench: cannot drop the page cache (%s): figures are warm\n",
+			strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+#endif
