@@ -1,0 +1,465 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Reference kernels in plain C: obviously right, not fast. Each fast kernel
+ * is tested against these, and these against the PyPI gguf package's
+ * dequantizers (tests/e2e/test_quant.py).
+ */
+#include "quant.h"
+
+#include <math.h>
+#include <string.h>
+
+float fp16_to_f32(fp16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+	float f;
+
+	if (exp == 0x1f) {			/* inf, nan */
+		bits = sign | 0x7f800000 | man << 13;
+	} else if (exp) {			/* normal */
+		bits = sign | (exp + 112) << 23 | man << 13;
+	} else {				/* zero, subnormal: man * 2^-24 */
+		f = ldexpf((float)man, -24);
+		return sign ? -f : f;
+	}
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+fp16_t f32_to_fp16(float f)
+{
+	uint32_t x, sign, man;
+	int exp;
+
+	memcpy(&x, &f, 4);
+	sign = (x >> 16) & 0x8000;
+	exp = (int)((x >> 23) & 0xff) - 127 + 15;
+	man = x & 0x7fffff;
+	if (((x >> 23) & 0xff) == 0xff)		/* inf, nan */
+		return (fp16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+	if (exp >= 0x1f)			/* overflow */
+		return (fp16_t)(sign | 0x7c00);
+	if (exp <= 0) {				/* subnormal or zero */
+		uint32_t shift, half, q;
+
+		if (exp < -10)
+			return (fp16_t)sign;
+		man |= 0x800000;
+		shift = (uint32_t)(14 - exp);
+		q = man >> shift;
+		half = 1u << (shift - 1);
+		if ((man & ((half << 1) - 1)) > half ||
+		    ((man & ((half << 1) - 1)) == half && (q & 1)))
+			q++;
+		return (fp16_t)(sign | q);
+	}
+	/* normal: round the 13 dropped bits to nearest even */
+	{
+		uint32_t h = sign | (uint32_t)exp << 10 | man >> 13;
+		uint32_t rest = man & 0x1fff;
+
+		if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+			h++;		/* may carry into the exponent: correct */
+		return (fp16_t)h;
+	}
+}
+
+float bf16_to_f32(uint16_t h)
+{
+	uint32_t bits = (uint32_t)h << 16;
+	float f;
+
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+int quant_vec_dot_type(uint32_t type)
+{
+	switch (type) {
+	case GGML_TYPE_F32:
+	case GGML_TYPE_F16:
+	case GGML_TYPE_BF16:
+		return GGML_TYPE_F32;
+	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_Q8_0:
+		return GGML_TYPE_Q8_0;
+	case GGML_TYPE_Q4_1:
+		return GGML_TYPE_Q8_1;
+	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q5_K:
+	case GGML_TYPE_Q6_K:
+		return GGML_TYPE_Q8_K;
+	default:
+		return -1;
+	}
+}
+
+int quant_supported(uint32_t type)
+{
+	return quant_vec_dot_type(type) >= 0;
+}
+
+/* ---- dequantization ---------------------------------------------------------- */
+
+static void dequant_q4_0(const struct block_q4_0 *b, float *y, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, y += QK) {
+		float d = fp16_to_f32(b[i].d);
+
+		for (j = 0; j < QK / 2; j++) {
+			y[j] = ((b[i].qs[j] & 0xf) - 8) * d;
+			y[j + QK / 2] = ((b[i].qs[j] >> 4) - 8) * d;
+		}
+	}
+}
+
+static void dequant_q4_1(const struct block_q4_1 *b, float *y, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, y += QK) {
+		float d = fp16_to_f32(b[i].d), m = fp16_to_f32(b[i].m);
+
+		for (j = 0; j < QK / 2; j++) {
+			y[j] = (b[i].qs[j] & 0xf) * d + m;
+			y[j + QK / 2] = (b[i].qs[j] >> 4) * d + m;
+		}
+	}
+}
+
+static void dequant_q8_0(const struct block_q8_0 *b, float *y, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, y += QK) {
+		float d = fp16_to_f32(b[i].d);
+
+		for (j = 0; j < QK; j++)
+			y[j] = b[i].qs[j] * d;
+	}
+}
+
+/* Scale and min of sub-block j (0..7) from the 12 packed bytes of Q4_K/Q5_K. */
+static void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+	if (j < 4) {
+		*sc = q[j] & 63;
+		*m = q[j + 4] & 63;
+	} else {
+		*sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+	}
+}
+
+static void dequant_q4_K(const struct block_q4_K *b, float *y, size_t nb)
+{
+	size_t i;
+	int j, l;
+
+	for (i = 0; i < nb; i++) {
+		const uint8_t *q = b[i].qs;
+		float d = fp16_to_f32(b[i].d), dmin = fp16_to_f32(b[i].dmin);
+
+		for (j = 0; j < QK_K / 64; j++, q += 32) {
+			uint8_t sc, m;
+			float d1, m1, d2, m2;
+
+			scale_min_k4(2 * j, b[i].scales, &sc, &m);
+			d1 = d * sc;
+			m1 = dmin * m;
+			scale_min_k4(2 * j + 1, b[i].scales, &sc, &m);
+			d2 = d * sc;
+			m2 = dmin * m;
+			for (l = 0; l < 32; l++)
+				*y++ = d1 * (q[l] & 0xf) - m1;
+			for (l = 0; l < 32; l++)
+				*y++ = d2 * (q[l] >> 4) - m2;
+		}
+	}
+}
+
+static void dequant_q5_K(const struct block_q5_K *b, float *y, size_t nb)
+{
+	size_t i;
+	int j, l;
+
+	for (i = 0; i < nb; i++) {
+		const uint8_t *q = b[i].qs, *qh = b[i].qh;
+		float d = fp16_to_f32(b[i].d), dmin = fp16_to_f32(b[i].dmin);
+		uint8_t u1 = 1, u2 = 2;
+
+		for (j = 0; j < QK_K / 64; j++, q += 32, u1 <<= 2, u2 <<= 2) {
+			uint8_t sc, m;
+			float d1, m1, d2, m2;
+
+			scale_min_k4(2 * j, b[i].scales, &sc, &m);
+			d1 = d * sc;
+			m1 = dmin * m;
+			scale_min_k4(2 * j + 1, b[i].scales, &sc, &m);
+			d2 = d * sc;
+			m2 = dmin * m;
+			for (l = 0; l < 32; l++)
+				*y++ = d1 * ((q[l] & 0xf) + (qh[l] & u1 ? 16 : 0)) - m1;
+			for (l = 0; l < 32; l++)
+				*y++ = d2 * ((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+		}
+	}
+}
+
+static void dequant_q6_K(const struct block_q6_K *b, float *y, size_t nb)
+{
+	size_t i;
+	int n, l;
+
+	for (i = 0; i < nb; i++) {
+		const uint8_t *ql = b[i].ql, *qh = b[i].qh;
+		const int8_t *sc = b[i].scales;
+		float d = fp16_to_f32(b[i].d);
+
+		for (n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
+			for (l = 0; l < 32; l++) {
+				int is = l / 16;
+				int q1 = ((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32;
+				int q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
+				int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+				int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+
+				y[l] = d * sc[is] * q1;
+				y[l + 32] = d * sc[is + 2] * q2;
+				y[l + 64] = d * sc[is + 4] * q3;
+				y[l + 96] = d * sc[is + 6] * q4;
+			}
+		}
+	}
+}
+
+void dequantize_row_ref(uint32_t type, const void *row, float *y, size_t n)
+{
+	const uint16_t *h = row;
+	size_t i;
+
+	switch (type) {
+	case GGML_TYPE_F32:
+		memcpy(y, row, n * sizeof(float));
+		break;
+	case GGML_TYPE_F16:
+		for (i = 0; i < n; i++)
+			y[i] = fp16_to_f32(h[i]);
+		break;
+	case GGML_TYPE_BF16:
+		for (i = 0; i < n; i++)
+			y[i] = bf16_to_f32(h[i]);
+		break;
+	case GGML_TYPE_Q4_0:
+		dequant_q4_0(row, y, n / QK);
+		break;
+	case GGML_TYPE_Q4_1:
+		dequant_q4_1(row, y, n / QK);
+		break;
+	case GGML_TYPE_Q8_0:
+		dequant_q8_0(row, y, n / QK);
+		break;
+	case GGML_TYPE_Q4_K:
+		dequant_q4_K(row, y, n / QK_K);
+		break;
+	case GGML_TYPE_Q5_K:
+		dequant_q5_K(row, y, n / QK_K);
+		break;
+	case GGML_TYPE_Q6_K:
+		dequant_q6_K(row, y, n / QK_K);
+		break;
+	default:
+		memset(y, 0, n * sizeof(float));	/* callers check support first */
+		break;
+	}
+}
+
+/* ---- activations to 8 bits ----------------------------------------------------- */
+
+static float absmax(const float *x, size_t n)
+{
+	float m = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+	return m;
+}
+
+static void quant_q8_0(const float *x, struct block_q8_0 *b, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, x += QK) {
+		float d = absmax(x, QK) / 127, id = d ? 1 / d : 0;
+
+		b[i].d = f32_to_fp16(d);
+		for (j = 0; j < QK; j++)
+			b[i].qs[j] = (int8_t)roundf(x[j] * id);
+	}
+}
+
+static void quant_q8_1(const float *x, struct block_q8_1 *b, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, x += QK) {
+		float d = absmax(x, QK) / 127, id = d ? 1 / d : 0;
+		int sum = 0;
+
+		b[i].d = f32_to_fp16(d);
+		for (j = 0; j < QK; j++) {
+			b[i].qs[j] = (int8_t)roundf(x[j] * id);
+			sum += b[i].qs[j];
+		}
+		b[i].s = f32_to_fp16(d * sum);
+	}
+}
+
+static void quant_q8_K(const float *x, struct block_q8_K *b, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, x += QK_K) {
+		float amax = absmax(x, QK_K), id;
+
+		memset(&b[i], 0, sizeof(b[i]));
+		if (!amax)
+			continue;
+		id = 127 / amax;
+		b[i].d = amax / 127;
+		for (j = 0; j < QK_K; j++) {
+			b[i].qs[j] = (int8_t)roundf(x[j] * id);
+			b[i].bsums[j / 16] += b[i].qs[j];
+		}
+	}
+}
+
+void quantize_row_act_ref(uint32_t type, const float *x, void *out, size_t n)
+{
+	switch (type) {
+	case GGML_TYPE_Q8_0:
+		quant_q8_0(x, out, n / QK);
+		break;
+	case GGML_TYPE_Q8_1:
+		quant_q8_1(x, out, n / QK);
+		break;
+	case GGML_TYPE_Q8_K:
+		quant_q8_K(x, out, n / QK_K);
+		break;
+	default:
+		memcpy(out, x, n * sizeof(float));
+		break;
+	}
+}
+
+/* ---- dot products ------------------------------------------------------------ */
+
+static float dot_q4_0(size_t nb, const struct block_q4_0 *w, const struct block_q8_0 *a)
+{
+	float sum = 0;
+	size_t i;
+	int j;
+
+	for (i = 0; i < nb; i++) {
+		int s = 0;
+
+		for (j = 0; j < QK / 2; j++)
+			s += ((w[i].qs[j] & 0xf) - 8) * a[i].qs[j] +
+			     ((w[i].qs[j] >> 4) - 8) * a[i].qs[j + QK / 2];
+		sum += s * fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d);
+	}
+	return sum;
+}
+
+static float dot_q4_1(size_t nb, const struct block_q4_1 *w, const struct block_q8_1 *a)
+{
+	float sum = 0;
+	size_t i;
+	int j;
+
+	for (i = 0; i < nb; i++) {
+		int s = 0;
+
+		for (j = 0; j < QK / 2; j++)
+			s += (w[i].qs[j] & 0xf) * a[i].qs[j] +
+			     (w[i].qs[j] >> 4) * a[i].qs[j + QK / 2];
+		/* Σ (q d + m) a = d da Σ q qa + m Σ a, and Σ a = s */
+		sum += s * fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d) +
+		       fp16_to_f32(w[i].m) * fp16_to_f32(a[i].s);
+	}
+	return sum;
+}
+
+static float dot_q8_0(size_t nb, const struct block_q8_0 *w, const struct block_q8_0 *a)
+{
+	float sum = 0;
+	size_t i;
+	int j;
+
+	for (i = 0; i < nb; i++) {
+		int s = 0;
+
+		for (j = 0; j < QK; j++)
+			s += w[i].qs[j] * a[i].qs[j];
+		sum += s * fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d);
+	}
+	return sum;
+}
+
+/* K-quants: dequantize a super-block of weights, multiply by the activations. */
+static float dot_k(uint32_t type, size_t nb, const uint8_t *w, const struct block_q8_K *a)
+{
+	const struct ggml_type_info *ti = ggml_type_get(type);
+	float y[QK_K], sum = 0;
+	size_t i;
+	int j;
+
+	for (i = 0; i < nb; i++, w += ti->block_bytes) {
+		float s = 0;
+
+		dequantize_row_ref(type, w, y, QK_K);
+		for (j = 0; j < QK_K; j++)
+			s += y[j] * a[i].qs[j];
+		sum += s * a[i].d;
+	}
+	return sum;
+}
+
+float vec_dot_ref(uint32_t type, size_t n, const void *row, const void *act)
+{
+	const float *x = act;
+	const uint16_t *h = row;
+	float sum = 0;
+	size_t i;
+
+	switch (type) {
+	case GGML_TYPE_F32:
+		for (i = 0; i < n; i++)
+			sum += ((const float *)row)[i] * x[i];
+		return sum;
+	case GGML_TYPE_F16:
+		for (i = 0; i < n; i++)
+			sum += fp16_to_f32(h[i]) * x[i];
+		return sum;
+	case GGML_TYPE_BF16:
+		for (i = 0; i < n; i++)
+			sum += bf16_to_f32(h[i]) * x[i];
+		return sum;
+	case GGML_TYPE_Q4_0:
+		return dot_q4_0(n / QK, row, act);
+	case GGML_TYPE_Q4_1:
+		return dot_q4_1(n / QK, row, act);
+	case GGML_TYPE_Q8_0:
+		return dot_q8_0(n / QK, row, act);
+	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q5_K:
+	case GGML_TYPE_Q6_K:
+		return dot_k(type, n / QK_K, row, act);
+	default:
+		return 0;
+	}
+}

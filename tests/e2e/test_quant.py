@@ -1,0 +1,159 @@
+# SPDX-License-Identifier: MIT
+"""The engine's reference kernels (engine/quant_ref.c) against an independent
+implementation, the PyPI gguf package's numpy quantizers: dequantization of
+random blocks of every supported type and of the real model's tensors,
+8-bit quantization of activations, and fp16 conversion (all 65536 values
+one way, a million random floats the other)."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tap import end, ok, skip_all  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
+HELPER = os.path.join(BUILD, "tests", "print_dequant")
+MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+try:
+    import gguf
+    from gguf import quants
+    from gguf.constants import GGMLQuantizationType as T
+except ImportError:
+    skip_all("the gguf package is not installed (make venv)")
+
+rng = np.random.default_rng(20261121)
+
+
+def helper(*args):
+    return subprocess.run([HELPER, *map(str, args)], capture_output=True,
+                          check=True).stdout
+
+
+def f16_bits(values):
+    return np.asarray(values, dtype=np.float16).view(np.uint16)
+
+
+def random_blocks(qtype, nblocks):
+    """Random blocks whose fp16 scale fields hold sane finite values."""
+    elems, size = gguf.GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, size=(nblocks, size), dtype=np.uint8)
+    scales = {  # byte offsets of the fp16 fields in each block layout
+        T.Q4_0: [0], T.Q4_1: [0, 2], T.Q8_0: [0],
+        T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
+    }[qtype]
+    for off in scales:
+        vals = rng.uniform(-0.05, 0.05, size=nblocks)
+        raw[:, off:off + 2] = f16_bits(vals).view(np.uint8).reshape(nblocks, 2)
+    return raw, elems * nblocks
+
+
+def test_random_blocks():
+    for qtype in (T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K):
+        raw, n = random_blocks(qtype, 64)
+        want = quants.dequantize(raw, qtype).reshape(-1).astype(np.float32)
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(raw.tobytes())
+            f.flush()
+            got = np.frombuffer(helper("blocks", int(qtype), n, f.name), np.float32)
+        diff = np.abs(got - want).max() if got.shape == want.shape else np.inf
+        ok(got.shape == want.shape and diff <= 1e-6 * np.abs(want).max(),
+           f"{qtype.name}: 64 random blocks dequantize as gguf does "
+           f"(max diff {diff:.3g})")
+    for name, dtype, bits in (
+            ("F16", T.F16, f16_bits(rng.standard_normal(4096))),
+            ("BF16", T.BF16,
+             (rng.standard_normal(4096).astype(np.float32).view(np.uint32) >> 16)
+             .astype(np.uint16))):
+        if dtype == T.BF16:
+            want = quants.dequantize(bits.view(np.uint8), dtype).reshape(-1)
+        else:
+            want = bits.view(np.float16).astype(np.float32)
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(bits.tobytes())
+            f.flush()
+            got = np.frombuffer(helper("blocks", int(dtype), bits.size, f.name), np.float32)
+        ok(np.array_equal(got, want), f"{name}: 4096 values convert exactly")
+
+
+def test_model_tensors():
+    if not os.path.exists(MODEL):
+        ok(False, f"{MODEL} missing (make model)")
+        return
+    ref = gguf.GGUFReader(MODEL)
+    by_name = {t.name: t for t in ref.tensors}
+    for name in ("token_embd.weight", "blk.0.ffn_down.weight",
+                 "blk.29.attn_k.weight", "output_norm.weight"):
+        t = by_name[name]
+        want = quants.dequantize(t.data, t.tensor_type).reshape(-1).astype(np.float32)
+        got = np.frombuffer(helper("tensor", MODEL, name), np.float32)
+        ok(got.shape == want.shape and np.array_equal(got, want),
+           f"{name} ({t.tensor_type.name}, {want.size} values) of the real "
+           "model dequantizes exactly as gguf does")
+
+
+def test_activation_quant():
+    x = (rng.standard_normal(32 * 256) * 3).astype(np.float32)
+    x[:32] = 0  # an all-zero block
+    want = quants.quantize(x.reshape(-1, 32), T.Q8_0).tobytes()
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(x.tobytes())
+        f.flush()
+        got = helper("q8", int(T.Q8_0), x.size, f.name)
+        ok(got == want, "Q8_0 activations: byte for byte as gguf quantizes them")
+        for qtype, elems in ((T.Q8_1, 32), (T.Q8_K, 256)):
+            q = helper("q8", int(qtype), x.size, f.name)
+            # dequantize our blocks by their layout: within half a step, plus
+            # (for Q8_1, whose d is stored as fp16) d's rounding times |q|
+            if qtype == T.Q8_1:
+                b = np.frombuffer(q, np.uint8).reshape(-1, 36)
+                d = b[:, 0:2].copy().view(np.float16).astype(np.float32)
+                s = b[:, 2:4].copy().view(np.float16).astype(np.float32)
+                qs = b[:, 4:].view(np.int8).astype(np.float32)
+                sums_ok = np.all(np.abs(s[:, 0] - d[:, 0] * qs.sum(axis=1)) <=
+                                 2e-3 * np.abs(d[:, 0] * qs.sum(axis=1)) + d[:, 0])
+            else:
+                b = np.frombuffer(q, np.uint8).reshape(-1, 292)
+                d = b[:, 0:4].copy().view(np.float32)
+                qs = b[:, 4:260].view(np.int8).astype(np.float32)
+                bs = b[:, 260:].copy().view(np.int16)
+                sums_ok = np.array_equal(bs, qs.reshape(-1, 16, 16).sum(axis=2))
+            y = (d * qs).reshape(-1)
+            step = np.repeat(d[:, 0], elems)
+            slack = 127 * 2.0 ** -11 if qtype == T.Q8_1 else 1e-6
+            err = np.abs(y - x)
+            ok(np.all(err <= step * (0.5 + slack) + 1e-7) and sums_ok,
+               f"{qtype.name} activations: within half a step of the input, "
+               "block sums right")
+
+
+def test_fp16():
+    f = rng.standard_normal(1 << 20).astype(np.float32) * np.float32(
+        rng.choice([1e-6, 1e-3, 1.0, 1e3, 7e4], size=1 << 20))
+    f[:6] = [0.0, -0.0, np.inf, -np.inf, 65504.0, 65520.0]
+    with tempfile.NamedTemporaryFile() as tmp:
+        tmp.write(f.tobytes())
+        tmp.flush()
+        out = helper("f16", tmp.name)
+    to32 = np.frombuffer(out[:65536 * 4], np.float32)
+    want = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    nan = np.isnan(want)
+    ok(np.array_equal(np.isnan(to32), nan) and np.array_equal(to32[~nan], want[~nan]),
+       "fp16 -> f32: all 65536 values as numpy converts them")
+    to16 = np.frombuffer(out[65536 * 4:], np.uint16)
+    with np.errstate(over="ignore"):  # overflow to inf is part of the test
+        want16 = f.astype(np.float16).view(np.uint16)
+    ok(np.array_equal(to16, want16),
+       "f32 -> fp16: a million floats (subnormal, overflow, ties) round as numpy's",
+       f"{np.count_nonzero(to16 != want16)} differ")
+
+
+test_random_blocks()
+test_model_tensors()
+test_activation_quant()
+test_fp16()
+end()
