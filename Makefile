@@ -177,8 +177,8 @@ checkpatch:
 # libraries; built with the kernel's kselftest harness (-Wall, its own rule).
 VM_CFLAGS := -std=gnu11 -O2 -g -Wall -Werror -D_GNU_SOURCE -static -Iuapi \
 	-Ibuild/linux-source/tools/testing/selftests
-VM_BINS := build/vm/bin/pinfer_test $(patsubst tests/unit/%.c,build/vm/bin/%,\
-	$(filter-out %/test_gguf.c %/test_cpu.c,$(UNIT_SRC)))
+VM_BINS := build/vm/bin/pinfer_test build/vm/bin/test_region \
+	build/vm/bin/test_loader build/vm/bin/test_pool
 
 build/linux-source/.stamp:
 	@tools/scripts/linux-source.sh >/dev/null

@@ -7,10 +7,6 @@
 
 #define PINFER_HUGE (2ul << 20)
 
-/* Fill @err with -@code and a message; returns -@code. */
-int pinfer_fail(struct pinfer_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* For the loader: how a region is backed. */
 int pinfer_region_kmod_fd(const struct pinfer_region *r);	/* -1 if not kmod */
 int pinfer_region_memfd(const struct pinfer_region *r);	/* -1 if none */

@@ -23,6 +23,10 @@ struct pinfer_err {
 	char msg[320];
 };
 
+/* Fill @err (if not NULL) with -@code and a message; returns -@code. */
+int pinfer_fail(struct pinfer_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* ---- regions ---------------------------------------------------------------- */
 
 enum pinfer_provider {

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Loading a llama-family model: the configuration from the GGUF metadata
+ * (every count checked), every tensor found and its shape and type checked,
+ * then the file's tensor data read into one region by the runtime's loader
+ * and the tensors pointed into it (zero copy: the file's layout is kept).
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "quant.h"
+
+#define MAX_LAYERS 1024
+
+static const char *arch_prefix(enum llm_arch a)
+{
+	return a == LLM_ARCH_QWEN2 ? "qwen2" : "llama";
+}
+
+/* An unsigned integer value, whatever integer type the file used. */
+static int meta_u32(const struct gguf *g, const char *prefix, const char *key,
+		    uint32_t *v, bool required, struct pinfer_err *err)
+{
+	char name[128];
+	const struct gguf_kv *kv;
+
+	snprintf(name, sizeof(name), "%s%s", prefix, key);
+	kv = gguf_find_kv(g, name);
+	if (!kv)
+		return required ? pinfer_fail(err, EINVAL, "metadata key %s is missing", name) : 1;
+	switch (kv->value.type) {
+	case GGUF_TYPE_UINT8: case GGUF_TYPE_UINT16: case GGUF_TYPE_UINT32:
+	case GGUF_TYPE_UINT64:
+		if (kv->value.u64 > UINT32_MAX)
+			break;
+		*v = (uint32_t)kv->value.u64;
+		return 0;
+	case GGUF_TYPE_INT8: case GGUF_TYPE_INT16: case GGUF_TYPE_INT32:
+	case GGUF_TYPE_INT64:
+		if (kv->value.i64 < 0 || kv->value.i64 > UINT32_MAX)
+			break;
+		*v = (uint32_t)kv->value.i64;
+		return 0;
+	default:
+		return pinfer_fail(err, EINVAL, "metadata key %s has type %s, not an integer",
+				   name, gguf_type_name(kv->value.type));
+	}
+	return pinfer_fail(err, EINVAL, "metadata key %s is out of range", name);
+}
+
+static int meta_f32(const struct gguf *g, const char *prefix, const char *key,
+		    float *v, struct pinfer_err *err)
+{
+	char name[128];
+	const struct gguf_kv *kv;
+
+	snprintf(name, sizeof(name), "%s%s", prefix, key);
+	kv = gguf_find_kv(g, name);
+	if (!kv)
+		return 1;
+	if (kv->value.type != GGUF_TYPE_FLOAT32 && kv->value.type != GGUF_TYPE_FLOAT64)
+		return pinfer_fail(err, EINVAL, "metadata key %s has type %s, not a float",
+				   name, gguf_type_name(kv->value.type));
+	*v = (float)kv->value.f64;
+	return 0;
+}
+
+static int read_config(const struct gguf *g, struct llm_config *c,
+		       struct pinfer_err *err)
+{
+	const struct gguf_kv *kv = gguf_find_kv(g, "general.architecture");
+	char p[16];
+	int ret;
+
+	if (!kv || kv->value.type != GGUF_TYPE_STRING)
+		return pinfer_fail(err, EINVAL, "general.architecture is missing");
+	if (gguf_str_eq(kv->value.str, "llama")) {
+		c->arch = LLM_ARCH_LLAMA;
+		c->rope = LLM_ROPE_NORM;
+	} else if (gguf_str_eq(kv->value.str, "qwen2")) {
+		c->arch = LLM_ARCH_QWEN2;
+		c->rope = LLM_ROPE_NEOX;
+	} else {
+		return pinfer_fail(err, ENOTSUP, "architecture '%.*s' is not supported (supported: llama, qwen2)",
+				   (int)(kv->value.str.len > 40 ? 40 : kv->value.str.len),
+				   kv->value.str.ptr);
+	}
+	snprintf(p, sizeof(p), "%s.", arch_prefix(c->arch));
+	if ((ret = meta_u32(g, p, "embedding_length", &c->n_embd, true, err)) ||
+	    (ret = meta_u32(g, p, "block_count", &c->n_layer, true, err)) ||
+	    (ret = meta_u32(g, p, "feed_forward_length", &c->n_ff, true, err)) ||
+	    (ret = meta_u32(g, p, "attention.head_count", &c->n_head, true, err)))
+		return ret;
+	c->n_head_kv = c->n_head;
+	c->ctx_train = 2048;
+	c->rope_theta = 10000;
+	c->rms_eps = 1e-5f;
+	if (meta_u32(g, p, "attention.head_count_kv", &c->n_head_kv, false, err) < 0 ||
+	    meta_u32(g, p, "context_length", &c->ctx_train, false, err) < 0 ||
+	    meta_f32(g, p, "rope.freq_base", &c->rope_theta, err) < 0 ||
+	    meta_f32(g, p, "attention.layer_norm_rms_epsilon", &c->rms_eps, err) < 0)
+		return err->code;
+	if (!c->n_embd || !c->n_head || !c->n_head_kv || !c->n_ff ||
+	    c->n_embd % c->n_head || c->n_head % c->n_head_kv)
+		return pinfer_fail(err, EINVAL, "inconsistent sizes: embedding %" PRIu32 ", %" PRIu32 " heads, %" PRIu32 " KV heads, FFN %" PRIu32,
+				   c->n_embd, c->n_head, c->n_head_kv, c->n_ff);
+	if (!c->n_layer || c->n_layer > MAX_LAYERS)
+		return pinfer_fail(err, EINVAL, "%sblock_count %" PRIu32 " is not in 1..%d",
+				   p, c->n_layer, MAX_LAYERS);
+	c->head_dim = c->n_embd / c->n_head;
+	c->n_rot = c->head_dim;
+	if (meta_u32(g, p, "rope.dimension_count", &c->n_rot, false, err) < 0)
+		return err->code;
+	if (!c->n_rot || c->n_rot > c->head_dim || c->n_rot % 2)
+		return pinfer_fail(err, EINVAL, "%srope.dimension_count %" PRIu32 " does not fit heads of %" PRIu32,
+				   p, c->n_rot, c->head_dim);
+	if (!(c->rms_eps > 0) || !(c->rope_theta > 0))
+		return pinfer_fail(err, EINVAL, "rms epsilon and rope base must be positive");
+	return 0;
+}
+
+/*
+ * Find tensor @name with @cols x @rows (rows 1 for vectors); vectors must be
+ * F32, matrices a type the engine computes with.
+ */
+static int bind(const struct gguf *g, const char *name, uint64_t cols,
+		uint64_t rows, bool optional, const uint8_t *base, uint64_t start,
+		struct llm_tensor *t, struct pinfer_err *err)
+{
+	const struct gguf_tensor *gt = gguf_find_tensor(g, name);
+	uint64_t want_rows = rows;
+
+	if (!gt) {
+		if (optional)
+			return 1;
+		return pinfer_fail(err, EINVAL, "tensor %s is missing", name);
+	}
+	if (gt->dims[0] != cols || gt->n_elems / gt->dims[0] != want_rows ||
+	    gt->n_dims > 2)
+		return pinfer_fail(err, EINVAL, "tensor %s has shape %" PRIu64 " x %" PRIu64 ", expected %" PRIu64 " x %" PRIu64,
+				   name, gt->dims[0], gt->n_elems / gt->dims[0], cols, rows);
+	if (rows == 1 ? gt->type != GGML_TYPE_F32 : !quant_supported(gt->type))
+		return pinfer_fail(err, ENOTSUP, "tensor %s has type %s, which the engine cannot use here (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)",
+				   name, ggml_type_name(gt->type));
+	t->type = gt->type;
+	t->cols = cols;
+	t->rows = rows;
+	t->row_bytes = gt->bytes / rows;
+	t->data = base ? base + (gt->offset - start) : NULL;
+	return 0;
+}
+
+static int bind_all(struct llm_model *m, const uint8_t *base, uint64_t start,
+		    struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	uint64_t qd = (uint64_t)c->n_head * c->head_dim, kvd = (uint64_t)c->n_head_kv * c->head_dim;
+	const struct gguf *g = m->gguf;
+	char n[96];
+	uint32_t i;
+	int ret;
+
+#define BIND(name_, cols_, rows_, opt_, dst_) \
+	(ret = bind(g, name_, cols_, rows_, opt_, base, start, dst_, err)) < 0
+
+	if (BIND("token_embd.weight", c->n_embd, c->n_vocab, false, &m->token_embd) ||
+	    BIND("output_norm.weight", c->n_embd, 1, false, &m->output_norm) ||
+	    BIND("output.weight", c->n_embd, c->n_vocab, true, &m->output))
+		return ret;
+	if (ret == 1)		/* tied embeddings */
+		m->output = m->token_embd;
+	for (i = 0; i < c->n_layer; i++) {
+		struct llm_layer *l = &m->layers[i];
+		bool bias = c->arch == LLM_ARCH_QWEN2;
+
+#define LAYER(suffix_, cols_, rows_, opt_, dst_) \
+	(snprintf(n, sizeof(n), "blk.%" PRIu32 ".%s", i, suffix_), \
+	 BIND(n, cols_, rows_, opt_, dst_))
+		if (LAYER("attn_norm.weight", c->n_embd, 1, false, &l->attn_norm) ||
+		    LAYER("attn_q.weight", c->n_embd, qd, false, &l->wq) ||
+		    LAYER("attn_k.weight", c->n_embd, kvd, false, &l->wk) ||
+		    LAYER("attn_v.weight", c->n_embd, kvd, false, &l->wv) ||
+		    LAYER("attn_output.weight", qd, c->n_embd, false, &l->wo) ||
+		    LAYER("ffn_norm.weight", c->n_embd, 1, false, &l->ffn_norm) ||
+		    LAYER("ffn_gate.weight", c->n_embd, c->n_ff, false, &l->w_gate) ||
+		    LAYER("ffn_up.weight", c->n_embd, c->n_ff, false, &l->w_up) ||
+		    LAYER("ffn_down.weight", c->n_ff, c->n_embd, false, &l->w_down))
+			return ret;
+		if (bias && (LAYER("attn_q.bias", qd, 1, false, &l->bq) ||
+			     LAYER("attn_k.bias", kvd, 1, false, &l->bk) ||
+			     LAYER("attn_v.bias", kvd, 1, false, &l->bv)))
+			return ret;
+#undef LAYER
+	}
+#undef BIND
+	return 0;
+}
+
+/* Read the tensor data, from the 4 KiB boundary below the first tensor on. */
+static int load_data(struct llm_model *m, const char *path,
+		     const struct llm_load_opts *o, uint64_t *start,
+		     struct pinfer_err *err)
+{
+	const struct gguf *g = m->gguf;
+	struct pinfer_loader *l;
+	struct pinfer_range rg;
+	uint64_t first = g->file_size, i;
+	int ret;
+
+	for (i = 0; i < g->n_tensors; i++)
+		if (g->tensors[i].offset < first)
+			first = g->tensors[i].offset;
+	*start = first / 4096 * 4096;	/* keeps O_DIRECT alignment */
+	rg = (struct pinfer_range){ *start, 0, g->file_size - *start };
+	ret = pinfer_region_create(&m->region, rg.len, o->node, o->provider, err);
+	if (ret)
+		return ret;
+	ret = pinfer_loader_create(&l, m->region, path, err);
+	if (ret)
+		return ret;
+	pinfer_loader_set_progress(l, o->progress, o->progress_arg);
+	ret = pinfer_load(l, &rg, 1, err);
+	pinfer_loader_free(l);
+	return ret;
+}
+
+int llm_model_load(struct llm_model **out, const char *path,
+		   const struct llm_load_opts *opts, struct pinfer_err *err)
+{
+	const struct llm_load_opts defaults = { .provider = PINFER_PROVIDER_AUTO, .node = -1 };
+	const struct gguf_tensor *emb;
+	struct gguf_error gerr;
+	struct llm_model *m;
+	uint64_t start;
+	int ret;
+
+	*out = NULL;
+	if (!opts)
+		opts = &defaults;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return pinfer_fail(err, ENOMEM, "out of memory");
+	if (gguf_open(&m->gguf, path, &gerr)) {
+		ret = pinfer_fail(err, gerr.code == GGUF_E_IO ? gerr.sys_errno : EINVAL,
+				  "%s: %s", path, gerr.msg);
+		goto fail;
+	}
+	ret = read_config(m->gguf, &m->cfg, err);
+	if (ret)
+		goto fail;
+	emb = gguf_find_tensor(m->gguf, "token_embd.weight");
+	if (!emb || emb->n_dims != 2 || emb->dims[1] > INT32_MAX) {
+		ret = pinfer_fail(err, EINVAL, "tensor token_embd.weight is missing or not a matrix");
+		goto fail;
+	}
+	m->cfg.n_vocab = (uint32_t)emb->dims[1];
+	m->layers = calloc(m->cfg.n_layer, sizeof(*m->layers));
+	if (!m->layers) {
+		ret = pinfer_fail(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	/* Check every tensor before reading any data: bind against NULL. */
+	ret = bind_all(m, NULL, 0, err);
+	if (ret)
+		goto fail;
+	ret = load_data(m, path, opts, &start, err);
+	if (ret)
+		goto fail;
+	ret = bind_all(m, pinfer_region_ptr(m->region), start, err);
+	if (ret)
+		goto fail;
+	*out = m;
+	return 0;
+
+fail:
+	llm_model_free(m);
+	return ret < 0 ? ret : -EINVAL;
+}
+
+void llm_model_free(struct llm_model *m)
+{
+	if (!m)
+		return;
+	pinfer_region_free(m->region);
+	gguf_close(m->gguf);
+	free(m->layers);
+	free(m);
+}

@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: MIT
+"""The engine's forward pass on the real SmolLM2-135M-Instruct Q4_1 against
+the independent numpy reference (tests/reference/llama_ref.py):
+
+- reference mode (dequantized weights x float activations): the logits of
+  every position within 0.5% of that position's logit range — the model's
+  math is right;
+- the production path (activations quantized to 8 bits, as llama.cpp does):
+  within 5% of the range and the same argmax at every position;
+- 32 greedy tokens: identical to the reference's in reference mode; on the
+  8-bit path, fed the reference's 32 tokens, the same choice at each step
+  except where the reference's own top two are within 1% of the logit range
+  (a near tie that 8-bit rounding may flip; such steps are reported);
+- bad input: an unsupported architecture, a missing tensor, a tensor of the
+  wrong shape, a token out of the vocabulary, more tokens than the context:
+  one clear error each, exit 1, no crash.
+"""
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
+from tap import end, ok, skip_all  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
+HELPER = os.path.join(BUILD, "tests", "print_logits")
+MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+try:
+    import gguf
+    from llama_ref import LlamaRef
+except ImportError:
+    skip_all("the gguf package is not installed (make venv)")
+if not os.path.exists(MODEL):
+    skip_all(f"{MODEL} missing (make model)")
+
+# ChatML-shaped ids and an arbitrary run of ids
+PROMPTS = [[1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 2, 198, 1, 4093, 198],
+           [504, 3458, 282, 4649, 314, 253, 1345, 30, 1034, 17]]
+
+
+def engine(model, tokens, exact=False, greedy=0, ctx=None):
+    env = dict(os.environ, PINFER_EXACT="1" if exact else "0")
+    if ctx:
+        env["PINFER_CTX"] = str(ctx)
+    args = [HELPER] + (["--greedy", str(greedy)] if greedy else []) + [model] + [str(t) for t in tokens]
+    return subprocess.run(args, capture_output=True, env=env)
+
+
+def test_logits(ref):
+    for i, toks in enumerate(PROMPTS):
+        want = ref.forward(toks)
+        for exact, limit in ((True, 0.005), (False, 0.05)):
+            p = engine(MODEL, toks, exact=exact)
+            got = np.frombuffer(p.stdout, np.float32).reshape(len(toks), -1)
+            rel = (np.abs(got - want).max(axis=1) / (want.max(axis=1) - want.min(axis=1)))
+            mode = "reference mode" if exact else "8-bit activations"
+            ok(p.returncode == 0 and rel.max() < limit,
+               f"prompt {i} ({len(toks)} tokens), {mode}: max |diff| {100 * rel.max():.3f}% "
+               f"of the logit range (limit {100 * limit:.1f}%)", p.stderr.decode())
+            if not exact:
+                ok(np.array_equal(got.argmax(axis=1), want.argmax(axis=1)),
+                   f"prompt {i}, 8-bit activations: the same argmax at every position")
+
+
+def test_greedy(ref):
+    toks = PROMPTS[0]
+    want = ref.greedy(toks, 32)
+    p = engine(MODEL, toks, exact=True, greedy=32)
+    got = [int(x) for x in np.frombuffer(p.stdout, np.int32)]
+    ok(p.returncode == 0 and got == want,
+       "reference mode: 32 greedy tokens identical to the reference",
+       f"engine {got}\nref    {want}")
+    for i, toks in enumerate(PROMPTS):
+        want = ref.greedy(toks, 32) if i else want
+        seq = toks + want
+        p = engine(MODEL, seq)
+        got = np.frombuffer(p.stdout, np.float32).reshape(len(seq), -1)
+        wl = ref.forward(seq)
+        differ, wrong = [], []
+        for j, pos in enumerate(range(len(toks) - 1, len(seq) - 1)):
+            top = np.sort(wl[pos])[::-1]
+            margin = (top[0] - top[1]) / (wl[pos].max() - wl[pos].min())
+            if got[pos].argmax() != want[j]:
+                differ.append(f"step {j} (margin {100 * margin:.2f}%)")
+                if margin >= 0.01:
+                    wrong.append(j)
+        ok(p.returncode == 0 and not wrong,
+           f"prompt {i}, 8-bit activations fed the reference's 32 greedy tokens: "
+           f"{32 - len(differ)} of 32 choices identical"
+           + (f"; differing only at near ties: {', '.join(differ)}" if differ else ""),
+           f"differ where the reference is clear: {wrong}")
+
+
+def patched(tmp, name, patches):
+    path = os.path.join(tmp, name)
+    shutil.copyfile(MODEL, path)
+    with open(path, "r+b") as f:
+        for off, data in patches:
+            f.seek(off)
+            f.write(data)
+    return path
+
+
+def test_bad_input():
+    r = gguf.GGUFReader(MODEL)
+    arch = r.fields["general.architecture"]
+    arch_off = arch.offset + 8 + len(arch.name) + 4 + 8      # the string's bytes
+    t = {x.name: x for x in r.tensors}
+    up = t["blk.3.ffn_up.weight"]
+    name_off = up.field.offset + 8                             # its name's bytes
+    norm = t["blk.0.ffn_norm.weight"]
+    dim_off = norm.field.offset + 8 + len(norm.name) + 4       # dims[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = [
+            ("an unsupported architecture", patched(tmp, "a.gguf", [(arch_off, b"gpt2x")]),
+             [1], "architecture 'gpt2x' is not supported (supported: llama, qwen2)"),
+            ("a missing tensor", patched(tmp, "m.gguf", [(name_off + len("blk.3.ffn_u"), b"q")]),
+             [1], "tensor blk.3.ffn_up.weight is missing"),
+            ("a tensor of the wrong shape", patched(tmp, "s.gguf", [(dim_off, struct.pack("<Q", 288))]),
+             [1], "tensor blk.0.ffn_norm.weight has shape 288 x 1, expected 576 x 1"),
+            ("a token out of the vocabulary", MODEL, [49152],
+             "token 49152 is not in the vocabulary of 49152"),
+        ]
+        for what, path, toks, msg in cases:
+            p = engine(path, toks)
+            err = p.stderr.decode()
+            ok(p.returncode == 1 and msg in err and err.count("\n") == 1,
+               f"{what}: one clear error, exit 1: {err.strip()}")
+    p = engine(MODEL, [1, 2, 3, 4, 5], ctx=4)
+    ok(p.returncode == 1 and "the context of 4 tokens is full" in p.stderr.decode(),
+       f"more tokens than the context: {p.stderr.decode().strip()}")
+
+
+ref = LlamaRef(MODEL)
+test_logits(ref)
+test_greedy(ref)
+test_bad_input()
+end()

@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: MIT
+"""An independent reference forward pass of llama-family GGUF models, in
+numpy, for the tests: weights from the PyPI gguf package's reader and
+dequantizers, activations in float64, no code shared with the engine.
+
+    ref = LlamaRef(path); logits = ref.forward(token_ids)  # (n, vocab)
+"""
+import numpy as np
+from gguf import GGUFReader
+from gguf.quants import dequantize
+
+
+class LlamaRef:
+    def __init__(self, path):
+        r = GGUFReader(path)
+        f = {k: v for k, v in r.fields.items()}
+
+        def val(key, default=None):
+            if key not in f:
+                return default
+            field = f[key]
+            return field.parts[field.data[0]][0].item()
+
+        arch = bytes(f["general.architecture"].parts[f["general.architecture"].data[0]]).decode()
+        assert arch in ("llama", "qwen2"), arch
+        self.neox = arch == "qwen2"
+        self.n_embd = val(f"{arch}.embedding_length")
+        self.n_layer = val(f"{arch}.block_count")
+        self.n_head = val(f"{arch}.attention.head_count")
+        self.n_kv = val(f"{arch}.attention.head_count_kv", self.n_head)
+        self.eps = val(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+        self.theta = val(f"{arch}.rope.freq_base", 10000.0)
+        self.hd = self.n_embd // self.n_head
+        self.n_rot = val(f"{arch}.rope.dimension_count", self.hd)
+        self.w = {}
+        for t in r.tensors:
+            a = dequantize(t.data, t.tensor_type).astype(np.float64)
+            self.w[t.name] = a.reshape(-1) if len(t.shape) == 1 else a.reshape(int(t.shape[1]), int(t.shape[0]))
+        self.out = self.w.get("output.weight", self.w["token_embd.weight"])
+
+    def rmsnorm(self, x, w):
+        return x / np.sqrt(np.mean(x * x) + self.eps) * w
+
+    def rope(self, x, pos):
+        """x: (heads, hd); rotate the first n_rot dims of each head."""
+        half = self.n_rot // 2
+        inv = self.theta ** (-np.arange(half) * 2.0 / self.n_rot)
+        c, s = np.cos(pos * inv), np.sin(pos * inv)
+        x = x.copy()
+        if self.neox:
+            a, b = x[:, :half].copy(), x[:, half:self.n_rot].copy()
+            x[:, :half], x[:, half:self.n_rot] = a * c - b * s, a * s + b * c
+        else:
+            a, b = x[:, 0:self.n_rot:2].copy(), x[:, 1:self.n_rot:2].copy()
+            x[:, 0:self.n_rot:2], x[:, 1:self.n_rot:2] = a * c - b * s, a * s + b * c
+        return x
+
+    def reset(self):
+        self.ks = [[] for _ in range(self.n_layer)]
+        self.vs = [[] for _ in range(self.n_layer)]
+
+    def step(self, tok):
+        """Feed one token at the next position; its logits."""
+        w, hd, pos = self.w, self.hd, len(self.ks[0])
+        x = w["token_embd.weight"][tok].copy()
+        for i in range(self.n_layer):
+            p = f"blk.{i}."
+            h = self.rmsnorm(x, w[p + "attn_norm.weight"])
+            q = w[p + "attn_q.weight"] @ h + w.get(p + "attn_q.bias", 0)
+            k = w[p + "attn_k.weight"] @ h + w.get(p + "attn_k.bias", 0)
+            v = w[p + "attn_v.weight"] @ h + w.get(p + "attn_v.bias", 0)
+            q = self.rope(q.reshape(self.n_head, hd), pos)
+            self.ks[i].append(self.rope(k.reshape(self.n_kv, hd), pos))
+            self.vs[i].append(v.reshape(self.n_kv, hd))
+            rep = self.n_head // self.n_kv
+            K = np.repeat(np.stack(self.ks[i]), rep, axis=1)   # (t, heads, hd)
+            V = np.repeat(np.stack(self.vs[i]), rep, axis=1)
+            att = np.einsum("hd,thd->ht", q, K) / np.sqrt(hd)
+            att = np.exp(att - att.max(axis=1, keepdims=True))
+            att /= att.sum(axis=1, keepdims=True)
+            o = np.einsum("ht,thd->hd", att, V).reshape(-1)
+            x = x + w[p + "attn_output.weight"] @ o
+            h = self.rmsnorm(x, w[p + "ffn_norm.weight"])
+            g = w[p + "ffn_gate.weight"] @ h
+            u = w[p + "ffn_up.weight"] @ h
+            x = x + w[p + "ffn_down.weight"] @ (g / (1 + np.exp(-g)) * u)
+        return self.out @ self.rmsnorm(x, w["output_norm.weight"])
+
+    def forward(self, tokens):
+        """Logits of every position of @tokens, from an empty cache."""
+        self.reset()
+        return np.stack([self.step(t) for t in tokens])
+
+    def greedy(self, tokens, n):
+        """The n tokens greedy decoding picks after @tokens."""
+        logits = self.forward(tokens)[-1]
+        out = []
+        for _ in range(n):
+            out.append(int(np.argmax(logits)))
+            logits = self.step(out[-1])
+        return out

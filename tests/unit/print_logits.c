@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Helper for tests/e2e/test_forward.py: run the engine on token ids.
+ *   print_logits MODEL ID...           logits of every position (float32)
+ *   print_logits --greedy N MODEL ID...  then N greedy tokens (int32)
+ * Threads: PINFER_THREADS (default 2). PINFER_EXACT=1: the reference mode.
+ * PINFER_CTX: the context size (default the model's).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+int main(int argc, char **argv)
+{
+	int greedy = 0, first = 1, threads, i, j, ret = 1;
+	const char *env = getenv("PINFER_THREADS");
+	struct llm_session *s = NULL;
+	struct pinfer_pool *pool = NULL;
+	struct llm_model *m = NULL;
+	struct pinfer_err err = { 0 };
+	const float *logits = NULL;
+	int32_t next;
+
+	if (argc > 3 && !strcmp(argv[1], "--greedy")) {
+		greedy = atoi(argv[2]);
+		first = 3;
+	}
+	if (argc < first + 2) {
+		fprintf(stderr, "usage: print_logits [--greedy N] MODEL ID...\n");
+		return 2;
+	}
+	threads = env ? atoi(env) : 2;
+	if (pinfer_pool_create(&pool, threads, -1, &err) ||
+	    llm_model_load(&m, argv[first], NULL, &err) ||
+	    llm_session_create(&s, m, getenv("PINFER_CTX") ? atoi(getenv("PINFER_CTX")) : 0,
+			       pool, &err))
+		goto out;
+	llm_session_set_exact(s, getenv("PINFER_EXACT") && atoi(getenv("PINFER_EXACT")));
+	for (i = first + 1; i < argc; i++) {
+		if (llm_eval(s, atoi(argv[i]), &logits, &err))
+			goto out;
+		if (!greedy && fwrite(logits, 4, m->cfg.n_vocab, stdout) != m->cfg.n_vocab)
+			goto out;
+	}
+	for (i = 0; i < greedy; i++) {
+		next = 0;
+		for (j = 1; j < (int)m->cfg.n_vocab; j++)
+			if (logits[j] > logits[next])
+				next = j;
+		if (fwrite(&next, 4, 1, stdout) != 1 || llm_eval(s, next, &logits, &err))
+			goto out;
+	}
+	ret = 0;
+out:
+	if (ret && err.msg[0])
+		fprintf(stderr, "print_logits: %s\n", err.msg);
+	llm_session_free(s);
+	llm_model_free(m);
+	pinfer_pool_free(pool);
+	return ret;
+}
