@@ -51,7 +51,7 @@ all: $(PINFER)
 
 help:
 	@echo "make             build libpinfer, the engine and $(PINFER)"
-	@echo "make demo        deps, build, default model, then run it"
+	@echo "make demo        deps, build, default model, then answer a prompt with it"
 	@echo "make check       deps, build, model, and every test (what CI runs)"
 	@echo "make check-asan  the C tests again under ASan + UBSan"
 	@echo "make deps        install the Debian packages the project needs"
@@ -113,7 +113,7 @@ DEFAULT_MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 demo: deps
 	@$(MAKE) --no-print-directory all model
-	$(PINFER) inspect $(DEFAULT_MODEL)
+	$(PINFER) run -m $(DEFAULT_MODEL) -p "Name the three primary colors." -n 64 --temp 0
 
 # ---- tests ----------------------------------------------------------------
 

@@ -111,6 +111,11 @@ uint32_t llm_session_pos(const struct llm_session *s)
 	return s->pos;
 }
 
+uint32_t llm_session_ctx(const struct llm_session *s)
+{
+	return s->n_ctx;
+}
+
 /* ---- the operations --------------------------------------------------------- */
 
 static void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps)

@@ -66,6 +66,7 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 		       struct pinfer_err *err);
 void llm_session_free(struct llm_session *s);
 uint32_t llm_session_pos(const struct llm_session *s);
+uint32_t llm_session_ctx(const struct llm_session *s);	/* its context length */
 
 /*
  * The reference mode: matrix-vector products of dequantized weights with

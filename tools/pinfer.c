@@ -18,6 +18,8 @@ struct command {
 };
 
 static const struct command commands[] = {
+	{ "run", cmd_run, "answer a prompt, streaming the text to stdout" },
+	{ "chat", cmd_chat, "talk with a model, one line per turn" },
 	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensor table" },
 };
 

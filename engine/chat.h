@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/* Chat templates, recognized from tokenizer.chat_template. */
+#ifndef PINFER_CHAT_H
+#define PINFER_CHAT_H
+
+#include <stddef.h>
+
+#include "gguf.h"
+
+enum chat_template { CHAT_NONE, CHAT_CHATML, CHAT_LLAMA2, CHAT_LLAMA3 };
+
+struct chat_msg {
+	const char *role;	/* "system", "user", "assistant" */
+	const char *content;
+};
+
+/* The template the model's metadata describes, and its default system prompt. */
+enum chat_template chat_detect(const struct gguf *g, char *default_system, size_t cap);
+const char *chat_template_name(enum chat_template t);
+
+/*
+ * The text for @n messages, ending with the assistant's turn opened (@first:
+ * the conversation's start, where a beginning-of-text marker belongs).
+ * malloc'd; NULL when out of memory.
+ */
+char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int first);
+
+#endif

@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: MIT
+"""pinfer run and pinfer chat on the real model: an answer on stdout and the
+figures on stderr; greedy and seeded sampling are reproducible; chat keeps
+the conversation; bad command lines and impossible requests are clear
+errors with the right exit status."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tap import end, ok, skip_all  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
+PINFER = os.path.join(BUILD, "pinfer")
+MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+if not os.path.exists(MODEL):
+    skip_all(f"{MODEL} missing (make model)")
+
+
+def run(*args, stdin=None):
+    return subprocess.run([PINFER, *args], capture_output=True, input=stdin, cwd=ROOT)
+
+
+def test_run():
+    p = run("run", "-m", MODEL, "-p", "What is 2+2?", "-n", "24", "--temp", "0")
+    out, err = p.stdout.decode(), p.stderr.decode()
+    ok(p.returncode == 0 and "4" in out, f"greedy answer to 'What is 2+2?': {out!r}", err)
+    ok("provider" in err and "chat template chatml" in err and "t/s" in err and
+       "prompt" in err, "stderr: memory provider, template, prompt and generation speed")
+    again = run("run", "-m", MODEL, "-p", "What is 2+2?", "-n", "24", "--temp", "0")
+    ok(again.stdout == p.stdout, "greedy output is the same twice")
+    a = run("run", "-p", "Tell me a story.", "-n", "24", "-s", "7")
+    b = run("run", "-p", "Tell me a story.", "-n", "24", "-s", "7")
+    ok(a.returncode == 0 and a.stdout == b.stdout and a.stdout,
+       "sampling with the same seed is reproducible (default model path)")
+    raw = run("run", "-m", MODEL, "--raw", "-p", "The capital of France is", "-n", "8", "--temp", "0")
+    ok(raw.returncode == 0 and "chat template none" in raw.stderr.decode(),
+       f"--raw continues the text without a template: {raw.stdout.decode()!r}")
+
+
+def test_chat():
+    p = run("chat", "-m", MODEL, "-n", "32", "--temp", "0",
+            stdin=b"My name is Ada.\nWhat is my name?\n")
+    out = p.stdout.decode()
+    ok(p.returncode == 0 and out.count("\n") >= 2 and "Ada" in out.split("\n", 1)[1],
+       f"chat: two turns, the second remembers the first: {out!r}", p.stderr.decode())
+
+
+def test_errors():
+    cases = [
+        (("run",), 2, "no prompt"),
+        (("run", "-p", "x", "-n", "abc"), 2, "is not a number"),
+        (("run", "-p", "x", "--bogus"), 2, ""),
+        (("run", "-m", "/nonexistent.gguf", "-p", "x"), 1, "/nonexistent.gguf"),
+        (("run", "-m", MODEL, "-p", "x", "--provider", "nonsense"), 2, "not one of"),
+        (("run", "-m", MODEL, "-p", "word " * 40, "--ctx", "16"), 1, "the context has room for"),
+    ]
+    if not os.path.exists("/dev/pinfer"):
+        cases.append((("run", "-m", MODEL, "-p", "x", "--provider", "kmod"), 1,
+                      "kmod: /dev/pinfer does not exist"))
+    for args, code, msg in cases:
+        p = run(*args)
+        err = p.stderr.decode()
+        ok(p.returncode == code and msg in err,
+           f"pinfer {' '.join(a if len(a) < 20 else a[:17] + '...' for a in args)}: exit {code}, {err.strip().splitlines()[-1] if err.strip() else ''!r}")
+    p = run("run", "--help")
+    ok(p.returncode == 0 and b"usage: pinfer run" in p.stdout, "run --help")
+
+
+test_run()
+test_chat()
+test_errors()
+end()

@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pinfer run: answer one prompt, streaming the text to stdout.
+ * pinfer chat: talk with the model, one line of input per turn.
+ * Load time, memory provider, prompt and generation speed go to stderr.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "cli.h"
+#include "gguf.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static const char run_help[] =
+	"usage: pinfer run [-m MODEL] -p PROMPT [options]\n"
+	"       pinfer chat [-m MODEL] [options]\n\n"
+	"run answers PROMPT, streaming the answer to stdout; chat reads one line\n"
+	"per turn from stdin. The model's chat template is used when it has one.\n\n"
+	"  -m, --model FILE       GGUF model (default " DEFAULT_MODEL ")\n"
+	"  -p, --prompt TEXT      the prompt (run)\n"
+	"  -n, --n-predict N      tokens to generate at most (default 256)\n"
+	"  -t, --threads N        threads (default: one per CPU)\n"
+	"  -s, --seed N           sampling seed (default: from the clock)\n"
+	"      --temp T           temperature; 0 = greedy (default 0.8)\n"
+	"      --top-k K          (default 40; 0 = off)\n"
+	"      --top-p P          (default 0.95; 1 = off)\n"
+	"      --min-p P          (default 0.05; 0 = off)\n"
+	"      --repeat-penalty R (default 1.0 = off), over the last 64 tokens\n"
+	"  -c, --ctx N            context length (default: the model's)\n"
+	"      --system TEXT      system prompt (default: the template's, if any)\n"
+	"      --raw              feed PROMPT as it is, without the chat template\n"
+	"      --provider NAME    memory: kmod, hugetlb, thp or plain (default: best)\n"
+	"  -h, --help\n";
+
+struct run_opts {
+	const char *model, *prompt, *system;
+	int n_predict, threads, n_ctx;
+	bool raw, chat;
+	enum pinfer_provider provider;
+	struct sampler_params sp;
+};
+
+struct engine {
+	struct llm_model *m;
+	struct tokenizer *tok;
+	struct pinfer_pool *pool;
+	struct llm_session *s;
+	struct sampler *smp;
+	enum chat_template tmpl;
+	char system[512];
+	int32_t *hist;
+	size_t n_hist;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void progress(uint64_t done, uint64_t total, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "\rpinfer: loading %3d%% [%-40.*s]", (int)(100 * done / total),
+		(int)(40 * done / total), "========================================");
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+static int parse(int argc, char **argv, struct run_opts *o)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "prompt", required_argument, NULL, 'p' },
+		{ "n-predict", required_argument, NULL, 'n' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "ctx", required_argument, NULL, 'c' },
+		{ "temp", required_argument, NULL, 1 },
+		{ "top-k", required_argument, NULL, 2 },
+		{ "top-p", required_argument, NULL, 3 },
+		{ "min-p", required_argument, NULL, 4 },
+		{ "repeat-penalty", required_argument, NULL, 5 },
+		{ "system", required_argument, NULL, 6 },
+		{ "raw", no_argument, NULL, 7 },
+		{ "provider", required_argument, NULL, 8 },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char *end = NULL;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "m:p:n:t:s:c:h", opts, NULL)) != -1) {
+		end = NULL;
+		switch (c) {
+		case 'm': o->model = optarg; break;
+		case 'p': o->prompt = optarg; break;
+		case 'n': o->n_predict = (int)strtol(optarg, &end, 10); break;
+		case 't': o->threads = (int)strtol(optarg, &end, 10); break;
+		case 's': o->sp.seed = strtoull(optarg, &end, 10); break;
+		case 'c': o->n_ctx = (int)strtol(optarg, &end, 10); break;
+		case 1: o->sp.temp = strtof(optarg, &end); break;
+		case 2: o->sp.top_k = (int)strtol(optarg, &end, 10); break;
+		case 3: o->sp.top_p = strtof(optarg, &end); break;
+		case 4: o->sp.min_p = strtof(optarg, &end); break;
+		case 5: o->sp.repeat_penalty = strtof(optarg, &end); break;
+		case 6: o->system = optarg; break;
+		case 7: o->raw = true; break;
+		case 8:
+			o->provider = pinfer_provider_parse(optarg);
+			if (o->provider == PINFER_PROVIDER_COUNT) {
+				cli_error("--provider %s: not one of kmod, hugetlb, thp, plain", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			fputs(run_help, stdout);
+			return -1;
+		default:
+			fputs(run_help, stderr);
+			return EXIT_USAGE;
+		}
+		if (end && *end) {
+			cli_error("'%s' is not a number (see --help)", optarg);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		cli_error("unexpected argument '%s' (see --help)", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (!o->chat && !o->prompt) {
+		cli_error("run: no prompt: give one with -p (see 'pinfer run --help')");
+		return EXIT_USAGE;
+	}
+	if (o->n_predict < 0 || o->threads < 0 || o->n_ctx < 0) {
+		cli_error("-n, -t and --ctx take non-negative numbers");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int start(struct engine *e, const struct run_opts *o)
+{
+	struct llm_load_opts lo = { .provider = o->provider, .node = -1 };
+	struct pinfer_region_props rp;
+	struct pinfer_err err = { 0 };
+	double t0 = now();
+	int ret;
+
+	if (isatty(2))
+		lo.progress = progress;
+	if ((ret = pinfer_pool_create(&e->pool, o->threads, -1, &err)) ||
+	    (ret = llm_model_load(&e->m, o->model, &lo, &err)) ||
+	    (ret = tokenizer_load(&e->tok, e->m->gguf, &err)) ||
+	    (ret = llm_session_create(&e->s, e->m, (uint32_t)o->n_ctx, e->pool, &err))) {
+		cli_error("%s", err.msg);
+		return EXIT_FAIL;
+	}
+	e->smp = sampler_create(&o->sp, e->m->cfg.n_vocab);
+	e->hist = malloc(sizeof(*e->hist) * (e->m->cfg.ctx_train + 1));
+	if (!e->smp || !e->hist) {
+		cli_error("out of memory");
+		return EXIT_FAIL;
+	}
+	e->tmpl = o->raw ? CHAT_NONE : chat_detect(e->m->gguf, e->system, sizeof(e->system));
+	if (o->system)
+		snprintf(e->system, sizeof(e->system), "%s", o->system);
+	pinfer_region_props(e->m->region, &rp);
+	fprintf(stderr, "pinfer: %s: %s, %" PRIu32 " layers, vocab %" PRIu32 ", %zu MiB\n",
+		o->model, e->m->cfg.arch == LLM_ARCH_QWEN2 ? "qwen2" : "llama",
+		e->m->cfg.n_layer, e->m->cfg.n_vocab, rp.size >> 20);
+	fprintf(stderr, "pinfer: memory: %s provider, %zu KiB pages, %s%s%s\n",
+		pinfer_provider_name(rp.provider), rp.page_size >> 10,
+		rp.locked ? "locked" : "not locked", rp.note[0] ? "; " : "", rp.note);
+	fprintf(stderr, "pinfer: loaded in %.2f s; %d threads; chat template %s\n",
+		now() - t0, pinfer_pool_threads(e->pool), chat_template_name(e->tmpl));
+	return 0;
+}
+
+static void stop(struct engine *e)
+{
+	free(e->hist);
+	sampler_free(e->smp);
+	llm_session_free(e->s);
+	tokenizer_free(e->tok);
+	llm_model_free(e->m);
+	pinfer_pool_free(e->pool);
+}
+
+/* Print the bytes that form whole UTF-8 characters; keep a partial tail. */
+struct utf8_out {
+	char pend[8];
+	size_t n;
+};
+
+static void emit(struct utf8_out *u, const char *p, size_t n, bool flush)
+{
+	size_t cut, i;
+
+	while (n--) {
+		if (u->n == sizeof(u->pend)) {	/* not UTF-8 at all: let it out */
+			fwrite(u->pend, 1, u->n, stdout);
+			u->n = 0;
+		}
+		u->pend[u->n++] = *p++;
+	}
+	cut = u->n;
+	for (i = u->n; i > 0 && i + 4 > u->n; i--) {	/* a lead byte near the end */
+		unsigned char c = (unsigned char)u->pend[i - 1];
+		size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+
+		if ((c & 0xc0) != 0x80) {
+			if (i - 1 + need > u->n)
+				cut = i - 1;
+			break;
+		}
+	}
+	if (flush)
+		cut = u->n;
+	fwrite(u->pend, 1, cut, stdout);
+	memmove(u->pend, u->pend + cut, u->n - cut);
+	u->n -= cut;
+	fflush(stdout);
+}
+
+/* Feed @text, then generate up to @n_predict tokens. */
+static int generate(struct engine *e, const char *text, int n_predict, bool quiet_stats)
+{
+	struct pinfer_err err = { 0 };
+	struct utf8_out out = { .n = 0 };
+	const float *logits = NULL;
+	uint32_t n_ctx_left;
+	int32_t *ids = NULL;
+	size_t n_ids, i;
+	double t0, t1, t2;
+	char piece[256];
+	float *l;
+	int gen = 0;
+
+	if (tokenizer_encode(e->tok, text, strlen(text), true, &ids, &n_ids, &err)) {
+		cli_error("%s", err.msg);
+		return EXIT_FAIL;
+	}
+	n_ctx_left = llm_session_ctx(e->s) - llm_session_pos(e->s);
+	if (!n_ids || n_ids >= n_ctx_left) {
+		cli_error("the prompt is %zu tokens; the context has room for %" PRIu32 " more",
+			  n_ids, n_ctx_left ? n_ctx_left - 1 : 0);
+		free(ids);
+		return EXIT_FAIL;
+	}
+	t0 = now();
+	for (i = 0; i < n_ids; i++) {
+		e->hist[e->n_hist++] = ids[i];
+		if (llm_eval(e->s, ids[i], &logits, &err)) {
+			cli_error("%s", err.msg);
+			free(ids);
+			return EXIT_FAIL;
+		}
+	}
+	free(ids);
+	t1 = now();
+	l = malloc(e->m->cfg.n_vocab * sizeof(*l));
+	while (l && gen < n_predict) {
+		int32_t tok;
+
+		memcpy(l, logits, e->m->cfg.n_vocab * sizeof(*l));
+		tok = sampler_sample(e->smp, l, e->hist, e->n_hist);
+		gen++;
+		e->hist[e->n_hist++] = tok;
+		if (tok == tokenizer_eos(e->tok) || tokenizer_is_control(e->tok, tok)) {
+			llm_eval(e->s, tok, &logits, &err);	/* keep the turn's end */
+			break;
+		}
+		emit(&out, piece, tokenizer_decode(e->tok, tok, piece, sizeof(piece)), false);
+		if (llm_eval(e->s, tok, &logits, &err))
+			break;	/* the context is full */
+	}
+	free(l);
+	emit(&out, NULL, 0, true);
+	t2 = now();
+	if (!quiet_stats)
+		fprintf(stderr, "\npinfer: prompt %zu tokens in %.2f s (%.1f t/s); generated %d tokens in %.2f s (%.1f t/s)\n",
+			n_ids, t1 - t0, n_ids / (t1 - t0), gen, t2 - t1,
+			gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+	return EXIT_OK;
+}
+
+static void defaults(struct run_opts *o, bool chat)
+{
+	memset(o, 0, sizeof(*o));
+	o->model = DEFAULT_MODEL;
+	o->n_predict = 256;
+	o->chat = chat;
+	o->provider = PINFER_PROVIDER_AUTO;
+	o->sp = (struct sampler_params){
+		.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
+		.repeat_penalty = 1.0f, .repeat_last_n = 64,
+		.seed = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32,
+	};
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct engine e = { 0 };
+	struct run_opts o;
+	struct chat_msg msgs[2];
+	char *text;
+	int ret;
+
+	defaults(&o, false);
+	ret = parse(argc, argv, &o);
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	ret = start(&e, &o);
+	if (!ret) {
+		size_t n = 0;
+
+		if (e.tmpl != CHAT_NONE && e.system[0])
+			msgs[n++] = (struct chat_msg){ "system", e.system };
+		msgs[n++] = (struct chat_msg){ "user", o.prompt };
+		text = e.tmpl == CHAT_NONE ? strdup(o.prompt) : chat_format(e.tmpl, msgs, n, 1);
+		ret = text ? generate(&e, text, o.n_predict, false) : EXIT_FAIL;
+		free(text);
+	}
+	stop(&e);
+	return ret;
+}
+
+int cmd_chat(int argc, char **argv)
+{
+	struct engine e = { 0 };
+	struct run_opts o;
+	char line[4096];
+	int ret, turn = 0;
+
+	defaults(&o, true);
+	ret = parse(argc, argv, &o);
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	ret = start(&e, &o);
+	if (!ret && e.tmpl == CHAT_NONE)
+		fprintf(stderr, "pinfer: this model has no chat template: lines are fed as they are\n");
+	while (!ret) {
+		struct chat_msg msgs[2];
+		size_t n = 0;
+		char *text;
+
+		if (isatty(0))
+			fputs("> ", stderr);
+		if (!fgets(line, sizeof(line), stdin))
+			break;
+		line[strcspn(line, "\n")] = 0;
+		if (!line[0])
+			continue;
+		if (!turn && e.system[0] && e.tmpl != CHAT_NONE)
+			msgs[n++] = (struct chat_msg){ "system", e.system };
+		msgs[n++] = (struct chat_msg){ "user", line };
+		text = chat_format(e.tmpl, msgs, n, !turn);
+		if (!text) {
+			ret = EXIT_FAIL;
+			break;
+		}
+		/* ChatML ends a turn with "<|im_end|>\n": the newline leads the next */
+		if (turn && e.tmpl == CHAT_CHATML) {
+			char *t2 = malloc(strlen(text) + 2);
+
+			if (t2)
+				sprintf(t2, "\n%s", text);
+			free(text);
+			text = t2;
+		}
+		ret = text ? generate(&e, text, o.n_predict, !isatty(2)) : EXIT_FAIL;
+		free(text);
+		turn++;
+		putchar('\n');
+	}
+	stop(&e);
+	return ret;
+}
