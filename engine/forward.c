@@ -135,7 +135,7 @@ struct matvec_task {
 	const struct llm_tensor *w;
 	const void *act;
 	float *out;
-	bool exact;
+	vec_dot_fn dot;		/* NULL: the reference mode */
 };
 
 /* Σ dequant(row) · x, in double: the reference mode's dot product. */
@@ -165,8 +165,8 @@ static void matvec_rows(void *arg, size_t b, size_t e, int thread)
 
 	(void)thread;
 	for (r = b; r < e; r++, row += t->w->row_bytes)
-		t->out[r] = t->exact ? dot_exact(t->w, row, t->act) :
-			    vec_dot_ref(t->w->type, t->w->cols, row, t->act);
+		t->out[r] = t->dot ? t->dot(t->w->cols, row, t->act) :
+			    dot_exact(t->w, row, t->act);
 }
 
 /* out = W in (+ bias) */
@@ -174,7 +174,10 @@ static void matvec(struct llm_session *s, const struct llm_tensor *w,
 		   const struct llm_tensor *bias, const float *in, float *out)
 {
 	int atype = quant_vec_dot_type(w->type);
-	struct matvec_task t = { .w = w, .act = in, .out = out, .exact = s->exact };
+	struct matvec_task t = {
+		.w = w, .act = in, .out = out,
+		.dot = s->exact ? NULL : quant_vec_dot(w->type, NULL),
+	};
 	size_t i;
 
 	if (atype != GGML_TYPE_F32 && !s->exact) {

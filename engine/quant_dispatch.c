@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+/* Picking the dot product kernel for this CPU (runtime/cpu.h). */
+#include "cpu.h"
+#include "quant.h"
+
+#define REF(name, type)							\
+static float name(size_t n, const void *row, const void *act)		\
+{									\
+	return vec_dot_ref(type, n, row, act);				\
+}
+
+REF(ref_f32, GGML_TYPE_F32)
+REF(ref_f16, GGML_TYPE_F16)
+REF(ref_bf16, GGML_TYPE_BF16)
+REF(ref_q4_0, GGML_TYPE_Q4_0)
+REF(ref_q4_1, GGML_TYPE_Q4_1)
+REF(ref_q8_0, GGML_TYPE_Q8_0)
+REF(ref_q4_K, GGML_TYPE_Q4_K)
+REF(ref_q5_K, GGML_TYPE_Q5_K)
+REF(ref_q6_K, GGML_TYPE_Q6_K)
+
+static vec_dot_fn quant_vec_dot_ref(uint32_t type)
+{
+	switch (type) {
+	case GGML_TYPE_F32: return ref_f32;
+	case GGML_TYPE_F16: return ref_f16;
+	case GGML_TYPE_BF16: return ref_bf16;
+	case GGML_TYPE_Q4_0: return ref_q4_0;
+	case GGML_TYPE_Q4_1: return ref_q4_1;
+	case GGML_TYPE_Q8_0: return ref_q8_0;
+	case GGML_TYPE_Q4_K: return ref_q4_K;
+	case GGML_TYPE_Q5_K: return ref_q5_K;
+	case GGML_TYPE_Q6_K: return ref_q6_K;
+	default: return NULL;
+	}
+}
+
+vec_dot_fn quant_vec_dot(uint32_t type, const char **isa_name)
+{
+	const struct pinfer_cpu *cpu = pinfer_cpu();
+	vec_dot_fn f;
+	const char *name = "scalar";
+
+	if (cpu->isa >= PINFER_ISA_AVX512 && cpu->avx512_vnni &&
+	    (f = quant_vec_dot_avx512(type)))
+		name = "avx512-vnni";
+	else if (cpu->isa >= PINFER_ISA_AVX2 && (f = quant_vec_dot_avx2(type)))
+		name = "avx2";
+	else
+		f = quant_vec_dot_ref(type);
+	if (isa_name)
+		*isa_name = name;
+	return f;
+}

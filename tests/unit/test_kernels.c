@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Every SIMD dot product kernel this CPU can run against the plain-C
+ * reference, on random rows of 1, 2, 3, 17 and 48 blocks (odd counts and
+ * counts that are not a multiple of any vector width), with activations
+ * quantized by the reference. Integer parts are exact, so results agree to
+ * float rounding of the block sums.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "cpu.h"
+#include "quant.h"
+#include "randq.h"
+#include "../tap.h"
+
+static void check(const char *isa, vec_dot_fn f, uint32_t type, size_t n)
+{
+	uint32_t atype = quant_vec_dot_type(type);
+	const struct ggml_type_info *ti = ggml_type_get(type), *ai = ggml_type_get(atype);
+	void *row = malloc(n / ti->block_elems * ti->block_bytes + 64);
+	void *act = malloc(n / ai->block_elems * ai->block_bytes + 64);
+	float *x = malloc(n * sizeof(float)), *w = malloc(n * sizeof(float));
+	double mag = 0;
+	float want, got;
+	size_t i;
+
+	random_row(type, row, n);
+	for (i = 0; i < n; i++)
+		x[i] = uniform(-3, 3);
+	quantize_row_act_ref(atype, x, act, n);
+	dequantize_row_ref(type, row, w, n);
+	for (i = 0; i < n; i++)
+		mag += fabs((double)w[i] * x[i]);
+	want = vec_dot_ref(type, n, row, act);
+	got = f(n, row, act);
+	ok(fabsf(got - want) <= 1e-5 * mag + 1e-6,
+	   "%s %s, %zu elements: %.7g, reference %.7g", isa, ti->name, n, got, want);
+	free(row);
+	free(act);
+	free(x);
+	free(w);
+}
+
+int main(void)
+{
+	static const uint32_t types[] = {
+		GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, GGML_TYPE_F32, GGML_TYPE_F16,
+	};
+	static const size_t blocks[] = { 1, 2, 3, 17, 48 };
+	const struct pinfer_cpu *cpu = pinfer_cpu();
+	const char *name;
+	size_t t, b, covered = 0;
+
+	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		vec_dot_fn k2 = quant_vec_dot_avx2(types[t]), k5 = quant_vec_dot_avx512(types[t]);
+		size_t unit = types[t] == GGML_TYPE_F32 || types[t] == GGML_TYPE_F16 ? 1 : QK;
+
+		for (b = 0; b < 5; b++) {
+			size_t n = blocks[b] * unit + (unit == 1 ? 5 : 0);
+
+			if (k2 && cpu->detected >= PINFER_ISA_AVX2) {
+				check("avx2", k2, types[t], n);
+				covered++;
+			}
+			if (k5 && cpu->detected >= PINFER_ISA_AVX512 && cpu->avx512_vnni) {
+				check("avx512-vnni", k5, types[t], n);
+				covered++;
+			}
+		}
+	}
+	if (!covered)
+		tap_skip("this CPU has neither AVX2 nor AVX-512 VNNI");
+	quant_vec_dot(GGML_TYPE_Q4_1, &name);
+	ok(cpu->isa < PINFER_ISA_AVX2 ||
+	   (name[0] == 'a' && (cpu->isa == PINFER_ISA_AVX2) == !strcmp(name, "avx2")),
+	   "the dispatcher picks %s for Q4_1 at level %s", name, pinfer_isa_name(cpu->isa));
+	return tap_end();
+}
