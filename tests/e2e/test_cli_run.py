@@ -40,11 +40,18 @@ def test_run():
 
 
 def test_chat():
-    p = run("chat", "-m", MODEL, "-n", "32", "--temp", "0",
-            stdin=b"My name is Ada.\nWhat is my name?\n")
+    q1, q2 = "My name is Ada.", "What is my name?"
+    args = ("-m", MODEL, "-n", "32", "--temp", "0")
+    p = run("chat", *args, stdin=f"{q1}\n{q2}\n".encode())
     out = p.stdout.decode()
-    ok(p.returncode == 0 and out.count("\n") >= 2 and "Ada" in out.split("\n", 1)[1],
-       f"chat: two turns, the second remembers the first: {out!r}", p.stderr.decode())
+    one = run("run", *args, "-p", q1).stdout.decode()
+    two = run("run", *args, "-p", q2).stdout.decode()
+    ok(p.returncode == 0 and out.startswith(one + "\n"),
+       "chat: the first turn answers as run does", p.stderr.decode())
+    rest = out[len(one) + 1:].rstrip("\n")
+    ok(rest and rest != two,
+       "chat: the second turn sees the first (it differs from a fresh run)",
+       f"turn 2: {rest!r}\nfresh: {two!r}")
 
 
 def test_errors():
