@@ -20,6 +20,7 @@ struct command {
 static const struct command commands[] = {
 	{ "run", cmd_run, "answer a prompt, streaming the text to stdout" },
 	{ "chat", cmd_chat, "talk with a model, one line per turn" },
+	{ "bench", cmd_bench, "prompt and generation speed (pp512, tg128) in tokens/s" },
 	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensor table" },
 };
 

@@ -75,7 +75,21 @@ def test_errors():
     ok(p.returncode == 0 and b"usage: pinfer run" in p.stdout, "run --help")
 
 
+def test_bench():
+    import json
+    p = run("bench", "-m", MODEL, "-p", "8", "-n", "4", "-r", "2", "--json")
+    rows = [json.loads(x) for x in p.stdout.decode().splitlines()]
+    ok(p.returncode == 0 and [r["test"] for r in rows] == ["pp8", "tg4"] and
+       all(r["t_s"] > 0 and r["weight_bytes_per_token"] > 50e6 for r in rows),
+       f"bench --json: pp8 and tg4 in tokens/s: {[round(r['t_s'], 1) for r in rows]}",
+       p.stderr.decode())
+    p = run("bench", "-m", MODEL, "-p", "8", "-n", "4", "-r", "1")
+    ok(p.returncode == 0 and b"| pp8 " in p.stdout.replace(b"  ", b" ").replace(b"  ", b" ")
+       or b"pp8" in p.stdout, "bench: a table")
+
+
 test_run()
 test_chat()
+test_bench()
 test_errors()
 end()

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pinfer bench: prompt processing (ppN: N tokens fed to a fresh context) and
+ * text generation (tgN: N tokens, one at a time) in tokens/s, mean and
+ * standard deviation over repetitions, as a table like llama-bench's or as
+ * JSON. Also the weight bytes read per generated token, to compare with
+ * the machine's memory bandwidth.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "model.h"
+#include "quant.h"
+
+static const char bench_help[] =
+	"usage: pinfer bench [-m MODEL] [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
+	"  -m, --model FILE   (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+	"  -p N               prompt tokens for the ppN test (default 512; 0 = skip)\n"
+	"  -n N               generated tokens for the tgN test (default 128; 0 = skip)\n"
+	"  -t N               threads (default: one per CPU)\n"
+	"  -r N               repetitions (default 3)\n"
+	"      --provider NAME  memory provider (default: best available)\n"
+	"      --json         one JSON object per test\n";
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Tokens/s of @n evaluations in a fresh session, tokens drawn from @seed. */
+static int one_run(const struct llm_model *m, struct pinfer_pool *pool, int n,
+		   unsigned int seed, double *tps, struct pinfer_err *err)
+{
+	struct llm_session *s;
+	const float *logits;
+	double t0;
+	int i, ret;
+
+	ret = llm_session_create(&s, m, (uint32_t)n + 1, pool, err);
+	if (ret)
+		return ret;
+	t0 = now();
+	for (i = 0; i < n && !ret; i++) {
+		seed = seed * 1103515245 + 12345;
+		ret = llm_eval(s, (int32_t)((seed >> 8) % m->cfg.n_vocab), &logits, err);
+	}
+	*tps = n / (now() - t0);
+	llm_session_free(s);
+	return ret;
+}
+
+/* Bytes of weights a generated token reads: every matrix, once. */
+static uint64_t weight_bytes(const struct llm_model *m)
+{
+	uint64_t b = m->output.rows * m->output.row_bytes;
+	uint32_t i;
+
+	for (i = 0; i < m->cfg.n_layer; i++) {
+		const struct llm_layer *l = &m->layers[i];
+		const struct llm_tensor *t[] = { &l->wq, &l->wk, &l->wv, &l->wo,
+						 &l->w_gate, &l->w_up, &l->w_down };
+		size_t k;
+
+		for (k = 0; k < sizeof(t) / sizeof(t[0]); k++)
+			b += t[k]->rows * t[k]->row_bytes;
+	}
+	return b;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "provider", required_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *model = "models/SmolLM2-135M-Instruct.Q4_1.gguf", *isa;
+	struct llm_load_opts lo = { .provider = PINFER_PROVIDER_AUTO, .node = -1 };
+	int pp = 512, tg = 128, threads = 0, reps = 3, c, t, r, ret = EXIT_FAIL;
+	struct pinfer_err err = { 0 };
+	struct pinfer_pool *pool = NULL;
+	struct llm_model *m = NULL;
+	struct pinfer_region_props rp;
+	bool json = false;
+
+	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': model = optarg; break;
+		case 'p': pp = atoi(optarg); break;
+		case 'n': tg = atoi(optarg); break;
+		case 't': threads = atoi(optarg); break;
+		case 'r': reps = atoi(optarg); break;
+		case 'j': json = true; break;
+		case 'P':
+			lo.provider = pinfer_provider_parse(optarg);
+			if (lo.provider == PINFER_PROVIDER_COUNT) {
+				cli_error("--provider %s: not one of kmod, hugetlb, thp, plain", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			fputs(bench_help, stdout);
+			return EXIT_OK;
+		default:
+			fputs(bench_help, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc || pp < 0 || tg < 0 || threads < 0 || reps < 1) {
+		fputs(bench_help, stderr);
+		return EXIT_USAGE;
+	}
+	if (pinfer_pool_create(&pool, threads, -1, &err) ||
+	    llm_model_load(&m, model, &lo, &err)) {
+		cli_error("%s", err.msg);
+		goto out;
+	}
+	pinfer_region_props(m->region, &rp);
+	quant_vec_dot(m->layers[0].w_up.type, &isa);
+	if (!json) {
+		printf("| %-28s | %9s | %-22s | %7s | %8s | %16s |\n", "model", "size",
+		       "backend", "threads", "test", "t/s");
+		printf("| %.28s | %.9s | %.22s | %.7s | %.8s | %.16s |\n",
+		       "------------------------------", "----------", "------------------------",
+		       "--------", "---------", "------------------");
+	}
+	for (t = 0; t < 2; t++) {
+		int n = t ? tg : pp;
+		double v[64], mean = 0, var = 0;
+		char test[16], backend[64], name[64];
+		const char *base = strrchr(model, '/');
+
+		if (!n)
+			continue;
+		snprintf(test, sizeof(test), "%s%d", t ? "tg" : "pp", n);
+		snprintf(backend, sizeof(backend), "CPU %s, %s", isa, pinfer_provider_name(rp.provider));
+		snprintf(name, sizeof(name), "%.40s", base ? base + 1 : model);
+		for (r = 0; r < reps && r < 64; r++) {
+			if (one_run(m, pool, n, 1234u + r, &v[r], &err)) {
+				cli_error("%s", err.msg);
+				goto out;
+			}
+			mean += v[r];
+		}
+		mean /= r;
+		for (c = 0; c < r; c++)
+			var += (v[c] - mean) * (v[c] - mean);
+		var = r > 1 ? sqrt(var / (r - 1)) : 0;
+		if (json)
+			printf("{\"model\": \"%s\", \"size\": %zu, \"backend\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"t_s\": %.3f, \"stddev\": %.3f, \"weight_bytes_per_token\": %" PRIu64 "}\n",
+			       name, rp.size, backend, pinfer_pool_threads(pool), test, mean, var,
+			       weight_bytes(m));
+		else
+			printf("| %-28.28s | %5zu MiB | %-22.22s | %7d | %8s | %8.2f ± %5.2f |\n",
+			       name, rp.size >> 20, backend, pinfer_pool_threads(pool), test,
+			       mean, var);
+		if (t && !json)
+			printf("\ngeneration reads %.1f MiB of weights per token: %.2f GB/s at tg%d\n",
+			       weight_bytes(m) / 1048576.0, weight_bytes(m) * mean / 1e9, tg);
+	}
+	ret = EXIT_OK;
+out:
+	llm_model_free(m);
+	pinfer_pool_free(pool);
+	return ret;
+}
