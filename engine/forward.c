@@ -185,7 +185,7 @@ static void matvec(struct llm_session *s, const struct llm_tensor *w,
 		t.act = s->act;
 	}
 	if (s->pool)
-		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_DYNAMIC, matvec_rows, &t);
+		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_STATIC, matvec_rows, &t);
 	else
 		matvec_rows(&t, 0, w->rows, 0);
 	if (bias && bias->data)
