@@ -16,23 +16,29 @@
 #include "model.h"
 #include "quant.h"
 
+#define LLM_BATCH 32	/* tokens evaluated together, at most */
+
+/*
+ * Scratch buffers hold LLM_BATCH tokens each, token b at b * (its width):
+ * a batch reads each weight row once for all its tokens.
+ */
 struct llm_session {
 	const struct llm_model *m;
 	struct pinfer_pool *pool;
 	uint32_t n_ctx, pos;
 	bool exact;		/* float activations: the reference mode */
-	size_t kv_dim;
+	size_t kv_dim, qd, maxd;
 	fp16_t *kcache, *vcache;	/* [layer][pos][kv_dim] */
-	float *x;	/* (n_embd) the residual stream */
-	float *xb;	/* (n_embd) normed input of a block */
-	float *q;	/* (n_head * head_dim) */
-	float *k, *v;	/* (kv_dim) this position's key and value */
-	float *att;	/* (n_head * n_ctx) attention weights */
-	float *out;	/* (n_head * head_dim) attention output */
-	float *hb, *hb2;	/* (n_ff) feed-forward hidden */
-	float *tmp;	/* (max dim) a projection's output */
+	float *x;	/* [b][n_embd] the residual stream */
+	float *xb;	/* [b][n_embd] normed input of a block */
+	float *q;	/* [b][qd] */
+	float *k, *v;	/* [b][kv_dim] */
+	float *att;	/* (n_head * n_ctx) attention weights of one token */
+	float *out;	/* [b][qd] attention output */
+	float *hb, *hb2;	/* [b][n_ff] feed-forward hidden */
+	float *tmp;	/* [b][maxd] a projection's output */
 	float *logits;	/* (n_vocab) */
-	void *act;	/* the quantized input of a matvec */
+	uint8_t *act;	/* [b][maxd * 4 bytes] quantized matmul inputs */
 };
 
 int llm_session_create(struct llm_session **out, const struct llm_model *m,
@@ -40,14 +46,12 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 		       struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
-	size_t maxd = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
-	size_t qd = (size_t)c->n_head * c->head_dim;
 	struct llm_session *s;
+	const size_t B = LLM_BATCH;
 
 	*out = NULL;
 	if (!n_ctx || n_ctx > c->ctx_train)
 		n_ctx = c->ctx_train;
-	maxd = maxd > qd ? maxd : qd;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return pinfer_fail(err, ENOMEM, "session: out of memory");
@@ -55,20 +59,23 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 	s->pool = pool;
 	s->n_ctx = n_ctx;
 	s->kv_dim = (size_t)c->n_head_kv * c->head_dim;
+	s->qd = (size_t)c->n_head * c->head_dim;
+	s->maxd = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
+	s->maxd = s->maxd > s->qd ? s->maxd : s->qd;
 	s->kcache = calloc((size_t)c->n_layer * n_ctx * s->kv_dim, sizeof(fp16_t));
 	s->vcache = calloc((size_t)c->n_layer * n_ctx * s->kv_dim, sizeof(fp16_t));
-	s->x = calloc(c->n_embd, 4);
-	s->xb = calloc(c->n_embd, 4);
-	s->q = calloc(qd, 4);
-	s->k = calloc(s->kv_dim, 4);
-	s->v = calloc(s->kv_dim, 4);
+	s->x = calloc(B * c->n_embd, 4);
+	s->xb = calloc(B * c->n_embd, 4);
+	s->q = calloc(B * s->qd, 4);
+	s->k = calloc(B * s->kv_dim, 4);
+	s->v = calloc(B * s->kv_dim, 4);
 	s->att = calloc((size_t)c->n_head * n_ctx, 4);
-	s->out = calloc(qd, 4);
-	s->hb = calloc(c->n_ff, 4);
-	s->hb2 = calloc(c->n_ff, 4);
-	s->tmp = calloc(maxd, 4);
+	s->out = calloc(B * s->qd, 4);
+	s->hb = calloc(B * c->n_ff, 4);
+	s->hb2 = calloc(B * c->n_ff, 4);
+	s->tmp = calloc(B * s->maxd, 4);
 	s->logits = calloc(c->n_vocab, 4);
-	s->act = calloc(maxd, 4);	/* 4 bytes/element >= any 8-bit block type */
+	s->act = calloc(B * s->maxd, 4);	/* 4 bytes/element >= any 8-bit type */
 	if (!s->kcache || !s->vcache || !s->x || !s->xb || !s->q || !s->k ||
 	    !s->v || !s->att || !s->out || !s->hb || !s->hb2 || !s->tmp ||
 	    !s->logits || !s->act) {
@@ -131,10 +138,12 @@ static void rmsnorm(float *o, const float *x, const float *w, size_t n, float ep
 		o[i] = x[i] * scale * w[i];
 }
 
-struct matvec_task {
+struct matmul_task {
 	const struct llm_tensor *w;
-	const void *act;
-	float *out;
+	const uint8_t *act;	/* nb inputs, act_stride bytes apart */
+	const float *in;	/* the float inputs (reference mode) */
+	size_t act_stride, nb;
+	float *out;		/* [b][rows] */
 	vec_dot_fn dot;		/* NULL: the reference mode */
 };
 
@@ -157,40 +166,52 @@ static float dot_exact(const struct llm_tensor *w, const uint8_t *row, const flo
 	return (float)sum;
 }
 
-static void matvec_rows(void *arg, size_t b, size_t e, int thread)
+/* Rows [b, e) of the weights times every input of the batch. */
+static void matmul_rows(void *arg, size_t b, size_t e, int thread)
 {
-	const struct matvec_task *t = arg;
+	const struct matmul_task *t = arg;
 	const uint8_t *row = (const uint8_t *)t->w->data + b * t->w->row_bytes;
-	size_t r;
+	size_t r, k;
 
 	(void)thread;
 	for (r = b; r < e; r++, row += t->w->row_bytes)
-		t->out[r] = t->dot ? t->dot(t->w->cols, row, t->act) :
-			    dot_exact(t->w, row, t->act);
+		for (k = 0; k < t->nb; k++)
+			t->out[k * t->w->rows + r] = t->dot ?
+				t->dot(t->w->cols, row, t->act + k * t->act_stride) :
+				dot_exact(t->w, row, t->in + k * t->w->cols);
 }
 
-/* out = W in (+ bias) */
-static void matvec(struct llm_session *s, const struct llm_tensor *w,
-		   const struct llm_tensor *bias, const float *in, float *out)
+/* out[b] = W in[b] (+ bias) for the nb inputs of the batch (in: stride cols). */
+static void matmul(struct llm_session *s, const struct llm_tensor *w,
+		   const struct llm_tensor *bias, const float *in, size_t nb, float *out)
 {
 	int atype = quant_vec_dot_type(w->type);
-	struct matvec_task t = {
-		.w = w, .act = in, .out = out,
+	struct matmul_task t = {
+		.w = w, .in = in, .nb = nb, .out = out, .act = (const uint8_t *)in,
+		.act_stride = w->cols * sizeof(float),
 		.dot = s->exact ? NULL : quant_vec_dot(w->type, NULL),
 	};
-	size_t i;
+	size_t i, k;
 
 	if (atype != GGML_TYPE_F32 && !s->exact) {
-		quantize_row_act_ref(atype, in, s->act, w->cols);
+		uint64_t bytes = 0;
+
+		/* packed, not maxd apart: strides of 4 KiB multiples alias in L1 */
+		ggml_row_bytes(atype, w->cols, &bytes);
+		t.act_stride = (bytes + 63) / 64 * 64;
+		for (k = 0; k < nb; k++)
+			quantize_row_act_ref(atype, in + k * w->cols, s->act + k * t.act_stride,
+					     w->cols);
 		t.act = s->act;
 	}
 	if (s->pool)
-		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_STATIC, matvec_rows, &t);
+		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_STATIC, matmul_rows, &t);
 	else
-		matvec_rows(&t, 0, w->rows, 0);
+		matmul_rows(&t, 0, w->rows, 0);
 	if (bias && bias->data)
-		for (i = 0; i < w->rows; i++)
-			out[i] += ((const float *)bias->data)[i];
+		for (k = 0; k < nb; k++)
+			for (i = 0; i < w->rows; i++)
+				out[k * w->rows + i] += ((const float *)bias->data)[i];
 }
 
 /* Rotate each head's first n_rot dimensions by position @pos. */
@@ -214,94 +235,119 @@ static void rope(const struct llm_config *c, float *v, uint32_t n_heads, uint32_
 	}
 }
 
-static void attention(struct llm_session *s, uint32_t layer)
+/* Attention of the token at @pos (its q) over positions 0..pos of @layer. */
+static void attention(struct llm_session *s, uint32_t layer, uint32_t pos,
+		      const float *qs, float *outs)
 {
 	const struct llm_config *c = &s->m->cfg;
 	size_t kvd = s->kv_dim, base = (size_t)layer * s->n_ctx * kvd;
 	uint32_t group = c->n_head / c->n_head_kv, h, t, i;
 	float scale = 1.0f / sqrtf((float)c->head_dim);
+	const float *h2f = fp16_table();
 
 	for (h = 0; h < c->n_head; h++) {
-		const float *q = s->q + (size_t)h * c->head_dim;
+		const float *q = qs + (size_t)h * c->head_dim;
 		size_t kvo = (size_t)(h / group) * c->head_dim;
-		float *att = s->att + (size_t)h * s->n_ctx, *o = s->out + (size_t)h * c->head_dim;
+		float *att = s->att + (size_t)h * s->n_ctx, *o = outs + (size_t)h * c->head_dim;
 		float max = -INFINITY, sum = 0;
 
-		for (t = 0; t <= s->pos; t++) {
+		for (t = 0; t <= pos; t++) {
 			const fp16_t *k = s->kcache + base + t * kvd + kvo;
 			float d = 0;
 
 			for (i = 0; i < c->head_dim; i++)
-				d += q[i] * fp16_to_f32(k[i]);
+				d += q[i] * h2f[k[i]];
 			att[t] = d * scale;
 			max = att[t] > max ? att[t] : max;
 		}
-		for (t = 0; t <= s->pos; t++) {
+		for (t = 0; t <= pos; t++) {
 			att[t] = expf(att[t] - max);
 			sum += att[t];
 		}
 		memset(o, 0, c->head_dim * sizeof(float));
-		for (t = 0; t <= s->pos; t++) {
+		for (t = 0; t <= pos; t++) {
 			const fp16_t *v = s->vcache + base + t * kvd + kvo;
 			float p = att[t] / sum;
 
 			for (i = 0; i < c->head_dim; i++)
-				o[i] += p * fp16_to_f32(v[i]);
+				o[i] += p * h2f[v[i]];
 		}
 	}
+}
+
+/* Tokens @toks[0..nb) at positions pos..pos+nb; the logits of the last. */
+static void eval_chunk(struct llm_session *s, const int32_t *toks, size_t nb)
+{
+	const struct llm_model *m = s->m;
+	const struct llm_config *c = &m->cfg;
+	size_t E = c->n_embd, F = c->n_ff, kvd = s->kv_dim, qd = s->qd, b, i;
+	uint32_t l;
+
+	for (b = 0; b < nb; b++)
+		dequantize_row_ref(m->token_embd.type,
+				   (const uint8_t *)m->token_embd.data + toks[b] * m->token_embd.row_bytes,
+				   s->x + b * E, E);
+	for (l = 0; l < c->n_layer; l++) {
+		const struct llm_layer *ly = &m->layers[l];
+
+		/* attention */
+		for (b = 0; b < nb; b++)
+			rmsnorm(s->xb + b * E, s->x + b * E, ly->attn_norm.data, E, c->rms_eps);
+		matmul(s, &ly->wq, &ly->bq, s->xb, nb, s->q);
+		matmul(s, &ly->wk, &ly->bk, s->xb, nb, s->k);
+		matmul(s, &ly->wv, &ly->bv, s->xb, nb, s->v);
+		for (b = 0; b < nb; b++) {
+			size_t at = ((size_t)l * s->n_ctx + s->pos + b) * kvd;
+
+			rope(c, s->q + b * qd, c->n_head, s->pos + b);
+			rope(c, s->k + b * kvd, c->n_head_kv, s->pos + b);
+			for (i = 0; i < kvd; i++) {
+				s->kcache[at + i] = f32_to_fp16(s->k[b * kvd + i]);
+				s->vcache[at + i] = f32_to_fp16(s->v[b * kvd + i]);
+			}
+		}
+		for (b = 0; b < nb; b++)	/* causal: each sees the cache up to itself */
+			attention(s, l, s->pos + b, s->q + b * qd, s->out + b * qd);
+		matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
+		for (i = 0; i < nb * E; i++)
+			s->x[i] += s->tmp[i];
+
+		/* feed-forward: down(silu(gate x) * up x) */
+		for (b = 0; b < nb; b++)
+			rmsnorm(s->xb + b * E, s->x + b * E, ly->ffn_norm.data, E, c->rms_eps);
+		matmul(s, &ly->w_gate, NULL, s->xb, nb, s->hb);
+		matmul(s, &ly->w_up, NULL, s->xb, nb, s->hb2);
+		for (i = 0; i < nb * F; i++)
+			s->hb[i] = s->hb[i] / (1.0f + expf(-s->hb[i])) * s->hb2[i];
+		matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);
+		for (i = 0; i < nb * E; i++)
+			s->x[i] += s->tmp[i];
+	}
+	rmsnorm(s->xb, s->x + (nb - 1) * E, m->output_norm.data, E, c->rms_eps);
+	matmul(s, &m->output, NULL, s->xb, 1, s->logits);
+	s->pos += (uint32_t)nb;
+}
+
+int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
+		   const float **logits, struct pinfer_err *err)
+{
+	const struct llm_config *c = &s->m->cfg;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (tokens[i] < 0 || (uint32_t)tokens[i] >= c->n_vocab)
+			return pinfer_fail(err, EINVAL, "token %" PRId32 " is not in the vocabulary of %" PRIu32,
+					   tokens[i], c->n_vocab);
+	if (!n || n > s->n_ctx - s->pos)
+		return pinfer_fail(err, ENOSPC, "the context of %" PRIu32 " tokens is full", s->n_ctx);
+	for (i = 0; i < n; i += LLM_BATCH)
+		eval_chunk(s, tokens + i, n - i < LLM_BATCH ? n - i : LLM_BATCH);
+	*logits = s->logits;
+	return 0;
 }
 
 int llm_eval(struct llm_session *s, int32_t token, const float **logits,
 	     struct pinfer_err *err)
 {
-	const struct llm_model *m = s->m;
-	const struct llm_config *c = &m->cfg;
-	size_t kvd = s->kv_dim, i;
-	uint32_t l;
-
-	if (token < 0 || (uint32_t)token >= c->n_vocab)
-		return pinfer_fail(err, EINVAL, "token %" PRId32 " is not in the vocabulary of %" PRIu32,
-				   token, c->n_vocab);
-	if (s->pos >= s->n_ctx)
-		return pinfer_fail(err, ENOSPC, "the context of %" PRIu32 " tokens is full", s->n_ctx);
-
-	dequantize_row_ref(m->token_embd.type,
-			   (const uint8_t *)m->token_embd.data + token * m->token_embd.row_bytes,
-			   s->x, c->n_embd);
-	for (l = 0; l < c->n_layer; l++) {
-		const struct llm_layer *ly = &m->layers[l];
-		fp16_t *kc = s->kcache + ((size_t)l * s->n_ctx + s->pos) * kvd;
-		fp16_t *vc = s->vcache + ((size_t)l * s->n_ctx + s->pos) * kvd;
-
-		/* attention */
-		rmsnorm(s->xb, s->x, ly->attn_norm.data, c->n_embd, c->rms_eps);
-		matvec(s, &ly->wq, &ly->bq, s->xb, s->q);
-		matvec(s, &ly->wk, &ly->bk, s->xb, s->k);
-		matvec(s, &ly->wv, &ly->bv, s->xb, s->v);
-		rope(c, s->q, c->n_head, s->pos);
-		rope(c, s->k, c->n_head_kv, s->pos);
-		for (i = 0; i < kvd; i++) {
-			kc[i] = f32_to_fp16(s->k[i]);
-			vc[i] = f32_to_fp16(s->v[i]);
-		}
-		attention(s, l);
-		matvec(s, &ly->wo, NULL, s->out, s->tmp);
-		for (i = 0; i < c->n_embd; i++)
-			s->x[i] += s->tmp[i];
-
-		/* feed-forward: down(silu(gate x) * up x) */
-		rmsnorm(s->xb, s->x, ly->ffn_norm.data, c->n_embd, c->rms_eps);
-		matvec(s, &ly->w_gate, NULL, s->xb, s->hb);
-		matvec(s, &ly->w_up, NULL, s->xb, s->hb2);
-		for (i = 0; i < c->n_ff; i++)
-			s->hb[i] = s->hb[i] / (1.0f + expf(-s->hb[i])) * s->hb2[i];
-		matvec(s, &ly->w_down, NULL, s->hb, s->tmp);
-		for (i = 0; i < c->n_embd; i++)
-			s->x[i] += s->tmp[i];
-	}
-	rmsnorm(s->xb, s->x, m->output_norm.data, c->n_embd, c->rms_eps);
-	matvec(s, &m->output, NULL, s->xb, s->logits);
-	s->pos++;
-	*logits = s->logits;
-	return 0;
+	return llm_eval_batch(s, &token, 1, logits, err);
 }

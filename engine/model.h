@@ -83,4 +83,12 @@ void llm_session_set_exact(struct llm_session *s, bool exact);
 int llm_eval(struct llm_session *s, int32_t token, const float **logits,
 	     struct pinfer_err *err);
 
+/*
+ * Feed @n tokens at the next positions, evaluated in batches (each weight
+ * row read once per batch); the logits are those after the last token.
+ * The same results as feeding them one by one.
+ */
+int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
+		   const float **logits, struct pinfer_err *err);
+
 #endif

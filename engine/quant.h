@@ -75,6 +75,8 @@ static_assert(sizeof(struct block_q6_K) == 210, "Q6_K block");
 static_assert(sizeof(struct block_q8_K) == 292, "Q8_K block");
 
 float fp16_to_f32(fp16_t h);
+/* All 65536 fp16 values as floats (256 KiB, made on first use): fast lookups. */
+const float *fp16_table(void);
 fp16_t f32_to_fp16(float f);		/* round to nearest even */
 float bf16_to_f32(uint16_t h);
 

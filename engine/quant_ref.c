@@ -7,6 +7,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 float fp16_to_f32(fp16_t h)
@@ -25,6 +26,23 @@ float fp16_to_f32(fp16_t h)
 	}
 	memcpy(&f, &bits, 4);
 	return f;
+}
+
+static float fp16_values[65536];
+static pthread_once_t fp16_once = PTHREAD_ONCE_INIT;
+
+static void fp16_fill(void)
+{
+	uint32_t i;
+
+	for (i = 0; i < 65536; i++)
+		fp16_values[i] = fp16_to_f32((fp16_t)i);
+}
+
+const float *fp16_table(void)
+{
+	pthread_once(&fp16_once, fp16_fill);
+	return fp16_values;
 }
 
 fp16_t f32_to_fp16(float f)

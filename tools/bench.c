@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * pinfer bench: prompt processing (ppN: N tokens fed to a fresh context) and
+ * pinfer bench: prompt processing (ppN: N tokens fed at once, in batches) and
  * text generation (tgN: N tokens, one at a time) in tokens/s, mean and
  * standard deviation over repetitions, as a table like llama-bench's or as
  * JSON. Also the weight bytes read per generated token, to compare with
  * the machine's memory bandwidth.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -36,24 +37,35 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Tokens/s of @n evaluations in a fresh session, tokens drawn from @seed. */
+/* Tokens/s of @n tokens in a fresh session (@batch: as one prompt). */
 static int one_run(const struct llm_model *m, struct pinfer_pool *pool, int n,
-		   unsigned int seed, double *tps, struct pinfer_err *err)
+		   bool batch, unsigned int seed, double *tps, struct pinfer_err *err)
 {
 	struct llm_session *s;
 	const float *logits;
+	int32_t *toks;
 	double t0;
 	int i, ret;
 
 	ret = llm_session_create(&s, m, (uint32_t)n + 1, pool, err);
 	if (ret)
 		return ret;
-	t0 = now();
-	for (i = 0; i < n && !ret; i++) {
-		seed = seed * 1103515245 + 12345;
-		ret = llm_eval(s, (int32_t)((seed >> 8) % m->cfg.n_vocab), &logits, err);
+	toks = malloc(n * sizeof(*toks));
+	if (!toks) {
+		llm_session_free(s);
+		return pinfer_fail(err, ENOMEM, "out of memory");
 	}
+	for (i = 0; i < n; i++) {
+		seed = seed * 1103515245 + 12345;
+		toks[i] = (int32_t)((seed >> 8) % m->cfg.n_vocab);
+	}
+	t0 = now();
+	if (batch)	/* ppN: the prompt at once */
+		ret = llm_eval_batch(s, toks, n, &logits, err);
+	for (i = 0; i < n && !ret && !batch; i++)	/* tgN: one at a time */
+		ret = llm_eval(s, toks[i], &logits, err);
 	*tps = n / (now() - t0);
+	free(toks);
 	llm_session_free(s);
 	return ret;
 }
@@ -148,7 +160,7 @@ int cmd_bench(int argc, char **argv)
 		snprintf(backend, sizeof(backend), "CPU %s, %s", isa, pinfer_provider_name(rp.provider));
 		snprintf(name, sizeof(name), "%.40s", base ? base + 1 : model);
 		for (r = 0; r < reps && r < 64; r++) {
-			if (one_run(m, pool, n, 1234u + r, &v[r], &err)) {
+			if (one_run(m, pool, n, !t, 1234u + r, &v[r], &err)) {
 				cli_error("%s", err.msg);
 				goto out;
 			}

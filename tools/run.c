@@ -263,13 +263,12 @@ static int generate(struct engine *e, const char *text, int n_predict, bool quie
 		return EXIT_FAIL;
 	}
 	t0 = now();
-	for (i = 0; i < n_ids; i++) {
+	for (i = 0; i < n_ids; i++)
 		e->hist[e->n_hist++] = ids[i];
-		if (llm_eval(e->s, ids[i], &logits, &err)) {
-			cli_error("%s", err.msg);
-			free(ids);
-			return EXIT_FAIL;
-		}
+	if (llm_eval_batch(e->s, ids, n_ids, &logits, &err)) {
+		cli_error("%s", err.msg);
+		free(ids);
+		return EXIT_FAIL;
 	}
 	free(ids);
 	t1 = now();

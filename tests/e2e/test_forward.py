@@ -125,6 +125,20 @@ def patched(tmp, name, patches):
     return path
 
 
+def test_batch():
+    toks = PROMPTS[0] * 5      # 70 tokens: batches of 32, 32 and 6
+    for exact in (False, True):
+        seq = engine(MODEL, toks, exact=exact)
+        env = dict(os.environ, PINFER_EXACT="1" if exact else "0")
+        bat = subprocess.run([HELPER, "--batch", MODEL, *map(str, toks)],
+                             capture_output=True, env=env)
+        last = np.frombuffer(seq.stdout, np.float32).reshape(len(toks), -1)[-1]
+        got = np.frombuffer(bat.stdout, np.float32)
+        ok(bat.returncode == 0 and np.array_equal(got, last),
+           f"{'reference mode' if exact else '8-bit'}: 70 tokens fed in batches give "
+           "the same logits as one by one, bit for bit", bat.stderr.decode())
+
+
 def test_bad_input():
     r = gguf.GGUFReader(MODEL)
     arch = r.fields["general.architecture"]
@@ -158,5 +172,6 @@ def test_bad_input():
 ref = LlamaRef(MODEL)
 test_logits(ref)
 test_greedy(ref)
+test_batch()
 test_bad_input()
 end()

@@ -3,6 +3,8 @@
  * Helper for tests/e2e/test_forward.py: run the engine on token ids.
  *   print_logits MODEL ID...           logits of every position (float32)
  *   print_logits --greedy N MODEL ID...  then N greedy tokens (int32)
+ *   print_logits --batch MODEL ID...   the last position's logits, the ids
+ *                                      fed as one batch (llm_eval_batch)
  * Threads: PINFER_THREADS (default 2). PINFER_EXACT=1: the reference mode.
  * PINFER_CTX: the context size (default the model's).
  */
@@ -14,7 +16,7 @@
 
 int main(int argc, char **argv)
 {
-	int greedy = 0, first = 1, threads, i, j, ret = 1;
+	int greedy = 0, first = 1, threads, i, j, ret = 1, batch = 0;
 	const char *env = getenv("PINFER_THREADS");
 	struct llm_session *s = NULL;
 	struct pinfer_pool *pool = NULL;
@@ -26,6 +28,9 @@ int main(int argc, char **argv)
 	if (argc > 3 && !strcmp(argv[1], "--greedy")) {
 		greedy = atoi(argv[2]);
 		first = 3;
+	} else if (argc > 2 && !strcmp(argv[1], "--batch")) {
+		batch = 1;
+		first = 2;
 	}
 	if (argc < first + 2) {
 		fprintf(stderr, "usage: print_logits [--greedy N] MODEL ID...\n");
@@ -38,6 +43,16 @@ int main(int argc, char **argv)
 			       pool, &err))
 		goto out;
 	llm_session_set_exact(s, getenv("PINFER_EXACT") && atoi(getenv("PINFER_EXACT")));
+	if (batch) {
+		int32_t ids[4096];
+		int n = 0;
+
+		for (i = first + 1; i < argc && n < 4096; i++)
+			ids[n++] = atoi(argv[i]);
+		ret = llm_eval_batch(s, ids, n, &logits, &err) ||
+		      fwrite(logits, 4, m->cfg.n_vocab, stdout) != m->cfg.n_vocab;
+		goto out;
+	}
 	for (i = first + 1; i < argc; i++) {
 		if (llm_eval(s, atoi(argv[i]), &logits, &err))
 			goto out;
