@@ -93,6 +93,12 @@ int quant_supported(uint32_t type);
 /* y[0..n) = row of @type; n a multiple of the type's block. */
 void dequantize_row_ref(uint32_t type, const void *row, float *y, size_t n);
 
+/*
+ * Weights x[0..n) -> a row of @type: F32, F16, Q8_0, Q4_0 or Q4_1 (the
+ * types `pinfer quantize` writes). Returns 0, or -1 for another type.
+ */
+int quantize_row_weight_ref(uint32_t type, const float *x, void *out, size_t n);
+
 /* x[0..n) -> blocks of @type (Q8_0, Q8_1 or Q8_K; F32 copies). */
 void quantize_row_act_ref(uint32_t type, const float *x, void *out, size_t n);
 

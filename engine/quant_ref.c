@@ -356,6 +356,85 @@ static void quant_q8_K(const float *x, struct block_q8_K *b, size_t nb)
 	}
 }
 
+/* Q4_0: d = max / -8 (the signed extreme), q = x / d + 8 in 0..15. */
+static void quant_q4_0(const float *x, struct block_q4_0 *b, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, x += QK) {
+		float amax = 0, max = 0, d, id;
+
+		for (j = 0; j < QK; j++)
+			if (fabsf(x[j]) > amax) {
+				amax = fabsf(x[j]);
+				max = x[j];
+			}
+		d = max / -8;
+		id = d ? 1 / d : 0;
+		b[i].d = f32_to_fp16(d);
+		for (j = 0; j < QK / 2; j++) {
+			int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + QK / 2] * id + 8.5f);
+
+			lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
+			hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+			b[i].qs[j] = (uint8_t)(lo | hi << 4);
+		}
+	}
+}
+
+/* Q4_1: m = min, d = (max - min) / 15, q = (x - m) / d in 0..15. */
+static void quant_q4_1(const float *x, struct block_q4_1 *b, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, x += QK) {
+		float mn = x[0], mx = x[0], d, id;
+
+		for (j = 1; j < QK; j++) {
+			mn = x[j] < mn ? x[j] : mn;
+			mx = x[j] > mx ? x[j] : mx;
+		}
+		d = (mx - mn) / 15;
+		id = d ? 1 / d : 0;
+		b[i].d = f32_to_fp16(d);
+		b[i].m = f32_to_fp16(mn);
+		for (j = 0; j < QK / 2; j++) {
+			int lo = (int)roundf((x[j] - mn) * id), hi = (int)roundf((x[j + QK / 2] - mn) * id);
+
+			lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
+			hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+			b[i].qs[j] = (uint8_t)(lo | hi << 4);
+		}
+	}
+}
+
+int quantize_row_weight_ref(uint32_t type, const float *x, void *out, size_t n)
+{
+	fp16_t *h = out;
+	size_t i;
+
+	switch (type) {
+	case GGML_TYPE_F32:
+		memcpy(out, x, n * sizeof(float));
+		return 0;
+	case GGML_TYPE_F16:
+		for (i = 0; i < n; i++)
+			h[i] = f32_to_fp16(x[i]);
+		return 0;
+	case GGML_TYPE_Q8_0:
+		quant_q8_0(x, out, n / QK);
+		return 0;
+	case GGML_TYPE_Q4_0:
+		quant_q4_0(x, out, n / QK);
+		return 0;
+	case GGML_TYPE_Q4_1:
+		quant_q4_1(x, out, n / QK);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
 void quantize_row_act_ref(uint32_t type, const float *x, void *out, size_t n)
 {
 	switch (type) {

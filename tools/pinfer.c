@@ -21,6 +21,7 @@ static const struct command commands[] = {
 	{ "run", cmd_run, "answer a prompt, streaming the text to stdout" },
 	{ "chat", cmd_chat, "talk with a model, one line per turn" },
 	{ "bench", cmd_bench, "prompt and generation speed (pp512, tg128) in tokens/s" },
+	{ "quantize", cmd_quantize, "write a model with its weights in another tensor type" },
 	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensor table" },
 };
 

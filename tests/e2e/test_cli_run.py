@@ -73,6 +73,13 @@ def test_errors():
            f"pinfer {' '.join(a if len(a) < 20 else a[:17] + '...' for a in args)}: exit {code}, {err.strip().splitlines()[-1] if err.strip() else ''!r}")
     p = run("run", "--help")
     ok(p.returncode == 0 and b"usage: pinfer run" in p.stdout, "run --help")
+    for args, code, msg in ((("quantize", MODEL, "/tmp/x.gguf", "q3_k"), 2, "not one of"),
+                            (("quantize", "/nonexistent.gguf", "/tmp/x.gguf", "q8_0"), 1, "/nonexistent.gguf"),
+                            (("quantize", MODEL), 2, "usage"),
+                            (("quantize", MODEL, "/nonexistent/dir/x.gguf", "q8_0"), 1, "x.gguf.tmp")):
+        p = run(*args)
+        ok(p.returncode == code and msg in p.stderr.decode(),
+           f"pinfer quantize, bad arguments: exit {code}: {p.stderr.decode().strip().splitlines()[-1]}")
 
 
 def test_bench():

@@ -12,6 +12,8 @@ the independent numpy reference (tests/reference/llama_ref.py):
 - 32 greedy tokens: identical to the reference's in reference mode; on the
   8-bit path, fed the reference's 32 tokens, the same choice at each step
   except at near ties as above;
+- the same checks on F16, Q8_0 and Q4_0 versions written by pinfer quantize
+  (read by the reference through gguf's own reader);
 - bad input: an unsupported architecture, a missing tensor, a tensor of the
   wrong shape, a token out of the vocabulary, more tokens than the context:
   one clear error each, exit 1, no crash.
@@ -55,21 +57,21 @@ def engine(model, tokens, exact=False, greedy=0, ctx=None):
     return subprocess.run(args, capture_output=True, env=env)
 
 
-def test_logits(ref):
-    for i, toks in enumerate(PROMPTS):
+def test_logits(ref, model=MODEL, prompts=PROMPTS, label=""):
+    for i, toks in enumerate(prompts):
         want = ref.forward(toks)
         for exact, limit in ((True, 0.005), (False, 0.05)):
-            p = engine(MODEL, toks, exact=exact)
+            p = engine(model, toks, exact=exact)
             got = np.frombuffer(p.stdout, np.float32).reshape(len(toks), -1)
             rel = (np.abs(got - want).max(axis=1) / (want.max(axis=1) - want.min(axis=1)))
             mode = "reference mode" if exact else "8-bit activations"
             ok(p.returncode == 0 and rel.max() < limit,
-               f"prompt {i} ({len(toks)} tokens), {mode}: max |diff| {100 * rel.max():.3f}% "
+               f"{label}prompt {i} ({len(toks)} tokens), {mode}: max |diff| {100 * rel.max():.3f}% "
                f"of the logit range (limit {100 * limit:.1f}%)", p.stderr.decode())
             if not exact:
                 flips, wrong = near_tie_flips(got, want, range(len(toks)),
                                               want.argmax(axis=1))
-                ok(not wrong, f"prompt {i}, 8-bit activations: the same argmax at "
+                ok(not wrong, f"{label}prompt {i}, 8-bit activations: the same argmax at "
                    f"{len(toks) - len(flips)} of {len(toks)} positions"
                    + (f"; the others near ties: {', '.join(flips)}" if flips else ""),
                    f"differ where the reference is clear: positions {wrong}")
@@ -169,8 +171,23 @@ def test_bad_input():
        f"more tokens than the context: {p.stderr.decode().strip()}")
 
 
+def test_quantized():
+    pinfer = os.path.join(BUILD, "pinfer")
+    with tempfile.TemporaryDirectory() as tmp:
+        for qtype in ("f16", "q8_0", "q4_0"):
+            out = os.path.join(tmp, f"{qtype}.gguf")
+            p = subprocess.run([pinfer, "quantize", MODEL, out, qtype], capture_output=True)
+            if not ok(p.returncode == 0, f"pinfer quantize to {qtype}", p.stderr.decode()):
+                continue
+            r = gguf.GGUFReader(out)
+            kinds = {t.tensor_type.name for t in r.tensors if len(t.shape) > 1}
+            ok(kinds == {qtype.upper()}, f"{qtype}: every matrix is {qtype.upper()} ({kinds})")
+            test_logits(LlamaRef(out), out, PROMPTS[1:], f"{qtype}: ")
+
+
 ref = LlamaRef(MODEL)
 test_logits(ref)
+test_quantized()
 test_greedy(ref)
 test_batch()
 test_bad_input()

@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pinfer quantize IN OUT TYPE: the model in another tensor type, so every
+ * kernel can run on a real model. Metadata is copied byte for byte (with
+ * general.file_type updated); matrices whose rows are whole blocks of TYPE
+ * are converted row by row (dequantized, then quantized), the others and
+ * all vectors are kept; the file is written to OUT.tmp and renamed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ggml_types.h"
+#include "gguf.h"
+#include "quant.h"
+
+static const char quantize_help[] =
+	"usage: pinfer quantize IN OUT TYPE\n\n"
+	"Writes the GGUF model IN to OUT with its weight matrices in TYPE:\n"
+	"f32, f16, q8_0, q4_0 or q4_1. Vectors (norms, biases) stay f32.\n";
+
+static const struct { const char *name; uint32_t type, ftype; } targets[] = {
+	{ "f32", GGML_TYPE_F32, 0 }, { "f16", GGML_TYPE_F16, 1 },
+	{ "q4_0", GGML_TYPE_Q4_0, 2 }, { "q4_1", GGML_TYPE_Q4_1, 3 },
+	{ "q8_0", GGML_TYPE_Q8_0, 7 },
+};
+
+struct out {
+	FILE *f;
+	uint64_t pos;
+	int bad;
+};
+
+static void put(struct out *o, const void *p, size_t n)
+{
+	if (n && fwrite(p, 1, n, o->f) != n)
+		o->bad = 1;
+	o->pos += n;
+}
+
+static void put_u32(struct out *o, uint32_t v) { put(o, &v, 4); }
+static void put_u64(struct out *o, uint64_t v) { put(o, &v, 8); }
+
+static void pad(struct out *o, uint32_t align)
+{
+	static const char zeros[64];
+
+	while (o->pos % align)
+		put(o, zeros, align - o->pos % align < 64 ? align - o->pos % align : 64);
+}
+
+/* The type tensor @t gets: TYPE for matrices of whole blocks, else its own. */
+static uint32_t new_type(const struct gguf_tensor *t, uint32_t type)
+{
+	const struct ggml_type_info *ti = ggml_type_get(type);
+
+	if (t->n_dims < 2 || t->dims[0] % ti->block_elems)
+		return t->n_dims < 2 ? GGML_TYPE_F32 : t->type;
+	return type;
+}
+
+static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct out *o)
+{
+	uint64_t rows = t->n_elems / t->dims[0], src_row = t->bytes / rows, dst_row = 0, r;
+	uint8_t *src = malloc(src_row), *dst;
+	float *x = malloc(t->dims[0] * sizeof(float));
+
+	ggml_row_bytes(type, t->dims[0], &dst_row);
+	dst = malloc(dst_row);
+	if (!src || !dst || !x) {
+		free(src);
+		free(dst);
+		free(x);
+		return -ENOMEM;
+	}
+	for (r = 0; r < rows; r++) {
+		if (pread(in, src, src_row, (off_t)(t->offset + r * src_row)) != (ssize_t)src_row)
+			break;
+		dequantize_row_ref(t->type, src, x, t->dims[0]);
+		quantize_row_weight_ref(type, x, dst, t->dims[0]);
+		put(o, dst, dst_row);
+	}
+	free(src);
+	free(dst);
+	free(x);
+	return r == rows ? 0 : -EIO;
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+	struct gguf_error gerr;
+	struct out o = { 0 };
+	struct gguf *g = NULL;
+	uint32_t type = 0, ftype = 0, *types = NULL;
+	uint64_t i, off, *offs = NULL;
+	char tmp[4096];
+	size_t k;
+	int in = -1, ret = EXIT_FAIL;
+
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(quantize_help, stdout);
+		return EXIT_OK;
+	}
+	if (argc != 4) {
+		fputs(quantize_help, stderr);
+		return EXIT_USAGE;
+	}
+	for (k = 0; k < sizeof(targets) / sizeof(targets[0]); k++)
+		if (!strcmp(argv[3], targets[k].name)) {
+			type = targets[k].type;
+			ftype = targets[k].ftype;
+			break;
+		}
+	if (k == sizeof(targets) / sizeof(targets[0])) {
+		cli_error("quantize: type '%s' is not one of f32, f16, q8_0, q4_0, q4_1", argv[3]);
+		return EXIT_USAGE;
+	}
+	if (gguf_open(&g, argv[1], &gerr)) {
+		cli_error("%s: %s", argv[1], gerr.msg);
+		return EXIT_FAIL;
+	}
+	in = open(argv[1], O_RDONLY | O_CLOEXEC);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", argv[2]);
+	o.f = fopen(tmp, "wb");
+	types = calloc(g->n_tensors + 1, sizeof(*types));
+	offs = calloc(g->n_tensors + 1, sizeof(*offs));
+	if (in < 0 || !o.f || !types || !offs) {
+		cli_error("quantize: %s: %s", o.f ? argv[1] : tmp, strerror(errno));
+		goto out;
+	}
+	for (i = 0; i < g->n_tensors; i++)
+		if (!quant_supported(g->tensors[i].type)) {
+			cli_error("quantize: tensor %.*s has type %s, which cannot be converted",
+				  (int)g->tensors[i].name.len, g->tensors[i].name.ptr,
+				  ggml_type_name(g->tensors[i].type));
+			goto out;
+		}
+
+	/* header: counts, the KVs copied (file_type updated), tensor infos */
+	put(&o, "GGUF", 4);
+	put_u32(&o, 3);
+	put_u64(&o, g->n_tensors);
+	put_u64(&o, g->n_kv);
+	for (i = 0; i < g->n_kv; i++) {
+		const struct gguf_kv *kv = &g->kv[i];
+		uint64_t end = i + 1 < g->n_kv ? g->kv[i + 1].offset :
+			       g->n_tensors ? g->tensors[0].info_offset : g->data_offset;
+		uint8_t *raw = malloc(end - kv->offset);
+
+		if (!raw || pread(in, raw, end - kv->offset, (off_t)kv->offset) !=
+			    (ssize_t)(end - kv->offset)) {
+			free(raw);
+			cli_error("quantize: reading %s: %s", argv[1], strerror(errno ? errno : EIO));
+			goto out;
+		}
+		if (gguf_str_eq(kv->key, "general.file_type") && kv->value.type == GGUF_TYPE_UINT32)
+			memcpy(raw + 8 + kv->key.len + 4, &ftype, 4);
+		put(&o, raw, end - kv->offset);
+		free(raw);
+	}
+	for (i = 0, off = 0; i < g->n_tensors; i++) {
+		const struct gguf_tensor *t = &g->tensors[i];
+		uint64_t bytes = 0;
+		uint32_t d;
+
+		types[i] = new_type(t, type);
+		ggml_row_bytes(types[i], t->dims[0], &bytes);
+		offs[i] = off;
+		off = (off + bytes * (t->n_elems / t->dims[0]) + g->alignment - 1) /
+		      g->alignment * g->alignment;
+		put_u64(&o, t->name.len);
+		put(&o, t->name.ptr, t->name.len);
+		put_u32(&o, t->n_dims);
+		for (d = 0; d < t->n_dims; d++)
+			put_u64(&o, t->dims[d]);
+		put_u32(&o, types[i]);
+		put_u64(&o, offs[i]);
+	}
+	pad(&o, g->alignment);
+
+	/* data, in the order of the offsets given above */
+	for (i = 0; i < g->n_tensors && !o.bad; i++) {
+		if (convert(in, &g->tensors[i], types[i], &o)) {
+			cli_error("quantize: converting %.*s failed", (int)g->tensors[i].name.len,
+				  g->tensors[i].name.ptr);
+			goto out;
+		}
+		pad(&o, g->alignment);
+		if (isatty(2))
+			fprintf(stderr, "\rpinfer: quantize %" PRIu64 "/%" PRIu64 " tensors", i + 1,
+				g->n_tensors);
+	}
+	if (fclose(o.f) || o.bad) {
+		o.f = NULL;
+		cli_error("quantize: writing %s failed", tmp);
+		goto out;
+	}
+	o.f = NULL;
+	if (rename(tmp, argv[2])) {
+		cli_error("quantize: %s: %s", argv[2], strerror(errno));
+		goto out;
+	}
+	fprintf(stderr, "%spinfer: wrote %s (%s, %.1f MiB)\n", isatty(2) ? "\n" : "", argv[2],
+		argv[3], o.pos / 1048576.0);
+	ret = EXIT_OK;
+out:
+	if (o.f) {
+		fclose(o.f);
+		unlink(tmp);
+	}
+	if (in >= 0)
+		close(in);
+	free(types);
+	free(offs);
+	gguf_close(g);
+	return ret;
+}
