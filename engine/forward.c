@@ -235,44 +235,58 @@ static void rope(const struct llm_config *c, float *v, uint32_t n_heads, uint32_
 	}
 }
 
-/* Attention of the token at @pos (its q) over positions 0..pos of @layer. */
-static void attention(struct llm_session *s, uint32_t layer, uint32_t pos,
-		      const float *qs, float *outs)
-{
-	const struct llm_config *c = &s->m->cfg;
-	size_t kvd = s->kv_dim, base = (size_t)layer * s->n_ctx * kvd;
-	uint32_t group = c->n_head / c->n_head_kv, h, t, i;
-	float scale = 1.0f / sqrtf((float)c->head_dim);
-	const float *h2f = fp16_table();
+struct attn_task {
+	struct llm_session *s;
+	uint32_t layer, pos;
+	const float *q;
+	float *out;
+	dot_f16_fn dot;
+	axpy_f16_fn axpy;
+};
 
-	for (h = 0; h < c->n_head; h++) {
-		const float *q = qs + (size_t)h * c->head_dim;
-		size_t kvo = (size_t)(h / group) * c->head_dim;
-		float *att = s->att + (size_t)h * s->n_ctx, *o = outs + (size_t)h * c->head_dim;
+/* Heads [hb, he) of one token's attention; each head has its own scores. */
+static void attn_heads(void *arg, size_t hb, size_t he, int thread)
+{
+	const struct attn_task *a = arg;
+	struct llm_session *s = a->s;
+	const struct llm_config *c = &s->m->cfg;
+	size_t kvd = s->kv_dim, base = (size_t)a->layer * s->n_ctx * kvd;
+	uint32_t group = c->n_head / c->n_head_kv, t;
+	float scale = 1.0f / sqrtf((float)c->head_dim);
+	size_t h;
+
+	(void)thread;
+	for (h = hb; h < he; h++) {
+		const float *q = a->q + h * c->head_dim;
+		size_t kvo = (h / group) * c->head_dim;
+		float *att = s->att + h * s->n_ctx, *o = a->out + h * c->head_dim;
 		float max = -INFINITY, sum = 0;
 
-		for (t = 0; t <= pos; t++) {
-			const fp16_t *k = s->kcache + base + t * kvd + kvo;
-			float d = 0;
-
-			for (i = 0; i < c->head_dim; i++)
-				d += q[i] * h2f[k[i]];
-			att[t] = d * scale;
+		for (t = 0; t <= a->pos; t++) {
+			att[t] = a->dot(q, s->kcache + base + t * kvd + kvo, c->head_dim) * scale;
 			max = att[t] > max ? att[t] : max;
 		}
-		for (t = 0; t <= pos; t++) {
+		for (t = 0; t <= a->pos; t++) {
 			att[t] = expf(att[t] - max);
 			sum += att[t];
 		}
 		memset(o, 0, c->head_dim * sizeof(float));
-		for (t = 0; t <= pos; t++) {
-			const fp16_t *v = s->vcache + base + t * kvd + kvo;
-			float p = att[t] / sum;
-
-			for (i = 0; i < c->head_dim; i++)
-				o[i] += p * h2f[v[i]];
-		}
+		for (t = 0; t <= a->pos; t++)
+			a->axpy(o, att[t] / sum, s->vcache + base + t * kvd + kvo, c->head_dim);
 	}
+}
+
+/* Attention of the token at @pos (its q) over positions 0..pos of @layer. */
+static void attention(struct llm_session *s, uint32_t layer, uint32_t pos,
+		      const float *q, float *out)
+{
+	struct attn_task a = { .s = s, .layer = layer, .pos = pos, .q = q, .out = out };
+
+	attn_kernels(&a.dot, &a.axpy);
+	if (s->pool && pos >= 64)	/* short contexts: not worth a hand-off */
+		pinfer_parallel_for(s->pool, s->m->cfg.n_head, 1, PINFER_STATIC, attn_heads, &a);
+	else
+		attn_heads(&a, 0, s->m->cfg.n_head, 0);
 }
 
 /* Tokens @toks[0..nb) at positions pos..pos+nb; the logits of the last. */

@@ -114,6 +114,13 @@ typedef float (*vec_dot_fn)(size_t n, const void *row, const void *act);
  */
 vec_dot_fn quant_vec_dot(uint32_t type, const char **isa_name);
 
+/* Attention helpers over fp16 keys/values: Σ q·k, and o += p·v. */
+typedef float (*dot_f16_fn)(const float *q, const fp16_t *k, size_t n);
+typedef void (*axpy_f16_fn)(float *o, float p, const fp16_t *v, size_t n);
+void attn_kernels(dot_f16_fn *dot, axpy_f16_fn *axpy);
+float attn_dot_f16_avx2(const float *q, const fp16_t *k, size_t n);
+void attn_axpy_f16_avx2(float *o, float p, const fp16_t *v, size_t n);
+
 /* The per-ISA kernels, for tests: NULL where the ISA has none for @type. */
 vec_dot_fn quant_vec_dot_avx2(uint32_t type);
 vec_dot_fn quant_vec_dot_avx512(uint32_t type);

@@ -123,6 +123,33 @@ static float dot_f16(size_t n, const void *row, const void *act)
 	return hsum(acc) + tail;
 }
 
+float attn_dot_f16_avx2(const float *q, const fp16_t *k, size_t n)
+{
+	__m256 acc = _mm256_setzero_ps();
+	float tail = 0;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
+				      _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), acc);
+	for (; i < n; i++)
+		tail += q[i] * _cvtsh_ss(k[i]);
+	return hsum(acc) + tail;
+}
+
+void attn_axpy_f16_avx2(float *o, float p, const fp16_t *v, size_t n)
+{
+	__m256 pv = _mm256_set1_ps(p);
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(o + i, _mm256_fmadd_ps(pv,
+			_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))),
+			_mm256_loadu_ps(o + i)));
+	for (; i < n; i++)
+		o[i] += p * _cvtsh_ss(v[i]);
+}
+
 vec_dot_fn quant_vec_dot_avx2(uint32_t type)
 {
 	switch (type) {

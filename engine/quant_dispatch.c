@@ -52,3 +52,31 @@ vec_dot_fn quant_vec_dot(uint32_t type, const char **isa_name)
 		*isa_name = name;
 	return f;
 }
+
+static float attn_dot_ref(const float *q, const fp16_t *k, size_t n)
+{
+	const float *h2f = fp16_table();
+	float d = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		d += q[i] * h2f[k[i]];
+	return d;
+}
+
+static void attn_axpy_ref(float *o, float p, const fp16_t *v, size_t n)
+{
+	const float *h2f = fp16_table();
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		o[i] += p * h2f[v[i]];
+}
+
+void attn_kernels(dot_f16_fn *dot, axpy_f16_fn *axpy)
+{
+	bool simd = pinfer_cpu()->isa >= PINFER_ISA_AVX2;
+
+	*dot = simd ? attn_dot_f16_avx2 : attn_dot_ref;
+	*axpy = simd ? attn_axpy_f16_avx2 : attn_axpy_ref;
+}

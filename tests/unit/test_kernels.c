@@ -71,6 +71,24 @@ int main(void)
 	}
 	if (!covered)
 		tap_skip("this CPU has neither AVX2 nor AVX-512 VNNI");
+	if (cpu->detected >= PINFER_ISA_AVX2) {	/* attention helpers */
+		float q[69], o[69], o2[69], d = 0, want_o;
+		fp16_t k[69];
+		size_t i;
+
+		for (i = 0; i < 69; i++) {
+			q[i] = uniform(-1, 1);
+			k[i] = f32_to_fp16(uniform(-2, 2));
+			o[i] = o2[i] = uniform(-1, 1);
+			d += q[i] * fp16_to_f32(k[i]);
+		}
+		ok(fabsf(attn_dot_f16_avx2(q, k, 69) - d) <= 1e-5f * 69,
+		   "avx2 attention dot over 69 fp16 keys");
+		attn_axpy_f16_avx2(o, 0.37f, k, 69);
+		for (i = 0, want_o = 0; i < 69; i++)
+			want_o += fabsf(o[i] - (o2[i] + 0.37f * fp16_to_f32(k[i])));
+		ok(want_o <= 1e-5f * 69, "avx2 attention axpy over 69 fp16 values");
+	}
 	quant_vec_dot(GGML_TYPE_Q4_1, &name);
 	ok(cpu->isa < PINFER_ISA_AVX2 ||
 	   (name[0] == 'a' && (cpu->isa == PINFER_ISA_AVX2) == !strcmp(name, "avx2")),
