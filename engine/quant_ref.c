@@ -172,59 +172,49 @@ static void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
 	}
 }
 
+/*
+ * One Q4_K/Q5_K super-block: 8 sub-blocks of 32 with 6-bit scales and mins;
+ * Q5_K adds a fifth bit per element from @qh (NULL for Q4_K).
+ */
+static float *dequant_k45(fp16_t dh, fp16_t dminh, const uint8_t *scales,
+			  const uint8_t *q, const uint8_t *qh, float *y)
+{
+	float d = fp16_to_f32(dh), dmin = fp16_to_f32(dminh);
+	uint8_t u1 = 1, u2 = 2;
+	int j, l;
+
+	for (j = 0; j < QK_K / 64; j++, q += 32, u1 <<= 2, u2 <<= 2) {
+		uint8_t sc, m;
+		float d1, m1, d2, m2;
+
+		scale_min_k4(2 * j, scales, &sc, &m);
+		d1 = d * sc;
+		m1 = dmin * m;
+		scale_min_k4(2 * j + 1, scales, &sc, &m);
+		d2 = d * sc;
+		m2 = dmin * m;
+		for (l = 0; l < 32; l++)
+			*y++ = d1 * ((q[l] & 0xf) + (qh && (qh[l] & u1) ? 16 : 0)) - m1;
+		for (l = 0; l < 32; l++)
+			*y++ = d2 * ((q[l] >> 4) + (qh && (qh[l] & u2) ? 16 : 0)) - m2;
+	}
+	return y;
+}
+
 static void dequant_q4_K(const struct block_q4_K *b, float *y, size_t nb)
 {
 	size_t i;
-	int j, l;
 
-	for (i = 0; i < nb; i++) {
-		const uint8_t *q = b[i].qs;
-		float d = fp16_to_f32(b[i].d), dmin = fp16_to_f32(b[i].dmin);
-
-		for (j = 0; j < QK_K / 64; j++, q += 32) {
-			uint8_t sc, m;
-			float d1, m1, d2, m2;
-
-			scale_min_k4(2 * j, b[i].scales, &sc, &m);
-			d1 = d * sc;
-			m1 = dmin * m;
-			scale_min_k4(2 * j + 1, b[i].scales, &sc, &m);
-			d2 = d * sc;
-			m2 = dmin * m;
-			for (l = 0; l < 32; l++)
-				*y++ = d1 * (q[l] & 0xf) - m1;
-			for (l = 0; l < 32; l++)
-				*y++ = d2 * (q[l] >> 4) - m2;
-		}
-	}
+	for (i = 0; i < nb; i++)
+		y = dequant_k45(b[i].d, b[i].dmin, b[i].scales, b[i].qs, NULL, y);
 }
 
 static void dequant_q5_K(const struct block_q5_K *b, float *y, size_t nb)
 {
 	size_t i;
-	int j, l;
 
-	for (i = 0; i < nb; i++) {
-		const uint8_t *q = b[i].qs, *qh = b[i].qh;
-		float d = fp16_to_f32(b[i].d), dmin = fp16_to_f32(b[i].dmin);
-		uint8_t u1 = 1, u2 = 2;
-
-		for (j = 0; j < QK_K / 64; j++, q += 32, u1 <<= 2, u2 <<= 2) {
-			uint8_t sc, m;
-			float d1, m1, d2, m2;
-
-			scale_min_k4(2 * j, b[i].scales, &sc, &m);
-			d1 = d * sc;
-			m1 = dmin * m;
-			scale_min_k4(2 * j + 1, b[i].scales, &sc, &m);
-			d2 = d * sc;
-			m2 = dmin * m;
-			for (l = 0; l < 32; l++)
-				*y++ = d1 * ((q[l] & 0xf) + (qh[l] & u1 ? 16 : 0)) - m1;
-			for (l = 0; l < 32; l++)
-				*y++ = d2 * ((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
-		}
-	}
+	for (i = 0; i < nb; i++)
+		y = dequant_k45(b[i].d, b[i].dmin, b[i].scales, b[i].qs, b[i].qh, y);
 }
 
 static void dequant_q6_K(const struct block_q6_K *b, float *y, size_t nb)
