@@ -11,7 +11,7 @@ pkgs=(
 	fio					# the drive's reference in bench/runtime.sh
 	python3-pip python3-venv			# test scripts (venv from PyPI)
 	clang libclang-rt-14-dev			# libFuzzer for `make fuzz`
-	dkms qemu-system-x86 busybox-static cpio xz-utils kmod e2fsprogs # the module
+	dkms openssl qemu-system-x86 busybox-static cpio xz-utils kmod e2fsprogs # the module
 	linux-source-6.12				# kselftest harness, checkpatch.pl
 )
 for k in $kernels; do
