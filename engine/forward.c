@@ -145,6 +145,7 @@ struct matmul_task {
 	size_t act_stride, nb;
 	float *out;		/* [b][rows] */
 	vec_dot_fn dot;		/* NULL: the reference mode */
+	vec_dot4_fn dot4;	/* four inputs at once, or NULL */
 };
 
 /* Σ dequant(row) · x, in double: the reference mode's dot product. */
@@ -174,11 +175,23 @@ static void matmul_rows(void *arg, size_t b, size_t e, int thread)
 	size_t r, k;
 
 	(void)thread;
-	for (r = b; r < e; r++, row += t->w->row_bytes)
-		for (k = 0; k < t->nb; k++)
+	for (r = b; r < e; r++, row += t->w->row_bytes) {
+		k = 0;
+		if (t->dot4)	/* the weights unpacked once for four tokens */
+			for (; k + 4 <= t->nb; k += 4) {
+				float o[4];
+				size_t j;
+
+				t->dot4(t->w->cols, row, t->act + k * t->act_stride,
+					t->act_stride, o);
+				for (j = 0; j < 4; j++)
+					t->out[(k + j) * t->w->rows + r] = o[j];
+			}
+		for (; k < t->nb; k++)
 			t->out[k * t->w->rows + r] = t->dot ?
 				t->dot(t->w->cols, row, t->act + k * t->act_stride) :
 				dot_exact(t->w, row, t->in + k * t->w->cols);
+	}
 }
 
 /* out[b] = W in[b] (+ bias) for the nb inputs of the batch (in: stride cols). */
@@ -190,6 +203,7 @@ static void matmul(struct llm_session *s, const struct llm_tensor *w,
 		.w = w, .in = in, .nb = nb, .out = out, .act = (const uint8_t *)in,
 		.act_stride = w->cols * sizeof(float),
 		.dot = s->exact ? NULL : quant_vec_dot(w->type, NULL),
+		.dot4 = s->exact || nb < 4 ? NULL : quant_vec_dot4(w->type),
 	};
 	size_t i, k;
 

@@ -121,6 +121,16 @@ void attn_kernels(dot_f16_fn *dot, axpy_f16_fn *axpy);
 float attn_dot_f16_avx2(const float *q, const fp16_t *k, size_t n);
 void attn_axpy_f16_avx2(float *o, float p, const fp16_t *v, size_t n);
 
+/*
+ * Four activation rows at once (@act, @act + stride, ...): out[k] equals
+ * what the single-row kernel gives for row k, bit for bit; the weights are
+ * unpacked once for all four. NULL where there is no such kernel.
+ */
+typedef void (*vec_dot4_fn)(size_t n, const void *row, const void *act,
+			    size_t stride, float out[4]);
+vec_dot4_fn quant_vec_dot4(uint32_t type);
+vec_dot4_fn quant_vec_dot4_avx512(uint32_t type);
+
 /* The per-ISA kernels, for tests: NULL where the ISA has none for @type. */
 vec_dot_fn quant_vec_dot_avx2(uint32_t type);
 vec_dot_fn quant_vec_dot_avx512(uint32_t type);

@@ -53,6 +53,15 @@ vec_dot_fn quant_vec_dot(uint32_t type, const char **isa_name)
 	return f;
 }
 
+vec_dot4_fn quant_vec_dot4(uint32_t type)
+{
+	const struct pinfer_cpu *cpu = pinfer_cpu();
+
+	if (cpu->isa >= PINFER_ISA_AVX512 && cpu->avx512_vnni)
+		return quant_vec_dot4_avx512(type);
+	return NULL;
+}
+
 static float attn_dot_ref(const float *q, const fp16_t *k, size_t n)
 {
 	const float *h2f = fp16_table();

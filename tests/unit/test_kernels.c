@@ -71,6 +71,38 @@ int main(void)
 	}
 	if (!covered)
 		tap_skip("this CPU has neither AVX2 nor AVX-512 VNNI");
+	/* four-row kernels: bit for bit the single-row kernel's results */
+	for (t = 0; t < 2 && cpu->detected >= PINFER_ISA_AVX512 && cpu->avx512_vnni; t++) {
+		uint32_t type = t ? GGML_TYPE_Q4_0 : GGML_TYPE_Q4_1;
+		uint32_t atype = quant_vec_dot_type(type);
+		const struct ggml_type_info *ai = ggml_type_get(atype);
+		vec_dot4_fn f4 = quant_vec_dot4_avx512(type);
+		vec_dot_fn f1 = quant_vec_dot_avx512(type);
+
+		for (b = 0; b < 5; b++) {
+			size_t n = blocks[b] * QK, stride = n / QK * ai->block_bytes + 7, j;
+			uint8_t *row = malloc(n / QK * ggml_type_get(type)->block_bytes);
+			uint8_t *act = malloc(4 * stride);
+			float x[48 * QK], out[4];
+			bool same = true;
+
+			random_row(type, row, n);
+			for (j = 0; j < 4; j++) {
+				size_t i;
+
+				for (i = 0; i < n; i++)
+					x[i] = uniform(-3, 3);
+				quantize_row_act_ref(atype, x, act + j * stride, n);
+			}
+			f4(n, row, act, stride, out);
+			for (j = 0; j < 4; j++)
+				same = same && out[j] == f1(n, row, act + j * stride);
+			ok(f4 && same, "avx512-vnni four-row %s, %zu blocks: equal to one row at a time, bit for bit",
+			   ggml_type_name(type), blocks[b]);
+			free(row);
+			free(act);
+		}
+	}
 	if (cpu->detected >= PINFER_ISA_AVX2) {	/* attention helpers */
 		float q[69], o[69], o2[69], d = 0, want_o;
 		fp16_t k[69];
