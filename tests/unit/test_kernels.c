@@ -80,7 +80,7 @@ int main(void)
 		vec_dot_fn f1 = quant_vec_dot_avx512(type);
 
 		for (b = 0; b < 5; b++) {
-			/* rows 64 bytes apart at most rounded, as the engine lays them out */
+			/* rows on 64-byte boundaries, as the engine lays them out */
 			size_t n = blocks[b] * QK, stride = (n / QK * ai->block_bytes + 63) / 64 * 64, j;
 			uint8_t *row = malloc(n / QK * ggml_type_get(type)->block_bytes);
 			uint8_t *act = malloc(4 * stride);
