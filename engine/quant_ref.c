@@ -297,32 +297,41 @@ static float absmax(const float *x, size_t n)
 	return m;
 }
 
-static void quant_q8_0(const float *x, struct block_q8_0 *b, size_t nb)
+/* 32 values -> qs and their scale d = absmax / 127 (*dh as fp16); Σ qs. */
+static int quant_block8(const float *x, fp16_t *dh, int8_t *qs, float *d_out)
 {
-	size_t i, j;
+	float d = absmax(x, QK) / 127, id = d ? 1 / d : 0;
+	int j, sum = 0;
 
-	for (i = 0; i < nb; i++, x += QK) {
-		float d = absmax(x, QK) / 127, id = d ? 1 / d : 0;
-
-		b[i].d = f32_to_fp16(d);
-		for (j = 0; j < QK; j++)
-			b[i].qs[j] = (int8_t)roundf(x[j] * id);
+	*dh = f32_to_fp16(d);
+	*d_out = d;
+	for (j = 0; j < QK; j++) {
+		qs[j] = (int8_t)roundf(x[j] * id);
+		sum += qs[j];
 	}
+	return sum;
 }
 
+static void quant_q8_0(const float *x, struct block_q8_0 *b, size_t nb)
+{
+	size_t i;
+
+	float d;
+
+	for (i = 0; i < nb; i++, x += QK)
+		quant_block8(x, &b[i].d, b[i].qs, &d);
+}
+
+/* Q8_1 adds s = d * Σ qs, which Q4_1's offsets need. */
 static void quant_q8_1(const float *x, struct block_q8_1 *b, size_t nb)
 {
-	size_t i, j;
+	size_t i;
+
+	float d;
 
 	for (i = 0; i < nb; i++, x += QK) {
-		float d = absmax(x, QK) / 127, id = d ? 1 / d : 0;
-		int sum = 0;
+		int sum = quant_block8(x, &b[i].d, b[i].qs, &d);
 
-		b[i].d = f32_to_fp16(d);
-		for (j = 0; j < QK; j++) {
-			b[i].qs[j] = (int8_t)roundf(x[j] * id);
-			sum += b[i].qs[j];
-		}
 		b[i].s = f32_to_fp16(d * sum);
 	}
 }

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "model.h"
@@ -28,14 +27,6 @@ static const char bench_help[] =
 	"  -r N               repetitions (default 3)\n"
 	"      --provider NAME  memory provider (default: best available)\n"
 	"      --json         one JSON object per test\n";
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Tokens/s of @n tokens in a fresh session (@batch: as one prompt). */
 static int one_run(const struct llm_model *m, struct pinfer_pool *pool, int n,
@@ -59,12 +50,12 @@ static int one_run(const struct llm_model *m, struct pinfer_pool *pool, int n,
 		seed = seed * 1103515245 + 12345;
 		toks[i] = (int32_t)((seed >> 8) % m->cfg.n_vocab);
 	}
-	t0 = now();
+	t0 = cli_now();
 	if (batch)	/* ppN: the prompt at once */
 		ret = llm_eval_batch(s, toks, n, &logits, err);
 	for (i = 0; i < n && !ret && !batch; i++)	/* tgN: one at a time */
 		ret = llm_eval(s, toks[i], &logits, err);
-	*tps = n / (now() - t0);
+	*tps = n / (cli_now() - t0);
 	free(toks);
 	llm_session_free(s);
 	return ret;

@@ -11,6 +11,9 @@ enum {
 	EXIT_USAGE = 2,		/* the command line was wrong */
 };
 
+/* Seconds on the monotonic clock. */
+double cli_now(void);
+
 /* "pinfer: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

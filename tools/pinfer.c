@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "cpu.h"
@@ -24,6 +25,14 @@ static const struct command commands[] = {
 	{ "quantize", cmd_quantize, "write a model with its weights in another tensor type" },
 	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensor table" },
 };
+
+double cli_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 void cli_error(const char *fmt, ...)
 {

@@ -63,14 +63,6 @@ struct engine {
 	size_t n_hist;
 };
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void progress(uint64_t done, uint64_t total, void *arg)
 {
 	(void)arg;
@@ -158,7 +150,7 @@ static int start(struct engine *e, const struct run_opts *o)
 	struct llm_load_opts lo = { .provider = o->provider, .node = -1 };
 	struct pinfer_region_props rp;
 	struct pinfer_err err = { 0 };
-	double t0 = now();
+	double t0 = cli_now();
 	int ret;
 
 	if (isatty(2))
@@ -187,7 +179,7 @@ static int start(struct engine *e, const struct run_opts *o)
 		pinfer_provider_name(rp.provider), rp.page_size >> 10,
 		rp.locked ? "locked" : "not locked", rp.note[0] ? "; " : "", rp.note);
 	fprintf(stderr, "pinfer: loaded in %.2f s; %d threads; chat template %s\n",
-		now() - t0, pinfer_pool_threads(e->pool), chat_template_name(e->tmpl));
+		cli_now() - t0, pinfer_pool_threads(e->pool), chat_template_name(e->tmpl));
 	return 0;
 }
 
@@ -262,7 +254,7 @@ static int generate(struct engine *e, const char *text, int n_predict, bool quie
 		free(ids);
 		return EXIT_FAIL;
 	}
-	t0 = now();
+	t0 = cli_now();
 	for (i = 0; i < n_ids; i++)
 		e->hist[e->n_hist++] = ids[i];
 	if (llm_eval_batch(e->s, ids, n_ids, &logits, &err)) {
@@ -271,7 +263,7 @@ static int generate(struct engine *e, const char *text, int n_predict, bool quie
 		return EXIT_FAIL;
 	}
 	free(ids);
-	t1 = now();
+	t1 = cli_now();
 	l = malloc(e->m->cfg.n_vocab * sizeof(*l));
 	while (l && gen < n_predict) {
 		int32_t tok;
@@ -290,7 +282,7 @@ static int generate(struct engine *e, const char *text, int n_predict, bool quie
 	}
 	free(l);
 	emit(&out, NULL, 0, true);
-	t2 = now();
+	t2 = cli_now();
 	if (!quiet_stats)
 		fprintf(stderr, "\npinfer: prompt %zu tokens in %.2f s (%.1f t/s); generated %d tokens in %.2f s (%.1f t/s)\n",
 			n_ids, t1 - t0, n_ids / (t1 - t0), gen, t2 - t1,
