@@ -38,6 +38,7 @@ struct llm_session {
 	float *hb, *hb2;	/* [b][n_ff] feed-forward hidden */
 	float *tmp;	/* [b][maxd] a projection's output */
 	float *logits;	/* (n_vocab) */
+	float *rope_cs;	/* [b][n_rot/2][cos, sin] of the chunk's positions */
 	uint8_t *act;	/* [b][maxd * 4 bytes] quantized matmul inputs */
 };
 
@@ -75,10 +76,11 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 	s->hb2 = calloc(B * c->n_ff, 4);
 	s->tmp = calloc(B * s->maxd, 4);
 	s->logits = calloc(c->n_vocab, 4);
+	s->rope_cs = calloc(B * c->n_rot, 4);
 	s->act = calloc(B * s->maxd, 4);	/* 4 bytes/element >= any 8-bit type */
 	if (!s->kcache || !s->vcache || !s->x || !s->xb || !s->q || !s->k ||
 	    !s->v || !s->att || !s->out || !s->hb || !s->hb2 || !s->tmp ||
-	    !s->logits || !s->act) {
+	    !s->logits || !s->rope_cs || !s->act) {
 		llm_session_free(s);
 		return pinfer_fail(err, ENOMEM, "session: out of memory for a context of %" PRIu32,
 				   n_ctx);
@@ -104,6 +106,7 @@ void llm_session_free(struct llm_session *s)
 	free(s->hb2);
 	free(s->tmp);
 	free(s->logits);
+	free(s->rope_cs);
 	free(s->act);
 	free(s);
 }
@@ -228,14 +231,26 @@ static void matmul(struct llm_session *s, const struct llm_tensor *w,
 				out[k * w->rows + i] += ((const float *)bias->data)[i];
 }
 
-/* Rotate each head's first n_rot dimensions by position @pos. */
-static void rope(const struct llm_config *c, float *v, uint32_t n_heads, uint32_t pos)
+/* cos and sin of each rotated pair's angle at position @pos. */
+static void rope_angles(const struct llm_config *c, uint32_t pos, float *cs)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->n_rot / 2; i++) {
+		float theta = pos * powf(c->rope_theta, -2.0f * i / c->n_rot);
+
+		cs[2 * i] = cosf(theta);
+		cs[2 * i + 1] = sinf(theta);
+	}
+}
+
+/* Rotate each head's first n_rot dimensions by the angles @cs. */
+static void rope(const struct llm_config *c, float *v, uint32_t n_heads, const float *cs)
 {
 	uint32_t h, i, half = c->n_rot / 2;
 
 	for (i = 0; i < half; i++) {
-		float theta = pos * powf(c->rope_theta, -2.0f * i / c->n_rot);
-		float cs = cosf(theta), sn = sinf(theta);
+		float co = cs[2 * i], sn = cs[2 * i + 1];
 
 		for (h = 0; h < n_heads; h++) {
 			float *x = v + (size_t)h * c->head_dim;
@@ -243,8 +258,8 @@ static void rope(const struct llm_config *c, float *v, uint32_t n_heads, uint32_
 			uint32_t b = c->rope == LLM_ROPE_NORM ? 2 * i + 1 : i + half;
 			float x0 = x[a], x1 = x[b];
 
-			x[a] = x0 * cs - x1 * sn;
-			x[b] = x0 * sn + x1 * cs;
+			x[a] = x0 * co - x1 * sn;
+			x[b] = x0 * sn + x1 * co;
 		}
 	}
 }
@@ -311,6 +326,8 @@ static void eval_chunk(struct llm_session *s, const int32_t *toks, size_t nb)
 	size_t E = c->n_embd, F = c->n_ff, kvd = s->kv_dim, qd = s->qd, b, i;
 	uint32_t l;
 
+	for (b = 0; b < nb; b++)	/* the same angles serve every layer */
+		rope_angles(c, s->pos + b, s->rope_cs + b * c->n_rot);
 	for (b = 0; b < nb; b++)
 		dequantize_row_ref(m->token_embd.type,
 				   (const uint8_t *)m->token_embd.data + toks[b] * m->token_embd.row_bytes,
@@ -327,8 +344,8 @@ static void eval_chunk(struct llm_session *s, const int32_t *toks, size_t nb)
 		for (b = 0; b < nb; b++) {
 			size_t at = ((size_t)l * s->n_ctx + s->pos + b) * kvd;
 
-			rope(c, s->q + b * qd, c->n_head, s->pos + b);
-			rope(c, s->k + b * kvd, c->n_head_kv, s->pos + b);
+			rope(c, s->q + b * qd, c->n_head, s->rope_cs + b * c->n_rot);
+			rope(c, s->k + b * kvd, c->n_head_kv, s->rope_cs + b * c->n_rot);
 			for (i = 0; i < kvd; i++) {
 				s->kcache[at + i] = f32_to_fp16(s->k[b * kvd + i]);
 				s->vcache[at + i] = f32_to_fp16(s->v[b * kvd + i]);
