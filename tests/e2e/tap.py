@@ -1,6 +1,18 @@
 # SPDX-License-Identifier: MIT
-"""TAP output for the Python test scripts (same conventions as tests/tap.h)."""
+"""Shared by the Python test scripts: the tree's paths, and TAP output with
+the conventions of tests/tap.h."""
+import os
 import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
+PINFER = os.path.join(BUILD, "pinfer")
+MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def helper(name):
+    """A test helper program of tests/unit/print_*.c."""
+    return os.path.join(BUILD, "tests", name)
 
 _count = 0
 _failed = 0

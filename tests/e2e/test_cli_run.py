@@ -5,15 +5,9 @@ the conversation; bad command lines and impossible requests are clear
 errors with the right exit status."""
 import os
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from tap import end, ok, skip_all  # noqa: E402
+from tap import MODEL, PINFER, ROOT, end, ok, skip_all  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
-PINFER = os.path.join(BUILD, "pinfer")
-MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 if not os.path.exists(MODEL):
     skip_all(f"{MODEL} missing (make model)")
 

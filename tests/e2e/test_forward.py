@@ -27,14 +27,10 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
-from tap import end, ok, skip_all  # noqa: E402
+from tap import MODEL, PINFER, end, helper, ok, skip_all  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
-HELPER = os.path.join(BUILD, "tests", "print_logits")
-MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+HELPER = helper("print_logits")
 
 try:
     import gguf
@@ -172,7 +168,7 @@ def test_bad_input():
 
 
 def test_quantized():
-    pinfer = os.path.join(BUILD, "pinfer")
+    pinfer = PINFER
     with tempfile.TemporaryDirectory() as tmp:
         for qtype in ("f16", "q8_0", "q4_0"):
             out = os.path.join(tmp, f"{qtype}.gguf")

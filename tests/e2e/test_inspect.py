@@ -6,18 +6,12 @@ import json
 import os
 import struct
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from tap import end, ok, skip_all  # noqa: E402
+from tap import BUILD, MODEL, PINFER, end, ok, skip_all  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
-PINFER = os.path.join(BUILD, "pinfer")
-MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 try:
     import gguf

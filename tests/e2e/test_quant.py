@@ -6,18 +6,13 @@ random blocks of every supported type and of the real model's tensors,
 one way, a million random floats the other)."""
 import os
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from tap import end, ok, skip_all  # noqa: E402
+from tap import MODEL, end, helper, ok, skip_all  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
-HELPER = os.path.join(BUILD, "tests", "print_dequant")
-MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+HELPER = helper("print_dequant")
 
 try:
     import gguf

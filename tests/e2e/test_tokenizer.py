@@ -6,16 +6,11 @@ digit alone, then GPT-2's byte-level pattern): the ids of a corpus of hard
 strings are identical, and decoding the ids gives back the exact bytes."""
 import os
 import subprocess
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(__file__))
-from tap import end, ok, skip_all  # noqa: E402
+from tap import MODEL, end, helper, ok, skip_all  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
-HELPER = os.path.join(BUILD, "tests", "print_tokens")
-MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+HELPER = helper("print_tokens")
 
 try:
     import gguf
