@@ -7,6 +7,8 @@
  * 1% of a core over a second; bad arguments are refused.
  */
 #include <errno.h>
+#include <numa.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -106,21 +108,27 @@ static void barrier_body(void *arg, int thread, int n)
 }
 
 struct cpu_task {
-	cpu_set_t allowed;
-	atomic_int outside;
+	atomic_int bad;		/* workers not pinned to one CPU of node 0 */
 };
 
+/* Each worker: its affinity is exactly one CPU, and that CPU is on node 0. */
 static void cpu_body(void *arg, int thread, int n)
 {
 	struct cpu_task *t = arg;
-	int i;
+	cpu_set_t set;
+	int cpu;
 
 	(void)n;
 	if (thread == 0)
 		return;		/* the caller is not pinned */
-	for (i = 0; i < 1000; i++)
-		if (!CPU_ISSET(sched_getcpu(), &t->allowed))
-			atomic_fetch_add(&t->outside, 1);
+	if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) || CPU_COUNT(&set) != 1) {
+		atomic_fetch_add(&t->bad, 1);
+		return;
+	}
+	for (cpu = 0; !CPU_ISSET(cpu, &set); cpu++)
+		;
+	if (numa_node_of_cpu(cpu) != 0 || sched_getcpu() != cpu)
+		atomic_fetch_add(&t->bad, 1);
 }
 
 static double cpu_seconds(void)
@@ -180,7 +188,7 @@ static void test_threads(int n)
 
 static void test_pinning_and_idle(void)
 {
-	struct cpu_task ct = { .outside = 0 };
+	struct cpu_task ct = { .bad = 0 };
 	struct pinfer_pool *p;
 	struct pinfer_err err;
 	double before, used;
@@ -189,11 +197,11 @@ static void test_pinning_and_idle(void)
 	if (!ok(!pinfer_pool_create(&p, 0, 0, &err), "a pool on the CPUs of node 0 (%s)",
 		err.msg))
 		return;
-	sched_getaffinity(0, sizeof(ct.allowed), &ct.allowed);
 	pinfer_pool_run(p, cpu_body, &ct);
 	ok(pinfer_pool_threads(p) >= 1 && pinfer_pool_threads(p) <= n &&
-	   !atomic_load(&ct.outside),
-	   "%d threads by default, workers on their node's CPUs", pinfer_pool_threads(p));
+	   !atomic_load(&ct.bad),
+	   "%d threads by default; each worker pinned to one CPU of node 0, and running there",
+	   pinfer_pool_threads(p));
 
 	usleep(200 * 1000);	/* past the spin phase */
 	before = cpu_seconds();
