@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum gguf_type {
 	GGUF_TYPE_UINT8 = 0,
@@ -174,5 +175,36 @@ const char *gguf_type_name(enum gguf_type type);
 
 /* true when the string equals the NUL-terminated @s */
 bool gguf_str_eq(struct gguf_str a, const char *s);
+
+/* ---- writing ------------------------------------------------------------------ */
+
+/*
+ * A GGUF writer over a stdio stream: @pos counts the bytes put, @bad is set
+ * by the first failed write (checked once at the end).
+ */
+struct gguf_writer {
+	FILE *f;
+	uint64_t pos;
+	bool bad;
+};
+
+void gguf_put(struct gguf_writer *w, const void *p, size_t n);
+void gguf_put_u32(struct gguf_writer *w, uint32_t v);
+void gguf_put_u64(struct gguf_writer *w, uint64_t v);
+void gguf_put_str(struct gguf_writer *w, const char *s);	/* u64 length + bytes */
+void gguf_pad(struct gguf_writer *w, uint32_t align);		/* zeros up to @align */
+/* Key-value pairs of the metadata section. */
+void gguf_put_kv_u32(struct gguf_writer *w, const char *key, uint32_t v);
+void gguf_put_kv_f32(struct gguf_writer *w, const char *key, float v);
+void gguf_put_kv_str(struct gguf_writer *w, const char *key, const char *v);
+void gguf_put_kv_strs(struct gguf_writer *w, const char *key, const char *const *v,
+		      size_t n);
+void gguf_put_kv_i32s(struct gguf_writer *w, const char *key, const int32_t *v,
+		      size_t n);
+void gguf_put_kv_f32s(struct gguf_writer *w, const char *key, const float *v,
+		      size_t n);
+/* One entry of the tensor table: name, dims, type, offset in the data. */
+void gguf_put_tensor_info(struct gguf_writer *w, const char *name, uint32_t n_dims,
+			  const uint64_t *dims, uint32_t type, uint64_t offset);
 
 #endif

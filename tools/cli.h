@@ -3,6 +3,7 @@
 #ifndef PINFER_CLI_H
 #define PINFER_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 enum {
@@ -17,10 +18,14 @@ double cli_now(void);
 /* "pinfer: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A progress bar on stderr: "pinfer: <what> NN% [===   ]" (a pinfer_progress_fn). */
+void cli_progress(uint64_t done, uint64_t total, void *what);
+
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 #endif

@@ -24,6 +24,7 @@ static const struct command commands[] = {
 	{ "bench", cmd_bench, "prompt and generation speed (pp512, tg128) in tokens/s" },
 	{ "quantize", cmd_quantize, "write a model with its weights in another tensor type" },
 	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensor table" },
+	{ "synth", cmd_synth, "write a model of real shapes with random weights" },
 };
 
 double cli_now(void)
@@ -43,6 +44,15 @@ void cli_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+void cli_progress(uint64_t done, uint64_t total, void *what)
+{
+	fprintf(stderr, "\rpinfer: %s %3d%% [%-40.*s]", (const char *)what,
+		(int)(100 * done / total), (int)(40 * done / total),
+		"========================================");
+	if (done == total)
+		fputc('\n', stderr);
 }
 
 static void usage(FILE *f)

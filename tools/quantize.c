@@ -31,30 +31,6 @@ static const struct { const char *name; uint32_t type, ftype; } targets[] = {
 	{ "q8_0", GGML_TYPE_Q8_0, 7 },
 };
 
-struct out {
-	FILE *f;
-	uint64_t pos;
-	int bad;
-};
-
-static void put(struct out *o, const void *p, size_t n)
-{
-	if (n && fwrite(p, 1, n, o->f) != n)
-		o->bad = 1;
-	o->pos += n;
-}
-
-static void put_u32(struct out *o, uint32_t v) { put(o, &v, 4); }
-static void put_u64(struct out *o, uint64_t v) { put(o, &v, 8); }
-
-static void pad(struct out *o, uint32_t align)
-{
-	static const char zeros[64];
-
-	while (o->pos % align)
-		put(o, zeros, align - o->pos % align < 64 ? align - o->pos % align : 64);
-}
-
 /* The type tensor @t gets: TYPE for matrices of whole blocks, else its own. */
 static uint32_t new_type(const struct gguf_tensor *t, uint32_t type)
 {
@@ -65,7 +41,7 @@ static uint32_t new_type(const struct gguf_tensor *t, uint32_t type)
 	return type;
 }
 
-static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct out *o)
+static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct gguf_writer *o)
 {
 	uint64_t rows = t->n_elems / t->dims[0], src_row = t->bytes / rows, dst_row = 0, r;
 	uint8_t *src = malloc(src_row), *dst;
@@ -84,7 +60,7 @@ static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct ou
 			break;
 		dequantize_row_ref(t->type, src, x, t->dims[0]);
 		quantize_row_weight_ref(type, x, dst, t->dims[0]);
-		put(o, dst, dst_row);
+		gguf_put(o, dst, dst_row);
 	}
 	free(src);
 	free(dst);
@@ -95,7 +71,7 @@ static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct ou
 int cmd_quantize(int argc, char **argv)
 {
 	struct gguf_error gerr;
-	struct out o = { 0 };
+	struct gguf_writer o = { 0 };
 	struct gguf *g = NULL;
 	uint32_t type = 0, ftype = 0, *types = NULL;
 	uint64_t i, off, *offs = NULL;
@@ -143,10 +119,10 @@ int cmd_quantize(int argc, char **argv)
 		}
 
 	/* header: counts, the KVs copied (file_type updated), tensor infos */
-	put(&o, "GGUF", 4);
-	put_u32(&o, 3);
-	put_u64(&o, g->n_tensors);
-	put_u64(&o, g->n_kv);
+	gguf_put(&o, "GGUF", 4);
+	gguf_put_u32(&o, 3);
+	gguf_put_u64(&o, g->n_tensors);
+	gguf_put_u64(&o, g->n_kv);
 	for (i = 0; i < g->n_kv; i++) {
 		const struct gguf_kv *kv = &g->kv[i];
 		uint64_t end = i + 1 < g->n_kv ? g->kv[i + 1].offset :
@@ -161,7 +137,7 @@ int cmd_quantize(int argc, char **argv)
 		}
 		if (gguf_str_eq(kv->key, "general.file_type") && kv->value.type == GGUF_TYPE_UINT32)
 			memcpy(raw + 8 + kv->key.len + 4, &ftype, 4);
-		put(&o, raw, end - kv->offset);
+		gguf_put(&o, raw, end - kv->offset);
 		free(raw);
 	}
 	for (i = 0, off = 0; i < g->n_tensors; i++) {
@@ -174,15 +150,15 @@ int cmd_quantize(int argc, char **argv)
 		offs[i] = off;
 		off = (off + bytes * (t->n_elems / t->dims[0]) + g->alignment - 1) /
 		      g->alignment * g->alignment;
-		put_u64(&o, t->name.len);
-		put(&o, t->name.ptr, t->name.len);
-		put_u32(&o, t->n_dims);
+		gguf_put_u64(&o, t->name.len);	/* names as stored: not NUL-terminated */
+		gguf_put(&o, t->name.ptr, t->name.len);
+		gguf_put_u32(&o, t->n_dims);
 		for (d = 0; d < t->n_dims; d++)
-			put_u64(&o, t->dims[d]);
-		put_u32(&o, types[i]);
-		put_u64(&o, offs[i]);
+			gguf_put_u64(&o, t->dims[d]);
+		gguf_put_u32(&o, types[i]);
+		gguf_put_u64(&o, offs[i]);
 	}
-	pad(&o, g->alignment);
+	gguf_pad(&o, g->alignment);
 
 	/* data, in the order of the offsets given above */
 	for (i = 0; i < g->n_tensors && !o.bad; i++) {
@@ -191,7 +167,7 @@ int cmd_quantize(int argc, char **argv)
 				  g->tensors[i].name.ptr);
 			goto out;
 		}
-		pad(&o, g->alignment);
+		gguf_pad(&o, g->alignment);
 		if (isatty(2))
 			fprintf(stderr, "\rpinfer: quantize %" PRIu64 "/%" PRIu64 " tensors", i + 1,
 				g->n_tensors);

@@ -63,15 +63,6 @@ struct engine {
 	size_t n_hist;
 };
 
-static void progress(uint64_t done, uint64_t total, void *arg)
-{
-	(void)arg;
-	fprintf(stderr, "\rpinfer: loading %3d%% [%-40.*s]", (int)(100 * done / total),
-		(int)(40 * done / total), "========================================");
-	if (done == total)
-		fputc('\n', stderr);
-}
-
 static int parse(int argc, char **argv, struct run_opts *o)
 {
 	static const struct option opts[] = {
@@ -154,7 +145,8 @@ static int start(struct engine *e, const struct run_opts *o)
 	int ret;
 
 	if (isatty(2))
-		lo.progress = progress;
+		lo.progress = cli_progress;
+	lo.progress_arg = (void *)"loading";
 	if ((ret = pinfer_pool_create(&e->pool, o->threads, -1, &err)) ||
 	    (ret = llm_model_load(&e->m, o->model, &lo, &err)) ||
 	    (ret = tokenizer_load(&e->tok, e->m->gguf, &err)) ||

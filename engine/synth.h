@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Synthetic models: valid GGUF files of a real model's shapes with random
+ * weights and a small byte-level vocabulary, for tests and benchmarks
+ * (pinfer synth). Deterministic for a seed; written by the thread pool.
+ */
+#ifndef PINFER_SYNTH_H
+#define PINFER_SYNTH_H
+
+#include <stdint.h>
+
+#include "libpinfer.h"
+#include "model.h"
+
+struct synth_spec {
+	enum llm_arch arch;
+	uint32_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_vocab, ctx;
+	uint32_t type;		/* of the matrices: a ggml type */
+	uint64_t seed;
+};
+
+/*
+ * The shapes of a known model: @arch "llama" or "qwen2", @params a size
+ * such as "135M", "1B", "7B", "8B", "70B" (pinfer synth --help lists them).
+ * Vocabulary 512, context 4096, type Q4_0, seed 1.
+ */
+int synth_preset(struct synth_spec *s, const char *arch, const char *params,
+		 struct pinfer_err *err);
+/* One line per preset, for --help. */
+const char *synth_presets(void);
+
+/* Bytes of tensor data @s makes, or 0 when its shapes are invalid. */
+uint64_t synth_bytes(const struct synth_spec *s);
+
+/*
+ * Write the model to @path (through @path.tmp, renamed when complete); the
+ * pool (or NULL) makes and writes the data in parallel.
+ */
+int synth_write(const struct synth_spec *s, const char *path,
+		struct pinfer_pool *pool, pinfer_progress_fn progress, void *arg,
+		struct pinfer_err *err);
+
+#endif

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pinfer synth: write a GGUF model of a real model's shapes with random
+ * weights (engine/synth.c), for tests and for benchmarks of models larger
+ * than memory.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ggml_types.h"
+#include "quant.h"
+#include "synth.h"
+
+static const char synth_help[] =
+	"usage: pinfer synth --arch ARCH --params SIZE [options] -o FILE\n"
+	"       pinfer synth --arch ARCH --embd N --layers N --ff N --heads N [options] -o FILE\n\n"
+	"Writes a valid GGUF model with random weights and a small byte-level\n"
+	"vocabulary, of the shapes of a known model (or of the given ones).\n\n"
+	"  -o, --output FILE   where to write it (through FILE.tmp)\n"
+	"      --arch ARCH     llama or qwen2 (default llama)\n"
+	"      --params SIZE   a preset, below\n"
+	"      --type TYPE     matrices: f32, f16, bf16, q4_0, q4_1, q8_0, q4_k,\n"
+	"                      q5_k or q6_k (default q4_0)\n"
+	"      --embd N, --layers N, --ff N, --heads N, --kv-heads N\n"
+	"                      shapes (override the preset's)\n"
+	"      --vocab N       vocabulary size, at least 260 (default 512)\n"
+	"      --ctx N         context length (default 4096)\n"
+	"      --seed N        random seed (default 1)\n"
+	"  -t, --threads N     threads making the data (default: one per CPU)\n"
+	"  -h, --help\n\n"
+	"presets:\n";
+
+static const uint32_t synth_types[] = {
+	GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+	GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+};
+
+static int parse_type(const char *name, uint32_t *type)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(synth_types) / sizeof(synth_types[0]); i++)
+		if (!strcasecmp(name, ggml_type_name(synth_types[i]))) {
+			*type = synth_types[i];
+			return 0;
+		}
+	return -1;
+}
+
+int cmd_synth(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "arch", required_argument, NULL, 1 },
+		{ "params", required_argument, NULL, 2 },
+		{ "type", required_argument, NULL, 3 },
+		{ "embd", required_argument, NULL, 4 },
+		{ "layers", required_argument, NULL, 5 },
+		{ "ff", required_argument, NULL, 6 },
+		{ "heads", required_argument, NULL, 7 },
+		{ "kv-heads", required_argument, NULL, 8 },
+		{ "vocab", required_argument, NULL, 9 },
+		{ "ctx", required_argument, NULL, 10 },
+		{ "seed", required_argument, NULL, 11 },
+		{ "threads", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *out = NULL, *arch = "llama", *params = NULL, *type = NULL;
+	long dims[7] = { -1, -1, -1, -1, -1, -1, -1 };	/* embd .. ctx */
+	struct synth_spec s = {
+		.n_vocab = 512, .ctx = 4096, .type = GGML_TYPE_Q4_0, .seed = 1,
+	};
+	struct pinfer_pool *pool = NULL;
+	struct pinfer_err err = { 0 };
+	unsigned long long seed = 1;
+	char *end;
+	int c, threads = 0, ret;
+	double t0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:t:h", opts, NULL)) != -1) {
+		end = NULL;
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 1: arch = optarg; break;
+		case 2: params = optarg; break;
+		case 3: type = optarg; break;
+		case 4: case 5: case 6: case 7: case 8: case 9: case 10:
+			dims[c - 4] = strtol(optarg, &end, 10);
+			if (dims[c - 4] <= 0 || dims[c - 4] > (1l << 30)) {
+				cli_error("synth: --%s %s: not a positive size", opts[c].name, optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 11: seed = strtoull(optarg, &end, 10); break;
+		case 't': threads = (int)strtol(optarg, &end, 10); break;
+		case 'h':
+			fputs(synth_help, stdout);
+			fputs(synth_presets(), stdout);
+			return EXIT_OK;
+		default:
+			fputs(synth_help, stderr);
+			return EXIT_USAGE;
+		}
+		if (end && *end) {
+			cli_error("synth: '%s' is not a number (see --help)", optarg);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc || !out) {
+		cli_error(optind != argc ? "synth: unexpected argument '%s' (see --help)" :
+			  "synth: no output file: give one with -o (see --help)%s",
+			  optind != argc ? argv[optind] : "");
+		return EXIT_USAGE;
+	}
+	if (strcmp(arch, "llama") && strcmp(arch, "qwen2")) {
+		cli_error("synth: --arch %s: not one of llama, qwen2", arch);
+		return EXIT_USAGE;
+	}
+	if (params && synth_preset(&s, arch, params, &err)) {
+		cli_error("%s", err.msg);
+		return EXIT_USAGE;
+	}
+	s.arch = strcmp(arch, "qwen2") ? LLM_ARCH_LLAMA : LLM_ARCH_QWEN2;
+	if (!params && (dims[0] < 0 || dims[1] < 0 || dims[2] < 0 || dims[3] < 0)) {
+		cli_error("synth: give --params, or --embd, --layers, --ff and --heads (see --help)");
+		return EXIT_USAGE;
+	}
+#define DIM(i_, field_) if (dims[i_] > 0) s.field_ = (uint32_t)dims[i_]
+	DIM(0, n_embd);
+	DIM(1, n_layer);
+	DIM(2, n_ff);
+	DIM(3, n_head);
+	s.n_head_kv = params ? s.n_head_kv : s.n_head;
+	DIM(4, n_head_kv);
+	DIM(5, n_vocab);
+	DIM(6, ctx);
+#undef DIM
+	s.seed = seed;
+	if (type && parse_type(type, &s.type)) {
+		cli_error("synth: --type %s: not one of f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k",
+			  type);
+		return EXIT_USAGE;
+	}
+	if (!synth_bytes(&s)) {
+		synth_write(&s, out, NULL, NULL, NULL, &err);	/* says why */
+		cli_error("%s", err.msg);
+		return EXIT_USAGE;
+	}
+	if (pinfer_pool_create(&pool, threads, -1, &err)) {
+		cli_error("%s", err.msg);
+		return EXIT_FAIL;
+	}
+	t0 = cli_now();
+	ret = synth_write(&s, out, pool, isatty(2) ? cli_progress : NULL, (void *)"writing", &err);
+	pinfer_pool_free(pool);
+	if (ret) {
+		cli_error("%s", err.msg);
+		return EXIT_FAIL;
+	}
+	fprintf(stderr, "pinfer: wrote %s: %s, %" PRIu32 " layers, embedding %" PRIu32 ", %s, %.1f MiB in %.2f s\n",
+		out, arch, s.n_layer, s.n_embd, ggml_type_name(s.type),
+		synth_bytes(&s) / 1048576.0, cli_now() - t0);
+	return EXIT_OK;
+}
