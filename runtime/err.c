@@ -10,6 +10,7 @@ int pinfer_fail(struct pinfer_err *err, int code, const char *fmt, ...)
 
 	if (err) {
 		err->code = -code;
+		err->file_off = -1;
 		va_start(ap, fmt);
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);

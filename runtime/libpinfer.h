@@ -20,6 +20,7 @@
 
 struct pinfer_err {
 	int code;		/* negative errno */
+	int64_t file_off;	/* a failed load's file offset, else -1 */
 	char msg[320];
 };
 
@@ -113,6 +114,11 @@ int pinfer_load_wait(struct pinfer_loader *l, int ticket, struct pinfer_err *err
 /* Without blocking: 1 done, 0 not yet, or the ticket's error. */
 int pinfer_load_poll(struct pinfer_loader *l, int ticket, struct pinfer_err *err);
 /* submit + wait */
+/*
+ * Reap finished requests and move waiting ones into the ring, without
+ * blocking: what keeps reads flowing while the caller computes.
+ */
+void pinfer_load_pump(struct pinfer_loader *l);
 int pinfer_load(struct pinfer_loader *l, const struct pinfer_range *ranges,
 		size_t n, struct pinfer_err *err);
 
@@ -134,7 +140,10 @@ enum pinfer_schedule {
  * @n_threads threads in all: the caller of pinfer_pool_run() is thread 0,
  * and n_threads - 1 workers are created once, pinned one per CPU of NUMA
  * node @node (-1: of the CPUs this process may use). n_threads 0 means one
- * per such CPU.
+ * per such CPU. With workers, the calling thread is pinned to the first of
+ * those CPUs (the one no worker has) until pinfer_pool_free(), called from
+ * the same thread, gives it back its affinity: thread 0 must be the thread
+ * that creates the pool.
  */
 int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
 		       struct pinfer_err *err);

@@ -49,6 +49,7 @@ struct ticket {
 	uint64_t total, done;
 	size_t pending;		/* requests not completed (or dropped) */
 	int error;		/* first error, negative errno */
+	uint64_t error_off;	/* and the file offset of its request */
 	char msg[240];
 };
 
@@ -303,6 +304,7 @@ static void finish(struct pinfer_loader *l, const struct request *rq, int res)
 	}
 	if (t->error)
 		return;
+	t->error_off = rq->file_off;
 	if (res < 0) {
 		t->error = res;
 		snprintf(t->msg, sizeof(t->msg), "read of %" PRIu64 " bytes at file offset %" PRIu64 ": %s",
@@ -371,9 +373,13 @@ static int check_range(const struct pinfer_loader *l, const struct pinfer_range 
 	if (__builtin_add_overflow(rg->region_off, rg->len, &end) || end > l->size)
 		return pinfer_fail(err, EINVAL, "load: region range [%" PRIu64 ", +%" PRIu64 ") is outside the region of %zu bytes",
 				   rg->region_off, rg->len, l->size);
-	if (__builtin_add_overflow(rg->file_off, rg->len, &end) || end > file_size)
-		return pinfer_fail(err, EINVAL, "load: file range [%" PRIu64 ", +%" PRIu64 ") goes past the end of the file (%" PRIu64 " bytes)",
-				   rg->file_off, rg->len, file_size);
+	if (__builtin_add_overflow(rg->file_off, rg->len, &end) || end > file_size) {
+		pinfer_fail(err, EINVAL, "load: file range [%" PRIu64 ", +%" PRIu64 ") goes past the end of the file (%" PRIu64 " bytes)",
+			    rg->file_off, rg->len, file_size);
+		if (err)	/* the first byte that cannot be read */
+			err->file_off = (int64_t)(file_size > rg->file_off ? file_size : rg->file_off);
+		return err ? err->code : -EINVAL;
+	}
 	return 0;
 }
 
@@ -415,8 +421,11 @@ static int reap_ticket(struct ticket *t, struct pinfer_err *err)
 {
 	int ret = t->error;
 
-	if (ret)
+	if (ret) {
 		pinfer_fail(err, -ret, "%s", t->msg);
+		if (err)
+			err->file_off = (int64_t)t->error_off;
+	}
 	t->id = 0;
 	return ret;
 }
@@ -445,16 +454,22 @@ int pinfer_load_wait(struct pinfer_loader *l, int ticket, struct pinfer_err *err
 	}
 }
 
-int pinfer_load_poll(struct pinfer_loader *l, int ticket, struct pinfer_err *err)
+void pinfer_load_pump(struct pinfer_loader *l)
 {
-	struct ticket *t = ticket_of(l, ticket);
 	struct io_uring_cqe *cqe;
 
-	if (!t)
-		return pinfer_fail(err, EINVAL, "load: no open ticket %d", ticket);
 	while (!io_uring_peek_cqe(&l->ring, &cqe))
 		complete(l, cqe);
 	pump(l);
+}
+
+int pinfer_load_poll(struct pinfer_loader *l, int ticket, struct pinfer_err *err)
+{
+	struct ticket *t = ticket_of(l, ticket);
+
+	if (!t)
+		return pinfer_fail(err, EINVAL, "load: no open ticket %d", ticket);
+	pinfer_load_pump(l);
 	if (t->pending)
 		return 0;
 	return reap_ticket(t, err) ? err->code : 1;

@@ -54,6 +54,10 @@ struct pinfer_pool {
 	alignas(CACHELINE) pinfer_task_fn fn;
 	void *arg;
 	bool stop;
+
+	pthread_t caller;	/* thread 0, pinned to cpus[0] while the pool lives */
+	cpu_set_t caller_cpus;	/* its affinity before, restored by free */
+	bool caller_pinned;
 };
 
 static void cpu_relax(void)
@@ -214,6 +218,20 @@ int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
 		}
 	}
 	pthread_attr_destroy(&attr);
+	/*
+	 * Thread 0 (the caller) gets the CPU no worker has: left free to move,
+	 * it gets woken after blocking I/O onto a CPU whose worker spins, and
+	 * the two then share one CPU for as long as the scheduler lets them.
+	 */
+	p->caller = pthread_self();
+	if (p->n > 1 && !pthread_getaffinity_np(p->caller, sizeof(p->caller_cpus),
+						&p->caller_cpus)) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(p->cpus[0], &set);
+		p->caller_pinned = !pthread_setaffinity_np(p->caller, sizeof(set), &set);
+	}
 	*out = p;
 	return 0;
 
@@ -233,6 +251,8 @@ void pinfer_pool_free(struct pinfer_pool *p)
 	post(&p->epoch, 1);
 	for (i = 1; i < p->n; i++)
 		pthread_join(p->workers[i], NULL);
+	if (p->caller_pinned && pthread_equal(p->caller, pthread_self()))
+		pthread_setaffinity_np(p->caller, sizeof(p->caller_cpus), &p->caller_cpus);
 	free(p->workers);
 	free(p->cpus);
 	free(p);

@@ -108,10 +108,14 @@ static void barrier_body(void *arg, int thread, int n)
 }
 
 struct cpu_task {
-	atomic_int bad;		/* workers not pinned to one CPU of node 0 */
+	atomic_int bad;		/* threads not pinned to one CPU of node 0 */
+	atomic_int cpu_of[256];	/* [thread]: its CPU */
 };
 
-/* Each worker: its affinity is exactly one CPU, and that CPU is on node 0. */
+/*
+ * Each thread, the caller (thread 0) included: its affinity is exactly one
+ * CPU, that CPU is on node 0, and it runs there.
+ */
 static void cpu_body(void *arg, int thread, int n)
 {
 	struct cpu_task *t = arg;
@@ -119,8 +123,6 @@ static void cpu_body(void *arg, int thread, int n)
 	int cpu;
 
 	(void)n;
-	if (thread == 0)
-		return;		/* the caller is not pinned */
 	if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) || CPU_COUNT(&set) != 1) {
 		atomic_fetch_add(&t->bad, 1);
 		return;
@@ -129,6 +131,8 @@ static void cpu_body(void *arg, int thread, int n)
 		;
 	if (numa_node_of_cpu(cpu) != 0 || sched_getcpu() != cpu)
 		atomic_fetch_add(&t->bad, 1);
+	if (thread < 256)
+		atomic_store(&t->cpu_of[thread], cpu);
 }
 
 static double cpu_seconds(void)
@@ -194,13 +198,20 @@ static void test_pinning_and_idle(void)
 	double before, used;
 	int n = (int)sysconf(_SC_NPROCESSORS_ONLN);
 
+	cpu_set_t before_set, after_set;
+	int i, j, shared = 0;
+
+	pthread_getaffinity_np(pthread_self(), sizeof(before_set), &before_set);
 	if (!ok(!pinfer_pool_create(&p, 0, 0, &err), "a pool on the CPUs of node 0 (%s)",
 		err.msg))
 		return;
 	pinfer_pool_run(p, cpu_body, &ct);
+	for (i = 0; i < pinfer_pool_threads(p) && i < 256; i++)
+		for (j = 0; j < i; j++)
+			shared += atomic_load(&ct.cpu_of[i]) == atomic_load(&ct.cpu_of[j]);
 	ok(pinfer_pool_threads(p) >= 1 && pinfer_pool_threads(p) <= n &&
-	   !atomic_load(&ct.bad),
-	   "%d threads by default; each worker pinned to one CPU of node 0, and running there",
+	   !atomic_load(&ct.bad) && !shared,
+	   "%d threads by default; each, the caller too, pinned to its own CPU of node 0, and running there",
 	   pinfer_pool_threads(p));
 
 	usleep(200 * 1000);	/* past the spin phase */
@@ -210,6 +221,9 @@ static void test_pinning_and_idle(void)
 	ok(used < 0.01, "idle pool of %d threads: %.2f ms of CPU in 1 s (< 1%% of a core)",
 	   pinfer_pool_threads(p), used * 1e3);
 	pinfer_pool_free(p);
+	pthread_getaffinity_np(pthread_self(), sizeof(after_set), &after_set);
+	ok(CPU_EQUAL(&before_set, &after_set),
+	   "freeing the pool gives the caller back its CPUs (%d)", CPU_COUNT(&after_set));
 }
 
 int main(void)
