@@ -15,12 +15,16 @@
 
 #include "model.h"
 #include "quant.h"
+#include "stream.h"
 
 #define LLM_BATCH 32	/* tokens evaluated together, at most */
 
 /*
  * Scratch buffers hold LLM_BATCH tokens each, token b at b * (its width):
- * a batch reads each weight row once for all its tokens.
+ * a batch reads each weight row once for all its tokens. The residual
+ * stream and the RoPE angles hold every token of an llm_eval_batch() call,
+ * which runs layer by layer over all of them: each layer is used (and,
+ * when it streams, read) once per call.
  */
 struct llm_session {
 	const struct llm_model *m;
@@ -29,7 +33,7 @@ struct llm_session {
 	bool exact;		/* float activations: the reference mode */
 	size_t kv_dim, qd, maxd;
 	fp16_t *kcache, *vcache;	/* [layer][pos][kv_dim] */
-	float *x;	/* [b][n_embd] the residual stream */
+	float *x;	/* [n][n_embd] the residual stream of the call's tokens */
 	float *xb;	/* [b][n_embd] normed input of a block */
 	float *q;	/* [b][qd] */
 	float *k, *v;	/* [b][kv_dim] */
@@ -38,7 +42,8 @@ struct llm_session {
 	float *hb, *hb2;	/* [b][n_ff] feed-forward hidden */
 	float *tmp;	/* [b][maxd] a projection's output */
 	float *logits;	/* (n_vocab) */
-	float *rope_cs;	/* [b][n_rot/2][cos, sin] of the chunk's positions */
+	float *rope_cs;	/* [n][n_rot/2][cos, sin] of the call's positions */
+	size_t n_cap;	/* tokens x and rope_cs have room for */
 	uint8_t *act;	/* [b][maxd * 4 bytes] quantized matmul inputs */
 };
 
@@ -65,6 +70,7 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 	s->maxd = s->maxd > s->qd ? s->maxd : s->qd;
 	s->kcache = calloc((size_t)c->n_layer * n_ctx * s->kv_dim, sizeof(fp16_t));
 	s->vcache = calloc((size_t)c->n_layer * n_ctx * s->kv_dim, sizeof(fp16_t));
+	s->n_cap = B;
 	s->x = calloc(B * c->n_embd, 4);
 	s->xb = calloc(B * c->n_embd, 4);
 	s->q = calloc(B * s->qd, 4);
@@ -87,6 +93,18 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 	}
 	*out = s;
 	return 0;
+}
+
+uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx)
+{
+	uint64_t kvd = (uint64_t)c->n_head_kv * c->head_dim, qd = (uint64_t)c->n_head * c->head_dim;
+	uint64_t maxd = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
+
+	maxd = maxd > qd ? maxd : qd;
+	return 2 * (uint64_t)c->n_layer * n_ctx * kvd * sizeof(fp16_t) +	/* KV */
+	       (uint64_t)n_ctx * (c->n_embd + c->n_rot) * 4 +	/* x, rope_cs at most */
+	       4 * (LLM_BATCH * (c->n_embd + 2 * qd + 2 * kvd + 2 * (uint64_t)c->n_ff + 2 * maxd) +
+		    (uint64_t)c->n_head * n_ctx + c->n_vocab);
 }
 
 void llm_session_free(struct llm_session *s)
@@ -221,6 +239,7 @@ static void matmul(struct llm_session *s, const struct llm_tensor *w,
 					     w->cols);
 		t.act = s->act;
 	}
+	llm_stream_pump(s->m);	/* between operations: keep the reads going */
 	if (s->pool)
 		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_STATIC, matmul_rows, &t);
 	else
@@ -318,66 +337,78 @@ static void attention(struct llm_session *s, uint32_t layer, uint32_t pos,
 		attn_heads(&a, 0, s->m->cfg.n_head, 0);
 }
 
-/* Tokens @toks[0..nb) at positions pos..pos+nb; the logits of the last. */
-static void eval_chunk(struct llm_session *s, const int32_t *toks, size_t nb)
+/*
+ * Layer @l for the nb tokens at positions pos..pos+nb, whose residual
+ * stream is @x and RoPE angles @cs.
+ */
+static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32_t l,
+			uint32_t pos, size_t nb, float *x, const float *cs)
 {
-	const struct llm_model *m = s->m;
-	const struct llm_config *c = &m->cfg;
+	const struct llm_config *c = &s->m->cfg;
 	size_t E = c->n_embd, F = c->n_ff, kvd = s->kv_dim, qd = s->qd, b, i;
-	uint32_t l;
 
-	for (b = 0; b < nb; b++)	/* the same angles serve every layer */
-		rope_angles(c, s->pos + b, s->rope_cs + b * c->n_rot);
+	/* attention */
 	for (b = 0; b < nb; b++)
-		dequantize_row_ref(m->token_embd.type,
-				   (const uint8_t *)m->token_embd.data + toks[b] * m->token_embd.row_bytes,
-				   s->x + b * E, E);
-	for (l = 0; l < c->n_layer; l++) {
-		const struct llm_layer *ly = &m->layers[l];
+		rmsnorm(s->xb + b * E, x + b * E, ly->attn_norm.data, E, c->rms_eps);
+	matmul(s, &ly->wq, &ly->bq, s->xb, nb, s->q);
+	matmul(s, &ly->wk, &ly->bk, s->xb, nb, s->k);
+	matmul(s, &ly->wv, &ly->bv, s->xb, nb, s->v);
+	for (b = 0; b < nb; b++) {
+		size_t at = ((size_t)l * s->n_ctx + pos + b) * kvd;
 
-		/* attention */
-		for (b = 0; b < nb; b++)
-			rmsnorm(s->xb + b * E, s->x + b * E, ly->attn_norm.data, E, c->rms_eps);
-		matmul(s, &ly->wq, &ly->bq, s->xb, nb, s->q);
-		matmul(s, &ly->wk, &ly->bk, s->xb, nb, s->k);
-		matmul(s, &ly->wv, &ly->bv, s->xb, nb, s->v);
-		for (b = 0; b < nb; b++) {
-			size_t at = ((size_t)l * s->n_ctx + s->pos + b) * kvd;
-
-			rope(c, s->q + b * qd, c->n_head, s->rope_cs + b * c->n_rot);
-			rope(c, s->k + b * kvd, c->n_head_kv, s->rope_cs + b * c->n_rot);
-			for (i = 0; i < kvd; i++) {
-				s->kcache[at + i] = f32_to_fp16(s->k[b * kvd + i]);
-				s->vcache[at + i] = f32_to_fp16(s->v[b * kvd + i]);
-			}
+		rope(c, s->q + b * qd, c->n_head, cs + b * c->n_rot);
+		rope(c, s->k + b * kvd, c->n_head_kv, cs + b * c->n_rot);
+		for (i = 0; i < kvd; i++) {
+			s->kcache[at + i] = f32_to_fp16(s->k[b * kvd + i]);
+			s->vcache[at + i] = f32_to_fp16(s->v[b * kvd + i]);
 		}
-		for (b = 0; b < nb; b++)	/* causal: each sees the cache up to itself */
-			attention(s, l, s->pos + b, s->q + b * qd, s->out + b * qd);
-		matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
-		for (i = 0; i < nb * E; i++)
-			s->x[i] += s->tmp[i];
-
-		/* feed-forward: down(silu(gate x) * up x) */
-		for (b = 0; b < nb; b++)
-			rmsnorm(s->xb + b * E, s->x + b * E, ly->ffn_norm.data, E, c->rms_eps);
-		matmul(s, &ly->w_gate, NULL, s->xb, nb, s->hb);
-		matmul(s, &ly->w_up, NULL, s->xb, nb, s->hb2);
-		for (i = 0; i < nb * F; i++)
-			s->hb[i] = s->hb[i] / (1.0f + expf(-s->hb[i])) * s->hb2[i];
-		matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);
-		for (i = 0; i < nb * E; i++)
-			s->x[i] += s->tmp[i];
 	}
-	rmsnorm(s->xb, s->x + (nb - 1) * E, m->output_norm.data, E, c->rms_eps);
-	matmul(s, &m->output, NULL, s->xb, 1, s->logits);
-	s->pos += (uint32_t)nb;
+	for (b = 0; b < nb; b++)	/* causal: each sees the cache up to itself */
+		attention(s, l, pos + (uint32_t)b, s->q + b * qd, s->out + b * qd);
+	matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
+	for (i = 0; i < nb * E; i++)
+		x[i] += s->tmp[i];
+
+	/* feed-forward: down(silu(gate x) * up x) */
+	for (b = 0; b < nb; b++)
+		rmsnorm(s->xb + b * E, x + b * E, ly->ffn_norm.data, E, c->rms_eps);
+	matmul(s, &ly->w_gate, NULL, s->xb, nb, s->hb);
+	matmul(s, &ly->w_up, NULL, s->xb, nb, s->hb2);
+	for (i = 0; i < nb * F; i++)
+		s->hb[i] = s->hb[i] / (1.0f + expf(-s->hb[i])) * s->hb2[i];
+	matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);
+	for (i = 0; i < nb * E; i++)
+		x[i] += s->tmp[i];
+}
+
+/* Room for @n tokens' residual stream and angles. */
+static int reserve(struct llm_session *s, size_t n, struct pinfer_err *err)
+{
+	const struct llm_config *c = &s->m->cfg;
+	float *x, *cs;
+
+	if (n <= s->n_cap)
+		return 0;
+	x = realloc(s->x, n * c->n_embd * sizeof(float));
+	if (x)
+		s->x = x;
+	cs = realloc(s->rope_cs, n * c->n_rot * sizeof(float));
+	if (cs)
+		s->rope_cs = cs;
+	if (!x || !cs)
+		return pinfer_fail(err, ENOMEM, "session: out of memory for a batch of %zu tokens", n);
+	s->n_cap = n;
+	return 0;
 }
 
 int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 		   const float **logits, struct pinfer_err *err)
 {
-	const struct llm_config *c = &s->m->cfg;
-	size_t i;
+	const struct llm_model *m = s->m;
+	const struct llm_config *c = &m->cfg;
+	size_t E = c->n_embd, i, b;
+	uint32_t l;
+	int ret;
 
 	for (i = 0; i < n; i++)
 		if (tokens[i] < 0 || (uint32_t)tokens[i] >= c->n_vocab)
@@ -385,8 +416,28 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 					   tokens[i], c->n_vocab);
 	if (!n || n > s->n_ctx - s->pos)
 		return pinfer_fail(err, ENOSPC, "the context of %" PRIu32 " tokens is full", s->n_ctx);
-	for (i = 0; i < n; i += LLM_BATCH)
-		eval_chunk(s, tokens + i, n - i < LLM_BATCH ? n - i : LLM_BATCH);
+	ret = reserve(s, n, err);
+	if (ret)
+		return ret;
+	for (b = 0; b < n; b++) {	/* the same angles serve every layer */
+		rope_angles(c, s->pos + (uint32_t)b, s->rope_cs + b * c->n_rot);
+		dequantize_row_ref(m->token_embd.type,
+				   (const uint8_t *)m->token_embd.data + tokens[b] * m->token_embd.row_bytes,
+				   s->x + b * E, E);
+	}
+	for (l = 0; l < c->n_layer; l++) {
+		ret = llm_stream_acquire(m, l, err);
+		if (ret)
+			return ret;	/* s->pos stays: these tokens were not fed */
+		for (i = 0; i < n; i += LLM_BATCH)
+			layer_chunk(s, &m->layers[l], l, s->pos + (uint32_t)i,
+				    n - i < LLM_BATCH ? n - i : LLM_BATCH, s->x + i * E,
+				    s->rope_cs + i * c->n_rot);
+		llm_stream_release(m, l);
+	}
+	rmsnorm(s->xb, s->x + (n - 1) * E, m->output_norm.data, E, c->rms_eps);
+	matmul(s, &m->output, NULL, s->xb, 1, s->logits);
+	s->pos += (uint32_t)n;
 	*logits = s->logits;
 	return 0;
 }

@@ -2,8 +2,10 @@
 /*
  * Loading a llama-family model: the configuration from the GGUF metadata
  * (every count checked), every tensor found and its shape and type checked,
- * then the file's tensor data read into one region by the runtime's loader
- * and the tensors pointed into it (zero copy: the file's layout is kept).
+ * a placement plan under the memory budget (stream.c), then the resident
+ * part of the file's tensor data read into one region by the runtime's
+ * loader and the tensors pointed into it (zero copy: the file's layout is
+ * kept); the streamed layers' reads start.
  */
 #include "model.h"
 
@@ -15,6 +17,7 @@
 
 #include "gguf.h"
 #include "quant.h"
+#include "stream.h"
 
 #define MAX_LAYERS 1024
 
@@ -130,8 +133,8 @@ static int read_config(const struct gguf *g, struct llm_config *c,
  * F32, matrices a type the engine computes with.
  */
 static int bind(const struct gguf *g, const char *name, uint64_t cols,
-		uint64_t rows, bool optional, const uint8_t *base, uint64_t start,
-		struct llm_tensor *t, struct pinfer_err *err)
+		uint64_t rows, bool optional, struct llm_tensor *t,
+		struct pinfer_err *err)
 {
 	const struct gguf_tensor *gt = gguf_find_tensor(g, name);
 	uint64_t want_rows = rows;
@@ -152,12 +155,13 @@ static int bind(const struct gguf *g, const char *name, uint64_t cols,
 	t->cols = cols;
 	t->rows = rows;
 	t->row_bytes = gt->bytes / rows;
-	t->data = base ? base + (gt->offset - start) : NULL;
+	t->data = NULL;		/* placed once loaded */
+	t->file_off = gt->offset;
+	t->bytes = gt->bytes;
 	return 0;
 }
 
-static int bind_all(struct llm_model *m, const uint8_t *base, uint64_t start,
-		    struct pinfer_err *err)
+static int bind_all(struct llm_model *m, struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
 	uint64_t qd = (uint64_t)c->n_head * c->head_dim, kvd = (uint64_t)c->n_head_kv * c->head_dim;
@@ -167,7 +171,7 @@ static int bind_all(struct llm_model *m, const uint8_t *base, uint64_t start,
 	int ret;
 
 #define BIND(name_, cols_, rows_, opt_, dst_) \
-	(ret = bind(g, name_, cols_, rows_, opt_, base, start, dst_, err)) < 0
+	(ret = bind(g, name_, cols_, rows_, opt_, dst_, err)) < 0
 
 	if (BIND("token_embd.weight", c->n_embd, c->n_vocab, false, &m->token_embd) ||
 	    BIND("output_norm.weight", c->n_embd, 1, false, &m->output_norm) ||
@@ -202,47 +206,45 @@ static int bind_all(struct llm_model *m, const uint8_t *base, uint64_t start,
 	return 0;
 }
 
-/* Read the tensor data, from the 4 KiB boundary below the first tensor on. */
-static int load_data(struct llm_model *m, const char *path,
-		     const struct llm_load_opts *o, uint64_t *start,
-		     struct pinfer_err *err)
+size_t llm_model_trefs(struct llm_model *m, struct llm_tref *out)
 {
-	const struct gguf *g = m->gguf;
-	struct pinfer_loader *l;
-	struct pinfer_range rg;
-	uint64_t first = g->file_size, i;
-	int ret;
+	size_t n = 0;
+	uint32_t i;
 
-	for (i = 0; i < g->n_tensors; i++)
-		if (g->tensors[i].offset < first)
-			first = g->tensors[i].offset;
-	*start = first / 4096 * 4096;	/* keeps O_DIRECT alignment */
-	rg = (struct pinfer_range){ *start, 0, g->file_size - *start };
-	ret = pinfer_region_create(&m->region, rg.len, o->node, o->provider, err);
-	if (ret)
-		return ret;
-	ret = pinfer_loader_create(&l, m->region, path, err);
-	if (ret)
-		return ret;
-	pinfer_loader_set_progress(l, o->progress, o->progress_arg);
-	ret = pinfer_load(l, &rg, 1, err);
-	pinfer_loader_free(l);
-	return ret;
+#define REF(t_, layer_) do { if ((t_)->bytes) out[n++] = (struct llm_tref){ (t_), (layer_) }; } while (0)
+	REF(&m->token_embd, -1);
+	REF(&m->output_norm, -1);
+	REF(&m->output, -1);
+	for (i = 0; i < m->cfg.n_layer; i++) {
+		struct llm_layer *l = &m->layers[i];
+		int32_t li = (int32_t)i;
+
+		REF(&l->attn_norm, li);
+		REF(&l->wq, li);
+		REF(&l->wk, li);
+		REF(&l->wv, li);
+		REF(&l->wo, li);
+		REF(&l->bq, li);
+		REF(&l->bk, li);
+		REF(&l->bv, li);
+		REF(&l->ffn_norm, li);
+		REF(&l->w_gate, li);
+		REF(&l->w_up, li);
+		REF(&l->w_down, li);
+	}
+#undef REF
+	return n;
 }
 
-int llm_model_load(struct llm_model **out, const char *path,
-		   const struct llm_load_opts *opts, struct pinfer_err *err)
+/* Read the header, the configuration and every tensor's description. */
+static int open_model(struct llm_model **out, const char *path, struct pinfer_err *err)
 {
-	const struct llm_load_opts defaults = { .provider = PINFER_PROVIDER_AUTO, .node = -1 };
 	const struct gguf_tensor *emb;
 	struct gguf_error gerr;
 	struct llm_model *m;
-	uint64_t start;
 	int ret;
 
 	*out = NULL;
-	if (!opts)
-		opts = &defaults;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return pinfer_fail(err, ENOMEM, "out of memory");
@@ -265,20 +267,93 @@ int llm_model_load(struct llm_model **out, const char *path,
 		ret = pinfer_fail(err, ENOMEM, "out of memory");
 		goto fail;
 	}
-	/* Check every tensor before reading any data: bind against NULL. */
-	ret = bind_all(m, NULL, 0, err);
-	if (ret)
-		goto fail;
-	ret = load_data(m, path, opts, &start, err);
-	if (ret)
-		goto fail;
-	ret = bind_all(m, pinfer_region_ptr(m->region), start, err);
+	ret = bind_all(m, err);
 	if (ret)
 		goto fail;
 	*out = m;
 	return 0;
+fail:
+	llm_model_free(m);
+	return ret < 0 ? ret : -EINVAL;
+}
+
+static const struct llm_load_opts default_opts = {
+	.provider = PINFER_PROVIDER_AUTO, .node = -1,
+};
+
+int llm_model_plan(struct llm_plan *plan, const char *path,
+		   const struct llm_load_opts *opts, struct pinfer_err *err)
+{
+	struct llm_layout lay;
+	struct llm_model *m;
+	int ret = open_model(&m, path, err);
+
+	if (ret)
+		return ret;
+	ret = llm_plan_make(m, opts ? opts : &default_opts, plan, &lay, err);
+	llm_layout_free(&lay);
+	llm_model_free(m);
+	return ret;
+}
+
+int llm_model_load(struct llm_model **out, const char *path,
+		   const struct llm_load_opts *opts, struct pinfer_err *err)
+{
+	struct pinfer_range *rg = NULL;
+	struct llm_layout lay = { 0 };
+	struct pinfer_loader *l = NULL;
+	struct llm_model *m;
+	size_t i;
+	int ret;
+
+	*out = NULL;
+	if (!opts)
+		opts = &default_opts;
+	ret = open_model(&m, path, err);
+	if (ret)
+		return ret;
+	ret = llm_plan_make(m, opts, &m->plan, &lay, err);
+	if (ret)
+		goto fail;
+	rg = calloc(lay.n, sizeof(*rg));
+	if (!rg) {
+		ret = pinfer_fail(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < lay.n; i++)
+		rg[i] = (struct pinfer_range){
+			.file_off = lay.pieces[i].a, .region_off = lay.pieces[i].roff,
+			.len = lay.pieces[i].b - lay.pieces[i].a,
+		};
+	/* the last page of the file may be partial */
+	if (lay.n && rg[lay.n - 1].file_off + rg[lay.n - 1].len > m->gguf->file_size)
+		rg[lay.n - 1].len = m->gguf->file_size - rg[lay.n - 1].file_off;
+	if ((ret = pinfer_region_create(&m->region, m->plan.region, opts->node,
+					opts->provider, err)) ||
+	    (ret = pinfer_loader_create(&l, m->region, path, err)))
+		goto fail;
+	pinfer_loader_set_progress(l, opts->progress, opts->progress_arg);
+	ret = pinfer_load(l, rg, lay.n, err);
+	if (ret)
+		goto fail;
+	pinfer_loader_set_progress(l, NULL, NULL);
+	llm_layout_place(m, &lay, pinfer_region_ptr(m->region));
+	if (m->plan.ring) {
+		ret = llm_stream_start(m, &lay, l, err);	/* the stream owns l */
+		l = NULL;
+		if (ret)
+			goto fail;
+	}
+	pinfer_loader_free(l);
+	llm_layout_free(&lay);
+	free(rg);
+	*out = m;
+	return 0;
 
 fail:
+	pinfer_loader_free(l);
+	llm_layout_free(&lay);
+	free(rg);
 	llm_model_free(m);
 	return ret < 0 ? ret : -EINVAL;
 }
@@ -287,6 +362,7 @@ void llm_model_free(struct llm_model *m)
 {
 	if (!m)
 		return;
+	llm_stream_free(m->stream);	/* first: its reads write into the region */
 	pinfer_region_free(m->region);
 	gguf_close(m->gguf);
 	free(m->layers);

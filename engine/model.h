@@ -3,7 +3,13 @@
  * Llama-family models (architectures llama and qwen2) from GGUF files: the
  * configuration from the metadata, the weights loaded into a libpinfer
  * region and used in place (tensor pointers point into the region), and the
- * forward pass of one token at a time over a KV cache.
+ * forward pass over a KV cache.
+ *
+ * A memory budget smaller than the model makes a placement plan: the
+ * embeddings, the output, every norm and bias vector and the first layers
+ * stay resident; the other layers stream from the file through a ring of
+ * slots in the same region, read ahead while earlier layers compute
+ * (engine/stream.c). Results are the same bits either way.
  */
 #ifndef PINFER_MODEL_H
 #define PINFER_MODEL_H
@@ -29,8 +35,9 @@ struct llm_config {
 struct llm_tensor {
 	uint32_t type;
 	uint64_t cols, rows;
-	const void *data;
+	const void *data;	/* NULL for a streamed layer's matrix between uses */
 	size_t row_bytes;
+	uint64_t file_off, bytes;	/* where its data is in the file */
 };
 
 struct llm_layer {
@@ -38,12 +45,36 @@ struct llm_layer {
 	struct llm_tensor ffn_norm, w_gate, w_up, w_down;
 };
 
+/*
+ * The placement of a model's weights under a memory budget. The budget
+ * covers the region (resident weights and the ring) and the session (KV
+ * cache and buffers at n_ctx).
+ */
+struct llm_plan {
+	uint64_t budget;	/* bytes: --mem, or what the machine can pin */
+	char budget_why[160];	/* where a default budget came from */
+	uint32_t n_ctx;
+	uint64_t weights;	/* all tensor data in the file */
+	uint64_t fixed;		/* embeddings, output, norms, biases (resident) */
+	uint64_t session;	/* KV cache and buffers at n_ctx */
+	uint32_t n_layer, n_resident;	/* layers [0, n_resident) are resident */
+	uint32_t ring;		/* slots; 0: nothing streams */
+	uint64_t slot;		/* bytes per slot: the largest streamed layer */
+	uint64_t region;	/* the region: resident part + ring */
+	uint64_t streamed;	/* bytes read per token (0 when the ring holds them all) */
+	uint64_t minimum;	/* the smallest budget this ring size works with */
+};
+
+struct llm_stream;
+
 struct llm_model {
 	struct llm_config cfg;
 	struct llm_tensor token_embd, output_norm, output;	/* output may be token_embd */
 	struct llm_layer *layers;
 	struct pinfer_region *region;
 	struct gguf *gguf;
+	struct llm_plan plan;
+	struct llm_stream *stream;	/* NULL: every layer is resident */
 };
 
 struct llm_load_opts {
@@ -51,12 +82,35 @@ struct llm_load_opts {
 	int node;
 	pinfer_progress_fn progress;	/* loading progress, or NULL */
 	void *progress_arg;
+	uint64_t mem;		/* the memory budget in bytes; 0: the default */
+	uint32_t ring;		/* slots of the streaming ring; 0: the default (4) */
+	uint32_t n_ctx;		/* the context sessions will use; 0: the model's */
+	uint32_t stream_layers;	/* stream at least this many (the last) layers */
 };
 
 /* Load @path; on error a message naming the file and the problem. */
 int llm_model_load(struct llm_model **out, const char *path,
 		   const struct llm_load_opts *opts, struct pinfer_err *err);
 void llm_model_free(struct llm_model *m);
+
+/*
+ * The plan llm_model_load() would follow, without reading any weights. A
+ * budget below the plan's minimum is an error that states the minimum.
+ */
+int llm_model_plan(struct llm_plan *plan, const char *path,
+		   const struct llm_load_opts *opts, struct pinfer_err *err);
+
+/* What the ring has done since the model was loaded. */
+struct llm_stream_stats {
+	uint64_t bytes;		/* read into slots (the first fill included) */
+	uint64_t reads;		/* layers read */
+	double wait_s;		/* compute waiting for its layer's reads */
+};
+
+void llm_model_stream_stats(const struct llm_model *m, struct llm_stream_stats *st);
+
+/* Bytes a session of @n_ctx allocates: the KV cache and its buffers. */
+uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx);
 
 /* A sequence's state: the KV cache (fp16) and scratch buffers. */
 struct llm_session;

@@ -4,6 +4,7 @@
  * pinfer chat: talk with the model, one line of input per turn.
  * Load time, memory provider, prompt and generation speed go to stderr.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -41,12 +42,22 @@ static const char run_help[] =
 	"      --system TEXT      system prompt (default: the template's, if any)\n"
 	"      --raw              feed PROMPT as it is, without the chat template\n"
 	"      --provider NAME    memory: kmod, hugetlb, thp or plain (default: best)\n"
+	"      --mem SIZE         memory budget, e.g. 4G or 512M (default: what can\n"
+	"                         be pinned, less a margin); layers that do not fit\n"
+	"                         stream from the file through a ring of slots\n"
+	"      --ring N           slots of the streaming ring (default 4)\n"
+	"      --stream-layers N  stream at least the last N layers (benchmarks)\n"
+	"      --plan             print the placement plan and exit\n"
+	"      --drive-bw GB/s    the drive's read bandwidth, for --plan's floor\n"
 	"  -h, --help\n";
 
 struct run_opts {
 	const char *model, *prompt, *system;
 	int n_predict, threads, n_ctx;
-	bool raw, chat;
+	bool raw, chat, plan;
+	uint64_t mem;
+	long ring, stream_layers;
+	double drive_bw;
 	enum pinfer_provider provider;
 	struct sampler_params sp;
 };
@@ -80,6 +91,11 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ "system", required_argument, NULL, 6 },
 		{ "raw", no_argument, NULL, 7 },
 		{ "provider", required_argument, NULL, 8 },
+		{ "mem", required_argument, NULL, 9 },
+		{ "ring", required_argument, NULL, 10 },
+		{ "stream-layers", required_argument, NULL, 11 },
+		{ "plan", no_argument, NULL, 12 },
+		{ "drive-bw", required_argument, NULL, 13 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -109,6 +125,16 @@ static int parse(int argc, char **argv, struct run_opts *o)
 				return EXIT_USAGE;
 			}
 			break;
+		case 9:
+			if (cli_parse_size(optarg, &o->mem) || !o->mem) {
+				cli_error("--mem %s: not a size (like 4G, 512M or 1000000)", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 10: o->ring = strtol(optarg, &end, 10); break;
+		case 11: o->stream_layers = strtol(optarg, &end, 10); break;
+		case 12: o->plan = true; break;
+		case 13: o->drive_bw = strtod(optarg, &end); break;
 		case 'h':
 			fputs(run_help, stdout);
 			return -1;
@@ -125,7 +151,12 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		cli_error("unexpected argument '%s' (see --help)", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (!o->chat && !o->prompt) {
+	if (o->ring < 0 || o->ring > 1024 || o->stream_layers < 0 || o->stream_layers > 1024 ||
+	    o->drive_bw < 0) {
+		cli_error("--ring, --stream-layers and --drive-bw take non-negative numbers (at most 1024 slots or layers)");
+		return EXIT_USAGE;
+	}
+	if (!o->chat && !o->prompt && !o->plan) {
 		cli_error("run: no prompt: give one with -p (see 'pinfer run --help')");
 		return EXIT_USAGE;
 	}
@@ -136,9 +167,63 @@ static int parse(int argc, char **argv, struct run_opts *o)
 	return 0;
 }
 
+static struct llm_load_opts load_opts(const struct run_opts *o)
+{
+	return (struct llm_load_opts){
+		.provider = o->provider, .node = -1, .mem = o->mem, .ring = (uint32_t)o->ring,
+		.n_ctx = (uint32_t)o->n_ctx, .stream_layers = (uint32_t)o->stream_layers,
+	};
+}
+
+#define MIB 1048576.0
+
+/* pinfer run --plan: where each part of the model goes, and the floor. */
+static int print_plan(const struct run_opts *o)
+{
+	struct llm_load_opts lo = load_opts(o);
+	struct pinfer_err err = { 0 };
+	struct llm_plan p;
+	const double bws[] = { 1.0, 3.0, 7.0 };
+	size_t i;
+
+	if (llm_model_plan(&p, o->model, &lo, &err)) {
+		cli_error("%s", err.msg);
+		return EXIT_FAIL;
+	}
+	printf("plan for %s: %" PRIu32 " layers, %.1f MiB of weights, context %" PRIu32 "\n",
+	       o->model, p.n_layer, p.weights / MIB, p.n_ctx);
+	printf("  budget          %10.1f MiB (%s)\n", p.budget / MIB, p.budget_why);
+	printf("  resident        %10.1f MiB: embeddings, output, norms (%.1f MiB)",
+	       (p.region - (uint64_t)p.ring * p.slot) / MIB, p.fixed / MIB);
+	if (p.n_resident)
+		printf(" + layers 0-%" PRIu32, p.n_resident - 1);
+	printf(" (%" PRIu32 " of %" PRIu32 " layers)\n", p.n_resident, p.n_layer);
+	printf("  ring            %10.1f MiB: %" PRIu32 " slots of %.1f MiB\n",
+	       (double)p.ring * p.slot / MIB, p.ring, p.slot / MIB);
+	printf("  KV cache, buffers %8.1f MiB\n", p.session / MIB);
+	printf("  total           %10.1f MiB\n", (p.region + p.session) / MIB);
+	if (!p.ring) {
+		printf("  streamed               0 MiB per token: the whole model is resident\n");
+	} else {
+		printf("  streamed        %10.1f MiB per token: layers %" PRIu32 "-%" PRIu32 "%s\n",
+		       p.streamed / MIB, p.n_resident, p.n_layer - 1,
+		       p.streamed ? "" : " (the ring holds them all: read once)");
+		if (o->drive_bw > 0)
+			printf("  floor           %10.4f s/token at %.1f GB/s\n",
+			       p.streamed / (o->drive_bw * 1e9), o->drive_bw);
+		else
+			for (i = 0; i < sizeof(bws) / sizeof(bws[0]); i++)
+				printf("  floor           %10.4f s/token at %.0f GB/s%s\n",
+				       p.streamed / (bws[i] * 1e9), bws[i],
+				       i ? "" : " (--drive-bw for your drive's)");
+	}
+	printf("  minimum budget  %10.1f MiB (%" PRIu64 " bytes)\n", p.minimum / MIB, p.minimum);
+	return EXIT_OK;
+}
+
 static int start(struct engine *e, const struct run_opts *o)
 {
-	struct llm_load_opts lo = { .provider = o->provider, .node = -1 };
+	struct llm_load_opts lo = load_opts(o);
 	struct pinfer_region_props rp;
 	struct pinfer_err err = { 0 };
 	double t0 = cli_now();
@@ -170,6 +255,12 @@ static int start(struct engine *e, const struct run_opts *o)
 	fprintf(stderr, "pinfer: memory: %s provider, %zu KiB pages, %s%s%s\n",
 		pinfer_provider_name(rp.provider), rp.page_size >> 10,
 		rp.locked ? "locked" : "not locked", rp.note[0] ? "; " : "", rp.note);
+	if (e->m->plan.ring)
+		fprintf(stderr, "pinfer: streaming: layers %" PRIu32 "-%" PRIu32 " (%.1f MiB per token) through %" PRIu32 " slots of %.1f MiB; %.1f MiB resident; budget %.1f MiB (%s)\n",
+			e->m->plan.n_resident, e->m->cfg.n_layer - 1, e->m->plan.streamed / MIB,
+			e->m->plan.ring, e->m->plan.slot / MIB,
+			(e->m->plan.region - (uint64_t)e->m->plan.ring * e->m->plan.slot) / MIB,
+			e->m->plan.budget / MIB, e->m->plan.budget_why);
 	fprintf(stderr, "pinfer: loaded in %.2f s; %d threads; chat template %s\n",
 		cli_now() - t0, pinfer_pool_threads(e->pool), chat_template_name(e->tmpl));
 	return 0;
@@ -233,7 +324,7 @@ static int generate(struct engine *e, const char *text, int n_predict, bool quie
 	double t0, t1, t2;
 	char piece[256];
 	float *l;
-	int gen = 0;
+	int gen = 0, ret = 0;
 
 	if (tokenizer_encode(e->tok, text, strlen(text), true, &ids, &n_ids, &err)) {
 		cli_error("%s", err.msg);
@@ -265,20 +356,32 @@ static int generate(struct engine *e, const char *text, int n_predict, bool quie
 		gen++;
 		e->hist[e->n_hist++] = tok;
 		if (tok == tokenizer_eos(e->tok) || tokenizer_is_control(e->tok, tok)) {
-			llm_eval(e->s, tok, &logits, &err);	/* keep the turn's end */
+			ret = llm_eval(e->s, tok, &logits, &err);	/* keep the turn's end */
 			break;
 		}
 		emit(&out, piece, tokenizer_decode(e->tok, tok, piece, sizeof(piece)), false);
-		if (llm_eval(e->s, tok, &logits, &err))
-			break;	/* the context is full */
+		ret = llm_eval(e->s, tok, &logits, &err);
+		if (ret)
+			break;
 	}
 	free(l);
 	emit(&out, NULL, 0, true);
+	if (ret && ret != -ENOSPC) {	/* a full context just ends the answer */
+		cli_error("%s", err.msg);
+		return EXIT_FAIL;
+	}
 	t2 = cli_now();
 	if (!quiet_stats)
 		fprintf(stderr, "\npinfer: prompt %zu tokens in %.2f s (%.1f t/s); generated %d tokens in %.2f s (%.1f t/s)\n",
 			n_ids, t1 - t0, n_ids / (t1 - t0), gen, t2 - t1,
 			gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+	if (!quiet_stats && e->m->plan.ring) {
+		struct llm_stream_stats st;
+
+		llm_model_stream_stats(e->m, &st);
+		fprintf(stderr, "pinfer: streamed %.1f MiB in %" PRIu64 " layer reads; compute waited %.2f s for them\n",
+			st.bytes / MIB, st.reads, st.wait_s);
+	}
 	return EXIT_OK;
 }
 
@@ -308,6 +411,8 @@ int cmd_run(int argc, char **argv)
 	ret = parse(argc, argv, &o);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
+	if (o.plan)
+		return print_plan(&o);
 	ret = start(&e, &o);
 	if (!ret) {
 		size_t n = 0;

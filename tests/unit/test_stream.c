@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Streaming layers through the ring (engine/stream.c): a streamed run's
+ * logits equal the fully resident run's, bit for bit, on every provider
+ * this machine offers, with the model on a real file system and on tmpfs;
+ * on SmolLM2 (half the layers streamed) and on synthetic llama and qwen2
+ * models with rings of 2, 3 and N slots. Also: the plan's arithmetic, each
+ * streamed layer read once per batch, a budget below the minimum refused
+ * with the minimum stated (and the minimum itself accepted), and a file
+ * cut short under a running model: an error naming the tensor and the
+ * offset, kept for every later call.
+ *
+ * The real model: $PINFER_TEST_MODEL, else $PINFER_TEST_DIR/smollm2.gguf,
+ * else models/SmolLM2-135M-Instruct.Q4_1.gguf (skipped when none exists).
+ * Synthetic models are written to $PINFER_TEST_DIR (default /var/tmp).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ggml_types.h"
+#include "model.h"
+#include "synth.h"
+#include "../tap.h"
+
+#define N_PROMPT 40	/* more than one internal batch of 32 */
+#define N_GEN 4
+
+static struct pinfer_pool *pool;
+
+/* Logits of a prompt (one llm_eval_batch) and N_GEN more single steps. */
+struct run {
+	float *logits;		/* (1 + N_GEN) x n_vocab */
+	uint32_t n_vocab;
+	struct llm_plan plan;
+	struct llm_stream_stats after_prompt, after_all;
+	char err[320];
+};
+
+static int run_model(const char *path, enum pinfer_provider prov, uint64_t mem,
+		     uint32_t ring, uint32_t stream_layers, struct run *out)
+{
+	struct llm_load_opts o = { .provider = prov, .node = -1, .mem = mem, .ring = ring,
+				   .n_ctx = 128, .stream_layers = stream_layers };
+	struct pinfer_err err = { 0 };
+	struct llm_session *s = NULL;
+	struct llm_model *m = NULL;
+	int32_t toks[N_PROMPT];
+	const float *lg;
+	int i, ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = llm_model_load(&m, path, &o, &err);
+	if (!ret)
+		ret = llm_session_create(&s, m, 128, pool, &err);
+	if (ret)
+		goto out;
+	out->plan = m->plan;
+	out->n_vocab = m->cfg.n_vocab;
+	out->logits = malloc((size_t)(1 + N_GEN) * m->cfg.n_vocab * sizeof(float));
+	for (i = 0; i < N_PROMPT; i++)
+		toks[i] = (int32_t)((i * 7919u + 13) % m->cfg.n_vocab);
+	ret = llm_eval_batch(s, toks, N_PROMPT, &lg, &err);
+	if (ret)
+		goto out;
+	memcpy(out->logits, lg, m->cfg.n_vocab * sizeof(float));
+	llm_model_stream_stats(m, &out->after_prompt);
+	for (i = 0; i < N_GEN; i++) {
+		ret = llm_eval(s, (int32_t)((i * 31u + 5) % m->cfg.n_vocab), &lg, &err);
+		if (ret)
+			goto out;
+		memcpy(out->logits + (size_t)(i + 1) * m->cfg.n_vocab, lg,
+		       m->cfg.n_vocab * sizeof(float));
+	}
+	llm_model_stream_stats(m, &out->after_all);
+out:
+	if (ret)
+		snprintf(out->err, sizeof(out->err), "%s", err.msg);
+	llm_session_free(s);
+	llm_model_free(m);
+	return ret;
+}
+
+static bool same(const struct run *a, const struct run *b)
+{
+	return a->logits && b->logits && a->n_vocab == b->n_vocab &&
+	       !memcmp(a->logits, b->logits, (size_t)(1 + N_GEN) * a->n_vocab * sizeof(float));
+}
+
+/*
+ * The smallest budget whose plan keeps exactly @resident layers with a
+ * ring of @ring (0: the default), found with the plan alone; 0 if none.
+ */
+static uint64_t budget_for(const char *path, uint32_t resident, uint32_t ring)
+{
+	struct llm_load_opts o = { .provider = PINFER_PROVIDER_AUTO, .node = -1,
+				   .ring = ring, .n_ctx = 128 };
+	struct llm_plan p;
+	uint64_t lo = 1, hi = 1ull << 40;
+
+	while (lo < hi) {	/* the resident count grows with the budget */
+		o.mem = lo + (hi - lo) / 2;
+		if (llm_model_plan(&p, path, &o, NULL) || p.n_resident < resident)
+			lo = o.mem + 1;
+		else
+			hi = o.mem;
+	}
+	o.mem = lo;
+	if (llm_model_plan(&p, path, &o, NULL) || p.n_resident != resident)
+		return 0;
+	return lo;
+}
+
+static const char *prov_names[] = { "kmod", "hugetlb", "thp", "plain" };
+
+/* Providers that can give a region here (the others are not tested). */
+static int providers(enum pinfer_provider *out)
+{
+	int n = 0, p;
+
+	for (p = PINFER_PROVIDER_KMOD; p <= PINFER_PROVIDER_PLAIN; p++) {
+		struct pinfer_region *r;
+
+		if (!pinfer_region_create(&r, 64 << 20, -1, (enum pinfer_provider)p, NULL)) {
+			pinfer_region_free(r);
+			out[n++] = (enum pinfer_provider)p;
+		}
+	}
+	return n;
+}
+
+/* Streamed (at @mem, @ring) vs @ref on every provider of @provs. */
+static void compare(const char *what, const char *path, const struct run *ref,
+		    const enum pinfer_provider *provs, int n_provs, uint64_t mem,
+		    uint32_t ring, uint32_t stream_layers, uint32_t want_resident)
+{
+	int i;
+
+	for (i = 0; i < n_provs; i++) {
+		struct run r;
+		int ret = run_model(path, provs[i], mem, ring, stream_layers, &r);
+
+		ok(!ret && r.plan.ring && r.plan.n_resident == want_resident && same(ref, &r),
+		   "%s, %s provider: %" PRIu32 " of %" PRIu32 " layers streamed through %" PRIu32 " slots: logits equal the resident run's bit for bit%s%s",
+		   what, prov_names[provs[i]], r.plan.n_layer - r.plan.n_resident, r.plan.n_layer,
+		   r.plan.ring, ret ? ": " : "", r.err);
+		free(r.logits);
+	}
+}
+
+static char dir[512];
+
+static void synth(const char *name, enum llm_arch arch, uint32_t type, char *path, size_t n)
+{
+	struct synth_spec s = {
+		.arch = arch, .n_embd = 256, .n_layer = 6, .n_ff = 512, .n_head = 4,
+		.n_head_kv = 2, .n_vocab = 300, .ctx = 256, .type = type, .seed = 7,
+	};
+	struct pinfer_err err = { 0 };
+
+	snprintf(path, n, "%s/%s", dir, name);
+	ok(!synth_write(&s, path, pool, NULL, NULL, &err), "synth: %s written (%s, 6 layers, %s)%s%s",
+	   name, arch == LLM_ARCH_QWEN2 ? "qwen2" : "llama", ggml_type_name(type),
+	   err.msg[0] ? ": " : "", err.msg);
+}
+
+static int copy_file(const char *from, const char *to)
+{
+	char buf[1 << 16];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ssize_t n;
+	int ret = in < 0 || out < 0;
+
+	while (!ret && (n = read(in, buf, sizeof(buf))) > 0)
+		ret = write(out, buf, (size_t)n) != n;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return ret;
+}
+
+/* Synthetic models: rings of 2, 3 and N; tmpfs; the minimum; a short file. */
+static void synthetic(const enum pinfer_provider *provs, int n_provs)
+{
+	char llama[600], qwen[600], shm[600], cut[600], what[128];
+	const uint32_t rings[] = { 2, 3, 6 };
+	struct llm_load_opts o = { .provider = PINFER_PROVIDER_AUTO, .node = -1, .n_ctx = 128 };
+	struct pinfer_err err = { 0 };
+	struct run ref, r;
+	struct llm_plan p;
+	size_t i;
+
+	synth("stream-llama.gguf", LLM_ARCH_LLAMA, GGML_TYPE_Q4_0, llama, sizeof(llama));
+	synth("stream-qwen2.gguf", LLM_ARCH_QWEN2, GGML_TYPE_Q8_0, qwen, sizeof(qwen));
+
+	if (!ok(!run_model(llama, provs[0], 0, 0, 0, &ref) && !ref.plan.ring,
+		"synthetic llama: the resident run (the reference)%s", ref.err))
+		return;
+	for (i = 0; i < sizeof(rings) / sizeof(rings[0]); i++) {
+		snprintf(what, sizeof(what), "synthetic llama, every layer streamed, ring %" PRIu32 "%s",
+			 rings[i], rings[i] == 6 ? " (N: each slot keeps its layer)" : "");
+		if (rings[i] < 6)	/* the smallest budget for this ring */
+			compare(what, llama, &ref, provs, n_provs, budget_for(llama, 0, rings[i]),
+				rings[i], 0, 0);
+		else	/* more than all-resident takes: asked for */
+			compare(what, llama, &ref, provs, n_provs, 0, rings[i], 6, 0);
+	}
+	snprintf(what, sizeof(what), "synthetic llama, half the layers streamed, ring 2");
+	compare(what, llama, &ref, provs, n_provs, budget_for(llama, 3, 2), 2, 0, 3);
+
+	/* the same file on tmpfs, which refuses O_DIRECT on older kernels */
+	snprintf(shm, sizeof(shm), "/dev/shm/pinfer-stream-%d.gguf", (int)getpid());
+	if (!copy_file(llama, shm)) {
+		compare("synthetic llama on tmpfs, every layer streamed, ring 2", shm, &ref,
+			provs, n_provs, budget_for(shm, 0, 2), 2, 0, 0);
+		unlink(shm);
+	} else {
+		tap_skip("tmpfs: cannot write %s", shm);
+	}
+	free(ref.logits);
+
+	/* qwen2: bias vectors resident while their layers stream */
+	if (ok(!run_model(qwen, provs[0], 0, 0, 0, &ref), "synthetic qwen2: the resident run%s",
+	       ref.err))
+		compare("synthetic qwen2, every layer streamed, ring 3", qwen, &ref, provs, n_provs,
+			budget_for(qwen, 0, 3), 3, 0, 0);
+	free(ref.logits);
+
+	/* the minimum: stated in the error, and enough */
+	o.mem = 1 << 20;
+	o.ring = 2;
+	ok(llm_model_plan(&p, llama, &o, &err) == -ENOMEM && strstr(err.msg, "minimum") &&
+	   p.minimum > o.mem, "a budget of 1 MiB: refused, stating the minimum: %s", err.msg);
+	o.mem = p.minimum;
+	ok(!run_model(llama, provs[0], p.minimum, 2, 0, &r) && r.plan.n_resident == 0,
+	   "a budget of exactly the stated minimum (%" PRIu64 " bytes) runs%s", p.minimum, r.err);
+	free(r.logits);
+	ok(run_model(llama, provs[0], p.minimum - 1, 2, 0, &r) == -ENOMEM && strstr(r.err, "minimum"),
+	   "one byte less is refused: %s", r.err);
+	free(r.logits);
+
+	/* a file cut short while the model runs: the ring's read fails */
+	snprintf(cut, sizeof(cut), "%s/stream-cut.gguf", dir);
+	if (!copy_file(llama, cut)) {
+		struct llm_load_opts oc = { .provider = provs[0], .node = -1, .ring = 2,
+					    .n_ctx = 128, .mem = budget_for(cut, 0, 2) };
+		struct llm_session *s = NULL;
+		struct llm_model *m = NULL;
+		const float *lg;
+		char want[64];
+		int ret, ret2 = 0;
+
+		memset(&err, 0, sizeof(err));
+		ret = llm_model_load(&m, cut, &oc, &err);
+		if (!ret)
+			ret = llm_session_create(&s, m, 128, pool, &err);
+		if (ok(!ret, "cut file: loads with every layer streamed%s", err.msg)) {
+			/* layers 0 and 1 are read (or in flight); 5 is read later:
+			 * its reads are refused, or come back short */
+			ret = truncate(cut, (off_t)(m->layers[5].w_gate.file_off + 100));
+			snprintf(want, sizeof(want), "blk.5.ffn_gate.weight");
+			ret = ret ? -errno : llm_eval(s, 1, &lg, &err);
+			ok(ret < 0 && strstr(err.msg, want) && strstr(err.msg, "offset"),
+			   "cut file: the read of layer 5 fails naming %s and the offset: %s",
+			   want, err.msg);
+			memset(&err, 0, sizeof(err));
+			ret2 = llm_eval(s, 1, &lg, &err);
+			ok(ret2 == ret && strstr(err.msg, want),
+			   "cut file: the error stays for the next call: %s", err.msg);
+		}
+		llm_session_free(s);
+		llm_model_free(m);	/* with reads possibly in flight */
+		ok(1, "cut file: the model is freed after the error");
+		unlink(cut);
+	}
+	unlink(llama);
+	unlink(qwen);
+}
+
+static const char *real_model(void)
+{
+	static char path[600];
+	const char *env = getenv("PINFER_TEST_MODEL");
+
+	if (env)
+		return env;
+	if (getenv("PINFER_TEST_DIR")) {
+		snprintf(path, sizeof(path), "%s/smollm2.gguf", getenv("PINFER_TEST_DIR"));
+		if (!access(path, R_OK))
+			return path;
+	}
+	return "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+static void smollm2(const enum pinfer_provider *provs, int n_provs)
+{
+	const char *path = real_model();
+	struct run ref;
+	uint32_t half;
+	uint64_t mem;
+
+	if (access(path, R_OK)) {
+		tap_skip("SmolLM2: %s is not there (make model)", path);
+		return;
+	}
+	if (!ok(!run_model(path, provs[0], 0, 0, 0, &ref) && !ref.plan.ring,
+		"SmolLM2: the resident run (the reference)%s", ref.err))
+		return;
+	half = ref.plan.n_layer / 2;
+	mem = budget_for(path, half, 0);
+	ok(mem > 0, "SmolLM2: a budget of %" PRIu64 " bytes keeps %" PRIu32 " of %" PRIu32 " layers",
+	   mem, half, ref.plan.n_layer);
+	compare("SmolLM2, half the layers streamed, default ring", path, &ref, provs, n_provs,
+		mem, 0, 0, half);
+	{
+		struct run r;
+		uint64_t per_pass;
+
+		run_model(path, provs[0], mem, 0, 0, &r);
+		per_pass = r.plan.streamed;
+		/* a pass reads each streamed layer once: ring - 1 of them ahead */
+		ok(r.plan.streamed > 0 &&
+		   r.after_all.bytes - r.after_prompt.bytes == (uint64_t)N_GEN * per_pass,
+		   "SmolLM2: each token reads the streamed layers once (%" PRIu64 " bytes x %d tokens = %" PRIu64 ")",
+		   per_pass, N_GEN, r.after_all.bytes - r.after_prompt.bytes);
+		ok(r.after_prompt.bytes <= per_pass + (uint64_t)r.plan.ring * r.plan.slot,
+		   "SmolLM2: a prompt of %d tokens reads them once too, not once per token (%" PRIu64 " bytes)",
+		   N_PROMPT, r.after_prompt.bytes);
+		free(r.logits);
+	}
+	free(ref.logits);
+}
+
+int main(void)
+{
+	enum pinfer_provider provs[4];
+	struct pinfer_err err = { 0 };
+	int n_provs;
+
+	snprintf(dir, sizeof(dir), "%s", getenv("PINFER_TEST_DIR") ? getenv("PINFER_TEST_DIR") :
+		 "/var/tmp");
+	if (pinfer_pool_create(&pool, 2, -1, &err)) {
+		printf("not ok 1 - pool: %s\n", err.msg);
+		return 1;
+	}
+	n_provs = providers(provs);
+	if (!ok(n_provs > 0, "providers to test: %d", n_provs))
+		return tap_end();
+	for (int i = 0; i < n_provs; i++)
+		printf("# provider %s\n", prov_names[provs[i]]);
+	synthetic(provs, n_provs);
+	smollm2(provs, n_provs);
+	pinfer_pool_free(pool);
+	return tap_end();
+}
