@@ -178,7 +178,7 @@ checkpatch:
 VM_CFLAGS := -std=gnu11 -O2 -g -Wall -Werror -D_GNU_SOURCE -static -Iuapi \
 	-Ibuild/linux-source/tools/testing/selftests
 VM_BINS := build/vm/bin/pinfer_test build/vm/bin/test_region \
-	build/vm/bin/test_loader build/vm/bin/test_pool
+	build/vm/bin/test_loader build/vm/bin/test_pool build/vm/bin/test_stream
 
 build/linux-source/.stamp:
 	@tools/scripts/linux-source.sh >/dev/null
@@ -192,13 +192,22 @@ build/vm/bin/test_%: tests/unit/test_%.c $(RUNTIME_SRC) $(wildcard runtime/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -static -o $@ $< $(RUNTIME_SRC) $(LDLIBS)
 
+# The engine's streaming test: the same objects as on the host, linked static.
+build/vm/bin/test_stream: $(BUILD)/obj/tests/unit/test_stream.o $(LIBENGINE) $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) -static -o $@ $^ $(LDLIBS)
+
 build/vm/bin/%: bench/%.c bench/bench.h uapi/pinfer.h
 	@mkdir -p $(@D)
 	$(CC) $(VM_CFLAGS) -o $@ $< -luring
 
-build/vm/disk.img: tests/vm/mkdisk.sh
+$(DEFAULT_MODEL):
+	@tools/scripts/fetch-model.sh models
+
+build/vm/disk.img: tests/vm/mkdisk.sh $(DEFAULT_MODEL)
 	@mkdir -p $(@D)
-	tests/vm/mkdisk.sh $@
+	rm -f $@
+	tests/vm/mkdisk.sh $@ 0 $(DEFAULT_MODEL)
 
 vm-kernels:
 	@tools/scripts/vm-kernels.sh

@@ -413,7 +413,7 @@ static int write_meta(struct gguf_writer *w, const struct synth_spec *s, size_t 
 #undef ARCH_U32
 #undef ARCH_F32
 	gguf_put_kv_str(w, "tokenizer.ggml.model", "gpt2");
-	gguf_put_kv_str(w, "tokenizer.ggml.pre", "gpt2");
+	gguf_put_kv_str(w, "tokenizer.ggml.pre", "default");
 	gguf_put_kv_strs(w, "tokenizer.ggml.tokens", tok, s->n_vocab);
 	gguf_put_kv_i32s(w, "tokenizer.ggml.token_type", types, s->n_vocab);
 	gguf_put_kv_strs(w, "tokenizer.ggml.merges", NULL, 0);

@@ -26,6 +26,9 @@ static const char bench_help[] =
 	"  -t N               threads (default: one per CPU)\n"
 	"  -r N               repetitions (default 3)\n"
 	"      --provider NAME  memory provider (default: best available)\n"
+	"      --mem SIZE     memory budget (as for pinfer run): layers that do not\n"
+	"                     fit stream from the file\n"
+	"      --ring N       slots of the streaming ring (default 4)\n"
 	"      --json         one JSON object per test\n";
 
 /* Tokens/s of @n tokens in a fresh session (@batch: as one prompt). */
@@ -86,6 +89,8 @@ int cmd_bench(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "provider", required_argument, NULL, 'P' },
+		{ "mem", required_argument, NULL, 'M' },
+		{ "ring", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -113,6 +118,13 @@ int cmd_bench(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'M':
+			if (cli_parse_size(optarg, &lo.mem) || !lo.mem) {
+				cli_error("--mem %s: not a size (like 4G, 512M or 1000000)", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'R': lo.ring = (uint32_t)atoi(optarg); break;
 		case 'h':
 			fputs(bench_help, stdout);
 			return EXIT_OK;
@@ -125,6 +137,7 @@ int cmd_bench(int argc, char **argv)
 		fputs(bench_help, stderr);
 		return EXIT_USAGE;
 	}
+	lo.n_ctx = (uint32_t)(pp > tg ? pp : tg) + 1;
 	if (pinfer_pool_create(&pool, threads, -1, &err) ||
 	    llm_model_load(&m, model, &lo, &err)) {
 		cli_error("%s", err.msg);
@@ -162,9 +175,9 @@ int cmd_bench(int argc, char **argv)
 			var += (v[c] - mean) * (v[c] - mean);
 		var = r > 1 ? sqrt(var / (r - 1)) : 0;
 		if (json)
-			printf("{\"model\": \"%s\", \"size\": %zu, \"backend\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"t_s\": %.3f, \"stddev\": %.3f, \"weight_bytes_per_token\": %" PRIu64 "}\n",
+			printf("{\"model\": \"%s\", \"size\": %zu, \"backend\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"t_s\": %.3f, \"stddev\": %.3f, \"weight_bytes_per_token\": %" PRIu64 ", \"streamed_bytes_per_token\": %" PRIu64 ", \"resident_layers\": %" PRIu32 ", \"layers\": %" PRIu32 "}\n",
 			       name, rp.size, backend, pinfer_pool_threads(pool), test, mean, var,
-			       weight_bytes(m));
+			       weight_bytes(m), m->plan.streamed, m->plan.n_resident, m->cfg.n_layer);
 		else
 			printf("| %-28.28s | %5zu MiB | %-22.22s | %7d | %8s | %8.2f ± %5.2f |\n",
 			       name, rp.size >> 20, backend, pinfer_pool_threads(pool), test,
@@ -172,6 +185,10 @@ int cmd_bench(int argc, char **argv)
 		if (t && !json)
 			printf("\ngeneration reads %.1f MiB of weights per token: %.2f GB/s at tg%d\n",
 			       weight_bytes(m) / 1048576.0, weight_bytes(m) * mean / 1e9, tg);
+		if (t && !json && m->plan.ring)
+			printf("of which %.1f MiB stream from the file (layers %" PRIu32 "-%" PRIu32 ", %" PRIu32 " slots): %.2f GB/s from the drive\n",
+			       m->plan.streamed / 1048576.0, m->plan.n_resident, m->cfg.n_layer - 1,
+			       m->plan.ring, m->plan.streamed * mean / 1e9);
 	}
 	ret = EXIT_OK;
 out:

@@ -3,15 +3,15 @@
 # The module inside real Debian kernels: for each kernel of
 # tools/scripts/kernels.txt, boot it in qemu (TCG) with two NUMA nodes and an
 # emulated NVMe drive, load pinfer.ko, run the uapi tests
-# (tests/kmod/pinfer_test.c, kselftest harness) and the runtime's tests
-# (now with the kmod and hugetlb providers available, files on the NVMe
-# drive), unload the module, and check the kernel log written after the
+# (tests/kmod/pinfer_test.c, kselftest harness), the runtime's tests and
+# the engine's streaming test (now with the kmod and hugetlb providers
+# available, files and SmolLM2 on the NVMe drive), unload the module, and check the kernel log written after the
 # module was loaded for Oops, WARNING:, BUG:, leaks and bad page states.
 # Needs `make vm-setup` (done by `make check`).
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
-programs=(pinfer_test test_region test_loader test_pool)
+programs=(pinfer_test test_region test_loader test_pool test_stream)
 for p in "${programs[@]}" ; do
 	if [ ! -x "build/vm/bin/$p" ] || [ ! -f build/vm/disk.img ]; then
 		echo "not ok 1 - VM set up (build/vm/bin/$p or build/vm/disk.img missing: make vm-setup)"

@@ -39,8 +39,41 @@ struct run {
 	uint32_t n_vocab;
 	struct llm_plan plan;
 	struct llm_stream_stats after_prompt, after_all;
+	bool resident_intact;	/* resident weights equal the file's after the run */
 	char err[320];
 };
+
+/* Every resident tensor's bytes equal the file's (nothing overwrote them). */
+static bool resident_intact(const struct llm_model *m, const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	bool same = fd >= 0;
+	uint32_t l;
+
+	for (l = 0; same && l < m->cfg.n_layer + 1; l++) {
+		const struct llm_layer *ly = l < m->cfg.n_layer ? &m->layers[l] : NULL;
+		const struct llm_tensor *ts[] = {
+			ly ? &ly->wq : &m->token_embd, ly ? &ly->w_down : &m->output,
+			ly ? &ly->attn_norm : &m->output_norm, ly ? &ly->ffn_norm : &m->output_norm,
+		};
+		size_t i;
+
+		for (i = 0; same && i < sizeof(ts) / sizeof(ts[0]); i++) {
+			void *buf;
+
+			if (!ts[i]->data)
+				continue;	/* a streamed matrix */
+			buf = malloc(ts[i]->bytes);
+			same = buf && pread(fd, buf, ts[i]->bytes, (off_t)ts[i]->file_off) ==
+					      (ssize_t)ts[i]->bytes &&
+			       !memcmp(buf, ts[i]->data, ts[i]->bytes);
+			free(buf);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return same;
+}
 
 static int run_model(const char *path, enum pinfer_provider prov, uint64_t mem,
 		     uint32_t ring, uint32_t stream_layers, struct run *out)
@@ -78,6 +111,7 @@ static int run_model(const char *path, enum pinfer_provider prov, uint64_t mem,
 		       m->cfg.n_vocab * sizeof(float));
 	}
 	llm_model_stream_stats(m, &out->after_all);
+	out->resident_intact = resident_intact(m, path);
 out:
 	if (ret)
 		snprintf(out->err, sizeof(out->err), "%s", err.msg);
@@ -145,8 +179,9 @@ static void compare(const char *what, const char *path, const struct run *ref,
 		struct run r;
 		int ret = run_model(path, provs[i], mem, ring, stream_layers, &r);
 
-		ok(!ret && r.plan.ring && r.plan.n_resident == want_resident && same(ref, &r),
-		   "%s, %s provider: %" PRIu32 " of %" PRIu32 " layers streamed through %" PRIu32 " slots: logits equal the resident run's bit for bit%s%s",
+		ok(!ret && r.plan.ring && r.plan.n_resident == want_resident && same(ref, &r) &&
+		   r.resident_intact,
+		   "%s, %s provider: %" PRIu32 " of %" PRIu32 " layers streamed through %" PRIu32 " slots: logits equal the resident run's bit for bit, resident weights unchanged%s%s",
 		   what, prov_names[provs[i]], r.plan.n_layer - r.plan.n_resident, r.plan.n_layer,
 		   r.plan.ring, ret ? ": " : "", r.err);
 		free(r.logits);
