@@ -140,10 +140,10 @@ enum pinfer_schedule {
  * @n_threads threads in all: the caller of pinfer_pool_run() is thread 0,
  * and n_threads - 1 workers are created once, pinned one per CPU of NUMA
  * node @node (-1: of the CPUs this process may use). n_threads 0 means one
- * per such CPU. With workers, the calling thread is pinned to the first of
- * those CPUs (the one no worker has) until pinfer_pool_free(), called from
- * the same thread, gives it back its affinity: thread 0 must be the thread
- * that creates the pool.
+ * per such CPU. The calling thread is pinned to the first of those CPUs
+ * (the one no worker has) until pinfer_pool_free(), called from the same
+ * thread, gives it back its affinity: thread 0 must be the thread that
+ * creates the pool.
  */
 int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
 		       struct pinfer_err *err);

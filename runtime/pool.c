@@ -222,9 +222,10 @@ int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
 	 * Thread 0 (the caller) gets the CPU no worker has: left free to move,
 	 * it gets woken after blocking I/O onto a CPU whose worker spins, and
 	 * the two then share one CPU for as long as the scheduler lets them.
+	 * (Alone, it is kept on the pool's node all the same.)
 	 */
 	p->caller = pthread_self();
-	if (p->n > 1 && !pthread_getaffinity_np(p->caller, sizeof(p->caller_cpus),
+	if (!pthread_getaffinity_np(p->caller, sizeof(p->caller_cpus),
 						&p->caller_cpus)) {
 		cpu_set_t set;
 
