@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
  * Byte-level BPE. Text is split at special tokens, pre-tokenized into
- * pieces by the GPT-2 pattern
- *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * (after splitting off every digit on its own for "smollm"), each piece's
- * bytes become the vocabulary's byte tokens, and adjacent pairs are merged
- * by lowest merge rank, leftmost first, until no pair has a rank.
+ * pieces by the model's pattern, each piece's bytes become the vocabulary's
+ * byte tokens, and adjacent pairs are merged by lowest merge rank, leftmost
+ * first, until no pair has a rank. The patterns (tokenizer.ggml.pre):
+ *
+ *   gpt2, default: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *   smollm:        every \p{N} alone, GPT-2's pattern between
+ *   llama-bpe:     (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *                  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ *   qwen2:         llama-bpe's with \p{N} instead of \p{N}{1,3}
+ *
+ * Each is matched by hand, alternative by alternative, as a backtracking
+ * regex engine would.
  */
 #include "tokenizer.h"
 
@@ -13,10 +20,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "unicode.h"
 
-enum pre { PRE_GPT2, PRE_SMOLLM };
+enum pre { PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3, PRE_QWEN2 };
+
+static const struct {
+	const char *name;
+	enum pre pre;
+} pre_names[] = {
+	{ "gpt2", PRE_GPT2 }, { "default", PRE_GPT2 }, { "smollm", PRE_SMOLLM },
+	{ "llama-bpe", PRE_LLAMA3 }, { "llama3", PRE_LLAMA3 }, { "qwen2", PRE_QWEN2 },
+};
 
 struct tokenizer {
 	uint32_t n_vocab;
@@ -226,15 +242,18 @@ int tokenizer_load(struct tokenizer **out, const struct gguf *g, struct pinfer_e
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return pinfer_fail(err, ENOMEM, "tokenizer: out of memory");
-	t->pre = PRE_GPT2;
-	if (pre && pre->value.type == GGUF_TYPE_STRING && gguf_str_eq(pre->value.str, "smollm"))
-		t->pre = PRE_SMOLLM;
-	else if (pre && pre->value.type == GGUF_TYPE_STRING &&
-		 !gguf_str_eq(pre->value.str, "gpt2") && !gguf_str_eq(pre->value.str, "default")) {
-		ret = pinfer_fail(err, ENOTSUP, "pre-tokenizer '%.*s' is not supported (supported: smollm, gpt2, default)",
-				  (int)(pre->value.str.len > 32 ? 32 : pre->value.str.len),
-				  pre->value.str.ptr);
-		goto fail;
+	t->pre = PRE_GPT2;	/* no pre key: GPT-2's pattern */
+	if (pre && pre->value.type == GGUF_TYPE_STRING) {
+		for (i = 0; i < sizeof(pre_names) / sizeof(pre_names[0]); i++)
+			if (gguf_str_eq(pre->value.str, pre_names[i].name))
+				break;
+		if (i == sizeof(pre_names) / sizeof(pre_names[0])) {
+			ret = pinfer_fail(err, ENOTSUP, "pre-tokenizer '%.*s' is not supported (supported: gpt2, default, smollm, llama-bpe, qwen2)",
+					  (int)(pre->value.str.len > 32 ? 32 : pre->value.str.len),
+					  pre->value.str.ptr);
+			goto fail;
+		}
+		t->pre = pre_names[i].pre;
 	}
 	ret = load_vocab(t, g, err);
 	if (!ret)
@@ -404,14 +423,104 @@ static size_t gpt2_match(const char *s, size_t n)
 	return run ? run : len;
 }
 
-/* Cut s[0..n) into GPT-2 pattern pieces and BPE each. */
-static int split_gpt2(const struct tokenizer *t, const char *s, size_t n, struct ids *o)
+static bool is_crlf(uint32_t c)
+{
+	return c == '\r' || c == '\n';
+}
+
+/* The end of the run of characters from s[i] for which @in() holds. */
+static size_t run_of(const char *s, size_t n, size_t i, bool (*in)(uint32_t))
+{
+	uint32_t c;
+	size_t l;
+
+	while (i < n) {
+		l = utf8_decode(s + i, n - i, &c);
+		if (!in(c))
+			break;
+		i += l;
+	}
+	return i;
+}
+
+static bool is_other(uint32_t c)	/* [^\s\p{L}\p{N}] */
+{
+	return !uc_is_space(c) && !uc_is_letter(c) && !uc_is_number(c);
+}
+
+/*
+ * Bytes matched by the llama-bpe pattern at the start of s[0..n), n > 0,
+ * with at most @max_digits numbers in a row (3; qwen2: 1).
+ */
+static size_t llama3_match(const char *s, size_t n, unsigned int max_digits)
+{
+	static const char *const contractions[] = { "s", "t", "re", "ve", "m", "ll", "d" };
+	size_t len = 0, i, l, run, last = 0, chars = 0, after_crlf = 0;
+	unsigned int k;
+	uint32_t c0, c;
+
+	len = utf8_decode(s, n, &c0);
+	if (c0 == '\'')	/* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+		for (k = 0; k < 7; k++) {
+			size_t cl = strlen(contractions[k]);
+
+			if (n >= 1 + cl && !strncasecmp(s + 1, contractions[k], cl))
+				return 1 + cl;
+		}
+	/* [^\r\n\p{L}\p{N}]?\p{L}+ */
+	if (uc_is_letter(c0))
+		return run_of(s, n, 0, uc_is_letter);
+	if (!uc_is_number(c0) && !is_crlf(c0) && len < n) {
+		l = utf8_decode(s + len, n - len, &c);
+		if (uc_is_letter(c))
+			return run_of(s, n, len, uc_is_letter);
+	}
+	/* \p{N}{1,3} */
+	if (uc_is_number(c0)) {
+		for (i = len, k = 1; k < max_digits && i < n; k++, i += l) {
+			l = utf8_decode(s + i, n - i, &c);
+			if (!uc_is_number(c))
+				break;
+		}
+		return i;
+	}
+	/* ' ?[^\s\p{L}\p{N}]+[\r\n]*' */
+	i = c0 == ' ' ? 1 : 0;
+	if (i < n) {
+		utf8_decode(s + i, n - i, &c);
+		if (is_other(c))
+			return run_of(s, n, run_of(s, n, i, is_other), is_crlf);
+	}
+	/* '\s*[\r\n]+': white space up to its last CR or LF */
+	for (run = 0; run < n; run += l, chars++) {
+		l = utf8_decode(s + run, n - run, &c);
+		if (!uc_is_space(c))
+			break;
+		if (is_crlf(c))
+			after_crlf = run + l;
+		last = l;
+	}
+	if (after_crlf)
+		return after_crlf;
+	/* '\s+(?!\S)' then '\s+', as in GPT-2's pattern */
+	if (run < n && chars > 1)
+		return run - last;
+	return run ? run : len;
+}
+
+/*
+ * Cut s[0..n) into pattern pieces and BPE each: GPT-2's pattern, or with
+ * @max_digits > 0 llama-bpe's.
+ */
+static int split_pattern(const struct tokenizer *t, const char *s, size_t n,
+			 unsigned int max_digits, struct ids *o)
 {
 	size_t i = 0, m;
 	int ret;
 
 	while (i < n) {
-		m = gpt2_match(s + i, n - i);
+		m = max_digits ? llama3_match(s + i, n - i, max_digits) :
+				 gpt2_match(s + i, n - i);
 		ret = bpe(t, s + i, m, o);
 		if (ret)
 			return ret;
@@ -427,15 +536,17 @@ static int encode_text(const struct tokenizer *t, const char *s, size_t n, struc
 	uint32_t c;
 	int ret;
 
+	if (t->pre == PRE_LLAMA3 || t->pre == PRE_QWEN2)
+		return split_pattern(t, s, n, t->pre == PRE_LLAMA3 ? 3 : 1, o);
 	if (t->pre != PRE_SMOLLM)
-		return split_gpt2(t, s, n, o);
+		return split_pattern(t, s, n, 0, o);
 	while (i < n) {		/* smollm: each \p{N} alone, GPT-2 between */
 		for (start = i; i < n; i += l) {
 			l = utf8_decode(s + i, n - i, &c);
 			if (uc_is_number(c))
 				break;
 		}
-		if (i > start && (ret = split_gpt2(t, s + start, i - start, o)))
+		if (i > start && (ret = split_pattern(t, s + start, i - start, 0, o)))
 			return ret;
 		if (i < n) {
 			ret = bpe(t, s + i, l, o);
