@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Byte-level BPE. Text is split at special tokens, pre-tokenized into
+ * Byte-level BPE, and SentencePiece (encode_spm() below). Text is split at
+ * special tokens. For BPE each fragment is pre-tokenized into
  * pieces by the model's pattern, each piece's bytes become the vocabulary's
  * byte tokens, and adjacent pairs are merged by lowest merge rank, leftmost
  * first, until no pair has a rank. The patterns (tokenizer.ggml.pre):
@@ -17,6 +18,7 @@
 #include "tokenizer.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,9 @@ struct tokenizer {
 	size_t n_special;
 	int32_t bos, eos, unk;
 	enum pre pre;
+	bool spm;			/* SentencePiece (model "llama") */
+	bool space_prefix;		/* spm: a space before the text */
+	float *score;			/* spm: each token's score */
 };
 
 static uint64_t hash_bytes(const char *p, size_t n)
@@ -223,6 +228,39 @@ out:
 	return ret;
 }
 
+/* SentencePiece: the vocabulary, scores, byte tokens <0xXX>, the prefix. */
+static int load_spm(struct tokenizer *t, const struct gguf *g, struct pinfer_err *err)
+{
+	const struct gguf_kv *kv = gguf_find_kv(g, "tokenizer.ggml.scores");
+	struct gguf_value e;
+	uint64_t pos = 0, i;
+	unsigned int b;
+	int ret;
+
+	t->spm = true;
+	ret = load_vocab(t, g, err);
+	if (ret)
+		return ret;
+	if (!kv || kv->value.type != GGUF_TYPE_ARRAY || kv->value.arr.count != t->n_vocab ||
+	    kv->value.arr.elem_type != GGUF_TYPE_FLOAT32)
+		return pinfer_fail(err, EINVAL, "tokenizer: tokenizer.ggml.scores is missing or not %" PRIu32 " floats",
+				   t->n_vocab);
+	t->score = malloc(t->n_vocab * sizeof(*t->score));
+	if (!t->score)
+		return pinfer_fail(err, ENOMEM, "tokenizer: out of memory");
+	for (i = 0; gguf_array_next(&kv->value, &pos, &e); i++)
+		t->score[i] = (float)e.f64;
+	for (b = 0; b < 256; b++) {
+		char hex[8];
+
+		snprintf(hex, sizeof(hex), "<0x%02X>", b);
+		t->byte_id[b] = vocab_find(t, hex, 6);
+	}
+	kv = gguf_find_kv(g, "tokenizer.ggml.add_space_prefix");
+	t->space_prefix = !kv || kv->value.type != GGUF_TYPE_BOOL || kv->value.u64;
+	return 0;
+}
+
 int tokenizer_load(struct tokenizer **out, const struct gguf *g, struct pinfer_err *err)
 {
 	const struct gguf_kv *model = gguf_find_kv(g, "tokenizer.ggml.model");
@@ -235,13 +273,19 @@ int tokenizer_load(struct tokenizer **out, const struct gguf *g, struct pinfer_e
 	*out = NULL;
 	if (!model || model->value.type != GGUF_TYPE_STRING)
 		return pinfer_fail(err, EINVAL, "tokenizer.ggml.model is missing");
-	if (!gguf_str_eq(model->value.str, "gpt2"))
-		return pinfer_fail(err, ENOTSUP, "tokenizer model '%.*s' is not supported (supported: gpt2)",
+	if (!gguf_str_eq(model->value.str, "gpt2") && !gguf_str_eq(model->value.str, "llama"))
+		return pinfer_fail(err, ENOTSUP, "tokenizer model '%.*s' is not supported (supported: gpt2, llama)",
 				   (int)(model->value.str.len > 32 ? 32 : model->value.str.len),
 				   model->value.str.ptr);
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return pinfer_fail(err, ENOMEM, "tokenizer: out of memory");
+	if (gguf_str_eq(model->value.str, "llama")) {
+		ret = load_spm(t, g, err);
+		if (ret)
+			goto fail;
+		goto specials;
+	}
 	t->pre = PRE_GPT2;	/* no pre key: GPT-2's pattern */
 	if (pre && pre->value.type == GGUF_TYPE_STRING) {
 		for (i = 0; i < sizeof(pre_names) / sizeof(pre_names[0]); i++)
@@ -267,6 +311,7 @@ int tokenizer_load(struct tokenizer **out, const struct gguf *g, struct pinfer_e
 		t->cp_byte[cp] = (uint8_t)b;
 		t->byte_id[b] = vocab_find(t, s, utf8_encode(cp, s));	/* may be -1 */
 	}
+specials:
 	t->special = malloc(t->n_vocab * sizeof(*t->special));
 	if (!t->special) {
 		ret = pinfer_fail(err, ENOMEM, "tokenizer: out of memory");
@@ -277,7 +322,9 @@ int tokenizer_load(struct tokenizer **out, const struct gguf *g, struct pinfer_e
 			t->special[t->n_special++] = (int32_t)i;
 	t->bos = meta_id(g, "tokenizer.ggml.bos_token_id", -1);
 	t->eos = meta_id(g, "tokenizer.ggml.eos_token_id", -1);
-	t->unk = meta_id(g, "tokenizer.ggml.unknown_token_id", -1);
+	t->unk = meta_id(g, "tokenizer.ggml.unknown_token_id", t->spm ? 0 : -1);
+	if (t->unk >= (int32_t)t->n_vocab)
+		t->unk = -1;
 	*out = t;
 	return 0;
 fail:
@@ -296,6 +343,7 @@ void tokenizer_free(struct tokenizer *t)
 	free(t->merge_rank);
 	free(t->merge_id);
 	free(t->special);
+	free(t->score);
 	free(t);
 }
 
@@ -529,12 +577,101 @@ static int split_pattern(const struct tokenizer *t, const char *s, size_t n,
 	return 0;
 }
 
+static int push_bytes(const struct tokenizer *t, const char *s, size_t n, struct ids *o)
+{
+	size_t k;
+	int ret = 0;
+
+	for (k = 0; k < n && !ret; k++) {
+		int32_t id = t->byte_id[(uint8_t)s[k]];
+
+		id = id >= 0 ? id : t->unk;
+		if (id >= 0)
+			ret = push(o, id);
+	}
+	return ret;
+}
+
+/*
+ * SentencePiece over one fragment of text: spaces become U+2581 "▁" (and
+ * one goes in front with add_space_prefix), each character is a symbol,
+ * and the adjacent pair whose joined text is the token of the highest score
+ * (the leftmost of equals) merges, until no joined pair is a token. A
+ * symbol that is no token becomes the <0xXX> tokens of its bytes (byte
+ * fallback), or the unknown token. Each pair's token is kept and only the
+ * two pairs around a merge are looked up again.
+ */
+static int encode_spm(const struct tokenizer *t, const char *s, size_t n, struct ids *o)
+{
+	struct sym {
+		uint32_t off, len;
+		int32_t pair;	/* the token of this symbol joined with the next, or -1 */
+	} *sym = NULL;
+	size_t len = 0, m = 0, i, k, best_k;
+	char *buf = malloc(3 * n + 4);
+	int ret = 0;
+
+	if (!buf || !(sym = malloc((3 * n + 4) * sizeof(*sym)))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (t->space_prefix)
+		len += (size_t)sprintf(buf, "\xe2\x96\x81");
+	for (i = 0; i < n; i++) {
+		if (s[i] == ' ')
+			len += (size_t)sprintf(buf + len, "\xe2\x96\x81");
+		else
+			buf[len++] = s[i];
+	}
+	for (i = 0; i < len; i += sym[m++].len) {
+		uint32_t c;
+
+		sym[m].off = (uint32_t)i;
+		sym[m].len = (uint32_t)utf8_decode(buf + i, len - i, &c);
+	}
+#define JOIN(k_) (sym[k_].pair = vocab_find(t, buf + sym[k_].off, sym[k_].len + sym[(k_) + 1].len))
+	for (k = 0; k + 1 < m; k++)
+		JOIN(k);
+	for (;;) {
+		float best = 0;
+
+		best_k = m;
+		for (k = 0; k + 1 < m; k++)
+			if (sym[k].pair >= 0 && (best_k == m || t->score[sym[k].pair] > best)) {
+				best = t->score[sym[k].pair];
+				best_k = k;
+			}
+		if (best_k == m)
+			break;
+		sym[best_k].len += sym[best_k + 1].len;
+		memmove(sym + best_k + 1, sym + best_k + 2, (m - best_k - 2) * sizeof(*sym));
+		m--;
+		if (best_k > 0)
+			JOIN(best_k - 1);
+		if (best_k + 1 < m)
+			JOIN(best_k);
+	}
+#undef JOIN
+	for (k = 0; k < m && !ret; k++) {
+		int32_t id = vocab_find(t, buf + sym[k].off, sym[k].len);
+
+		ret = id >= 0 ? push(o, id) : push_bytes(t, buf + sym[k].off, sym[k].len, o);
+	}
+out:
+	free(buf);
+	free(sym);
+	return ret;
+}
+
 /* Ordinary text (no special tokens): pre-tokenize and BPE. */
 static int encode_text(const struct tokenizer *t, const char *s, size_t n, struct ids *o)
 {
 	size_t i = 0, start, l = 0;
 	uint32_t c;
 	int ret;
+
+	if (t->spm)	/* as llama.cpp: each fragment gets the space prefix */
+		return n ? encode_spm(t, s, n, o) : 0;
 
 	if (t->pre == PRE_LLAMA3 || t->pre == PRE_QWEN2)
 		return split_pattern(t, s, n, t->pre == PRE_LLAMA3 ? 3 : 1, o);
@@ -622,7 +759,23 @@ size_t tokenizer_decode(const struct tokenizer *t, int32_t id, char *out, size_t
 		memcpy(out, tok->ptr, n);
 		return n;
 	}
-	while (i < tok->len && n < cap) {
+	if (t->spm && t->type[id] == 6) {	/* <0xXX> */
+		unsigned int b;
+
+		if (cap < 1 || tok->len != 6 || sscanf(tok->ptr + 3, "%2X", &b) != 1)
+			return 0;
+		out[0] = (char)b;
+		return 1;
+	}
+	while (t->spm && i < tok->len && n < cap) {	/* "▁" is a space */
+		if (tok->len - i >= 3 && !memcmp(tok->ptr + i, "\xe2\x96\x81", 3)) {
+			out[n++] = ' ';
+			i += 3;
+		} else {
+			out[n++] = tok->ptr[i++];
+		}
+	}
+	while (!t->spm && i < tok->len && n < cap) {
 		l = utf8_decode(tok->ptr + i, tok->len - i, &c);
 		out[n++] = c < 512 ? (char)t->cp_byte[c] : '?';
 		i += l;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Byte-level BPE tokenizers (tokenizer.ggml.model "gpt2") from GGUF
- * metadata: vocabulary, merge ranks, special tokens, and the pre-tokenizer
- * the file names (tokenizer.ggml.pre: smollm, gpt2/default).
+ * Tokenizers from GGUF metadata: byte-level BPE (tokenizer.ggml.model
+ * "gpt2": vocabulary, merge ranks, special tokens, and the pre-tokenizer
+ * the file names in tokenizer.ggml.pre: gpt2/default, smollm, llama-bpe,
+ * qwen2) and SentencePiece ("llama": pieces, scores, byte fallback, the
+ * space prefix).
  */
 #ifndef PINFER_TOKENIZER_H
 #define PINFER_TOKENIZER_H
