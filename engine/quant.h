@@ -94,8 +94,8 @@ int quant_supported(uint32_t type);
 void dequantize_row_ref(uint32_t type, const void *row, float *y, size_t n);
 
 /*
- * Weights x[0..n) -> a row of @type: F32, F16, Q8_0, Q4_0 or Q4_1 (the
- * types `pinfer quantize` writes). Returns 0, or -1 for another type.
+ * Weights x[0..n) -> a row of @type: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K or
+ * Q6_K (the types `pinfer quantize` writes). Returns 0, or -1 for another.
  */
 int quantize_row_weight_ref(uint32_t type, const float *x, void *out, size_t n);
 

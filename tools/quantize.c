@@ -23,12 +23,15 @@
 static const char quantize_help[] =
 	"usage: pinfer quantize IN OUT TYPE\n\n"
 	"Writes the GGUF model IN to OUT with its weight matrices in TYPE:\n"
-	"f32, f16, q8_0, q4_0 or q4_1. Vectors (norms, biases) stay f32.\n";
+	"f32, f16, q8_0, q4_0, q4_1, q4_k or q6_k. Vectors (norms, biases) stay\n"
+	"f32; matrices whose rows are not whole blocks of TYPE (256 elements for\n"
+	"the K types) keep their type.\n";
 
 static const struct { const char *name; uint32_t type, ftype; } targets[] = {
 	{ "f32", GGML_TYPE_F32, 0 }, { "f16", GGML_TYPE_F16, 1 },
 	{ "q4_0", GGML_TYPE_Q4_0, 2 }, { "q4_1", GGML_TYPE_Q4_1, 3 },
-	{ "q8_0", GGML_TYPE_Q8_0, 7 },
+	{ "q8_0", GGML_TYPE_Q8_0, 7 }, { "q4_k", GGML_TYPE_Q4_K, 14 },
+	{ "q6_k", GGML_TYPE_Q6_K, 18 },
 };
 
 /* The type tensor @t gets: TYPE for matrices of whole blocks, else its own. */
@@ -94,7 +97,8 @@ int cmd_quantize(int argc, char **argv)
 			break;
 		}
 	if (k == sizeof(targets) / sizeof(targets[0])) {
-		cli_error("quantize: type '%s' is not one of f32, f16, q8_0, q4_0, q4_1", argv[3]);
+		cli_error("quantize: type '%s' is not one of f32, f16, q8_0, q4_0, q4_1, q4_k, q6_k",
+			  argv[3]);
 		return EXIT_USAGE;
 	}
 	if (gguf_open(&g, argv[1], &gerr)) {

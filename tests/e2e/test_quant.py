@@ -126,6 +126,36 @@ def test_activation_quant():
                "block sums right")
 
 
+def test_weight_quant():
+    """pinfer quantize's K-quant writers: gguf's dequantizer reads back
+    Gaussian weights within each sub-block's step (Q6_K: 1/32 of its
+    extreme; Q4_K: 1/15 of its range, plus the 6-bit rounding of the min),
+    with the RMS error a plain min-max fit gives."""
+    x = rng.standard_normal(256 * 64).astype(np.float32)
+    x[:256] = 0                 # an all-zero super-block
+    x[256:512] = 1.5            # a constant one
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(x.tobytes())
+        f.flush()
+        for qtype, sub, rms_limit in ((T.Q6_K, 16, 0.025), (T.Q4_K, 32, 0.10)):
+            q = helper("weights", int(qtype), x.size, f.name)
+            y = quants.dequantize(np.frombuffer(q, np.uint8), qtype).reshape(-1)
+            xs = x.reshape(-1, sub)
+            if qtype == T.Q6_K:
+                step = np.abs(xs).max(axis=1) / 32
+            else:
+                step = (xs.max(axis=1) - np.minimum(xs.min(axis=1), 0)) / 15
+            err = np.abs(y - x).reshape(-1, sub)
+            worst = (err.max(axis=1) / np.maximum(step, 1e-12))[step > 0].max()
+            rel = np.sqrt(((y - x)[512:] ** 2).mean() / (x[512:] ** 2).mean())
+            ok(len(q) == x.size // 256 * (210 if qtype == T.Q6_K else 144) and
+               np.all(y[:256] == 0) and np.allclose(y[256:512], 1.5, rtol=0.01) and
+               worst <= 1.1 and rel < rms_limit,
+               f"{qtype.name} weights: zeros and constants kept; every element within "
+               f"{worst:.2f} of its sub-block's step; RMS error {100 * rel:.2f}% "
+               f"(limit {100 * rms_limit:.1f}%)")
+
+
 def test_fp16():
     f = rng.standard_normal(1 << 20).astype(np.float32) * np.float32(
         rng.choice([1e-6, 1e-3, 1.0, 1e3, 7e4], size=1 << 20))
@@ -150,5 +180,6 @@ def test_fp16():
 test_random_blocks()
 test_model_tensors()
 test_activation_quant()
+test_weight_quant()
 test_fp16()
 end()

@@ -5,6 +5,7 @@
  *   print_dequant blocks TYPE N FILE    dequantize N elements of TYPE
  *   print_dequant tensor GGUF NAME      dequantize a tensor of a GGUF file
  *   print_dequant q8 TYPE N FILE        quantize N float32s to TYPE (8-bit)
+ *   print_dequant weights TYPE N FILE   quantize N float32s to weights of TYPE
  *   print_dequant f16 FILE              fp16 bits -> f32, f32 -> fp16 bits
  */
 #include <stdio.h>
@@ -79,6 +80,17 @@ int main(int argc, char **argv)
 		if (!in || !y || size != n * sizeof(float))
 			return 1;
 		quantize_row_act_ref(atoi(argv[2]), in, y, n);
+		return put(y, n / ti->block_elems * ti->block_bytes);
+	}
+	if (argc == 5 && !strcmp(argv[1], "weights")) {
+		const struct ggml_type_info *ti = ggml_type_get(atoi(argv[2]));
+
+		n = strtoul(argv[3], NULL, 10);
+		in = slurp(argv[4], &size);
+		y = malloc(n / ti->block_elems * ti->block_bytes);
+		if (!in || !y || size != n * sizeof(float) ||
+		    quantize_row_weight_ref(atoi(argv[2]), in, y, n))
+			return 1;
 		return put(y, n / ti->block_elems * ti->block_bytes);
 	}
 	if (argc == 3 && !strcmp(argv[1], "f16")) {
