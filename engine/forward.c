@@ -250,13 +250,22 @@ static void matmul(struct llm_session *s, const struct llm_tensor *w,
 				out[k * w->rows + i] += ((const float *)bias->data)[i];
 }
 
-/* cos and sin of each rotated pair's angle at position @pos. */
-static void rope_angles(const struct llm_config *c, uint32_t pos, float *cs)
+/*
+ * cos and sin of each rotated pair's angle at position @pos: the position
+ * (times the linear scaling's 1/factor) times base^(-2i/n_rot), divided by
+ * the model's frequency factor of pair i if it has them.
+ */
+static void rope_angles(const struct llm_model *m, uint32_t pos, float *cs)
 {
+	const struct llm_config *c = &m->cfg;
+	const float *ff = m->rope_freqs.data;
 	uint32_t i;
 
 	for (i = 0; i < c->n_rot / 2; i++) {
-		float theta = pos * powf(c->rope_theta, -2.0f * i / c->n_rot);
+		float theta = pos * c->rope_freq_scale * powf(c->rope_theta, -2.0f * i / c->n_rot);
+
+		if (ff)
+			theta /= ff[i];
 
 		cs[2 * i] = cosf(theta);
 		cs[2 * i + 1] = sinf(theta);
@@ -420,7 +429,7 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 	if (ret)
 		return ret;
 	for (b = 0; b < n; b++) {	/* the same angles serve every layer */
-		rope_angles(c, s->pos + (uint32_t)b, s->rope_cs + b * c->n_rot);
+		rope_angles(m, s->pos + (uint32_t)b, s->rope_cs + b * c->n_rot);
 		dequantize_row_ref(m->token_embd.type,
 				   (const uint8_t *)m->token_embd.data + tokens[b] * m->token_embd.row_bytes,
 				   s->x + b * E, E);

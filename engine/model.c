@@ -74,6 +74,37 @@ static int meta_f32(const struct gguf *g, const char *prefix, const char *key,
 	return 0;
 }
 
+/*
+ * RoPE scaling: none, or linear (positions divided by the factor); the
+ * older key rope.scale_linear means the same. Others are refused.
+ */
+static int read_rope_scaling(const struct gguf *g, const char *p, struct llm_config *c,
+			     struct pinfer_err *err)
+{
+	char name[128];
+	const struct gguf_kv *kv;
+	float factor = 1;
+
+	c->rope_freq_scale = 1;
+	snprintf(name, sizeof(name), "%srope.scaling.type", p);
+	kv = gguf_find_kv(g, name);
+	if (kv && (kv->value.type != GGUF_TYPE_STRING ||
+		   (!gguf_str_eq(kv->value.str, "none") && !gguf_str_eq(kv->value.str, "linear"))))
+		return pinfer_fail(err, ENOTSUP, "%s '%.*s' is not supported (supported: none, linear)",
+				   name, kv->value.type == GGUF_TYPE_STRING ?
+				   (int)(kv->value.str.len > 32 ? 32 : kv->value.str.len) : 1,
+				   kv->value.type == GGUF_TYPE_STRING ? kv->value.str.ptr : "?");
+	if (kv && gguf_str_eq(kv->value.str, "none"))
+		return 0;
+	if (meta_f32(g, p, kv ? "rope.scaling.factor" : "rope.scale_linear", &factor, err) < 0)
+		return err->code;
+	if (!(factor > 0) || factor > 1e6f)
+		return pinfer_fail(err, EINVAL, "%srope scaling factor %g is not positive", p,
+				   (double)factor);
+	c->rope_freq_scale = 1 / factor;
+	return 0;
+}
+
 static int read_config(const struct gguf *g, struct llm_config *c,
 		       struct pinfer_err *err)
 {
@@ -125,7 +156,7 @@ static int read_config(const struct gguf *g, struct llm_config *c,
 				   p, c->n_rot, c->head_dim);
 	if (!(c->rms_eps > 0) || !(c->rope_theta > 0))
 		return pinfer_fail(err, EINVAL, "rms epsilon and rope base must be positive");
-	return 0;
+	return read_rope_scaling(g, p, c, err);
 }
 
 /*
@@ -179,6 +210,8 @@ static int bind_all(struct llm_model *m, struct pinfer_err *err)
 		return ret;
 	if (ret == 1)		/* tied embeddings */
 		m->output = m->token_embd;
+	if (BIND("rope_freqs.weight", c->n_rot / 2, 1, true, &m->rope_freqs))
+		return ret;
 	for (i = 0; i < c->n_layer; i++) {
 		struct llm_layer *l = &m->layers[i];
 		bool bias = c->arch == LLM_ARCH_QWEN2;
@@ -215,6 +248,7 @@ size_t llm_model_trefs(struct llm_model *m, struct llm_tref *out)
 	REF(&m->token_embd, -1);
 	REF(&m->output_norm, -1);
 	REF(&m->output, -1);
+	REF(&m->rope_freqs, -1);
 	for (i = 0; i < m->cfg.n_layer; i++) {
 		struct llm_layer *l = &m->layers[i];
 		int32_t li = (int32_t)i;

@@ -29,6 +29,7 @@ struct llm_config {
 	uint32_t n_vocab, n_embd, n_layer, n_ff, n_head, n_head_kv;
 	uint32_t head_dim, n_rot, ctx_train;
 	float rope_theta, rms_eps;
+	float rope_freq_scale;	/* positions times this: 1 / linear scaling factor */
 };
 
 /* A weight matrix of @rows rows of @cols elements, in the region. */
@@ -70,6 +71,7 @@ struct llm_stream;
 struct llm_model {
 	struct llm_config cfg;
 	struct llm_tensor token_embd, output_norm, output;	/* output may be token_embd */
+	struct llm_tensor rope_freqs;	/* n_rot/2 frequency divisors (Llama 3.1), optional */
 	struct llm_layer *layers;
 	struct pinfer_region *region;
 	struct gguf *gguf;

@@ -88,7 +88,7 @@ int synth_preset(struct synth_spec *s, const char *arch, const char *params,
 
 /* ---- the tensor table ---------------------------------------------------------- */
 
-enum kind { K_MATRIX, K_NORM, K_BIAS };
+enum kind { K_MATRIX, K_NORM, K_BIAS, K_FREQ };
 
 struct stensor {
 	char name[48];
@@ -139,9 +139,11 @@ static int make_table(const struct synth_spec *s, struct table *tb,
 	hd = s->n_embd / s->n_head;
 	qd = hd * s->n_head;
 	kvd = hd * s->n_head_kv;
-	tb->t = calloc(3 + (size_t)s->n_layer * 12, sizeof(*tb->t));
+	tb->t = calloc(4 + (size_t)s->n_layer * 12, sizeof(*tb->t));
 	if (!tb->t)
 		return pinfer_fail(err, ENOMEM, "synth: out of memory");
+	if (s->rope_freqs)
+		add(tb, "rope_freqs.weight", hd / 2, 1, 0, K_FREQ);
 	add(tb, "token_embd.weight", s->n_embd, s->n_vocab, s->type, K_MATRIX);
 	for (i = 0; i < s->n_layer; i++) {
 #define T(suffix_, cols_, rows_, kind_) \
@@ -227,7 +229,8 @@ static void fill(const struct stensor *t, uint8_t *buf, uint64_t n, uint64_t *st
 		float *v = (float *)buf;
 
 		for (i = 0; i < n * t->cols; i++)
-			v[i] = t->kind == K_NORM ? 1.0f + 0.1f * uniform(st) : 0.1f * uniform(st);
+			v[i] = t->kind == K_NORM ? 1.0f + 0.1f * uniform(st) :
+			       t->kind == K_FREQ ? 4.5f + 3.5f * uniform(st) : 0.1f * uniform(st);
 		return;
 	}
 	for (i = 0; i + 8 <= bytes; i += 8) {
@@ -395,7 +398,7 @@ static int write_meta(struct gguf_writer *w, const struct synth_spec *s, size_t 
 	gguf_put(w, "GGUF", 4);
 	gguf_put_u32(w, 3);
 	gguf_put_u64(w, n_tensors);
-	gguf_put_u64(w, 21);		/* the key-value pairs below */
+	gguf_put_u64(w, 21 + (s->rope_scale > 0 ? 2 : 0));	/* the key-value pairs below */
 	gguf_put_kv_str(w, "general.architecture", a);
 	gguf_put_kv_str(w, "general.name", "pinfer synth");
 	gguf_put_kv_u32(w, "general.file_type", 0);
@@ -410,6 +413,11 @@ static int write_meta(struct gguf_writer *w, const struct synth_spec *s, size_t 
 	ARCH_U32("rope.dimension_count", s->n_embd / s->n_head);
 	ARCH_F32("rope.freq_base", s->arch == LLM_ARCH_QWEN2 ? 1000000.0f : 10000.0f);
 	ARCH_F32("attention.layer_norm_rms_epsilon", 1e-5f);
+	if (s->rope_scale > 0) {
+		snprintf(key, sizeof(key), "%s.rope.scaling.type", a);
+		gguf_put_kv_str(w, key, "linear");
+		ARCH_F32("rope.scaling.factor", s->rope_scale);
+	}
 #undef ARCH_U32
 #undef ARCH_F32
 	gguf_put_kv_str(w, "tokenizer.ggml.model", "gpt2");

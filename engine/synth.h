@@ -7,6 +7,7 @@
 #ifndef PINFER_SYNTH_H
 #define PINFER_SYNTH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "libpinfer.h"
@@ -17,6 +18,8 @@ struct synth_spec {
 	uint32_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_vocab, ctx;
 	uint32_t type;		/* of the matrices: a ggml type */
 	uint64_t seed;
+	float rope_scale;	/* linear RoPE scaling factor; 0: none */
+	bool rope_freqs;	/* a rope_freqs tensor of random factors in [1, 8) */
 };
 
 /*

@@ -31,6 +31,8 @@ static const char synth_help[] =
 	"      --vocab N       vocabulary size, at least 260 (default 512)\n"
 	"      --ctx N         context length (default 4096)\n"
 	"      --seed N        random seed (default 1)\n"
+	"      --rope-scale F  linear RoPE scaling by F (rope.scaling.* keys)\n"
+	"      --rope-freqs    a rope_freqs tensor (Llama 3.1's) of random factors\n"
 	"  -t, --threads N     threads making the data (default: one per CPU)\n"
 	"  -h, --help\n\n"
 	"presets:\n";
@@ -68,6 +70,8 @@ int cmd_synth(int argc, char **argv)
 		{ "ctx", required_argument, NULL, 10 },
 		{ "seed", required_argument, NULL, 11 },
 		{ "threads", required_argument, NULL, 't' },
+		{ "rope-scale", required_argument, NULL, 12 },
+		{ "rope-freqs", no_argument, NULL, 13 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -79,6 +83,8 @@ int cmd_synth(int argc, char **argv)
 	struct pinfer_pool *pool = NULL;
 	struct pinfer_err err = { 0 };
 	unsigned long long seed = 1;
+	float rope_scale = 0;
+	bool rope_freqs = false;
 	char *end;
 	int c, threads = 0, ret;
 	double t0;
@@ -99,6 +105,8 @@ int cmd_synth(int argc, char **argv)
 			}
 			break;
 		case 11: seed = strtoull(optarg, &end, 10); break;
+		case 12: rope_scale = strtof(optarg, &end); break;
+		case 13: rope_freqs = true; break;
 		case 't': threads = (int)strtol(optarg, &end, 10); break;
 		case 'h':
 			fputs(synth_help, stdout);
@@ -143,6 +151,12 @@ int cmd_synth(int argc, char **argv)
 	DIM(6, ctx);
 #undef DIM
 	s.seed = seed;
+	s.rope_scale = rope_scale;
+	s.rope_freqs = rope_freqs;
+	if (rope_scale < 0) {
+		cli_error("synth: --rope-scale %g: not positive", (double)rope_scale);
+		return EXIT_USAGE;
+	}
 	if (type && parse_type(type, &s.type)) {
 		cli_error("synth: --type %s: not one of f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k",
 			  type);

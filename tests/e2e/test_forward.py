@@ -186,10 +186,52 @@ def test_quantized():
             test_logits(LlamaRef(out), out, PROMPTS[1:], f"{qtype}: ")
 
 
+def test_rope_scaling():
+    """Linear RoPE scaling and Llama 3.1's rope_freqs tensor, on synthetic
+    models (pinfer synth): the engine agrees with the reference, which
+    implements both on its own, and the logits move when they are on."""
+    with tempfile.TemporaryDirectory() as tmp:
+        shape = ["--embd", "256", "--layers", "2", "--ff", "512", "--heads", "4",
+                 "--kv-heads", "2", "--vocab", "300", "--type", "q8_0"]
+        toks = [5, 77, 120, 9, 250, 31, 17, 260, 3, 99, 42, 7]
+        base = None
+        for name, extra in (("plain", []), ("linear x4", ["--rope-scale", "4"]),
+                            ("rope_freqs", ["--rope-freqs"]),
+                            ("both", ["--rope-scale", "2.5", "--rope-freqs"])):
+            out = os.path.join(tmp, "r.gguf")
+            p = subprocess.run([PINFER, "synth", *shape, *extra, "-o", out], capture_output=True)
+            if not ok(p.returncode == 0, f"synth with RoPE {name}", p.stderr.decode()):
+                continue
+            want = LlamaRef(out).forward(toks)
+            e = engine(out, toks, exact=True)
+            got = np.frombuffer(e.stdout, np.float32).reshape(len(toks), -1)
+            rel = np.abs(got - want).max() / (want.max() - want.min())
+            moved = base is not None and np.abs(got - base).max() > 1e-3 * (want.max() - want.min())
+            ok(e.returncode == 0 and rel < 0.005 and (base is None or moved),
+               f"RoPE {name}: reference mode within {100 * rel:.3f}% of the reference"
+               + ("" if base is None else ", and the logits differ from plain RoPE's"),
+               e.stderr.decode())
+            if base is None:
+                base = got
+        bad = os.path.join(tmp, "bad.gguf")
+        r = gguf.GGUFReader(out)
+        with open(out, "rb") as f:
+            data = bytearray(f.read())
+        fld = r.fields["llama.rope.scaling.type"]
+        off = fld.offset + 8 + len(fld.name) + 4 + 8
+        data[off:off + 6] = b"yarnxx"
+        with open(bad, "wb") as f:
+            f.write(data)
+        e = engine(bad, [1])
+        ok(e.returncode == 1 and "llama.rope.scaling.type 'yarnxx' is not supported" in e.stderr.decode(),
+           f"another scaling type is refused: {e.stderr.decode().strip()}")
+
+
 ref = LlamaRef(MODEL)
 test_logits(ref)
 test_quantized()
 test_greedy(ref)
 test_batch()
 test_bad_input()
+test_rope_scaling()
 end()

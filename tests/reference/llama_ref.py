@@ -32,11 +32,18 @@ class LlamaRef:
         self.theta = val(f"{arch}.rope.freq_base", 10000.0)
         self.hd = self.n_embd // self.n_head
         self.n_rot = val(f"{arch}.rope.dimension_count", self.hd)
+        # RoPE scaling: linear divides positions by the factor; a
+        # rope_freqs tensor divides each pair's frequency
+        kind = f.get(f"{arch}.rope.scaling.type")
+        kind = bytes(kind.parts[kind.data[0]]).decode() if kind else "none"
+        assert kind in ("none", "linear"), kind
+        self.pos_scale = 1.0 / val(f"{arch}.rope.scaling.factor", 1.0) if kind == "linear" else 1.0
         self.w = {}
         for t in r.tensors:
             a = dequantize(t.data, t.tensor_type).astype(np.float64)
             self.w[t.name] = a.reshape(-1) if len(t.shape) == 1 else a.reshape(int(t.shape[1]), int(t.shape[0]))
         self.out = self.w.get("output.weight", self.w["token_embd.weight"])
+        self.freq_div = self.w.get("rope_freqs.weight", np.ones(self.n_rot // 2))
 
     def rmsnorm(self, x, w):
         return x / np.sqrt(np.mean(x * x) + self.eps) * w
@@ -44,8 +51,8 @@ class LlamaRef:
     def rope(self, x, pos):
         """x: (heads, hd); rotate the first n_rot dims of each head."""
         half = self.n_rot // 2
-        inv = self.theta ** (-np.arange(half) * 2.0 / self.n_rot)
-        c, s = np.cos(pos * inv), np.sin(pos * inv)
+        inv = self.theta ** (-np.arange(half) * 2.0 / self.n_rot) / self.freq_div
+        c, s = np.cos(pos * self.pos_scale * inv), np.sin(pos * self.pos_scale * inv)
         x = x.copy()
         if self.neox:
             a, b = x[:, :half].copy(), x[:, half:self.n_rot].copy()
