@@ -32,7 +32,9 @@ struct llm_session {
 	uint32_t n_ctx, pos;
 	bool exact;		/* float activations: the reference mode */
 	size_t kv_dim, qd, maxd;
-	fp16_t *kcache, *vcache;	/* [layer][pos][kv_dim] */
+	enum llm_kv_type kv_type;
+	size_t kv_row;		/* bytes of one position's K (or V) of one layer */
+	uint8_t *kcache, *vcache;	/* [layer][pos][kv_row bytes] */
 	float *x;	/* [n][n_embd] the residual stream of the call's tokens */
 	float *xb;	/* [b][n_embd] normed input of a block */
 	float *q;	/* [b][qd] */
@@ -51,6 +53,13 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 		       uint32_t n_ctx, struct pinfer_pool *pool,
 		       struct pinfer_err *err)
 {
+	return llm_session_create_kv(out, m, n_ctx, LLM_KV_F16, pool, err);
+}
+
+int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
+			  uint32_t n_ctx, enum llm_kv_type kv, struct pinfer_pool *pool,
+			  struct pinfer_err *err)
+{
 	const struct llm_config *c = &m->cfg;
 	struct llm_session *s;
 	const size_t B = LLM_BATCH;
@@ -58,6 +67,9 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 	*out = NULL;
 	if (!n_ctx || n_ctx > c->ctx_train)
 		n_ctx = c->ctx_train;
+	if (kv == LLM_KV_Q8_0 && c->head_dim % QK)
+		return pinfer_fail(err, EINVAL, "a Q8_0 KV cache needs heads of a multiple of %d dimensions, not %" PRIu32,
+				   QK, c->head_dim);
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return pinfer_fail(err, ENOMEM, "session: out of memory");
@@ -68,8 +80,11 @@ int llm_session_create(struct llm_session **out, const struct llm_model *m,
 	s->qd = (size_t)c->n_head * c->head_dim;
 	s->maxd = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
 	s->maxd = s->maxd > s->qd ? s->maxd : s->qd;
-	s->kcache = calloc((size_t)c->n_layer * n_ctx * s->kv_dim, sizeof(fp16_t));
-	s->vcache = calloc((size_t)c->n_layer * n_ctx * s->kv_dim, sizeof(fp16_t));
+	s->kv_type = kv;
+	s->kv_row = kv == LLM_KV_Q8_0 ? s->kv_dim / QK * sizeof(struct block_q8_0) :
+		    s->kv_dim * sizeof(fp16_t);
+	s->kcache = calloc((size_t)c->n_layer * n_ctx, s->kv_row);
+	s->vcache = calloc((size_t)c->n_layer * n_ctx, s->kv_row);
 	s->n_cap = B;
 	s->x = calloc(B * c->n_embd, 4);
 	s->xb = calloc(B * c->n_embd, 4);
@@ -297,9 +312,38 @@ struct attn_task {
 	uint32_t layer, pos;
 	const float *q;
 	float *out;
-	dot_f16_fn dot;
+	dot_f16_fn dot;		/* the fp16 cache's kernels */
 	axpy_f16_fn axpy;
 };
+
+/* q · k for a head of the Q8_0 cache: n / 32 blocks. */
+static float dot_kv_q8(const float *q, const struct block_q8_0 *k, size_t n)
+{
+	float sum = 0;
+	size_t b, i;
+
+	for (b = 0; b < n / QK; b++, q += QK) {
+		float part = 0;
+
+		for (i = 0; i < QK; i++)
+			part += q[i] * k[b].qs[i];
+		sum += part * fp16_to_f32(k[b].d);
+	}
+	return sum;
+}
+
+/* o += p v for a head of the Q8_0 cache. */
+static void axpy_kv_q8(float *o, float p, const struct block_q8_0 *v, size_t n)
+{
+	size_t b, i;
+
+	for (b = 0; b < n / QK; b++, o += QK) {
+		float pd = p * fp16_to_f32(v[b].d);
+
+		for (i = 0; i < QK; i++)
+			o[i] += pd * v[b].qs[i];
+	}
+}
 
 /* Heads [hb, he) of one token's attention; each head has its own scores. */
 static void attn_heads(void *arg, size_t hb, size_t he, int thread)
@@ -307,20 +351,25 @@ static void attn_heads(void *arg, size_t hb, size_t he, int thread)
 	const struct attn_task *a = arg;
 	struct llm_session *s = a->s;
 	const struct llm_config *c = &s->m->cfg;
-	size_t kvd = s->kv_dim, base = (size_t)a->layer * s->n_ctx * kvd;
+	size_t row = s->kv_row, base = (size_t)a->layer * s->n_ctx * row;
 	uint32_t group = c->n_head / c->n_head_kv, t;
 	float scale = 1.0f / sqrtf((float)c->head_dim);
+	bool q8 = s->kv_type == LLM_KV_Q8_0;
 	size_t h;
 
 	(void)thread;
 	for (h = hb; h < he; h++) {
 		const float *q = a->q + h * c->head_dim;
-		size_t kvo = (h / group) * c->head_dim;
+		size_t kvo = (h / group) * (q8 ? c->head_dim / QK * sizeof(struct block_q8_0) :
+						 c->head_dim * sizeof(fp16_t));
+		const uint8_t *kc = s->kcache + base + kvo, *vc = s->vcache + base + kvo;
 		float *att = s->att + h * s->n_ctx, *o = a->out + h * c->head_dim;
 		float max = -INFINITY, sum = 0;
 
 		for (t = 0; t <= a->pos; t++) {
-			att[t] = a->dot(q, s->kcache + base + t * kvd + kvo, c->head_dim) * scale;
+			const void *k = kc + t * row;
+
+			att[t] = (q8 ? dot_kv_q8(q, k, c->head_dim) : a->dot(q, k, c->head_dim)) * scale;
 			max = att[t] > max ? att[t] : max;
 		}
 		for (t = 0; t <= a->pos; t++) {
@@ -328,8 +377,14 @@ static void attn_heads(void *arg, size_t hb, size_t he, int thread)
 			sum += att[t];
 		}
 		memset(o, 0, c->head_dim * sizeof(float));
-		for (t = 0; t <= a->pos; t++)
-			a->axpy(o, att[t] / sum, s->vcache + base + t * kvd + kvo, c->head_dim);
+		for (t = 0; t <= a->pos; t++) {
+			const void *v = vc + t * row;
+
+			if (q8)
+				axpy_kv_q8(o, att[t] / sum, v, c->head_dim);
+			else
+				a->axpy(o, att[t] / sum, v, c->head_dim);
+		}
 	}
 }
 
@@ -363,13 +418,19 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 	matmul(s, &ly->wk, &ly->bk, s->xb, nb, s->k);
 	matmul(s, &ly->wv, &ly->bv, s->xb, nb, s->v);
 	for (b = 0; b < nb; b++) {
-		size_t at = ((size_t)l * s->n_ctx + pos + b) * kvd;
+		size_t at = ((size_t)l * s->n_ctx + pos + b) * s->kv_row;
+		fp16_t *kh = (fp16_t *)(s->kcache + at), *vh = (fp16_t *)(s->vcache + at);
 
 		rope(c, s->q + b * qd, c->n_head, cs + b * c->n_rot);
 		rope(c, s->k + b * kvd, c->n_head_kv, cs + b * c->n_rot);
+		if (s->kv_type == LLM_KV_Q8_0) {
+			quantize_row_act_ref(GGML_TYPE_Q8_0, s->k + b * kvd, s->kcache + at, kvd);
+			quantize_row_act_ref(GGML_TYPE_Q8_0, s->v + b * kvd, s->vcache + at, kvd);
+			continue;
+		}
 		for (i = 0; i < kvd; i++) {
-			s->kcache[at + i] = f32_to_fp16(s->k[b * kvd + i]);
-			s->vcache[at + i] = f32_to_fp16(s->v[b * kvd + i]);
+			kh[i] = f32_to_fp16(s->k[b * kvd + i]);
+			vh[i] = f32_to_fp16(s->v[b * kvd + i]);
 		}
 	}
 	for (b = 0; b < nb; b++)	/* causal: each sees the cache up to itself */

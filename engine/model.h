@@ -111,7 +111,7 @@ struct llm_stream_stats {
 
 void llm_model_stream_stats(const struct llm_model *m, struct llm_stream_stats *st);
 
-/* Bytes a session of @n_ctx allocates: the KV cache and its buffers. */
+/* Bytes a session of @n_ctx allocates at most (an fp16 KV cache and its buffers). */
 uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx);
 
 /* A sequence's state: the KV cache (fp16) and scratch buffers. */
@@ -120,6 +120,14 @@ struct llm_session;
 int llm_session_create(struct llm_session **out, const struct llm_model *m,
 		       uint32_t n_ctx, struct pinfer_pool *pool,
 		       struct pinfer_err *err);
+
+/* The KV cache's element type: fp16 (the default), or Q8_0 blocks. */
+enum llm_kv_type { LLM_KV_F16, LLM_KV_Q8_0 };
+
+/* As llm_session_create(), with the KV cache in @kv (Q8_0: heads of 32k). */
+int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
+			  uint32_t n_ctx, enum llm_kv_type kv, struct pinfer_pool *pool,
+			  struct pinfer_err *err);
 void llm_session_free(struct llm_session *s);
 uint32_t llm_session_pos(const struct llm_session *s);
 uint32_t llm_session_ctx(const struct llm_session *s);	/* its context length */

@@ -47,6 +47,7 @@ static const char run_help[] =
 	"                         stream from the file through a ring of slots\n"
 	"      --ring N           slots of the streaming ring (default 4)\n"
 	"      --stream-layers N  stream at least the last N layers (benchmarks)\n"
+	"      --kv-type TYPE     KV cache: f16 (default) or q8_0 (half the memory)\n"
 	"      --plan             print the placement plan and exit\n"
 	"      --drive-bw GB/s    the drive's read bandwidth, for --plan's floor\n"
 	"  -h, --help\n";
@@ -55,6 +56,7 @@ struct run_opts {
 	const char *model, *prompt, *system;
 	int n_predict, threads, n_ctx;
 	bool raw, chat, plan;
+	enum llm_kv_type kv;
 	uint64_t mem;
 	long ring, stream_layers;
 	double drive_bw;
@@ -96,6 +98,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ "stream-layers", required_argument, NULL, 11 },
 		{ "plan", no_argument, NULL, 12 },
 		{ "drive-bw", required_argument, NULL, 13 },
+		{ "kv-type", required_argument, NULL, 14 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -135,6 +138,13 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		case 11: o->stream_layers = strtol(optarg, &end, 10); break;
 		case 12: o->plan = true; break;
 		case 13: o->drive_bw = strtod(optarg, &end); break;
+		case 14:
+			if (strcmp(optarg, "f16") && strcmp(optarg, "q8_0")) {
+				cli_error("--kv-type %s: not one of f16, q8_0", optarg);
+				return EXIT_USAGE;
+			}
+			o->kv = strcmp(optarg, "f16") ? LLM_KV_Q8_0 : LLM_KV_F16;
+			break;
 		case 'h':
 			fputs(run_help, stdout);
 			return -1;
@@ -235,7 +245,7 @@ static int start(struct engine *e, const struct run_opts *o)
 	if ((ret = pinfer_pool_create(&e->pool, o->threads, -1, &err)) ||
 	    (ret = llm_model_load(&e->m, o->model, &lo, &err)) ||
 	    (ret = tokenizer_load(&e->tok, e->m->gguf, &err)) ||
-	    (ret = llm_session_create(&e->s, e->m, (uint32_t)o->n_ctx, e->pool, &err))) {
+	    (ret = llm_session_create_kv(&e->s, e->m, (uint32_t)o->n_ctx, o->kv, e->pool, &err))) {
 		cli_error("%s", err.msg);
 		return EXIT_FAIL;
 	}

@@ -6,8 +6,14 @@ dequantizers, activations in float64, no code shared with the engine.
     ref = LlamaRef(path); logits = ref.forward(token_ids)  # (n, vocab)
 """
 import numpy as np
-from gguf import GGUFReader
-from gguf.quants import dequantize
+from gguf import GGMLQuantizationType, GGUFReader
+from gguf.quants import dequantize, quantize
+
+
+def q8_kv(x):
+    """@x through Q8_0 blocks of 32 (gguf's quantizer and dequantizer)."""
+    q = quantize(x.astype(np.float32).reshape(-1, 32), GGMLQuantizationType.Q8_0)
+    return dequantize(q, GGMLQuantizationType.Q8_0).reshape(x.shape).astype(np.float64)
 
 
 class LlamaRef:
@@ -62,6 +68,10 @@ class LlamaRef:
             x[:, 0:self.n_rot:2], x[:, 1:self.n_rot:2] = a * c - b * s, a * s + b * c
         return x
 
+    # How K and V are stored in the cache: as computed (None), or through a
+    # function such as q8_kv below.
+    kv_store = None
+
     def reset(self):
         self.ks = [[] for _ in range(self.n_layer)]
         self.vs = [[] for _ in range(self.n_layer)]
@@ -77,8 +87,11 @@ class LlamaRef:
             k = w[p + "attn_k.weight"] @ h + w.get(p + "attn_k.bias", 0)
             v = w[p + "attn_v.weight"] @ h + w.get(p + "attn_v.bias", 0)
             q = self.rope(q.reshape(self.n_head, hd), pos)
-            self.ks[i].append(self.rope(k.reshape(self.n_kv, hd), pos))
-            self.vs[i].append(v.reshape(self.n_kv, hd))
+            k, v = self.rope(k.reshape(self.n_kv, hd), pos), v.reshape(self.n_kv, hd)
+            if self.kv_store:
+                k, v = self.kv_store(k), self.kv_store(v)
+            self.ks[i].append(k)
+            self.vs[i].append(v)
             rep = self.n_head // self.n_kv
             K = np.repeat(np.stack(self.ks[i]), rep, axis=1)   # (t, heads, hd)
             V = np.repeat(np.stack(self.vs[i]), rep, axis=1)

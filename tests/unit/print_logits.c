@@ -6,7 +6,8 @@
  *   print_logits --batch MODEL ID...   the last position's logits, the ids
  *                                      fed as one batch (llm_eval_batch)
  * Threads: PINFER_THREADS (default 2). PINFER_EXACT=1: the reference mode.
- * PINFER_CTX: the context size (default the model's).
+ * PINFER_CTX: the context size (default the model's). PINFER_KV=q8_0: a
+ * Q8_0 KV cache.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +40,9 @@ int main(int argc, char **argv)
 	threads = env ? atoi(env) : 2;
 	if (pinfer_pool_create(&pool, threads, -1, &err) ||
 	    llm_model_load(&m, argv[first], NULL, &err) ||
-	    llm_session_create(&s, m, getenv("PINFER_CTX") ? atoi(getenv("PINFER_CTX")) : 0,
-			       pool, &err))
+	    llm_session_create_kv(&s, m, getenv("PINFER_CTX") ? atoi(getenv("PINFER_CTX")) : 0,
+				  getenv("PINFER_KV") && !strcmp(getenv("PINFER_KV"), "q8_0") ?
+				  LLM_KV_Q8_0 : LLM_KV_F16, pool, &err))
 		goto out;
 	llm_session_set_exact(s, getenv("PINFER_EXACT") && atoi(getenv("PINFER_EXACT")));
 	if (batch) {
