@@ -150,6 +150,142 @@ void attn_axpy_f16_avx2(float *o, float p, const fp16_t *v, size_t n)
 		o[i] += p * _cvtsh_ss(v[i]);
 }
 
+/* ---- K-quants, with Q8_K activations (their bsums hold sums of 16) -------- */
+
+static inline int hsum_i32(__m256i v)
+{
+	__m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+
+	x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+	x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+	return _mm_cvtsi128_si32(x);
+}
+
+/* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block. */
+static inline void scales_k4(const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+	int j;
+
+	for (j = 0; j < 4; j++) {
+		sc[j] = q[j] & 63;
+		m[j] = q[j + 4] & 63;
+		sc[j + 4] = (q[j + 8] & 0xf) | ((q[j] >> 6) << 4);
+		m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+	}
+}
+
+/*
+ * Q4_K and Q5_K: Σ_j d sc_j (q·y)_j - dmin Σ_j m_j (y sums)_j per
+ * super-block, the q·y exact in int32; @qh NULL for Q4_K.
+ */
+static float dot_k45(size_t nb, const uint8_t *w, size_t stride, const struct block_q8_K *a,
+		     bool five)
+{
+	const __m256i lowmask = _mm256_set1_epi8(0x0f), sixteen = _mm256_set1_epi8(16);
+	float sum = 0;
+	size_t i;
+	int j;
+
+	for (i = 0; i < nb; i++, w += stride) {
+		const struct block_q4_K *b4 = (const void *)w;
+		const struct block_q5_K *b5 = (const void *)w;
+		const uint8_t *qs = five ? b5->qs : b4->qs;
+		__m256i acc = _mm256_setzero_si256(), qh = _mm256_setzero_si256();
+		uint8_t sc[8], mn[8];
+		int summ = 0;
+
+		scales_k4(five ? b5->scales : b4->scales, sc, mn);
+		for (j = 0; j < 8; j++)
+			summ += mn[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+		if (five)
+			qh = _mm256_loadu_si256((const __m256i *)b5->qh);
+		for (j = 0; j < 4; j++) {
+			__m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+			__m256i lo = _mm256_and_si256(q, lowmask);
+			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), lowmask);
+			__m256i y0 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j));
+			__m256i y1 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * j + 32));
+
+			if (five) {	/* bits 2j and 2j+1 of qh[l]: the fifth bits */
+				__m256i u1 = _mm256_set1_epi8((char)(1 << (2 * j)));
+				__m256i u2 = _mm256_set1_epi8((char)(1 << (2 * j + 1)));
+
+				lo = _mm256_or_si256(lo, _mm256_and_si256(
+					_mm256_cmpeq_epi8(_mm256_and_si256(qh, u1), u1), sixteen));
+				hi = _mm256_or_si256(hi, _mm256_and_si256(
+					_mm256_cmpeq_epi8(_mm256_and_si256(qh, u2), u2), sixteen));
+			}
+			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
+								      _mm256_set1_epi16(sc[2 * j])));
+			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1),
+								      _mm256_set1_epi16(sc[2 * j + 1])));
+		}
+		sum += a[i].d * (h2f(five ? b5->d : b4->d) * hsum_i32(acc) -
+				 h2f(five ? b5->dmin : b4->dmin) * summ);
+	}
+	return sum;
+}
+
+static float dot_q4_K(size_t n, const void *row, const void *act)
+{
+	return dot_k45(n / QK_K, row, sizeof(struct block_q4_K), act, false);
+}
+
+static float dot_q5_K(size_t n, const void *row, const void *act)
+{
+	return dot_k45(n / QK_K, row, sizeof(struct block_q5_K), act, true);
+}
+
+/*
+ * Q6_K: elements q - 32 with q in 0..63 (four bits in ql, two in qh) and
+ * a signed scale per 16: d Σ_g sc_g ((q·y)_g - 32 (y sum)_g).
+ */
+static float dot_q6_K(size_t n, const void *row, const void *act)
+{
+	const struct block_q6_K *w = row;
+	const struct block_q8_K *a = act;
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+	float sum = 0;
+	size_t i;
+	int h, g;
+
+	for (i = 0; i < n / QK_K; i++) {
+		__m256i acc = _mm256_setzero_si256();
+		int bias = 0;
+
+		for (g = 0; g < 16; g++)
+			bias += w[i].scales[g] * a[i].bsums[g];
+		for (h = 0; h < 2; h++) {	/* 128 elements each */
+			const uint8_t *ql = w[i].ql + 64 * h, *qhp = w[i].qh + 32 * h;
+			const int8_t *sc = w[i].scales + 8 * h, *y = a[i].qs + 128 * h;
+			__m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+			__m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+			__m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
+			__m256i q[4];
+			int k;
+
+			q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+					       _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
+			q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+					       _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
+			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+					       _mm256_and_si256(qh, m2));
+			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+					       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+			for (k = 0; k < 4; k++) {	/* elements 32k..32k+31: groups 2k, 2k+1 */
+				__m256i yy = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
+				__m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
+							     _mm_set1_epi16(sc[2 * k]));
+
+				acc = _mm256_add_epi32(acc, _mm256_madd_epi16(
+					_mm256_maddubs_epi16(q[k], yy), s));
+			}
+		}
+		sum += a[i].d * h2f(w[i].d) * (float)(hsum_i32(acc) - 32 * bias);
+	}
+	return sum;
+}
+
 vec_dot_fn quant_vec_dot_avx2(uint32_t type)
 {
 	switch (type) {
@@ -163,6 +299,12 @@ vec_dot_fn quant_vec_dot_avx2(uint32_t type)
 		return dot_f32;
 	case GGML_TYPE_F16:
 		return dot_f16;
+	case GGML_TYPE_Q4_K:
+		return dot_q4_K;
+	case GGML_TYPE_Q5_K:
+		return dot_q5_K;
+	case GGML_TYPE_Q6_K:
+		return dot_q6_K;
 	default:
 		return NULL;
 	}

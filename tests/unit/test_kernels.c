@@ -46,6 +46,7 @@ int main(void)
 {
 	static const uint32_t types[] = {
 		GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, GGML_TYPE_F32, GGML_TYPE_F16,
+		GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
 	};
 	static const size_t blocks[] = { 1, 2, 3, 17, 48 };
 	const struct pinfer_cpu *cpu = pinfer_cpu();
@@ -54,7 +55,8 @@ int main(void)
 
 	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
 		vec_dot_fn k2 = quant_vec_dot_avx2(types[t]), k5 = quant_vec_dot_avx512(types[t]);
-		size_t unit = types[t] == GGML_TYPE_F32 || types[t] == GGML_TYPE_F16 ? 1 : QK;
+		size_t unit = types[t] == GGML_TYPE_F32 || types[t] == GGML_TYPE_F16 ? 1 :
+			      ggml_type_get(types[t])->block_elems;
 
 		for (b = 0; b < 5; b++) {
 			size_t n = blocks[b] * unit + (unit == 1 ? 5 : 0);
