@@ -14,7 +14,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
 CPPFLAGS += -D_GNU_SOURCE -DPINFER_VERSION='"$(VERSION)"' \
 	-Iuapi -Iruntime -Iengine -Itools
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
-LDLIBS += -luring -lnuma -lm -lpthread
+LDLIBS += -luring -lnuma -lm -lpthread -ldl
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl \
 	-mavx512vnni

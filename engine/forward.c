@@ -13,11 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "model.h"
 #include "quant.h"
 #include "stream.h"
 
-#define LLM_BATCH 32	/* tokens evaluated together, at most */
+#define LLM_BATCH 256	/* tokens evaluated together, at most */
+#define GEMM_MIN 32	/* batches at least this large: sgemm on dequantized tiles */
+#define GEMM_ROWS 32	/* weight rows dequantized at a time, per thread */
 
 /*
  * Scratch buffers hold LLM_BATCH tokens each, token b at b * (its width):
@@ -47,6 +50,7 @@ struct llm_session {
 	float *rope_cs;	/* [n][n_rot/2][cos, sin] of the call's positions */
 	size_t n_cap;	/* tokens x and rope_cs have room for */
 	uint8_t *act;	/* [b][maxd * 4 bytes] quantized matmul inputs */
+	float *tiles;	/* [thread][GEMM_ROWS][maxd] dequantized weight rows */
 };
 
 int llm_session_create(struct llm_session **out, const struct llm_model *m,
@@ -91,7 +95,8 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	s->q = calloc(B * s->qd, 4);
 	s->k = calloc(B * s->kv_dim, 4);
 	s->v = calloc(B * s->kv_dim, 4);
-	s->att = calloc((size_t)c->n_head * n_ctx, 4);
+	/* a row per head (one token), then a row per thread (batches) */
+	s->att = calloc(((size_t)c->n_head + (pool ? pinfer_pool_threads(pool) : 1)) * n_ctx, 4);
 	s->out = calloc(B * s->qd, 4);
 	s->hb = calloc(B * c->n_ff, 4);
 	s->hb2 = calloc(B * c->n_ff, 4);
@@ -99,9 +104,11 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	s->logits = calloc(c->n_vocab, 4);
 	s->rope_cs = calloc(B * c->n_rot, 4);
 	s->act = calloc(B * s->maxd, 4);	/* 4 bytes/element >= any 8-bit type */
+	s->tiles = malloc((size_t)(pool ? pinfer_pool_threads(pool) : 1) * GEMM_ROWS *
+			  s->maxd * sizeof(float));
 	if (!s->kcache || !s->vcache || !s->x || !s->xb || !s->q || !s->k ||
 	    !s->v || !s->att || !s->out || !s->hb || !s->hb2 || !s->tmp ||
-	    !s->logits || !s->rope_cs || !s->act) {
+	    !s->logits || !s->rope_cs || !s->act || !s->tiles) {
 		llm_session_free(s);
 		return pinfer_fail(err, ENOMEM, "session: out of memory for a context of %" PRIu32,
 				   n_ctx);
@@ -119,6 +126,7 @@ uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx)
 	return 2 * (uint64_t)c->n_layer * n_ctx * kvd * sizeof(fp16_t) +	/* KV */
 	       (uint64_t)n_ctx * (c->n_embd + c->n_rot) * 4 +	/* x, rope_cs at most */
 	       4 * (LLM_BATCH * (c->n_embd + 2 * qd + 2 * kvd + 2 * (uint64_t)c->n_ff + 2 * maxd) +
+		    16 * (GEMM_ROWS * maxd + (uint64_t)n_ctx) +	/* for up to 16 threads */
 		    (uint64_t)c->n_head * n_ctx + c->n_vocab);
 }
 
@@ -141,6 +149,7 @@ void llm_session_free(struct llm_session *s)
 	free(s->logits);
 	free(s->rope_cs);
 	free(s->act);
+	free(s->tiles);
 	free(s);
 }
 
@@ -230,7 +239,40 @@ static void matmul_rows(void *arg, size_t b, size_t e, int thread)
 	}
 }
 
-/* out[b] = W in[b] (+ bias) for the nb inputs of the batch (in: stride cols). */
+struct gemm_task {
+	const struct llm_tensor *w;
+	const float *in;	/* nb x cols */
+	size_t nb;
+	float *out;		/* nb x rows */
+	float *tiles;
+	size_t tile_stride;	/* floats per thread's tile */
+};
+
+/* Row tiles [b, e): dequantized, then in x tile^T by sgemm. */
+static void gemm_tiles(void *arg, size_t b, size_t e, int thread)
+{
+	const struct gemm_task *g = arg;
+	const struct llm_tensor *w = g->w;
+	float *tile = g->tiles + (size_t)thread * g->tile_stride;
+	size_t t, r;
+
+	for (t = b; t < e; t++) {
+		size_t r0 = t * GEMM_ROWS, nr = w->rows - r0 < GEMM_ROWS ? w->rows - r0 : GEMM_ROWS;
+
+		for (r = 0; r < nr; r++)
+			dequantize_row_ref(w->type, (const uint8_t *)w->data + (r0 + r) * w->row_bytes,
+					   tile + r * w->cols, w->cols);
+		blas_sgemm_nt((int)g->nb, (int)nr, (int)w->cols, g->in, (int)w->cols, tile,
+			      (int)w->cols, g->out + r0, (int)w->rows);
+	}
+}
+
+/*
+ * out[b] = W in[b] (+ bias) for the nb inputs of the batch (in: stride cols).
+ * Large batches: OpenBLAS sgemm on tiles of dequantized rows with the float
+ * inputs (when libopenblas is there). Small ones (generation): 8-bit inputs
+ * and the integer kernels.
+ */
 static void matmul(struct llm_session *s, const struct llm_tensor *w,
 		   const struct llm_tensor *bias, const float *in, size_t nb, float *out)
 {
@@ -243,6 +285,20 @@ static void matmul(struct llm_session *s, const struct llm_tensor *w,
 	};
 	size_t i, k;
 
+	if (nb >= GEMM_MIN && !s->exact && blas_available()) {
+		struct gemm_task g = {
+			.w = w, .in = in, .nb = nb, .out = out, .tiles = s->tiles,
+			.tile_stride = GEMM_ROWS * s->maxd,
+		};
+		size_t n_tiles = (w->rows + GEMM_ROWS - 1) / GEMM_ROWS;
+
+		llm_stream_pump(s->m);
+		if (s->pool)
+			pinfer_parallel_for(s->pool, n_tiles, 1, PINFER_DYNAMIC, gemm_tiles, &g);
+		else
+			gemm_tiles(&g, 0, n_tiles, 0);
+		goto bias;
+	}
 	if (atype != GGML_TYPE_F32 && !s->exact) {
 		uint64_t bytes = 0;
 
@@ -259,6 +315,7 @@ static void matmul(struct llm_session *s, const struct llm_tensor *w,
 		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_STATIC, matmul_rows, &t);
 	else
 		matmul_rows(&t, 0, w->rows, 0);
+bias:
 	if (bias && bias->data)
 		for (k = 0; k < nb; k++)
 			for (i = 0; i < w->rows; i++)
@@ -345,60 +402,101 @@ static void axpy_kv_q8(float *o, float p, const struct block_q8_0 *v, size_t n)
 	}
 }
 
-/* Heads [hb, he) of one token's attention; each head has its own scores. */
-static void attn_heads(void *arg, size_t hb, size_t he, int thread)
+/*
+ * Head @h of the attention of the token at @pos (its q and out, all heads)
+ * over positions 0..pos of @layer, with @att (pos + 1 floats) for scores.
+ */
+static void attn_one(const struct attn_task *a, uint32_t pos, const float *qt, float *outt,
+		     size_t h, float *att)
 {
-	const struct attn_task *a = arg;
 	struct llm_session *s = a->s;
 	const struct llm_config *c = &s->m->cfg;
 	size_t row = s->kv_row, base = (size_t)a->layer * s->n_ctx * row;
 	uint32_t group = c->n_head / c->n_head_kv, t;
 	float scale = 1.0f / sqrtf((float)c->head_dim);
 	bool q8 = s->kv_type == LLM_KV_Q8_0;
-	size_t h;
+	const float *q = qt + h * c->head_dim;
+	size_t kvo = (h / group) * (q8 ? c->head_dim / QK * sizeof(struct block_q8_0) :
+					 c->head_dim * sizeof(fp16_t));
+	const uint8_t *kc = s->kcache + base + kvo, *vc = s->vcache + base + kvo;
+	float *o = outt + h * c->head_dim;
+	float max = -INFINITY, sum = 0;
 
-	(void)thread;
-	for (h = hb; h < he; h++) {
-		const float *q = a->q + h * c->head_dim;
-		size_t kvo = (h / group) * (q8 ? c->head_dim / QK * sizeof(struct block_q8_0) :
-						 c->head_dim * sizeof(fp16_t));
-		const uint8_t *kc = s->kcache + base + kvo, *vc = s->vcache + base + kvo;
-		float *att = s->att + h * s->n_ctx, *o = a->out + h * c->head_dim;
-		float max = -INFINITY, sum = 0;
+	for (t = 0; t <= pos; t++) {
+		const void *k = kc + t * row;
 
-		for (t = 0; t <= a->pos; t++) {
-			const void *k = kc + t * row;
+		att[t] = (q8 ? dot_kv_q8(q, k, c->head_dim) : a->dot(q, k, c->head_dim)) * scale;
+		max = att[t] > max ? att[t] : max;
+	}
+	for (t = 0; t <= pos; t++) {
+		att[t] = expf(att[t] - max);
+		sum += att[t];
+	}
+	memset(o, 0, c->head_dim * sizeof(float));
+	for (t = 0; t <= pos; t++) {
+		const void *v = vc + t * row;
 
-			att[t] = (q8 ? dot_kv_q8(q, k, c->head_dim) : a->dot(q, k, c->head_dim)) * scale;
-			max = att[t] > max ? att[t] : max;
-		}
-		for (t = 0; t <= a->pos; t++) {
-			att[t] = expf(att[t] - max);
-			sum += att[t];
-		}
-		memset(o, 0, c->head_dim * sizeof(float));
-		for (t = 0; t <= a->pos; t++) {
-			const void *v = vc + t * row;
-
-			if (q8)
-				axpy_kv_q8(o, att[t] / sum, v, c->head_dim);
-			else
-				a->axpy(o, att[t] / sum, v, c->head_dim);
-		}
+		if (q8)
+			axpy_kv_q8(o, att[t] / sum, v, c->head_dim);
+		else
+			a->axpy(o, att[t] / sum, v, c->head_dim);
 	}
 }
 
-/* Attention of the token at @pos (its q) over positions 0..pos of @layer. */
-static void attention(struct llm_session *s, uint32_t layer, uint32_t pos,
+/* Heads [hb, he) of one token's attention; each head has its own scores. */
+static void attn_heads(void *arg, size_t hb, size_t he, int thread)
+{
+	const struct attn_task *a = arg;
+	size_t h;
+
+	(void)thread;
+	for (h = hb; h < he; h++)
+		attn_one(a, a->pos, a->q, a->out, h, a->s->att + h * a->s->n_ctx);
+}
+
+/*
+ * Items [ib, ie) of a batch's attention: item i is head i % n_head of
+ * token i / n_head; scores in the thread's own row of s->att.
+ */
+static void attn_items(void *arg, size_t ib, size_t ie, int thread)
+{
+	const struct attn_task *a = arg;
+	struct llm_session *s = a->s;
+	size_t nh = s->m->cfg.n_head, i;
+	float *att = s->att + (nh + (size_t)thread) * s->n_ctx;
+
+	for (i = ib; i < ie; i++)
+		attn_one(a, a->pos + (uint32_t)(i / nh), a->q + i / nh * s->qd,
+			 a->out + i / nh * s->qd, i % nh, att);
+}
+
+/*
+ * Attention of the @nb tokens at pos.. (their q, stride qd) over the cache
+ * of @layer up to each: one token's heads split over the pool (long
+ * contexts), or a batch's (token, head) pairs handed out to it.
+ */
+static void attention(struct llm_session *s, uint32_t layer, uint32_t pos, size_t nb,
 		      const float *q, float *out)
 {
 	struct attn_task a = { .s = s, .layer = layer, .pos = pos, .q = q, .out = out };
+	size_t b;
 
 	attn_kernels(&a.dot, &a.axpy);
-	if (s->pool && pos >= 64)	/* short contexts: not worth a hand-off */
-		pinfer_parallel_for(s->pool, s->m->cfg.n_head, 1, PINFER_STATIC, attn_heads, &a);
-	else
-		attn_heads(&a, 0, s->m->cfg.n_head, 0);
+	if (s->pool && nb > 1) {
+		pinfer_parallel_for(s->pool, nb * s->m->cfg.n_head, 1, PINFER_DYNAMIC,
+				    attn_items, &a);
+		return;
+	}
+	for (b = 0; b < nb; b++) {
+		a.pos = pos + (uint32_t)b;
+		a.q = q + b * s->qd;
+		a.out = out + b * s->qd;
+		if (s->pool && a.pos >= 64)	/* short contexts: not worth a hand-off */
+			pinfer_parallel_for(s->pool, s->m->cfg.n_head, 1, PINFER_STATIC,
+					    attn_heads, &a);
+		else
+			attn_heads(&a, 0, s->m->cfg.n_head, 0);
+	}
 }
 
 /*
@@ -433,8 +531,7 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 			vh[i] = f32_to_fp16(s->v[b * kvd + i]);
 		}
 	}
-	for (b = 0; b < nb; b++)	/* causal: each sees the cache up to itself */
-		attention(s, l, pos + (uint32_t)b, s->q + b * qd, s->out + b * qd);
+	attention(s, l, pos, nb, s->q, s->out);	/* causal: each up to itself */
 	matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
 	for (i = 0; i < nb * E; i++)
 		x[i] += s->tmp[i];
