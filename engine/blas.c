@@ -41,3 +41,10 @@ void blas_sgemm_nt(int m, int n, int k, const float *a, int lda, const float *b,
 	sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, m, n, k, 1.0f, a, lda, b, ldb,
 	      0.0f, c, ldc);
 }
+
+void blas_sgemm_nn(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+		   float *c, int ldc)
+{
+	sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_NO_TRANS, m, n, k, 1.0f, a, lda, b, ldb,
+	      0.0f, c, ldc);
+}

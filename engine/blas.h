@@ -18,4 +18,8 @@ bool blas_available(void);
 void blas_sgemm_nt(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
 		   float *c, int ldc);
 
+/* C (m x n, ldc) = A (m x k, lda) * B (k x n, ldb). */
+void blas_sgemm_nn(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+		   float *c, int ldc);
+
 #endif

@@ -21,6 +21,7 @@
 #define LLM_BATCH 256	/* tokens evaluated together, at most */
 #define GEMM_MIN 32	/* batches at least this large: sgemm on dequantized tiles */
 #define GEMM_ROWS 32	/* weight rows dequantized at a time, per thread */
+#define ATTN_BLOCK 32	/* tokens per item of a batch's attention GEMMs */
 
 /*
  * Scratch buffers hold LLM_BATCH tokens each, token b at b * (its width):
@@ -51,6 +52,8 @@ struct llm_session {
 	size_t n_cap;	/* tokens x and rope_cs have room for */
 	uint8_t *act;	/* [b][maxd * 4 bytes] quantized matmul inputs */
 	float *tiles;	/* [thread][GEMM_ROWS][maxd] dequantized weight rows */
+	float *kf, *vf;	/* [n_ctx][kv_dim] one layer's cache as floats (batches) */
+	float *scores;	/* [thread][ATTN_BLOCK][n_ctx] a batch's attention scores */
 };
 
 int llm_session_create(struct llm_session **out, const struct llm_model *m,
@@ -106,9 +109,14 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	s->act = calloc(B * s->maxd, 4);	/* 4 bytes/element >= any 8-bit type */
 	s->tiles = malloc((size_t)(pool ? pinfer_pool_threads(pool) : 1) * GEMM_ROWS *
 			  s->maxd * sizeof(float));
+	s->kf = malloc((size_t)n_ctx * s->kv_dim * sizeof(float));	/* touched as used */
+	s->vf = malloc((size_t)n_ctx * s->kv_dim * sizeof(float));
+	s->scores = malloc((size_t)(pool ? pinfer_pool_threads(pool) : 1) * ATTN_BLOCK *
+			   n_ctx * sizeof(float));
 	if (!s->kcache || !s->vcache || !s->x || !s->xb || !s->q || !s->k ||
 	    !s->v || !s->att || !s->out || !s->hb || !s->hb2 || !s->tmp ||
-	    !s->logits || !s->rope_cs || !s->act || !s->tiles) {
+	    !s->logits || !s->rope_cs || !s->act || !s->tiles || !s->kf || !s->vf ||
+	    !s->scores) {
 		llm_session_free(s);
 		return pinfer_fail(err, ENOMEM, "session: out of memory for a context of %" PRIu32,
 				   n_ctx);
@@ -126,7 +134,8 @@ uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx)
 	return 2 * (uint64_t)c->n_layer * n_ctx * kvd * sizeof(fp16_t) +	/* KV */
 	       (uint64_t)n_ctx * (c->n_embd + c->n_rot) * 4 +	/* x, rope_cs at most */
 	       4 * (LLM_BATCH * (c->n_embd + 2 * qd + 2 * kvd + 2 * (uint64_t)c->n_ff + 2 * maxd) +
-		    16 * (GEMM_ROWS * maxd + (uint64_t)n_ctx) +	/* for up to 16 threads */
+		    16 * (GEMM_ROWS * maxd + (1 + ATTN_BLOCK) * (uint64_t)n_ctx) +	/* 16 threads */
+		    2 * (uint64_t)n_ctx * kvd +
 		    (uint64_t)c->n_head * n_ctx + c->n_vocab);
 }
 
@@ -150,6 +159,9 @@ void llm_session_free(struct llm_session *s)
 	free(s->rope_cs);
 	free(s->act);
 	free(s->tiles);
+	free(s->kf);
+	free(s->vf);
+	free(s->scores);
 	free(s);
 }
 
@@ -470,10 +482,81 @@ static void attn_items(void *arg, size_t ib, size_t ie, int thread)
 			 a->out + i / nh * s->qd, i % nh, att);
 }
 
+struct attn_gemm {
+	struct llm_session *s;
+	uint32_t layer, pos;
+	size_t nb;
+	const float *q;
+	float *out;
+};
+
+/* Positions [b, e) of the layer's K and V cache, as floats. */
+static void kv_to_float(void *arg, size_t b, size_t e, int thread)
+{
+	const struct attn_gemm *g = arg;
+	struct llm_session *s = g->s;
+	uint32_t type = s->kv_type == LLM_KV_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
+	size_t base = (size_t)g->layer * s->n_ctx * s->kv_row, t;
+
+	(void)thread;
+	for (t = b; t < e; t++) {
+		dequantize_row_ref(type, s->kcache + base + t * s->kv_row, s->kf + t * s->kv_dim,
+				   s->kv_dim);
+		dequantize_row_ref(type, s->vcache + base + t * s->kv_row, s->vf + t * s->kv_dim,
+				   s->kv_dim);
+	}
+}
+
+/*
+ * Items [ib, ie): head i / blocks, tokens (i % blocks) * ATTN_BLOCK.. of
+ * the batch: scores = Q K^T (sgemm), causal mask and softmax per token,
+ * out = P V (sgemm).
+ */
+static void attn_gemm_items(void *arg, size_t ib, size_t ie, int thread)
+{
+	const struct attn_gemm *g = arg;
+	struct llm_session *s = g->s;
+	const struct llm_config *c = &s->m->cfg;
+	size_t blocks = (g->nb + ATTN_BLOCK - 1) / ATTN_BLOCK, hd = c->head_dim;
+	size_t group = c->n_head / c->n_head_kv, qd = s->qd, kvd = s->kv_dim, i, r, t;
+	float *sc = s->scores + (size_t)thread * ATTN_BLOCK * s->n_ctx;
+	float scale = 1.0f / sqrtf((float)hd);
+
+	for (i = ib; i < ie; i++) {
+		size_t h = i / blocks, b0 = i % blocks * ATTN_BLOCK;
+		size_t m = g->nb - b0 < ATTN_BLOCK ? g->nb - b0 : ATTN_BLOCK;
+		size_t n = g->pos + b0 + m;	/* positions the block's last token sees */
+
+		blas_sgemm_nt((int)m, (int)n, (int)hd, g->q + b0 * qd + h * hd, (int)qd,
+			      s->kf + h / group * hd, (int)kvd, sc, (int)n);
+		for (r = 0; r < m; r++) {
+			float *row = sc + r * n, max = -INFINITY, sum = 0, inv;
+			size_t seen = g->pos + b0 + r + 1;
+
+			for (t = 0; t < seen; t++) {
+				row[t] *= scale;
+				max = row[t] > max ? row[t] : max;
+			}
+			for (t = 0; t < seen; t++) {
+				row[t] = expf(row[t] - max);
+				sum += row[t];
+			}
+			inv = 1 / sum;
+			for (t = 0; t < seen; t++)
+				row[t] *= inv;
+			for (; t < n; t++)
+				row[t] = 0;
+		}
+		blas_sgemm_nn((int)m, (int)hd, (int)n, sc, (int)n, s->vf + h / group * hd, (int)kvd,
+			      g->out + b0 * qd + h * hd, (int)qd);
+	}
+}
+
 /*
  * Attention of the @nb tokens at pos.. (their q, stride qd) over the cache
- * of @layer up to each: one token's heads split over the pool (long
- * contexts), or a batch's (token, head) pairs handed out to it.
+ * of @layer up to each: for large batches (with OpenBLAS) as GEMMs over
+ * blocks of tokens per head; else one token's heads split over the pool
+ * (long contexts), or a batch's (token, head) pairs handed out to it.
  */
 static void attention(struct llm_session *s, uint32_t layer, uint32_t pos, size_t nb,
 		      const float *q, float *out)
@@ -482,6 +565,20 @@ static void attention(struct llm_session *s, uint32_t layer, uint32_t pos, size_
 	size_t b;
 
 	attn_kernels(&a.dot, &a.axpy);
+	if (nb >= GEMM_MIN && !s->exact && blas_available()) {
+		struct attn_gemm g = { .s = s, .layer = layer, .pos = pos, .nb = nb, .q = q,
+				       .out = out };
+		size_t items = s->m->cfg.n_head * ((nb + ATTN_BLOCK - 1) / ATTN_BLOCK);
+
+		if (s->pool) {
+			pinfer_parallel_for(s->pool, pos + nb, 64, PINFER_STATIC, kv_to_float, &g);
+			pinfer_parallel_for(s->pool, items, 1, PINFER_DYNAMIC, attn_gemm_items, &g);
+		} else {
+			kv_to_float(&g, 0, pos + nb, 0);
+			attn_gemm_items(&g, 0, items, 0);
+		}
+		return;
+	}
 	if (s->pool && nb > 1) {
 		pinfer_parallel_for(s->pool, nb * s->m->cfg.n_head, 1, PINFER_DYNAMIC,
 				    attn_items, &a);
