@@ -371,7 +371,9 @@ int llm_model_load(struct llm_model **out, const char *path,
 	if (ret)
 		goto fail;
 	pinfer_loader_set_progress(l, NULL, NULL);
-	llm_layout_place(m, &lay, pinfer_region_ptr(m->region));
+	ret = llm_layout_place(m, &lay, pinfer_region_ptr(m->region), err);
+	if (ret)
+		goto fail;
 	if (m->plan.ring) {
 		ret = llm_stream_start(m, &lay, l, err);	/* the stream owns l */
 		l = NULL;

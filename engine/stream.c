@@ -189,8 +189,8 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o,
 {
 	const struct llm_config *c = &m->cfg;
 	uint32_t n = c->n_layer, r = n, k = 0, tries[3], n_tries = 0, t, i, top;
-	struct llm_tref *refs = malloc((3 + 12 * (size_t)n) * sizeof(*refs));
-	struct llm_piece *pieces = malloc((3 + 12 * (size_t)n) * sizeof(*pieces));
+	struct llm_tref *refs = malloc(LLM_TREFS(n) * sizeof(*refs));
+	struct llm_piece *pieces = malloc(LLM_TREFS(n) * sizeof(*pieces));
 	uint64_t *sa = calloc(n, sizeof(*sa)), *sb = calloc(n, sizeof(*sb));
 	uint64_t res = 0, slot = 0, fixed_pages;
 	size_t n_refs, j, n_pieces;
@@ -295,13 +295,14 @@ void llm_layout_free(struct llm_layout *lay)
 	memset(lay, 0, sizeof(*lay));
 }
 
-void llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t *base)
+int llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t *base,
+		     struct pinfer_err *err)
 {
-	struct llm_tref *refs = malloc((3 + 12 * (size_t)m->cfg.n_layer) * sizeof(*refs));
+	struct llm_tref *refs = malloc(LLM_TREFS(m->cfg.n_layer) * sizeof(*refs));
 	size_t n, i, j;
 
-	if (!refs)	/* cannot happen after llm_plan_make() did the same */
-		abort();
+	if (!refs)
+		return pinfer_fail(err, ENOMEM, "out of memory");
 	n = llm_model_trefs(m, refs);
 	for (i = 0; i < n; i++) {
 		struct llm_tensor *t = refs[i].t;
@@ -315,6 +316,7 @@ void llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t
 			}
 	}
 	free(refs);
+	return 0;
 }
 
 /* ---- the ring -------------------------------------------------------------------- */

@@ -18,7 +18,10 @@ struct llm_tref {
 	int32_t layer;
 };
 
-/* The model's tensors that exist; @out has room for 3 + 12 * n_layer. */
+/* Room for every tensor: 4 outside the layers, 12 per layer at most. */
+#define LLM_TREFS(n_layer) (4 + 12 * (size_t)(n_layer))
+
+/* The model's tensors that exist; @out has room for LLM_TREFS(n_layer). */
 size_t llm_model_trefs(struct llm_model *m, struct llm_tref *out);
 
 /* A file span [a, b) (whole pages) kept at region offset @roff. */
@@ -43,7 +46,8 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o,
 void llm_layout_free(struct llm_layout *lay);
 
 /* Point each resident tensor into the region at @base. */
-void llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t *base);
+int llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t *base,
+		     struct pinfer_err *err);
 
 /*
  * Start streaming layers [plan.n_resident, n_layer) through plan.ring
