@@ -96,7 +96,7 @@ int cmd_bench(int argc, char **argv)
 	};
 	const char *model = "models/SmolLM2-135M-Instruct.Q4_1.gguf", *isa;
 	struct llm_load_opts lo = { .provider = PINFER_PROVIDER_AUTO, .node = -1 };
-	int pp = 512, tg = 128, threads = 0, reps = 3, c, t, r, ret = EXIT_FAIL;
+	int pp = 512, tg = 128, threads = 0, reps = 3, c, t, r, ret = EXIT_FAIL, ring;
 	struct pinfer_err err = { 0 };
 	struct pinfer_pool *pool = NULL;
 	struct llm_model *m = NULL;
@@ -119,12 +119,17 @@ int cmd_bench(int argc, char **argv)
 			}
 			break;
 		case 'M':
-			if (cli_parse_size(optarg, &lo.mem) || !lo.mem) {
-				cli_error("--mem %s: not a size (like 4G, 512M or 1000000)", optarg);
+			if (cli_parse_mem(optarg, &lo.mem))
+				return EXIT_USAGE;
+			break;
+		case 'R':
+			ring = atoi(optarg);
+			if (ring < 0 || ring > 1024) {
+				cli_error("--ring %s: not a number of slots in 0..1024", optarg);
 				return EXIT_USAGE;
 			}
+			lo.ring = (uint32_t)ring;
 			break;
-		case 'R': lo.ring = (uint32_t)atoi(optarg); break;
 		case 'h':
 			fputs(bench_help, stdout);
 			return EXIT_OK;

@@ -21,6 +21,9 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "4G", "512M", "1.5GiB", "1000000" (bytes): 0, or -1 for not a size. */
 int cli_parse_size(const char *s, uint64_t *out);
 
+/* --mem's value, or -1 after saying why it is not a size. */
+int cli_parse_mem(const char *s, uint64_t *out);
+
 /* A progress bar on stderr: "pinfer: <what> NN% [===   ]" (a pinfer_progress_fn). */
 void cli_progress(uint64_t done, uint64_t total, void *what);
 

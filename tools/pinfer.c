@@ -69,6 +69,14 @@ int cli_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+int cli_parse_mem(const char *s, uint64_t *out)
+{
+	if (!cli_parse_size(s, out) && *out)
+		return 0;
+	cli_error("--mem %s: not a size (like 4G, 512M or 1000000)", s);
+	return -1;
+}
+
 void cli_progress(uint64_t done, uint64_t total, void *what)
 {
 	fprintf(stderr, "\rpinfer: %s %3d%% [%-40.*s]", (const char *)what,

@@ -129,10 +129,8 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			}
 			break;
 		case 9:
-			if (cli_parse_size(optarg, &o->mem) || !o->mem) {
-				cli_error("--mem %s: not a size (like 4G, 512M or 1000000)", optarg);
+			if (cli_parse_mem(optarg, &o->mem))
 				return EXIT_USAGE;
-			}
 			break;
 		case 10: o->ring = strtol(optarg, &end, 10); break;
 		case 11: o->stream_layers = strtol(optarg, &end, 10); break;
