@@ -51,6 +51,7 @@ struct llm_session {
 	float *rope_cs;	/* [n][n_rot/2][cos, sin] of the call's positions */
 	size_t n_cap;	/* tokens x and rope_cs have room for */
 	uint8_t *act;	/* [b][maxd * 4 bytes] quantized matmul inputs */
+	float *side;	/* [b][maxd / 32][2] their blocks' floats for the GEMM */
 	float *tiles;	/* [thread][GEMM_ROWS][maxd] dequantized weight rows */
 	float *kf, *vf;	/* [n_ctx][kv_dim] one layer's cache as floats (batches) */
 	float *scores;	/* [thread][ATTN_BLOCK][n_ctx] a batch's attention scores */
@@ -107,6 +108,7 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	s->logits = calloc(c->n_vocab, 4);
 	s->rope_cs = calloc(B * c->n_rot, 4);
 	s->act = calloc(B * s->maxd, 4);	/* 4 bytes/element >= any 8-bit type */
+	s->side = calloc(B * (s->maxd / QK + 1), 2 * sizeof(float));
 	s->tiles = malloc((size_t)(pool ? pinfer_pool_threads(pool) : 1) * GEMM_ROWS *
 			  s->maxd * sizeof(float));
 	s->kf = malloc((size_t)n_ctx * s->kv_dim * sizeof(float));	/* touched as used */
@@ -115,7 +117,7 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 			   n_ctx * sizeof(float));
 	if (!s->kcache || !s->vcache || !s->x || !s->xb || !s->q || !s->k ||
 	    !s->v || !s->att || !s->out || !s->hb || !s->hb2 || !s->tmp ||
-	    !s->logits || !s->rope_cs || !s->act || !s->tiles || !s->kf || !s->vf ||
+	    !s->logits || !s->rope_cs || !s->act || !s->side || !s->tiles || !s->kf || !s->vf ||
 	    !s->scores) {
 		llm_session_free(s);
 		return pinfer_fail(err, ENOMEM, "session: out of memory for a context of %" PRIu32,
@@ -133,7 +135,8 @@ uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx)
 	maxd = maxd > qd ? maxd : qd;
 	return 2 * (uint64_t)c->n_layer * n_ctx * kvd * sizeof(fp16_t) +	/* KV */
 	       (uint64_t)n_ctx * (c->n_embd + c->n_rot) * 4 +	/* x, rope_cs at most */
-	       4 * (LLM_BATCH * (c->n_embd + 2 * qd + 2 * kvd + 2 * (uint64_t)c->n_ff + 2 * maxd) +
+	       4 * (LLM_BATCH * (c->n_embd + 2 * qd + 2 * kvd + 2 * (uint64_t)c->n_ff + 2 * maxd +
+				2 * (maxd / QK + 1)) +
 		    16 * (GEMM_ROWS * maxd + (1 + ATTN_BLOCK) * (uint64_t)n_ctx) +	/* 16 threads */
 		    2 * (uint64_t)n_ctx * kvd +
 		    (uint64_t)c->n_head * n_ctx + c->n_vocab);
@@ -158,6 +161,7 @@ void llm_session_free(struct llm_session *s)
 	free(s->logits);
 	free(s->rope_cs);
 	free(s->act);
+	free(s->side);
 	free(s->tiles);
 	free(s->kf);
 	free(s->vf);
@@ -198,33 +202,50 @@ static void rmsnorm(float *o, const float *x, const float *w, size_t n, float ep
 struct matmul_task {
 	const struct llm_tensor *w;
 	const uint8_t *act;	/* nb inputs, act_stride bytes apart */
+	const float *side;	/* their blocks' floats, side_stride apart (GEMM) */
 	const float *in;	/* the float inputs (reference mode) */
-	size_t act_stride, nb;
+	size_t act_stride, side_stride, nb;
 	float *out;		/* [b][rows] */
 	vec_dot_fn dot;		/* NULL: the reference mode */
-	vec_dot4_fn dot4;	/* four inputs at once, or NULL */
+	gemm16_fn gemm;		/* the packed rows' GEMM */
 };
 
-/* Σ dequant(row) · x, in double: the reference mode's dot product. */
-static float dot_exact(const struct llm_tensor *w, const uint8_t *row, const float *x)
+/*
+ * Elements [i, i + n) of row @r of @w as floats, whichever layout it is in
+ * (@i a multiple of the type's block).
+ */
+static void tensor_row(const struct llm_tensor *w, size_t r, size_t i, size_t n, float *y)
+{
+	const struct ggml_type_info *ti = ggml_type_get(w->type);
+	const uint8_t *base = w->data;
+	size_t blk = i / ti->block_elems;
+
+	if (w->packed && r < w->rows / QR * QR)	/* group, then its block column */
+		dequantize_row_repacked(w->type, base + r / QR * QR * w->row_bytes +
+					blk * QR * ti->block_bytes, r % QR, y, n);
+	else
+		dequantize_row_ref(w->type, base + r * w->row_bytes + blk * ti->block_bytes, y, n);
+}
+
+/* Σ dequant(row r) · x, in double: the reference mode's dot product. */
+static float dot_exact(const struct llm_tensor *w, size_t r, const float *x)
 {
 	float y[256];
 	double sum = 0;
 	size_t i, j, blk = ggml_type_get(w->type)->block_elems;
 	size_t step = blk > 256 ? blk : 256 / blk * blk;
-	size_t bytes = step / blk * ggml_type_get(w->type)->block_bytes;
 
-	for (i = 0; i < w->cols; i += step, row += bytes) {
+	for (i = 0; i < w->cols; i += step) {
 		size_t n = w->cols - i < step ? w->cols - i : step;
 
-		dequantize_row_ref(w->type, row, y, n);
+		tensor_row(w, r, i, n, y);
 		for (j = 0; j < n; j++)
 			sum += (double)y[j] * x[i + j];
 	}
 	return (float)sum;
 }
 
-/* Rows [b, e) of the weights times every input of the batch. */
+/* Rows [b, e) of the weights (in the file's layout) times every input of the batch. */
 static void matmul_rows(void *arg, size_t b, size_t e, int thread)
 {
 	const struct matmul_task *t = arg;
@@ -232,22 +253,31 @@ static void matmul_rows(void *arg, size_t b, size_t e, int thread)
 	size_t r, k;
 
 	(void)thread;
-	for (r = b; r < e; r++, row += t->w->row_bytes) {
-		k = 0;
-		if (t->dot4)	/* the weights unpacked once for four tokens */
-			for (; k + 4 <= t->nb; k += 4) {
-				float o[4];
-				size_t j;
-
-				t->dot4(t->w->cols, row, t->act + k * t->act_stride,
-					t->act_stride, o);
-				for (j = 0; j < 4; j++)
-					t->out[(k + j) * t->w->rows + r] = o[j];
-			}
-		for (; k < t->nb; k++)
+	for (r = b; r < e; r++, row += t->w->row_bytes)
+		for (k = 0; k < t->nb; k++)
 			t->out[k * t->w->rows + r] = t->dot ?
 				t->dot(t->w->cols, row, t->act + k * t->act_stride) :
-				dot_exact(t->w, row, t->in + k * t->w->cols);
+				dot_exact(t->w, r, t->in + k * t->w->cols);
+}
+
+/*
+ * Groups [b, e) of a packed matrix's 16 rows times every input; the group
+ * past the last (when rows is not a multiple of 16) is the rows left over,
+ * in the file's layout.
+ */
+static void matmul_groups(void *arg, size_t b, size_t e, int thread)
+{
+	const struct matmul_task *t = arg;
+	const struct llm_tensor *w = t->w;
+	size_t g, full = w->rows / QR;
+
+	for (g = b; g < e; g++) {
+		if (g == full) {
+			matmul_rows(arg, full * QR, w->rows, thread);
+			continue;
+		}
+		t->gemm(w->cols, (const uint8_t *)w->data + g * QR * w->row_bytes, t->act,
+			t->act_stride, t->side, t->side_stride, t->nb, t->out + g * QR, w->rows);
 	}
 }
 
@@ -279,11 +309,40 @@ static void gemm_tiles(void *arg, size_t b, size_t e, int thread)
 	}
 }
 
+struct quant_task {
+	const float *in;	/* nb x cols */
+	size_t cols;
+	uint32_t wtype;
+	quant_act_fn quant;
+	uint8_t *act;
+	size_t act_stride;
+	float *side;		/* NULL: no GEMM */
+	size_t side_stride;
+};
+
+/* Inputs [b, e) to 8 bits (and the GEMM's floats of their blocks). */
+static void quant_inputs(void *arg, size_t b, size_t e, int thread)
+{
+	const struct quant_task *q = arg;
+	size_t k;
+
+	(void)thread;
+	for (k = b; k < e; k++) {
+		uint8_t *act = q->act + k * q->act_stride;
+
+		q->quant(q->in + k * q->cols, act, q->cols);
+		if (q->side)
+			quant_act_side(q->wtype, act, q->cols, q->side + k * q->side_stride);
+	}
+}
+
 /*
- * out[b] = W in[b] (+ bias) for the nb inputs of the batch (in: stride cols).
- * Large batches: OpenBLAS sgemm on tiles of dequantized rows with the float
- * inputs (when libopenblas is there). Small ones (generation): 8-bit inputs
- * and the integer kernels.
+ * out[b] = W in[b] (+ bias) for the nb inputs of the batch (in: stride
+ * cols), with the inputs quantized to 8 bits: matrices packed for the GEMM
+ * (Q4_0, Q4_1, Q8_0 on AVX-512 VNNI) take every batch size through it;
+ * others take large batches through OpenBLAS sgemm on tiles of dequantized
+ * rows with the float inputs (when libopenblas is there), small ones
+ * (generation) through the dot product kernels.
  */
 static void matmul(struct llm_session *s, const struct llm_tensor *w,
 		   const struct llm_tensor *bias, const float *in, size_t nb, float *out)
@@ -293,11 +352,11 @@ static void matmul(struct llm_session *s, const struct llm_tensor *w,
 		.w = w, .in = in, .nb = nb, .out = out, .act = (const uint8_t *)in,
 		.act_stride = w->cols * sizeof(float),
 		.dot = s->exact ? NULL : quant_vec_dot(w->type, NULL),
-		.dot4 = s->exact || nb < 4 ? NULL : quant_vec_dot4(w->type),
+		.gemm = s->exact || !w->packed ? NULL : quant_gemm16(w->type),
 	};
 	size_t i, k;
 
-	if (nb >= GEMM_MIN && !s->exact && blas_available()) {
+	if (!t.gemm && nb >= GEMM_MIN && !s->exact && blas_available()) {
 		struct gemm_task g = {
 			.w = w, .in = in, .nb = nb, .out = out, .tiles = s->tiles,
 			.tile_stride = GEMM_ROWS * s->maxd,
@@ -313,20 +372,38 @@ static void matmul(struct llm_session *s, const struct llm_tensor *w,
 	}
 	if (atype != GGML_TYPE_F32 && !s->exact) {
 		uint64_t bytes = 0;
+		struct quant_task q = {
+			.in = in, .cols = w->cols, .wtype = w->type, .quant = quant_act(atype),
+			.act = s->act, .side = t.gemm ? s->side : NULL,
+			.side_stride = w->cols / QK * 2,
+		};
 
 		/* packed, not maxd apart: strides of 4 KiB multiples alias in L1 */
 		ggml_row_bytes(atype, w->cols, &bytes);
-		t.act_stride = (bytes + 63) / 64 * 64;
-		for (k = 0; k < nb; k++)
-			quantize_row_act_ref(atype, in + k * w->cols, s->act + k * t.act_stride,
-					     w->cols);
+		q.act_stride = (bytes + 63) / 64 * 64;
+		if (s->pool && nb > 1)
+			pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, quant_inputs, &q);
+		else
+			quant_inputs(&q, 0, nb, 0);
 		t.act = s->act;
+		t.act_stride = q.act_stride;
+		t.side = s->side;
+		t.side_stride = q.side_stride;
 	}
 	llm_stream_pump(s->m);	/* between operations: keep the reads going */
-	if (s->pool)
+	if (t.gemm) {
+		size_t items = w->rows / QR + (w->rows % QR != 0);
+
+		if (s->pool)
+			pinfer_parallel_for(s->pool, items, 1,
+					    nb > 1 ? PINFER_DYNAMIC : PINFER_STATIC, matmul_groups, &t);
+		else
+			matmul_groups(&t, 0, items, 0);
+	} else if (s->pool) {
 		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_STATIC, matmul_rows, &t);
-	else
+	} else {
 		matmul_rows(&t, 0, w->rows, 0);
+	}
 bias:
 	if (bias && bias->data)
 		for (k = 0; k < nb; k++)
@@ -685,12 +762,10 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 		return ret;
 	for (b = 0; b < n; b++) {	/* the same angles serve every layer */
 		rope_angles(m, s->pos + (uint32_t)b, s->rope_cs + b * c->n_rot);
-		dequantize_row_ref(m->token_embd.type,
-				   (const uint8_t *)m->token_embd.data + tokens[b] * m->token_embd.row_bytes,
-				   s->x + b * E, E);
+		tensor_row(&m->token_embd, (size_t)tokens[b], 0, E, s->x + b * E);
 	}
 	for (l = 0; l < c->n_layer; l++) {
-		ret = llm_stream_acquire(m, l, err);
+		ret = llm_stream_acquire(m, l, s->pool, err);
 		if (ret)
 			return ret;	/* s->pos stays: these tokens were not fed */
 		for (i = 0; i < n; i += LLM_BATCH)

@@ -270,6 +270,66 @@ size_t llm_model_trefs(struct llm_model *m, struct llm_tref *out)
 	return n;
 }
 
+struct pack_task {
+	struct llm_tensor *t;
+	uint8_t *scratch;	/* a group's bytes per thread */
+};
+
+static void pack_groups(void *arg, size_t b, size_t e, int thread)
+{
+	const struct pack_task *p = arg;
+	size_t group = QR * p->t->row_bytes, g;
+
+	for (g = b; g < e; g++)
+		quant_repack16(p->t->type, (uint8_t *)p->t->data + g * group, p->t->cols / QK,
+			       p->scratch + (size_t)thread * group);
+}
+
+int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool)
+{
+	struct pack_task p = { .t = t };
+	size_t groups = t->rows / QR;
+
+	t->packed = false;
+	if (!t->data || !groups || !quant_repackable(t->type) || !quant_gemm16(t->type))
+		return 0;
+	p.scratch = malloc((size_t)(pool ? pinfer_pool_threads(pool) : 1) * QR * t->row_bytes);
+	if (!p.scratch)
+		return -ENOMEM;
+	if (pool)
+		pinfer_parallel_for(pool, groups, 1, PINFER_DYNAMIC, pack_groups, &p);
+	else
+		pack_groups(&p, 0, groups, 0);
+	free(p.scratch);
+	t->packed = true;
+	return 0;
+}
+
+/*
+ * Pack the resident matrices for the GEMM (streamed ones are packed as
+ * each is read). A tied output shares token_embd's bytes: packed once.
+ */
+static int pack_resident(struct llm_model *m, struct pinfer_err *err)
+{
+	struct llm_tref *refs = malloc(LLM_TREFS(m->cfg.n_layer) * sizeof(*refs));
+	size_t n, i;
+	int ret = 0;
+
+	if (!refs)
+		return pinfer_fail(err, ENOMEM, "out of memory");
+	n = llm_model_trefs(m, refs);
+	for (i = 0; i < n && !ret; i++) {
+		struct llm_tensor *t = refs[i].t;
+
+		if (t == &m->output && t->file_off == m->token_embd.file_off)
+			t->packed = m->token_embd.packed;
+		else if (t->rows > 1)
+			ret = llm_tensor_pack(t, NULL);
+	}
+	free(refs);
+	return ret ? pinfer_fail(err, -ret, "out of memory packing the weights") : 0;
+}
+
 /* Read the header, the configuration and every tensor's description. */
 static int open_model(struct llm_model **out, const char *path, struct pinfer_err *err)
 {
@@ -372,7 +432,7 @@ int llm_model_load(struct llm_model **out, const char *path,
 		goto fail;
 	pinfer_loader_set_progress(l, NULL, NULL);
 	ret = llm_layout_place(m, &lay, pinfer_region_ptr(m->region), err);
-	if (ret)
+	if (ret || (ret = pack_resident(m, err)))
 		goto fail;
 	if (m->plan.ring) {
 		ret = llm_stream_start(m, &lay, l, err);	/* the stream owns l */

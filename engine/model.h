@@ -38,6 +38,7 @@ struct llm_tensor {
 	uint64_t cols, rows;
 	const void *data;	/* NULL for a streamed layer's matrix between uses */
 	size_t row_bytes;
+	bool packed;		/* rows 0..rows/16*16 interleaved for the GEMM (quant.h) */
 	uint64_t file_off, bytes;	/* where its data is in the file */
 };
 

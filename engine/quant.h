@@ -9,6 +9,7 @@
 #define PINFER_QUANT_H
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -102,6 +103,13 @@ int quantize_row_weight_ref(uint32_t type, const float *x, void *out, size_t n);
 /* x[0..n) -> blocks of @type (Q8_0, Q8_1 or Q8_K; F32 copies). */
 void quantize_row_act_ref(uint32_t type, const float *x, void *out, size_t n);
 
+/* quantize_row_act_ref() for one activation type, maybe SIMD: the same bits. */
+typedef void (*quant_act_fn)(const float *x, void *out, size_t n);
+
+/* The fastest for @type (Q8_0, Q8_1, Q8_K, F32) on this CPU. */
+quant_act_fn quant_act(uint32_t type);
+quant_act_fn quant_act_avx512(uint32_t type);	/* Q8_0, Q8_1; else NULL */
+
 /* Σ row·act over n elements; @act is quantized to quant_vec_dot_type(type). */
 float vec_dot_ref(uint32_t type, size_t n, const void *row, const void *act);
 
@@ -122,14 +130,55 @@ float attn_dot_f16_avx2(const float *q, const fp16_t *k, size_t n);
 void attn_axpy_f16_avx2(float *o, float p, const fp16_t *v, size_t n);
 
 /*
- * Four activation rows at once (@act, @act + stride, ...): out[k] equals
- * what the single-row kernel gives for row k, bit for bit; the weights are
- * unpacked once for all four. NULL where there is no such kernel.
+ * Q4_0, Q4_1 and Q8_0 dot products all compute, per block b in order,
+ *   sum = sum + (dw_b * da_b) * (float)isum_b      (isum_b: Σ q_w q_a, exact)
+ *   sum = sum + m_b * s_b                            (Q4_1 only)
+ * in float, starting from 0: the reference, every SIMD kernel and the
+ * GEMM below give the same bits, whatever the batch or the layout.
  */
-typedef void (*vec_dot4_fn)(size_t n, const void *row, const void *act,
-			    size_t stride, float out[4]);
-vec_dot4_fn quant_vec_dot4(uint32_t type);
-vec_dot4_fn quant_vec_dot4_avx512(uint32_t type);
+
+/*
+ * The integer GEMM's layout: rows of Q4_0, Q4_1 or Q8_0 interleaved 16 at a
+ * time, in place (the same bytes as the 16 rows). A group of 16 rows is, per
+ * block column b: the 16 rows' scales (fp16), Q4_1's 16 minimums (fp16),
+ * then the quants as dwords, dword j of row r at byte 64 j + 4 r:
+ *   Q4_0, Q4_1: j < 4, bytes 4j..4j+3 of the block's qs (low nibbles are
+ *   elements 4j.., high nibbles 16 + 4j..);
+ *   Q8_0: j < 8, bytes 4j..4j+3 of qs, each flipped to unsigned (^ 0x80).
+ * A dword of quants times 4 activation bytes is one dpbusd lane per row.
+ */
+#define QR 16
+
+/* True for the types that have the interleaved layout. */
+bool quant_repackable(uint32_t type);
+
+/* 16 rows of @nb blocks of @type at @rows -> the interleaved layout, in place; @scratch: room for the 16 rows. */
+void quant_repack16(uint32_t type, void *rows, size_t nb, void *scratch);
+
+/* y[0..n) = row @r (< 16) of an interleaved group of n / 32 blocks. */
+void dequantize_row_repacked(uint32_t type, const void *group, unsigned r, float *y, size_t n);
+
+/*
+ * What the GEMM needs of each activation block besides its quants, as 2
+ * floats: d, and e = Q4_1: s; Q4_0: 8 Σ q; Q8_0: 128 Σ q (the unsigned
+ * weights' offsets times the activations' sum). @act: n / 32 blocks of
+ * quant_vec_dot_type(@type).
+ */
+void quant_act_side(uint32_t type, const void *act, size_t n, float *side);
+
+/*
+ * out[t * out_stride + r] = row r of the interleaved @group · activation t,
+ * for r < 16 and t < @nt; activation t at act + t * act_stride (n / 32
+ * blocks), its side floats at side + t * side_stride. Bit for bit what
+ * vec_dot_ref gives for each row and activation.
+ */
+typedef void (*gemm16_fn)(size_t n, const void *group, const void *act, size_t act_stride,
+			  const float *side, size_t side_stride, size_t nt,
+			  float *out, size_t out_stride);
+
+/* The GEMM for @type on this CPU (AVX-512 VNNI), or NULL. */
+gemm16_fn quant_gemm16(uint32_t type);
+gemm16_fn quant_gemm16_avx512(uint32_t type);
 
 /* The per-ISA kernels, for tests: NULL where the ISA has none for @type. */
 vec_dot_fn quant_vec_dot_avx2(uint32_t type);

@@ -1,29 +1,31 @@
 // SPDX-License-Identifier: MIT
 /*
- * AVX-512 VNNI dot products (built with the AVX-512 flags; called only when
+ * AVX-512 VNNI kernels (built with the AVX-512 flags; called only when
  * pinfer_cpu() finds AVX-512 and VNNI). dpbusd multiplies unsigned bytes by
- * signed bytes and adds each four into an int32 lane, so one instruction
- * covers two blocks of 32; an odd last block uses the 256-bit form.
+ * signed bytes and adds each four into an int32 lane.
+ *
+ * Dot products of a row in the file's layout: one instruction covers two
+ * blocks of 32 (an odd last block uses the 256-bit form), the block sums
+ * are reduced to integers, then the float steps run in quant.h's order.
  *   Q4_1: nibbles are unsigned already.
  *   Q4_0: Σ (n - 8) y = Σ n y - 8 Σ y, both by dpbusd (Σ y with ones).
  *   Q8_0: Σ x y = Σ |x| (y negated where x < 0).
+ *
+ * The GEMM on the interleaved layout: a block column of 16 rows is 4 (Q4)
+ * or 8 (Q8_0) registers of unsigned quants, dword j of each row in lane
+ * r; broadcasting the activation's dword j into dpbusd adds row r's part
+ * of the block into lane r, so 8 instructions give 16 rows' block sums
+ * with no reduction, for each of up to 8 activations per pass.
  */
 #include <immintrin.h>
+#include <stddef.h>
+#include <string.h>
 
 #include "quant.h"
 
 static inline float h2f(fp16_t h)
 {
 	return _cvtsh_ss(h);
-}
-
-static inline float hsum256(__m256 v)
-{
-	__m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-
-	x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-	x = _mm_add_ss(x, _mm_movehdup_ps(x));
-	return _mm_cvtss_f32(x);
 }
 
 static inline __m256i nibbles(const uint8_t *q)
@@ -41,13 +43,6 @@ static inline __m512i join(__m256i lo, __m256i hi)
 static inline __m256i load32(const int8_t *q)
 {
 	return _mm256_loadu_si256((const __m256i *)q);
-}
-
-/* d0 for lanes 0..7 (the first block), d1 for lanes 8..15 */
-static inline __m512 scales2(float d0, float d1)
-{
-	return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d0)),
-				  _mm256_set1_ps(d1), 1);
 }
 
 /* ---- the integer part of one block pair / one block ---------------------------- */
@@ -102,7 +97,37 @@ static inline __m256i q8_0_one(const struct block_q8_0 *w, const struct block_q8
 	return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(x), y);
 }
 
-/* ---- the dot products ------------------------------------------------------------- */
+/* ---- dot products of a row ------------------------------------------------------ */
+
+/* The integer sums of lanes 0..7 and of lanes 8..15: two blocks' sums. */
+static inline void block_sums(__m512i v, int32_t s[2])
+{
+	__m256i t = _mm256_hadd_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+	__m128i u;
+
+	t = _mm256_hadd_epi32(t, t);	/* lo 0-3, hi 0-3, .. | lo 4-7, hi 4-7, .. */
+	u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+	s[0] = _mm_cvtsi128_si32(u);
+	s[1] = _mm_extract_epi32(u, 1);
+}
+
+static inline int32_t block_sum1(__m256i v)
+{
+	__m128i u = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+
+	u = _mm_hadd_epi32(u, u);
+	u = _mm_hadd_epi32(u, u);
+	return _mm_cvtsi128_si32(u);
+}
+
+/* sum += (dw da) isum [+ m s], block by block (quant.h) */
+#define STEP(sum_, w_, a_, isum_, extra_)					\
+	do {									\
+		(sum_) += h2f((w_).d) * h2f((a_).d) * (float)(isum_);		\
+		extra_((sum_), (w_), (a_));					\
+	} while (0)
+#define MIN_S(sum_, w_, a_) ((sum_) += h2f((w_).m) * h2f((a_).s))
+#define NO_MIN(sum_, w_, a_) ((void)0)
 
 #define DOT(name, wtype, atype, pair, one, extra)				\
 static float name(size_t n, const void *row, const void *act)			\
@@ -110,149 +135,22 @@ static float name(size_t n, const void *row, const void *act)			\
 	const struct wtype *w = row;						\
 	const struct atype *a = act;						\
 	size_t nb = n / QK, i;							\
-	__m512 acc = _mm512_setzero_ps();					\
 	float sum = 0;								\
+	int32_t s[2];								\
 										\
 	for (i = 0; i + 2 <= nb; i += 2) {					\
-		__m512 d = scales2(h2f(w[i].d) * h2f(a[i].d),			\
-				   h2f(w[i + 1].d) * h2f(a[i + 1].d));		\
-										\
-		acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(pair(w + i, a + i)), acc); \
-		extra(w + i, a + i, 2);						\
+		block_sums(pair(w + i, a + i), s);				\
+		STEP(sum, w[i], a[i], s[0], extra);				\
+		STEP(sum, w[i + 1], a[i + 1], s[1], extra);			\
 	}									\
-	if (i < nb) {								\
-		sum += hsum256(_mm256_cvtepi32_ps(one(w + i, a + i))) *		\
-		       h2f(w[i].d) * h2f(a[i].d);				\
-		extra(w + i, a + i, 1);						\
-	}									\
-	return _mm512_reduce_add_ps(acc) + sum;					\
+	if (i < nb)								\
+		STEP(sum, w[i], a[i], block_sum1(one(w + i, a + i)), extra);	\
+	return sum;								\
 }
 
-/* Q4_1's block minimums times the activations' sums */
-#define MINS(w_, a_, k_)							\
-	do {									\
-		int j_;								\
-		for (j_ = 0; j_ < (k_); j_++)					\
-			sum += h2f((w_)[j_].m) * h2f((a_)[j_].s);		\
-	} while (0)
-#define NONE(w_, a_, k_) do { } while (0)
-
-DOT(dot_q4_1, block_q4_1, block_q8_1, q4_1_pair, q4_1_one, MINS)
-DOT(dot_q4_0, block_q4_0, block_q8_0, q4_0_pair, q4_0_one, NONE)
-DOT(dot_q8_0, block_q8_0, block_q8_0, q8_0_pair, q8_0_one, NONE)
-
-/*
- * Four activation rows: the same operations in the same order per row as
- * DOT above, with the weight blocks unpacked once.
- */
-#define DOT4(name, wtype, atype, unpack_pair, unpack_one, yfix, yfix1, extra)	\
-static void name(size_t n, const void *row, const void *act, size_t stride,	\
-		 float out[4])							\
-{										\
-	const struct wtype *w = row;						\
-	const struct atype *a[4];						\
-	size_t nb = n / QK, i;							\
-	__m512 acc[4];								\
-	float sum[4] = { 0, 0, 0, 0 };						\
-	int k;									\
-										\
-	for (k = 0; k < 4; k++) {						\
-		a[k] = (const struct atype *)((const uint8_t *)act + k * stride); \
-		acc[k] = _mm512_setzero_ps();					\
-	}									\
-	for (i = 0; i + 2 <= nb; i += 2) {					\
-		__m512i x = unpack_pair(w + i);					\
-		float dw0 = h2f(w[i].d), dw1 = h2f(w[i + 1].d);			\
-										\
-		for (k = 0; k < 4; k++) {					\
-			__m512i y = join(load32(a[k][i].qs), load32(a[k][i + 1].qs)); \
-			__m512 d = scales2(dw0 * h2f(a[k][i].d), dw1 * h2f(a[k][i + 1].d)); \
-										\
-			acc[k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(yfix(x, y)), acc[k]); \
-			extra(sum[k], w + i, a[k] + i, 2);			\
-		}								\
-	}									\
-	if (i < nb) {								\
-		__m256i x = unpack_one(w + i);					\
-										\
-		for (k = 0; k < 4; k++) {					\
-			sum[k] += hsum256(_mm256_cvtepi32_ps(yfix1(x, load32(a[k][i].qs)))) * \
-				  h2f(w[i].d) * h2f(a[k][i].d);			\
-			extra(sum[k], w + i, a[k] + i, 1);			\
-		}								\
-	}									\
-	for (k = 0; k < 4; k++)							\
-		out[k] = _mm512_reduce_add_ps(acc[k]) + sum[k];			\
-}
-
-static inline __m512i nib_pair_q4_1(const struct block_q4_1 *w)
-{
-	return join(nibbles(w[0].qs), nibbles(w[1].qs));
-}
-
-static inline __m512i nib_pair_q4_0(const struct block_q4_0 *w)
-{
-	return join(nibbles(w[0].qs), nibbles(w[1].qs));
-}
-
-static inline __m256i nib_one_q4_1(const struct block_q4_1 *w)
-{
-	return nibbles(w->qs);
-}
-
-static inline __m256i nib_one_q4_0(const struct block_q4_0 *w)
-{
-	return nibbles(w->qs);
-}
-
-/* unsigned nibbles x signed activations */
-static inline __m512i udot(__m512i x, __m512i y)
-{
-	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), x, y);
-}
-
-static inline __m256i udot1(__m256i x, __m256i y)
-{
-	return _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y);
-}
-
-/* Q4_0: Σ n y - 8 Σ y */
-static inline __m512i udot_off8(__m512i x, __m512i y)
-{
-	__m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), y);
-
-	return _mm512_sub_epi32(udot(x, y), _mm512_slli_epi32(s, 3));
-}
-
-static inline __m256i udot1_off8(__m256i x, __m256i y)
-{
-	__m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), y);
-
-	return _mm256_sub_epi32(udot1(x, y), _mm256_slli_epi32(s, 3));
-}
-
-#define MINS4(sum_, w_, a_, k_)							\
-	do {									\
-		int j_;								\
-		for (j_ = 0; j_ < (k_); j_++)					\
-			(sum_) += h2f((w_)[j_].m) * h2f((a_)[j_].s);		\
-	} while (0)
-#define NONE4(sum_, w_, a_, k_) do { } while (0)
-
-DOT4(dot4_q4_1, block_q4_1, block_q8_1, nib_pair_q4_1, nib_one_q4_1, udot, udot1, MINS4)
-DOT4(dot4_q4_0, block_q4_0, block_q8_0, nib_pair_q4_0, nib_one_q4_0, udot_off8, udot1_off8, NONE4)
-
-vec_dot4_fn quant_vec_dot4_avx512(uint32_t type)
-{
-	switch (type) {
-	case GGML_TYPE_Q4_1:
-		return dot4_q4_1;
-	case GGML_TYPE_Q4_0:
-		return dot4_q4_0;
-	default:
-		return NULL;
-	}
-}
+DOT(dot_q4_1, block_q4_1, block_q8_1, q4_1_pair, q4_1_one, MIN_S)
+DOT(dot_q4_0, block_q4_0, block_q8_0, q4_0_pair, q4_0_one, NO_MIN)
+DOT(dot_q8_0, block_q8_0, block_q8_0, q8_0_pair, q8_0_one, NO_MIN)
 
 vec_dot_fn quant_vec_dot_avx512(uint32_t type)
 {
@@ -263,6 +161,190 @@ vec_dot_fn quant_vec_dot_avx512(uint32_t type)
 		return dot_q4_1;
 	case GGML_TYPE_Q8_0:
 		return dot_q8_0;
+	default:
+		return NULL;
+	}
+}
+
+/* ---- activations to 8 bits ---------------------------------------------------------- */
+
+/* roundf's rounding (halves away from zero), exactly: trunc, then the fraction. */
+static inline __m512 round_away(__m512 v)
+{
+	__m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+	__mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)),
+					  _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+	__m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f),
+				  _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));	/* ±1 */
+
+	return _mm512_mask_add_ps(t, up, t, one);
+}
+
+/* One block of 32: what the reference's quant_block8 does, the same bits. */
+static inline int quant_block(const float *x, fp16_t *dh, int8_t *qs, float *d_out)
+{
+	__m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+	float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+	float d = amax / 127, id = d ? 1 / d : 0;
+	__m512i q0 = _mm512_cvtps_epi32(round_away(_mm512_mul_ps(x0, _mm512_set1_ps(id))));
+	__m512i q1 = _mm512_cvtps_epi32(round_away(_mm512_mul_ps(x1, _mm512_set1_ps(id))));
+
+	*dh = f32_to_fp16(d);
+	*d_out = d;
+	_mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(q0));
+	_mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(q1));
+	return _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+}
+
+static void quant_q8_0(const float *x, void *out, size_t n)
+{
+	struct block_q8_0 *b = out;
+	size_t i;
+	float d;
+
+	for (i = 0; i < n / QK; i++, x += QK)
+		quant_block(x, &b[i].d, b[i].qs, &d);
+}
+
+static void quant_q8_1(const float *x, void *out, size_t n)
+{
+	struct block_q8_1 *b = out;
+	size_t i;
+	float d;
+
+	for (i = 0; i < n / QK; i++, x += QK) {
+		int sum = quant_block(x, &b[i].d, b[i].qs, &d);
+
+		b[i].s = f32_to_fp16(d * sum);
+	}
+}
+
+quant_act_fn quant_act_avx512(uint32_t type)
+{
+	switch (type) {
+	case GGML_TYPE_Q8_0:
+		return quant_q8_0;
+	case GGML_TYPE_Q8_1:
+		return quant_q8_1;
+	default:
+		return NULL;
+	}
+}
+
+/* ---- the GEMM on 16 interleaved rows ----------------------------------------------- */
+
+enum kind { K_Q4_0, K_Q4_1, K_Q8_0 };
+
+static inline int32_t load_dword(const int8_t *p)
+{
+	int32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/*
+ * @T (1..8, a constant once inlined) activations times the group's 16 rows:
+ * acc[t] lane r = row r · activation t, block by block in quant.h's order.
+ */
+static inline __attribute__((always_inline)) void
+gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
+	  size_t as, const float *side, size_t ss, float *out, size_t os)
+{
+	const size_t col = kind == K_Q4_0 ? QR * sizeof(struct block_q4_0) :
+			   kind == K_Q4_1 ? QR * sizeof(struct block_q4_1) :
+			   QR * sizeof(struct block_q8_0);
+	const size_t quants = kind == K_Q4_1 ? 64 : 32;
+	const size_t ablk = kind == K_Q4_1 ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+	const size_t aqs = kind == K_Q4_1 ? offsetof(struct block_q8_1, qs) :
+			   offsetof(struct block_q8_0, qs);
+	const __m512i low = _mm512_set1_epi8(0x0f);
+	__m512 acc[8];
+	size_t b;
+	int t, j;
+
+	for (t = 0; t < T; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (b = 0; b < nb; b++, g += col) {
+		const uint8_t *q = g + quants;
+		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+		__m512 mw = _mm512_setzero_ps();
+		__m512i w[8];
+
+		if (kind == K_Q4_1)
+			mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+		if (kind == K_Q8_0) {
+			for (j = 0; j < 8; j++)
+				w[j] = _mm512_loadu_si512(q + 64 * j);
+		} else {
+			for (j = 0; j < 4; j++) {
+				__m512i x = _mm512_loadu_si512(q + 64 * j);
+
+				w[j] = _mm512_and_si512(x, low);
+				w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), low);
+			}
+		}
+		for (t = 0; t < T; t++) {
+			const int8_t *a = (const int8_t *)(act + t * as + b * ablk + aqs);
+			const float *sd = side + t * ss + 2 * b;
+			__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+			__m512 isum;
+
+			/* two chains: short dependencies when T is small */
+			for (j = 0; j < 8; j += 2) {
+				s0 = _mm512_dpbusd_epi32(s0, w[j], _mm512_set1_epi32(load_dword(a + 4 * j)));
+				s1 = _mm512_dpbusd_epi32(s1, w[j + 1],
+							 _mm512_set1_epi32(load_dword(a + 4 * j + 4)));
+			}
+			isum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+			if (kind != K_Q4_1)	/* the unsigned quants' offset: exact */
+				isum = _mm512_sub_ps(isum, _mm512_set1_ps(sd[1]));
+			acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(dw, _mm512_set1_ps(sd[0])),
+								     isum));
+			if (kind == K_Q4_1)
+				acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(mw, _mm512_set1_ps(sd[1])));
+		}
+	}
+	for (t = 0; t < T; t++)
+		_mm512_storeu_ps(out + t * os, acc[t]);
+}
+
+#define GEMM(name, kind)							\
+static void name(size_t n, const void *group, const void *act, size_t as,	\
+		 const float *side, size_t ss, size_t nt, float *out, size_t os) \
+{										\
+	const uint8_t *a = act;							\
+	size_t t;								\
+										\
+	for (t = 0; t + 8 <= nt; t += 8)					\
+		gemm_tile(kind, 8, n / QK, group, a + t * as, as, side + t * ss, ss, \
+			  out + t * os, os);					\
+	a += t * as, side += t * ss, out += t * os;				\
+	switch (nt - t) {							\
+	case 7: gemm_tile(kind, 7, n / QK, group, a, as, side, ss, out, os); break; \
+	case 6: gemm_tile(kind, 6, n / QK, group, a, as, side, ss, out, os); break; \
+	case 5: gemm_tile(kind, 5, n / QK, group, a, as, side, ss, out, os); break; \
+	case 4: gemm_tile(kind, 4, n / QK, group, a, as, side, ss, out, os); break; \
+	case 3: gemm_tile(kind, 3, n / QK, group, a, as, side, ss, out, os); break; \
+	case 2: gemm_tile(kind, 2, n / QK, group, a, as, side, ss, out, os); break; \
+	case 1: gemm_tile(kind, 1, n / QK, group, a, as, side, ss, out, os); break; \
+	default: break;								\
+	}									\
+}
+
+GEMM(gemm_q4_0, K_Q4_0)
+GEMM(gemm_q4_1, K_Q4_1)
+GEMM(gemm_q8_0, K_Q8_0)
+
+gemm16_fn quant_gemm16_avx512(uint32_t type)
+{
+	switch (type) {
+	case GGML_TYPE_Q4_0:
+		return gemm_q4_0;
+	case GGML_TYPE_Q4_1:
+		return gemm_q4_1;
+	case GGML_TYPE_Q8_0:
+		return gemm_q8_0;
 	default:
 		return NULL;
 	}

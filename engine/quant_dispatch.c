@@ -53,12 +53,47 @@ vec_dot_fn quant_vec_dot(uint32_t type, const char **isa_name)
 	return f;
 }
 
-vec_dot4_fn quant_vec_dot4(uint32_t type)
+static void act_q8_0_ref(const float *x, void *out, size_t n)
+{
+	quantize_row_act_ref(GGML_TYPE_Q8_0, x, out, n);
+}
+
+static void act_q8_1_ref(const float *x, void *out, size_t n)
+{
+	quantize_row_act_ref(GGML_TYPE_Q8_1, x, out, n);
+}
+
+static void act_q8_K_ref(const float *x, void *out, size_t n)
+{
+	quantize_row_act_ref(GGML_TYPE_Q8_K, x, out, n);
+}
+
+static void act_f32(const float *x, void *out, size_t n)
+{
+	quantize_row_act_ref(GGML_TYPE_F32, x, out, n);
+}
+
+quant_act_fn quant_act(uint32_t type)
+{
+	const struct pinfer_cpu *cpu = pinfer_cpu();
+	quant_act_fn f;
+
+	if (cpu->isa >= PINFER_ISA_AVX512 && (f = quant_act_avx512(type)))
+		return f;
+	switch (type) {
+	case GGML_TYPE_Q8_0: return act_q8_0_ref;
+	case GGML_TYPE_Q8_1: return act_q8_1_ref;
+	case GGML_TYPE_Q8_K: return act_q8_K_ref;
+	default: return act_f32;
+	}
+}
+
+gemm16_fn quant_gemm16(uint32_t type)
 {
 	const struct pinfer_cpu *cpu = pinfer_cpu();
 
 	if (cpu->isa >= PINFER_ISA_AVX512 && cpu->avx512_vnni)
-		return quant_vec_dot4_avx512(type);
+		return quant_gemm16_avx512(type);
 	return NULL;
 }
 

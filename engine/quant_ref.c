@@ -573,7 +573,11 @@ void quantize_row_act_ref(uint32_t type, const float *x, void *out, size_t n)
 	}
 }
 
-/* ---- dot products ------------------------------------------------------------ */
+/*
+ * ---- dot products ------------------------------------------------------------
+ * Q4_0, Q4_1, Q8_0: in the order quant.h states, which every kernel keeps
+ * (dw * da is exact: two fp16 values).
+ */
 
 static float dot_q4_0(size_t nb, const struct block_q4_0 *w, const struct block_q8_0 *a)
 {
@@ -587,7 +591,7 @@ static float dot_q4_0(size_t nb, const struct block_q4_0 *w, const struct block_
 		for (j = 0; j < QK / 2; j++)
 			s += ((w[i].qs[j] & 0xf) - 8) * a[i].qs[j] +
 			     ((w[i].qs[j] >> 4) - 8) * a[i].qs[j + QK / 2];
-		sum += s * fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d);
+		sum += fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d) * (float)s;
 	}
 	return sum;
 }
@@ -605,8 +609,8 @@ static float dot_q4_1(size_t nb, const struct block_q4_1 *w, const struct block_
 			s += (w[i].qs[j] & 0xf) * a[i].qs[j] +
 			     (w[i].qs[j] >> 4) * a[i].qs[j + QK / 2];
 		/* Σ (q d + m) a = d da Σ q qa + m Σ a, and Σ a = s */
-		sum += s * fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d) +
-		       fp16_to_f32(w[i].m) * fp16_to_f32(a[i].s);
+		sum += fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d) * (float)s;
+		sum += fp16_to_f32(w[i].m) * fp16_to_f32(a[i].s);
 	}
 	return sum;
 }
@@ -622,7 +626,7 @@ static float dot_q8_0(size_t nb, const struct block_q8_0 *w, const struct block_
 
 		for (j = 0; j < QK; j++)
 			s += w[i].qs[j] * a[i].qs[j];
-		sum += s * fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d);
+		sum += fp16_to_f32(w[i].d) * fp16_to_f32(a[i].d) * (float)s;
 	}
 	return sum;
 }

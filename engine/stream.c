@@ -472,13 +472,23 @@ void llm_stream_free(struct llm_stream *st)
 	free(st);
 }
 
-int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_err *err)
+/* A layer's seven matrices: what streams. */
+static void layer_mats(struct llm_layer *ly, struct llm_tensor *mats[7])
+{
+	mats[0] = &ly->wq, mats[1] = &ly->wk, mats[2] = &ly->wv, mats[3] = &ly->wo;
+	mats[4] = &ly->w_gate, mats[5] = &ly->w_up, mats[6] = &ly->w_down;
+}
+
+int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_pool *pool,
+		       struct pinfer_err *err)
 {
 	struct llm_stream *st = m->stream;
+	struct llm_tensor *mats[7];
 	struct llm_slot *s;
-	struct llm_layer *ly;
+	bool fresh = false;
 	uint8_t *at;
 	uint64_t q, a;
+	size_t i;
 
 	if (!st || layer < st->first)
 		return 0;
@@ -508,30 +518,37 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 		}
 		s->ticket = 0;
 		s->ready = true;
+		fresh = true;
 	}
 	at = st->base + st->ring_off + slot_of(st, q) * st->slot_bytes;
 	a = st->span_a[layer];
-	ly = &m->layers[layer];
-	ly->wq.data = at + (ly->wq.file_off - a);
-	ly->wk.data = at + (ly->wk.file_off - a);
-	ly->wv.data = at + (ly->wv.file_off - a);
-	ly->wo.data = at + (ly->wo.file_off - a);
-	ly->w_gate.data = at + (ly->w_gate.file_off - a);
-	ly->w_up.data = at + (ly->w_up.file_off - a);
-	ly->w_down.data = at + (ly->w_down.file_off - a);
+	layer_mats(&m->layers[layer], mats);
+	for (i = 0; i < 7; i++) {
+		struct llm_tensor *t = mats[i];
+
+		t->data = at + (t->file_off - a);
+		if (fresh && llm_tensor_pack(t, pool)) {
+			pinfer_fail(&st->error, ENOMEM, "streaming layer %" PRIu32 ": out of memory packing it",
+				    layer);
+			if (err)
+				*err = st->error;
+			return st->error.code;
+		}
+	}
 	return 0;
 }
 
 void llm_stream_release(const struct llm_model *m, uint32_t layer)
 {
 	struct llm_stream *st = m->stream;
-	struct llm_layer *ly;
+	struct llm_tensor *mats[7];
+	size_t i;
 
 	if (!st || layer < st->first)
 		return;
-	ly = &m->layers[layer];
-	ly->wq.data = ly->wk.data = ly->wv.data = ly->wo.data = NULL;
-	ly->w_gate.data = ly->w_up.data = ly->w_down.data = NULL;
+	layer_mats(&m->layers[layer], mats);
+	for (i = 0; i < 7; i++)
+		mats[i]->data = NULL;
 	submit(st, st->use + st->k);
 	st->use++;
 }

@@ -24,6 +24,13 @@ struct llm_tref {
 /* The model's tensors that exist; @out has room for LLM_TREFS(n_layer). */
 size_t llm_model_trefs(struct llm_model *m, struct llm_tref *out);
 
+/*
+ * Interleave @t's rows for the integer GEMM in place (quant.h), when this
+ * CPU has the GEMM for its type: rows 0..rows/16*16, 16 at a time, over
+ * @pool (or not, when NULL). ENOMEM when no scratch memory.
+ */
+int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool);
+
 /* A file span [a, b) (whole pages) kept at region offset @roff. */
 struct llm_piece {
 	uint64_t a, b, roff;
@@ -60,12 +67,13 @@ void llm_stream_free(struct llm_stream *st);
 
 /*
  * Layers are used in order, 0 .. n_layer - 1, in every pass. acquire()
- * waits for the layer's reads (resident layers: returns at once) and points
- * its matrices at its slot; release() hands the slot to the layer ring
+ * waits for the layer's reads (resident layers: returns at once), packs
+ * its matrices for the GEMM over @pool when they were just read, and
+ * points them at its slot; release() hands the slot to the layer ring
  * slots ahead. A read error is kept: every later acquire() fails with it.
  */
 int llm_stream_acquire(const struct llm_model *m, uint32_t layer,
-		       struct pinfer_err *err);
+		       struct pinfer_pool *pool, struct pinfer_err *err);
 void llm_stream_release(const struct llm_model *m, uint32_t layer);
 /* Keep the reads flowing (never blocks); called between operations. */
 void llm_stream_pump(const struct llm_model *m);

@@ -31,6 +31,14 @@ def ok(cond, desc, diag=None):
     return cond
 
 
+def skip(reason):
+    """One case that could not run here (counted as skipped)."""
+    global _count
+    _count += 1
+    print(f"ok {_count} - {reason} # SKIP")
+    sys.stdout.flush()
+
+
 def skip_all(reason):
     print(f"1..0 # SKIP {reason}")
     sys.exit(77)

@@ -6,17 +6,18 @@ the independent numpy reference (tests/reference/llama_ref.py):
   every position within 0.5% of that position's logit range — the model's
   math is right;
 - the production path (activations quantized to 8 bits, as llama.cpp does):
-  within 5% of the range (llama.cpp's own logits on the first prompt are up
-  to 4.96% off, ours 4.94%: Documentation/engine.md, Accuracy), and the
-  same argmax at every position but near ties (the reference's top two
-  within 2% of the range: 8-bit rounding and summation order may flip
-  those; each is reported);
+  within 6% of the range at every position and 3% on average over the
+  prompt (llama.cpp's own logits on the first prompt are up to 4.96% off,
+  2.63% on average; which position is worst moves with rounding:
+  Documentation/engine.md, Accuracy), and the same argmax at every position
+  but near ties (the reference's top two within 2% of the range: 8-bit
+  rounding and summation order may flip those; each is reported);
 - 32 greedy tokens: identical to the reference's in reference mode; on the
   8-bit path, fed the reference's 32 tokens, the same choice at each step
   except at near ties as above;
 - the same checks on F16, Q8_0, Q4_0, Q4_K and Q6_K versions written by
   pinfer quantize (read by the reference through gguf's own reader);
-- batches (sgemm from 32 tokens), RoPE scaling on synthetic models, a Q8_0
+- batches (the GEMM on packed rows, or sgemm from 32 tokens), RoPE scaling on synthetic models, a Q8_0
   KV cache: see their functions;
 - bad input: an unsupported architecture, a missing tensor, a tensor of the
   wrong shape, a token out of the vocabulary, more tokens than the context:
@@ -32,7 +33,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
-from tap import MODEL, PINFER, end, helper, ok, skip_all  # noqa: E402
+from tap import MODEL, PINFER, end, helper, ok, skip, skip_all  # noqa: E402
 
 HELPER = helper("print_logits")
 
@@ -60,14 +61,15 @@ def engine(model, tokens, exact=False, greedy=0, ctx=None, kv="f16"):
 def test_logits(ref, model=MODEL, prompts=PROMPTS, label=""):
     for i, toks in enumerate(prompts):
         want = ref.forward(toks)
-        for exact, limit in ((True, 0.005), (False, 0.05)):
+        for exact, limit, mean in ((True, 0.005, 0.005), (False, 0.06, 0.03)):
             p = engine(model, toks, exact=exact)
             got = np.frombuffer(p.stdout, np.float32).reshape(len(toks), -1)
             rel = (np.abs(got - want).max(axis=1) / (want.max(axis=1) - want.min(axis=1)))
             mode = "reference mode" if exact else "8-bit activations"
-            ok(p.returncode == 0 and rel.max() < limit,
+            ok(p.returncode == 0 and rel.max() < limit and rel.mean() < mean,
                f"{label}prompt {i} ({len(toks)} tokens), {mode}: max |diff| {100 * rel.max():.3f}% "
-               f"of the logit range (limit {100 * limit:.1f}%)", p.stderr.decode())
+               f"of the logit range (limit {100 * limit:.1f}%), {100 * rel.mean():.3f}% on average "
+               f"over the positions (limit {100 * mean:.1f}%)", p.stderr.decode())
             if not exact:
                 flips, wrong = near_tie_flips(got, want, range(len(toks)),
                                               want.argmax(axis=1))
@@ -127,34 +129,61 @@ def patched(tmp, name, patches):
     return path
 
 
+def cpu_has(flag):
+    with open("/proc/cpuinfo") as f:
+        return any(line.startswith("flags") and f" {flag}" in line for line in f)
+
+
+def batch_logits(tokens, exact=False, cpu=None):
+    env = dict(os.environ, PINFER_EXACT="1" if exact else "0")
+    if cpu:
+        env["PINFER_CPU"] = cpu
+    p = subprocess.run([HELPER, "--batch", MODEL, *map(str, tokens)], capture_output=True,
+                       env=env)
+    return p, np.frombuffer(p.stdout, np.float32)
+
+
 def test_batch(ref):
-    """Prompts are fed as batches. From 32 tokens on, a batch's matrix
-    products are sgemm on dequantized weights with float inputs: more exact
-    than 8-bit inputs: the last logits of a 70-token batch within 1.5% of the
-    reference's (measured 1.1%, against 2.3% fed one by one with 8-bit inputs;
-    what remains is mostly the output projection of the last token, which
-    still takes 8-bit inputs). Below 32 (and in reference mode) a batch
-    gives token-by-token's logits bit for bit."""
+    """Prompts are fed as batches, each weight row read once per batch.
+    With AVX-512 VNNI, Q4_0, Q4_1 and Q8_0 matrices are packed for the
+    integer GEMM, which serves every batch size with the dot product's
+    arithmetic (tests/unit/test_kernels.c); from 32 tokens on, attention
+    runs as sgemm over a block of tokens, so a batch is one more 8-bit path:
+    a 70-token batch's last logits within the 8-bit limit of the reference,
+    the same argmax. Otherwise (here with PINFER_CPU=avx2, and for other
+    types) from 32 tokens on a batch's products are sgemm on dequantized
+    weights with float inputs, more exact than 8-bit inputs: within 1.5% of
+    the reference's (measured 1.0%, against 2.3% fed one by one). Below 32
+    tokens, and in reference mode, a batch gives token-by-token's logits bit
+    for bit on every path."""
     toks = PROMPTS[0] * 5      # 70 tokens
     want = ref.forward(toks)[-1]
-    bat = subprocess.run([HELPER, "--batch", MODEL, *map(str, toks)], capture_output=True,
-                         env=dict(os.environ, PINFER_EXACT="0"))
-    got = np.frombuffer(bat.stdout, np.float32)
-    rel = np.abs(got - want).max() / (want.max() - want.min()) if got.size == want.size else 1
-    ok(bat.returncode == 0 and rel < 0.015 and got.argmax() == want.argmax(),
-       f"70 tokens as one batch (sgemm): the last logits within {100 * rel:.3f}% of the "
-       "reference's (limit 1.5%), the same argmax", bat.stderr.decode())
-    for exact, n in ((False, 20), (True, 70)):
+    vnni = cpu_has("avx512_vnni") and cpu_has("avx512bw")
+    for cpu, limit in (("avx2", 0.015), (None, 0.06)) if vnni else (("avx2", 0.015),):
+        bat, got = batch_logits(toks, cpu=cpu)
+        rel = np.abs(got - want).max() / (want.max() - want.min()) if got.size == want.size else 1
+        path = "sgemm, PINFER_CPU=avx2" if cpu else "the GEMM on packed rows"
+        ok(bat.returncode == 0 and rel < limit and got.argmax() == want.argmax(),
+           f"70 tokens as one batch ({path}): the last logits within {100 * rel:.3f}% of the "
+           f"reference's (limit {100 * limit:.1f}%), the same argmax", bat.stderr.decode())
+    cases = [(False, 20, "avx2"), (True, 70, None)]
+    if vnni:
+        cases.append((False, 20, None))
+    else:
+        skip("no AVX-512 VNNI: no GEMM on packed rows")
+    for exact, n, cpu in cases:
         t = toks[:n]
-        seq = engine(MODEL, t, exact=exact)
         env = dict(os.environ, PINFER_EXACT="1" if exact else "0")
-        bat = subprocess.run([HELPER, "--batch", MODEL, *map(str, t)],
-                             capture_output=True, env=env)
+        if cpu:
+            env["PINFER_CPU"] = cpu
+        seq = subprocess.run([HELPER, MODEL, *map(str, t)], capture_output=True, env=env)
+        bat, got = batch_logits(t, exact, cpu)
         last = np.frombuffer(seq.stdout, np.float32).reshape(len(t), -1)[-1]
-        got = np.frombuffer(bat.stdout, np.float32)
+        path = "reference mode" if exact else \
+            "8-bit, " + ("PINFER_CPU=avx2" if cpu else "the GEMM on packed rows")
         ok(bat.returncode == 0 and np.array_equal(got, last),
-           f"{'reference mode' if exact else '8-bit'}: {n} tokens fed as a batch give "
-           "the same logits as one by one, bit for bit", bat.stderr.decode())
+           f"{path}: {n} tokens fed as a batch give the same logits as one by one, "
+           "bit for bit", bat.stderr.decode())
 
 
 def test_bad_input():

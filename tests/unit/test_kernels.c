@@ -4,10 +4,14 @@
  * reference, on random rows of 1, 2, 3, 17 and 48 blocks (odd counts and
  * counts that are not a multiple of any vector width), with activations
  * quantized by the reference. Integer parts are exact, so results agree to
- * float rounding of the block sums.
+ * float rounding of the block sums; the AVX-512 kernels for Q4_0, Q4_1 and
+ * Q8_0 (and the GEMM on packed rows) keep the reference's order of float
+ * operations and agree bit for bit.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu.h"
 #include "quant.h"
@@ -34,12 +38,115 @@ static void check(const char *isa, vec_dot_fn f, uint32_t type, size_t n)
 		mag += fabs((double)w[i] * x[i]);
 	want = vec_dot_ref(type, n, row, act);
 	got = f(n, row, act);
-	ok(fabsf(got - want) <= 1e-5 * mag + 1e-6,
-	   "%s %s, %zu elements: %.7g, reference %.7g", isa, ti->name, n, got, want);
+	if (!strcmp(isa, "avx512-vnni"))	/* in quant.h's order: the same bits */
+		ok(got == want, "%s %s, %zu elements: %.9g, reference %.9g (bit for bit)",
+		   isa, ti->name, n, got, want);
+	else
+		ok(fabsf(got - want) <= 1e-5 * mag + 1e-6,
+		   "%s %s, %zu elements: %.7g, reference %.7g", isa, ti->name, n, got, want);
 	free(row);
 	free(act);
 	free(x);
 	free(w);
+}
+
+/*
+ * 16 random rows of @type, packed; nt activations: the GEMM gives what the
+ * reference dot product gives for each row and activation, bit for bit,
+ * and each row reads back out of the group as the reference dequantizes it.
+ */
+static bool gemm_case(uint32_t type, size_t nblk, size_t nt)
+{
+	const struct ggml_type_info *ti = ggml_type_get(type);
+	uint32_t atype = quant_vec_dot_type(type);
+	size_t n = nblk * QK, rb = nblk * ti->block_bytes;
+	size_t as = (nblk * ggml_type_get(atype)->block_bytes + 63) / 64 * 64, ss = 2 * nblk;
+	uint8_t *rows = malloc(QR * rb), *packed = malloc(QR * rb), *scratch = malloc(QR * rb);
+	uint8_t *act = malloc(nt * as);
+	float *side = malloc(nt * ss * sizeof(float)), *out = malloc(nt * QR * sizeof(float));
+	float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+	float *y2 = malloc(n * sizeof(float));
+	bool same = true;
+	size_t r, t, i;
+
+	random_row(type, rows, QR * n);
+	memcpy(packed, rows, QR * rb);
+	quant_repack16(type, packed, nblk, scratch);
+	for (t = 0; t < nt; t++) {
+		for (i = 0; i < n; i++)
+			x[i] = uniform(-3, 3);
+		quantize_row_act_ref(atype, x, act + t * as, n);
+		quant_act_side(type, act + t * as, n, side + t * ss);
+	}
+	quant_gemm16_avx512(type)(n, packed, act, as, side, ss, nt, out, QR);
+	for (r = 0; r < QR; r++) {
+		for (t = 0; t < nt; t++)
+			same = same && out[t * QR + r] == vec_dot_ref(type, n, rows + r * rb, act + t * as);
+		dequantize_row_ref(type, rows + r * rb, y, n);
+		dequantize_row_repacked(type, packed, (unsigned)r, y2, n);
+		same = same && !memcmp(y, y2, n * sizeof(float));
+	}
+	free(rows);
+	free(packed);
+	free(scratch);
+	free(act);
+	free(side);
+	free(out);
+	free(x);
+	free(y);
+	free(y2);
+	return same;
+}
+
+static void check_gemm(void)
+{
+	static const uint32_t types[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0 };
+	static const size_t blocks[] = { 1, 2, 3, 17, 48 }, nts[] = { 1, 2, 3, 7, 8, 9, 20 };
+	size_t t, b, k;
+
+	for (t = 0; t < 3; t++)
+		for (b = 0; b < 5; b++) {
+			bool same = true;
+
+			for (k = 0; k < sizeof(nts) / sizeof(nts[0]); k++)
+				same = gemm_case(types[t], blocks[b], nts[k]) && same;
+			ok(same, "avx512-vnni GEMM on 16 packed %s rows of %zu blocks, 1 to 20 "
+			   "activations: the reference's dot products bit for bit, rows read back",
+			   ggml_type_name(types[t]), blocks[b]);
+		}
+}
+
+/*
+ * The SIMD activation quantizers against the reference, bit for bit: random
+ * rows, and a row of ties (x / d = k + 1/2 exactly: roundf goes away from 0).
+ */
+static void check_quant_act(void)
+{
+	static const uint32_t types[] = { GGML_TYPE_Q8_0, GGML_TYPE_Q8_1 };
+	float x[4 * QK];
+	uint8_t want[4 * 36], got[4 * 36];
+	size_t t, i, k;
+
+	for (t = 0; t < 2; t++) {
+		quant_act_fn f = quant_act_avx512(types[t]);
+		size_t bytes = 4 * ggml_type_get(types[t])->block_bytes;
+		bool same = true;
+
+		for (k = 0; k < 20; k++) {
+			for (i = 0; i < 4 * QK; i++)
+				x[i] = k < 10 ? uniform(-3, 3) * (float)(k + 1) : 0;
+			if (k >= 10)	/* ties: amax 127, so d = 1 */
+				for (i = 0; i < 4 * QK; i++)
+					x[i] = i % QK == 0 ? 127 : (float)((int)(i % 61) - 30) + 0.5f;
+			if (k == 19)
+				x[5] = -0.0f, x[6] = 1e-30f;
+			quantize_row_act_ref(types[t], x, want, 4 * QK);
+			f(x, got, 4 * QK);
+			same = same && !memcmp(want, got, bytes);
+		}
+		ok(same, "avx512 quantization of activations to %s: the reference's bytes, ties included",
+		   ggml_type_name(types[t]));
+	}
 }
 
 int main(void)
@@ -73,39 +180,12 @@ int main(void)
 	}
 	if (!covered)
 		tap_skip("this CPU has neither AVX2 nor AVX-512 VNNI");
-	/* four-row kernels: bit for bit the single-row kernel's results */
-	for (t = 0; t < 2 && cpu->detected >= PINFER_ISA_AVX512 && cpu->avx512_vnni; t++) {
-		uint32_t type = t ? GGML_TYPE_Q4_0 : GGML_TYPE_Q4_1;
-		uint32_t atype = quant_vec_dot_type(type);
-		const struct ggml_type_info *ai = ggml_type_get(atype);
-		vec_dot4_fn f4 = quant_vec_dot4_avx512(type);
-		vec_dot_fn f1 = quant_vec_dot_avx512(type);
-
-		for (b = 0; b < 5; b++) {
-			/* rows on 64-byte boundaries, as the engine lays them out */
-			size_t n = blocks[b] * QK, stride = (n / QK * ai->block_bytes + 63) / 64 * 64, j;
-			uint8_t *row = malloc(n / QK * ggml_type_get(type)->block_bytes);
-			uint8_t *act = malloc(4 * stride);
-			float x[48 * QK], out[4];
-			bool same = true;
-
-			random_row(type, row, n);
-			for (j = 0; j < 4; j++) {
-				size_t i;
-
-				for (i = 0; i < n; i++)
-					x[i] = uniform(-3, 3);
-				quantize_row_act_ref(atype, x, act + j * stride, n);
-			}
-			f4(n, row, act, stride, out);
-			for (j = 0; j < 4; j++)
-				same = same && out[j] == f1(n, row, act + j * stride);
-			ok(f4 && same, "avx512-vnni four-row %s, %zu blocks: equal to one row at a time, bit for bit",
-			   ggml_type_name(type), blocks[b]);
-			free(row);
-			free(act);
-		}
-	}
+	if (cpu->detected >= PINFER_ISA_AVX512 && cpu->avx512_vnni)
+		check_gemm();
+	if (cpu->detected >= PINFER_ISA_AVX512 && cpu->avx512_vnni)
+		check_quant_act();
+	else
+		tap_skip("no AVX-512 VNNI: no GEMM on packed rows to test");
 	if (cpu->detected >= PINFER_ISA_AVX2) {	/* attention helpers */
 		float q[69], o[69], o2[69], d = 0, want_o;
 		fp16_t k[69];

@@ -26,6 +26,7 @@
 
 #include "ggml_types.h"
 #include "model.h"
+#include "quant.h"
 #include "synth.h"
 #include "../tap.h"
 
@@ -44,7 +45,21 @@ struct run {
 	char err[320];
 };
 
-/* Every resident tensor's bytes equal the file's (nothing overwrote them). */
+/* The file's bytes of @t as loading left them: packed for the GEMM if @t is. */
+static void as_loaded(const struct llm_tensor *t, uint8_t *buf)
+{
+	uint8_t *scratch = t->packed ? malloc(QR * t->row_bytes) : NULL;
+	size_t g;
+
+	for (g = 0; scratch && g < t->rows / QR; g++)
+		quant_repack16(t->type, buf + g * QR * t->row_bytes, t->cols / QK, scratch);
+	free(scratch);
+}
+
+/*
+ * Every resident tensor's bytes equal the file's, as loading packed them
+ * (nothing overwrote them since).
+ */
 static bool resident_intact(const struct llm_model *m, const char *path)
 {
 	int fd = open(path, O_RDONLY);
@@ -66,8 +81,10 @@ static bool resident_intact(const struct llm_model *m, const char *path)
 				continue;	/* a streamed matrix */
 			buf = malloc(ts[i]->bytes);
 			same = buf && pread(fd, buf, ts[i]->bytes, (off_t)ts[i]->file_off) ==
-					      (ssize_t)ts[i]->bytes &&
-			       !memcmp(buf, ts[i]->data, ts[i]->bytes);
+					      (ssize_t)ts[i]->bytes;
+			if (same)
+				as_loaded(ts[i], buf);
+			same = same && !memcmp(buf, ts[i]->data, ts[i]->bytes);
 			free(buf);
 		}
 	}
