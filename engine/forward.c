@@ -179,6 +179,11 @@ uint32_t llm_session_pos(const struct llm_session *s)
 	return s->pos;
 }
 
+void llm_session_reset(struct llm_session *s)
+{
+	s->pos = 0;
+}
+
 uint32_t llm_session_ctx(const struct llm_session *s)
 {
 	return s->n_ctx;
@@ -458,8 +463,7 @@ struct attn_task {
 	uint32_t layer, pos;
 	const float *q;
 	float *out;
-	dot_f16_fn dot;		/* the fp16 cache's kernels */
-	axpy_f16_fn axpy;
+	const struct attn_kernels *k;	/* the fp16 cache's kernels, softmax */
 };
 
 /* q · k for a head of the Q8_0 cache: n / 32 blocks. */
@@ -509,26 +513,21 @@ static void attn_one(const struct attn_task *a, uint32_t pos, const float *qt, f
 					 c->head_dim * sizeof(fp16_t));
 	const uint8_t *kc = s->kcache + base + kvo, *vc = s->vcache + base + kvo;
 	float *o = outt + h * c->head_dim;
-	float max = -INFINITY, sum = 0;
 
 	for (t = 0; t <= pos; t++) {
 		const void *k = kc + t * row;
 
-		att[t] = (q8 ? dot_kv_q8(q, k, c->head_dim) : a->dot(q, k, c->head_dim)) * scale;
-		max = att[t] > max ? att[t] : max;
+		att[t] = q8 ? dot_kv_q8(q, k, c->head_dim) : a->k->dot(q, k, c->head_dim);
 	}
-	for (t = 0; t <= pos; t++) {
-		att[t] = expf(att[t] - max);
-		sum += att[t];
-	}
+	a->k->softmax(att, pos + 1, scale);
 	memset(o, 0, c->head_dim * sizeof(float));
 	for (t = 0; t <= pos; t++) {
 		const void *v = vc + t * row;
 
 		if (q8)
-			axpy_kv_q8(o, att[t] / sum, v, c->head_dim);
+			axpy_kv_q8(o, att[t], v, c->head_dim);
 		else
-			a->axpy(o, att[t] / sum, v, c->head_dim);
+			a->k->axpy(o, att[t], v, c->head_dim);
 	}
 }
 
@@ -565,6 +564,7 @@ struct attn_gemm {
 	size_t nb;
 	const float *q;
 	float *out;
+	const struct attn_kernels *k;
 };
 
 /* Positions [b, e) of the layer's K and V cache, as floats. */
@@ -576,6 +576,13 @@ static void kv_to_float(void *arg, size_t b, size_t e, int thread)
 	size_t base = (size_t)g->layer * s->n_ctx * s->kv_row, t;
 
 	(void)thread;
+	if (type == GGML_TYPE_F16) {	/* positions are contiguous: one run */
+		g->k->to_f32((const fp16_t *)(s->kcache + base + b * s->kv_row), s->kf + b * s->kv_dim,
+			     (e - b) * s->kv_dim);
+		g->k->to_f32((const fp16_t *)(s->vcache + base + b * s->kv_row), s->vf + b * s->kv_dim,
+			     (e - b) * s->kv_dim);
+		return;
+	}
 	for (t = b; t < e; t++) {
 		dequantize_row_ref(type, s->kcache + base + t * s->kv_row, s->kf + t * s->kv_dim,
 				   s->kv_dim);
@@ -607,21 +614,11 @@ static void attn_gemm_items(void *arg, size_t ib, size_t ie, int thread)
 		blas_sgemm_nt((int)m, (int)n, (int)hd, g->q + b0 * qd + h * hd, (int)qd,
 			      s->kf + h / group * hd, (int)kvd, sc, (int)n);
 		for (r = 0; r < m; r++) {
-			float *row = sc + r * n, max = -INFINITY, sum = 0, inv;
+			float *row = sc + r * n;
 			size_t seen = g->pos + b0 + r + 1;
 
-			for (t = 0; t < seen; t++) {
-				row[t] *= scale;
-				max = row[t] > max ? row[t] : max;
-			}
-			for (t = 0; t < seen; t++) {
-				row[t] = expf(row[t] - max);
-				sum += row[t];
-			}
-			inv = 1 / sum;
-			for (t = 0; t < seen; t++)
-				row[t] *= inv;
-			for (; t < n; t++)
+			g->k->softmax(row, seen, scale);
+			for (t = seen; t < n; t++)
 				row[t] = 0;
 		}
 		blas_sgemm_nn((int)m, (int)hd, (int)n, sc, (int)n, s->vf + h / group * hd, (int)kvd,
@@ -638,13 +635,13 @@ static void attn_gemm_items(void *arg, size_t ib, size_t ie, int thread)
 static void attention(struct llm_session *s, uint32_t layer, uint32_t pos, size_t nb,
 		      const float *q, float *out)
 {
-	struct attn_task a = { .s = s, .layer = layer, .pos = pos, .q = q, .out = out };
+	struct attn_task a = { .s = s, .layer = layer, .pos = pos, .q = q, .out = out,
+			       .k = attn_kernels() };
 	size_t b;
 
-	attn_kernels(&a.dot, &a.axpy);
 	if (nb >= GEMM_MIN && !s->exact && blas_available()) {
 		struct attn_gemm g = { .s = s, .layer = layer, .pos = pos, .nb = nb, .q = q,
-				       .out = out };
+				       .out = out, .k = a.k };
 		size_t items = s->m->cfg.n_head * ((nb + ATTN_BLOCK - 1) / ATTN_BLOCK);
 
 		if (s->pool) {
@@ -700,10 +697,8 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 			quantize_row_act_ref(GGML_TYPE_Q8_0, s->v + b * kvd, s->vcache + at, kvd);
 			continue;
 		}
-		for (i = 0; i < kvd; i++) {
-			kh[i] = f32_to_fp16(s->k[b * kvd + i]);
-			vh[i] = f32_to_fp16(s->v[b * kvd + i]);
-		}
+		attn_kernels()->to_f16(s->k + b * kvd, kh, kvd);
+		attn_kernels()->to_f16(s->v + b * kvd, vh, kvd);
 	}
 	attention(s, l, pos, nb, s->q, s->out);	/* causal: each up to itself */
 	matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);

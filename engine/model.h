@@ -131,6 +131,8 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 			  struct pinfer_err *err);
 void llm_session_free(struct llm_session *s);
 uint32_t llm_session_pos(const struct llm_session *s);
+/* Start over at position 0 (the cache is overwritten as it refills). */
+void llm_session_reset(struct llm_session *s);
 uint32_t llm_session_ctx(const struct llm_session *s);	/* its context length */
 
 /*

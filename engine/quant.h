@@ -122,12 +122,28 @@ typedef float (*vec_dot_fn)(size_t n, const void *row, const void *act);
  */
 vec_dot_fn quant_vec_dot(uint32_t type, const char **isa_name);
 
-/* Attention helpers over fp16 keys/values: Σ q·k, and o += p·v. */
-typedef float (*dot_f16_fn)(const float *q, const fp16_t *k, size_t n);
-typedef void (*axpy_f16_fn)(float *o, float p, const fp16_t *v, size_t n);
-void attn_kernels(dot_f16_fn *dot, axpy_f16_fn *axpy);
+/*
+ * Attention helpers: over fp16 keys/values Σ q·k and o += p·v; softmax of
+ * x[0..n) times @scale in place; rows to and from fp16 (rounded to nearest
+ * even, as f32_to_fp16).
+ */
+struct attn_kernels {
+	float (*dot)(const float *q, const fp16_t *k, size_t n);
+	void (*axpy)(float *o, float p, const fp16_t *v, size_t n);
+	void (*softmax)(float *x, size_t n, float scale);
+	void (*to_f16)(const float *x, fp16_t *y, size_t n);
+	void (*to_f32)(const fp16_t *x, float *y, size_t n);
+};
+
+/* The fastest this CPU runs (AVX2 + F16C + FMA, or plain C). */
+const struct attn_kernels *attn_kernels(void);
 float attn_dot_f16_avx2(const float *q, const fp16_t *k, size_t n);
 void attn_axpy_f16_avx2(float *o, float p, const fp16_t *v, size_t n);
+void softmax_avx2(float *x, size_t n, float scale);
+void f32_to_f16_row_avx2(const float *x, fp16_t *y, size_t n);
+void f16_to_f32_row_avx2(const fp16_t *x, float *y, size_t n);
+/* The plain-C softmax (libm's expf), for tests. */
+void softmax_ref(float *x, size_t n, float scale);
 
 /*
  * Q4_0, Q4_1 and Q8_0 dot products all compute, per block b in order,

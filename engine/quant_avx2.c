@@ -5,6 +5,7 @@
  * (maddubs + madd into int32); blocks are scaled and summed in float.
  */
 #include <immintrin.h>
+#include <math.h>
 
 #include "quant.h"
 
@@ -148,6 +149,103 @@ void attn_axpy_f16_avx2(float *o, float p, const fp16_t *v, size_t n)
 			_mm256_loadu_ps(o + i)));
 	for (; i < n; i++)
 		o[i] += p * _cvtsh_ss(v[i]);
+}
+
+/*
+ * e^x for x <= 0 (softmax's inputs less their maximum): x = n ln2 + r with
+ * |r| <= ln2 / 2, e^r by its Taylor series to r^7 (the next term is below
+ * 6e-9 relative: under float's rounding), times 2^n through the exponent
+ * bits; below -87 the result is 0.
+ */
+static inline __m256 exp_neg(__m256 x)
+{
+	const __m256 ln2_hi = _mm256_set1_ps(0.693359375f), ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
+	__m256 n, r, p;
+	__m256i e;
+
+	x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+	n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+			    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm256_fnmadd_ps(n, ln2_hi, x);	/* ln2 in two parts: r exact enough */
+	r = _mm256_fnmadd_ps(n, ln2_lo, r);
+	p = _mm256_set1_ps(1.0f / 5040);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static inline float hmax(__m256 v)
+{
+	__m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+	x = _mm_max_ss(x, _mm_movehdup_ps(x));
+	return _mm_cvtss_f32(x);
+}
+
+void softmax_avx2(float *x, size_t n, float scale)
+{
+	__m256 sv = _mm256_set1_ps(scale), mv = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();
+	float max = -INFINITY, tail = 0, inv;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), sv);
+
+		_mm256_storeu_ps(x + i, v);
+		mv = _mm256_max_ps(mv, v);
+	}
+	for (; i < n; i++) {
+		x[i] *= scale;
+		max = x[i] > max ? x[i] : max;
+	}
+	max = hmax(mv) > max ? hmax(mv) : max;
+	mv = _mm256_set1_ps(max);
+	for (i = 0; i + 8 <= n; i += 8) {
+		__m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+
+		_mm256_storeu_ps(x + i, e);
+		sum = _mm256_add_ps(sum, e);
+	}
+	for (; i < n; i++) {
+		x[i] = expf(x[i] - max);
+		tail += x[i];
+	}
+	inv = 1 / (hsum(sum) + tail);
+	sv = _mm256_set1_ps(inv);
+	for (i = 0; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), sv));
+	for (; i < n; i++)
+		x[i] *= inv;
+}
+
+/* y[0..n) = fp16 x[0..n), rounded to nearest even (as f32_to_fp16). */
+void f32_to_f16_row_avx2(const float *x, fp16_t *y, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(y + i),
+				 _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+	for (; i < n; i++)
+		y[i] = f32_to_fp16(x[i]);
+}
+
+/* y[0..n) = the fp16 x[0..n) as floats. */
+void f16_to_f32_row_avx2(const fp16_t *x, float *y, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+	for (; i < n; i++)
+		y[i] = _cvtsh_ss(x[i]);
 }
 
 /* ---- K-quants, with Q8_K activations (their bsums hold sums of 16) -------- */

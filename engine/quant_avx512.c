@@ -243,6 +243,9 @@ static inline int32_t load_dword(const int8_t *p)
 	return v;
 }
 
+/* Loops over registers: unrolled, so that the arrays stay in registers. */
+#define UNROLL _Pragma("GCC unroll 8")
+
 /*
  * @T (1..8, a constant once inlined) activations times the group's 16 rows:
  * acc[t] lane r = row r · activation t, block by block in quant.h's order.
@@ -263,6 +266,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 	size_t b;
 	int t, j;
 
+	UNROLL
 	for (t = 0; t < T; t++)
 		acc[t] = _mm512_setzero_ps();
 	for (b = 0; b < nb; b++, g += col) {
@@ -274,9 +278,11 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 		if (kind == K_Q4_1)
 			mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
 		if (kind == K_Q8_0) {
+			UNROLL
 			for (j = 0; j < 8; j++)
 				w[j] = _mm512_loadu_si512(q + 64 * j);
 		} else {
+			UNROLL
 			for (j = 0; j < 4; j++) {
 				__m512i x = _mm512_loadu_si512(q + 64 * j);
 
@@ -284,13 +290,15 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 				w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), low);
 			}
 		}
-		for (t = 0; t < T; t++) {
+		UNROLL
+	for (t = 0; t < T; t++) {
 			const int8_t *a = (const int8_t *)(act + t * as + b * ablk + aqs);
 			const float *sd = side + t * ss + 2 * b;
 			__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 			__m512 isum;
 
 			/* two chains: short dependencies when T is small */
+			UNROLL
 			for (j = 0; j < 8; j += 2) {
 				s0 = _mm512_dpbusd_epi32(s0, w[j], _mm512_set1_epi32(load_dword(a + 4 * j)));
 				s1 = _mm512_dpbusd_epi32(s1, w[j + 1],
@@ -305,6 +313,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 				acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(mw, _mm512_set1_ps(sd[1])));
 		}
 	}
+	UNROLL
 	for (t = 0; t < T; t++)
 		_mm512_storeu_ps(out + t * os, acc[t]);
 }

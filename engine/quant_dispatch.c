@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Picking the dot product kernel for this CPU (runtime/cpu.h). */
+#include <math.h>
+
 #include "cpu.h"
 #include "quant.h"
 
@@ -117,10 +119,49 @@ static void attn_axpy_ref(float *o, float p, const fp16_t *v, size_t n)
 		o[i] += p * h2f[v[i]];
 }
 
-void attn_kernels(dot_f16_fn *dot, axpy_f16_fn *axpy)
+void softmax_ref(float *x, size_t n, float scale)
 {
-	bool simd = pinfer_cpu()->isa >= PINFER_ISA_AVX2;
+	float max = -INFINITY, sum = 0, inv;
+	size_t i;
 
-	*dot = simd ? attn_dot_f16_avx2 : attn_dot_ref;
-	*axpy = simd ? attn_axpy_f16_avx2 : attn_axpy_ref;
+	for (i = 0; i < n; i++) {
+		x[i] *= scale;
+		max = x[i] > max ? x[i] : max;
+	}
+	for (i = 0; i < n; i++) {
+		x[i] = expf(x[i] - max);
+		sum += x[i];
+	}
+	inv = 1 / sum;
+	for (i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+static void to_f16_ref(const float *x, fp16_t *y, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		y[i] = f32_to_fp16(x[i]);
+}
+
+static void to_f32_ref(const fp16_t *x, float *y, size_t n)
+{
+	const float *h2f = fp16_table();
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		y[i] = h2f[x[i]];
+}
+
+const struct attn_kernels *attn_kernels(void)
+{
+	static const struct attn_kernels ref = {
+		attn_dot_ref, attn_axpy_ref, softmax_ref, to_f16_ref, to_f32_ref,
+	}, avx2 = {
+		attn_dot_f16_avx2, attn_axpy_f16_avx2, softmax_avx2, f32_to_f16_row_avx2,
+		f16_to_f32_row_avx2,
+	};
+
+	return pinfer_cpu()->isa >= PINFER_ISA_AVX2 ? &avx2 : &ref;
 }

@@ -31,28 +31,25 @@ static const char bench_help[] =
 	"      --ring N       slots of the streaming ring (default 4)\n"
 	"      --json         one JSON object per test\n";
 
-/* Tokens/s of @n tokens in a fresh session (@batch: as one prompt). */
-static int one_run(const struct llm_model *m, struct pinfer_pool *pool, int n,
-		   bool batch, unsigned int seed, double *tps, struct pinfer_err *err)
+/*
+ * Tokens/s of @n tokens from position 0 of @s (@batch: as one prompt). The
+ * session is reused across runs, as llama-bench reuses its context.
+ */
+static int one_run(struct llm_session *s, const struct llm_model *m, int n, bool batch,
+		   unsigned int seed, double *tps, struct pinfer_err *err)
 {
-	struct llm_session *s;
 	const float *logits;
-	int32_t *toks;
+	int32_t *toks = malloc(n * sizeof(*toks));
 	double t0;
-	int i, ret;
+	int i, ret = 0;
 
-	ret = llm_session_create(&s, m, (uint32_t)n + 1, pool, err);
-	if (ret)
-		return ret;
-	toks = malloc(n * sizeof(*toks));
-	if (!toks) {
-		llm_session_free(s);
+	if (!toks)
 		return pinfer_fail(err, ENOMEM, "out of memory");
-	}
 	for (i = 0; i < n; i++) {
 		seed = seed * 1103515245 + 12345;
 		toks[i] = (int32_t)((seed >> 8) % m->cfg.n_vocab);
 	}
+	llm_session_reset(s);
 	t0 = cli_now();
 	if (batch)	/* ppN: the prompt at once */
 		ret = llm_eval_batch(s, toks, n, &logits, err);
@@ -60,7 +57,6 @@ static int one_run(const struct llm_model *m, struct pinfer_pool *pool, int n,
 		ret = llm_eval(s, toks[i], &logits, err);
 	*tps = n / (cli_now() - t0);
 	free(toks);
-	llm_session_free(s);
 	return ret;
 }
 
@@ -100,6 +96,7 @@ int cmd_bench(int argc, char **argv)
 	struct pinfer_err err = { 0 };
 	struct pinfer_pool *pool = NULL;
 	struct llm_model *m = NULL;
+	struct llm_session *s = NULL;
 	struct pinfer_region_props rp;
 	bool json = false;
 
@@ -159,7 +156,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	for (t = 0; t < 2; t++) {
 		int n = t ? tg : pp;
-		double v[64], mean = 0, var = 0;
+		double v[64], mean = 0, var = 0, warm;
 		char test[16], backend[64], name[64];
 		const char *base = strrchr(model, '/');
 
@@ -168,13 +165,20 @@ int cmd_bench(int argc, char **argv)
 		snprintf(test, sizeof(test), "%s%d", t ? "tg" : "pp", n);
 		snprintf(backend, sizeof(backend), "CPU %s, %s", isa, pinfer_provider_name(rp.provider));
 		snprintf(name, sizeof(name), "%.40s", base ? base + 1 : model);
-		for (r = 0; r < reps && r < 64; r++) {
-			if (one_run(m, pool, n, !t, 1234u + r, &v[r], &err)) {
+		if (llm_session_create(&s, m, (uint32_t)n + 1, pool, &err)) {
+			cli_error("%s", err.msg);
+			goto out;
+		}
+		/* a warm-up run first, untimed, as llama-bench does */
+		for (r = -1; r < reps && r < 64; r++) {
+			if (one_run(s, m, n, !t, 1234u + r, r < 0 ? &warm : &v[r], &err)) {
 				cli_error("%s", err.msg);
 				goto out;
 			}
-			mean += v[r];
+			mean += r < 0 ? 0 : v[r];
 		}
+		llm_session_free(s);
+		s = NULL;
 		mean /= r;
 		for (c = 0; c < r; c++)
 			var += (v[c] - mean) * (v[c] - mean);
@@ -197,6 +201,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	ret = EXIT_OK;
 out:
+	llm_session_free(s);
 	llm_model_free(m);
 	pinfer_pool_free(pool);
 	return ret;

@@ -149,6 +149,44 @@ static void check_quant_act(void)
 	}
 }
 
+/*
+ * The AVX2 softmax against the plain one (libm's expf) on rows of 1 to 300
+ * scores with a wide spread (e^-87 and below underflow to 0 in both), and
+ * the fp16 row conversions against f32_to_fp16 / fp16_to_f32, bit for bit,
+ * on values that round both ways, ties, subnormals and overflow.
+ */
+static void check_softmax_f16(void)
+{
+	static const size_t lens[] = { 1, 7, 8, 9, 64, 300 };
+	float x[300], want[300], back[300], worst = 0;
+	fp16_t h[300], hw[300];
+	bool same = true;
+	size_t l, i;
+
+	for (l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+		for (i = 0; i < lens[l]; i++)
+			x[i] = want[i] = uniform(-40, 40);
+		softmax_ref(want, lens[l], 1.7f);
+		softmax_avx2(x, lens[l], 1.7f);
+		for (i = 0; i < lens[l]; i++)
+			worst = fmaxf(worst, fabsf(x[i] - want[i]) / fmaxf(want[i], 1e-30f));
+	}
+	ok(worst < 1e-6f, "avx2 softmax equals libm's within %.2g relative (limit 1e-6)",
+	   (double)worst);
+	for (i = 0; i < 300; i++)
+		x[i] = i < 200 ? ldexpf(uniform(-70000, 70000), -(int)(i % 40)) :
+		       (float)(i - 250) * (1.0f / 2048) + 1.0f;	/* halfway cases */
+	x[0] = 1e-8f, x[1] = -6e-8f, x[2] = 65520.0f, x[3] = -1e6f;
+	f32_to_f16_row_avx2(x, h, 300);
+	for (i = 0; i < 300; i++)
+		hw[i] = f32_to_fp16(x[i]);
+	f16_to_f32_row_avx2(hw, back, 300);
+	for (i = 0; i < 300; i++)
+		same = same && back[i] == fp16_to_f32(hw[i]);
+	ok(!memcmp(h, hw, sizeof(h)) && same,
+	   "avx2 fp16 row conversions equal f32_to_fp16 and fp16_to_f32 bit for bit");
+}
+
 int main(void)
 {
 	static const uint32_t types[] = {
@@ -203,6 +241,7 @@ int main(void)
 		for (i = 0, want_o = 0; i < 69; i++)
 			want_o += fabsf(o[i] - (o2[i] + 0.37f * fp16_to_f32(k[i])));
 		ok(want_o <= 1e-5f * 69, "avx2 attention axpy over 69 fp16 values");
+		check_softmax_f16();
 	}
 	quant_vec_dot(GGML_TYPE_Q4_1, &name);
 	ok(cpu->isa < PINFER_ISA_AVX2 ||
