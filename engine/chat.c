@@ -100,14 +100,32 @@ static void add(struct buf *b, const char *fmt, ...)
 	b->n += need;
 }
 
+/* @s without leading and trailing white space, as Jinja's trim: its length in *n. */
+static const char *trim(const char *s, int *n)
+{
+	size_t len;
+
+	s += strspn(s, " \t\n\r");
+	len = strlen(s);
+	while (len && strchr(" \t\n\r", s[len - 1]))
+		len--;
+	*n = (int)len;
+	return s;
+}
+
 char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int first)
 {
 	struct buf b = { 0 };
+	const char *c;
 	size_t i;
+	int len;
 
 	add(&b, "%s", "");
 	switch (t) {
 	case CHAT_CHATML:
+		/* a later turn follows the assistant's "<|im_end|>": its newline first */
+		if (!first)
+			add(&b, "\n");
 		for (i = 0; i < n; i++)
 			add(&b, "<|im_start|>%s\n%s<|im_end|>\n", m[i].role, m[i].content);
 		add(&b, "<|im_start|>assistant\n");
@@ -115,21 +133,24 @@ char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int 
 	case CHAT_LLAMA3:
 		if (first)
 			add(&b, "<|begin_of_text|>");
-		for (i = 0; i < n; i++)
-			add(&b, "<|start_header_id|>%s<|end_header_id|>\n\n%s<|eot_id|>",
-			    m[i].role, m[i].content);
+		for (i = 0; i < n; i++) {
+			c = trim(m[i].content, &len);
+			add(&b, "<|start_header_id|>%s<|end_header_id|>\n\n%.*s<|eot_id|>",
+			    m[i].role, len, c);
+		}
 		add(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 		break;
 	case CHAT_LLAMA2:
+		/* every user turn opens with <s>[INST]; a system prompt joins the first */
 		for (i = 0; i < n; i++) {
+			c = trim(m[i].content, &len);
 			if (!strcmp(m[i].role, "system"))
-				add(&b, "%s[INST] <<SYS>>\n%s\n<</SYS>>\n\n", first ? "<s>" : "",
-				    m[i].content);
+				add(&b, "<s>[INST] <<SYS>>\n%.*s\n<</SYS>>\n\n", len, c);
 			else if (!strcmp(m[i].role, "user"))
-				add(&b, "%s%s [/INST]", i && !strcmp(m[i - 1].role, "system") ? "" :
-				    first ? "<s>[INST] " : "[INST] ", m[i].content);
+				add(&b, "%s%.*s [/INST]", i && !strcmp(m[i - 1].role, "system") ? "" :
+				    "<s>[INST] ", len, c);
 			else
-				add(&b, " %s </s>", m[i].content);
+				add(&b, " %.*s </s>", len, c);
 		}
 		break;
 	default:

@@ -19,9 +19,12 @@ enum chat_template chat_detect(const struct gguf *g, char *default_system, size_
 const char *chat_template_name(enum chat_template t);
 
 /*
- * The text for @n messages, ending with the assistant's turn opened (@first:
- * the conversation's start, where a beginning-of-text marker belongs).
- * malloc'd; NULL when out of memory.
+ * The text for @n messages, ending with the assistant's turn opened, as the
+ * model's Jinja template renders them (Llama 2 and 3 trim the contents).
+ * @first: the conversation's start, where a beginning-of-text marker
+ * belongs; otherwise the text continues after the assistant's end-of-turn
+ * token (ChatML: the newline that follows it comes first). malloc'd; NULL
+ * when out of memory.
  */
 char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int first);
 

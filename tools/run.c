@@ -470,15 +470,6 @@ int cmd_chat(int argc, char **argv)
 			ret = EXIT_FAIL;
 			break;
 		}
-		/* ChatML ends a turn with "<|im_end|>\n": the newline leads the next */
-		if (turn && e.tmpl == CHAT_CHATML) {
-			char *t2 = malloc(strlen(text) + 2);
-
-			if (t2)
-				sprintf(t2, "\n%s", text);
-			free(text);
-			text = t2;
-		}
 		ret = text ? generate(&e, text, o.n_predict, !isatty(2)) : EXIT_FAIL;
 		free(text);
 		turn++;
