@@ -124,6 +124,26 @@ static float dot_f16(size_t n, const void *row, const void *act)
 	return hsum(acc) + tail;
 }
 
+/* bf16 is a float's top half: shifted up 16 bits it is that float */
+static float dot_bf16(size_t n, const void *row, const void *act)
+{
+	const uint16_t *w = row;
+	const float *x = act;
+	__m256 acc = _mm256_setzero_ps();
+	float tail = 0;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		__m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i)));
+
+		acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)),
+				      _mm256_loadu_ps(x + i), acc);
+	}
+	for (; i < n; i++)
+		tail += bf16_to_f32(w[i]) * x[i];
+	return hsum(acc) + tail;
+}
+
 float attn_dot_f16_avx2(const float *q, const fp16_t *k, size_t n)
 {
 	__m256 acc = _mm256_setzero_ps();
@@ -397,6 +417,8 @@ vec_dot_fn quant_vec_dot_avx2(uint32_t type)
 		return dot_f32;
 	case GGML_TYPE_F16:
 		return dot_f16;
+	case GGML_TYPE_BF16:
+		return dot_bf16;
 	case GGML_TYPE_Q4_K:
 		return dot_q4_K;
 	case GGML_TYPE_Q5_K:

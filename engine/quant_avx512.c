@@ -152,6 +152,189 @@ DOT(dot_q4_1, block_q4_1, block_q8_1, q4_1_pair, q4_1_one, MIN_S)
 DOT(dot_q4_0, block_q4_0, block_q8_0, q4_0_pair, q4_0_one, NO_MIN)
 DOT(dot_q8_0, block_q8_0, block_q8_0, q8_0_pair, q8_0_one, NO_MIN)
 
+/* ---- float weights --------------------------------------------------------------- */
+
+#define DOT_FLOAT(name, wtype, load16, scalar)					\
+static float name(size_t n, const void *row, const void *act)			\
+{										\
+	const wtype *w = row;							\
+	const float *x = act;							\
+	__m512 acc = _mm512_setzero_ps();					\
+	float tail = 0;								\
+	size_t i;								\
+										\
+	for (i = 0; i + 16 <= n; i += 16)					\
+		acc = _mm512_fmadd_ps(load16(w + i), _mm512_loadu_ps(x + i), acc);	\
+	for (; i < n; i++)							\
+		tail += scalar(w[i]) * x[i];					\
+	return _mm512_reduce_add_ps(acc) + tail;				\
+}
+
+static inline __m512 load_f32(const float *p)
+{
+	return _mm512_loadu_ps(p);
+}
+
+static inline __m512 load_f16(const fp16_t *p)
+{
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* bf16 is a float's top half */
+static inline __m512 load_bf16(const uint16_t *p)
+{
+	__m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+
+	return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+}
+
+static inline float same(float f)
+{
+	return f;
+}
+
+DOT_FLOAT(dot_f32, float, load_f32, same)
+DOT_FLOAT(dot_f16, fp16_t, load_f16, h2f)
+DOT_FLOAT(dot_bf16, uint16_t, load_bf16, bf16_to_f32)
+
+/* ---- K-quants against Q8_K (bsums: sums of 16) -------------------------------------- */
+
+/* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block. */
+static inline void scales_k4(const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+	int j;
+
+	for (j = 0; j < 4; j++) {
+		sc[j] = q[j] & 63;
+		m[j] = q[j + 4] & 63;
+		sc[j + 4] = (q[j + 8] & 0xf) | ((q[j] >> 6) << 4);
+		m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+	}
+}
+
+/* unsigned bytes x signed bytes, each four summed into a lane */
+static inline __m512i udot(__m512i x, __m512i y)
+{
+	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), x, y);
+}
+
+/* lanes 0..7 times @a, 8..15 times @b */
+static inline __m512i scale2(__m512i v, int a, int b)
+{
+	return _mm512_mullo_epi32(v, _mm512_inserti64x4(_mm512_set1_epi32(a),
+							 _mm256_set1_epi32(b), 1));
+}
+
+/*
+ * Q4_K and Q5_K: d Σ_j sc_j (q·y)_j - dmin Σ_j m_j (y sums)_j per
+ * super-block. Sub-blocks 2j and 2j+1 are the low and high nibbles of the
+ * same 32 bytes, and their 64 activations are contiguous: one dpbusd.
+ */
+static float dot_k45(size_t nb, const uint8_t *w, size_t stride, const struct block_q8_K *a,
+		     bool five)
+{
+	const __m256i low = _mm256_set1_epi8(0x0f), sixteen = _mm256_set1_epi8(16);
+	float sum = 0;
+	size_t i;
+	int j;
+
+	for (i = 0; i < nb; i++, w += stride) {
+		const struct block_q4_K *b4 = (const void *)w;
+		const struct block_q5_K *b5 = (const void *)w;
+		const uint8_t *qs = five ? b5->qs : b4->qs;
+		__m512i acc = _mm512_setzero_si512();
+		__m256i qh = _mm256_setzero_si256();
+		uint8_t sc[8], mn[8];
+		int summ = 0;
+
+		scales_k4(five ? b5->scales : b4->scales, sc, mn);
+		for (j = 0; j < 8; j++)
+			summ += mn[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+		if (five)
+			qh = _mm256_loadu_si256((const __m256i *)b5->qh);
+		for (j = 0; j < 4; j++) {
+			__m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+			__m256i lo = _mm256_and_si256(q, low);
+			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+			__m512i y = _mm512_loadu_si512(a[i].qs + 64 * j);
+
+			if (five) {	/* bits 2j and 2j+1 of qh[l]: the fifth bits */
+				lo = _mm256_or_si256(lo, _mm256_maskz_mov_epi8(
+					_mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * j)))),
+					sixteen));
+				hi = _mm256_or_si256(hi, _mm256_maskz_mov_epi8(
+					_mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * j + 1)))),
+					sixteen));
+			}
+			acc = _mm512_add_epi32(acc, scale2(udot(join(lo, hi), y), sc[2 * j],
+							   sc[2 * j + 1]));
+		}
+		sum += a[i].d * (h2f(five ? b5->d : b4->d) * (float)_mm512_reduce_add_epi32(acc) -
+				 h2f(five ? b5->dmin : b4->dmin) * summ);
+	}
+	return sum;
+}
+
+static float dot_q4_K(size_t n, const void *row, const void *act)
+{
+	return dot_k45(n / QK_K, row, sizeof(struct block_q4_K), act, false);
+}
+
+static float dot_q5_K(size_t n, const void *row, const void *act)
+{
+	return dot_k45(n / QK_K, row, sizeof(struct block_q5_K), act, true);
+}
+
+/*
+ * Q6_K: elements q - 32 with q in 0..63 (four bits in ql, two in qh) and a
+ * signed scale per 16: d Σ_g sc_g ((q·y)_g - 32 (y sums)_g). 64 elements
+ * (four groups) per dpbusd; lanes 4g..4g+3 hold group g's parts.
+ */
+static float dot_q6_K(size_t n, const void *row, const void *act)
+{
+	const struct block_q6_K *w = row;
+	const struct block_q8_K *a = act;
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+	float sum = 0;
+	size_t i;
+	int h, g;
+
+	for (i = 0; i < n / QK_K; i++) {
+		__m512i acc = _mm512_setzero_si512();
+		int bias = 0;
+
+		for (g = 0; g < 16; g++)
+			bias += w[i].scales[g] * a[i].bsums[g];
+		for (h = 0; h < 2; h++) {	/* 128 elements each */
+			const uint8_t *ql = w[i].ql + 64 * h, *qhp = w[i].qh + 32 * h;
+			const int8_t *sc = w[i].scales + 8 * h, *y = a[i].qs + 128 * h;
+			__m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+			__m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+			__m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
+			__m256i q0, q1, q2, q3;
+
+			q0 = _mm256_or_si256(_mm256_and_si256(l0, m4),
+					     _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
+			q1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+					     _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
+			q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+					     _mm256_and_si256(qh, m2));
+			q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+					     _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+			acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(
+				udot(join(q0, q1), _mm512_loadu_si512(y)),
+				_mm512_set_epi32(sc[3], sc[3], sc[3], sc[3], sc[2], sc[2], sc[2], sc[2],
+						 sc[1], sc[1], sc[1], sc[1], sc[0], sc[0], sc[0], sc[0])));
+			acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(
+				udot(join(q2, q3), _mm512_loadu_si512(y + 64)),
+				_mm512_set_epi32(sc[7], sc[7], sc[7], sc[7], sc[6], sc[6], sc[6], sc[6],
+						 sc[5], sc[5], sc[5], sc[5], sc[4], sc[4], sc[4], sc[4])));
+		}
+		sum += a[i].d * h2f(w[i].d) * (float)(_mm512_reduce_add_epi32(acc) - 32 * bias);
+	}
+	return sum;
+}
+
 vec_dot_fn quant_vec_dot_avx512(uint32_t type)
 {
 	switch (type) {
@@ -161,6 +344,18 @@ vec_dot_fn quant_vec_dot_avx512(uint32_t type)
 		return dot_q4_1;
 	case GGML_TYPE_Q8_0:
 		return dot_q8_0;
+	case GGML_TYPE_F32:
+		return dot_f32;
+	case GGML_TYPE_F16:
+		return dot_f16;
+	case GGML_TYPE_BF16:
+		return dot_bf16;
+	case GGML_TYPE_Q4_K:
+		return dot_q4_K;
+	case GGML_TYPE_Q5_K:
+		return dot_q5_K;
+	case GGML_TYPE_Q6_K:
+		return dot_q6_K;
 	default:
 		return NULL;
 	}
