@@ -60,6 +60,55 @@ static int one_run(struct llm_session *s, const struct llm_model *m, int n, bool
 	return ret;
 }
 
+#define MEMBW_BYTES (512ull << 20)	/* far larger than any L3 */
+#define MEMBW_CHUNK (1u << 20)
+
+struct membw {
+	const uint64_t *buf;
+	uint64_t sums[64];	/* per thread: keeps the loads from being dropped */
+};
+
+static void membw_chunks(void *arg, size_t b, size_t e, int thread)
+{
+	struct membw *w = arg;
+	const uint64_t *p = w->buf + b * (MEMBW_CHUNK / 8), *end = w->buf + e * (MEMBW_CHUNK / 8);
+	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+
+	for (; p < end; p += 4) {
+		s0 += p[0];
+		s1 += p[1];
+		s2 += p[2];
+		s3 += p[3];
+	}
+	w->sums[thread % 64] += s0 + s1 + s2 + s3;
+}
+
+/*
+ * This machine's memory read bandwidth with the pool's threads: the best of
+ * 3 passes summing a 512 MiB buffer, GB/s; 0 when there is no memory for it.
+ */
+static double mem_read_bw(struct pinfer_pool *pool)
+{
+	struct membw w = { 0 };
+	uint64_t *buf = malloc(MEMBW_BYTES);
+	double best = 0;
+	int r;
+
+	if (!buf)
+		return 0;
+	memset(buf, 1, MEMBW_BYTES);
+	w.buf = buf;
+	for (r = 0; r < 3; r++) {
+		double t0 = cli_now(), t;
+
+		pinfer_parallel_for(pool, MEMBW_BYTES / MEMBW_CHUNK, 1, PINFER_STATIC, membw_chunks, &w);
+		t = cli_now() - t0;
+		best = MEMBW_BYTES / t / 1e9 > best ? MEMBW_BYTES / t / 1e9 : best;
+	}
+	free(buf);
+	return best;
+}
+
 /* Bytes of weights a generated token reads: every matrix, once. */
 static uint64_t weight_bytes(const struct llm_model *m)
 {
@@ -184,16 +233,19 @@ int cmd_bench(int argc, char **argv)
 			var += (v[c] - mean) * (v[c] - mean);
 		var = r > 1 ? sqrt(var / (r - 1)) : 0;
 		if (json)
-			printf("{\"model\": \"%s\", \"size\": %zu, \"backend\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"t_s\": %.3f, \"stddev\": %.3f, \"weight_bytes_per_token\": %" PRIu64 ", \"streamed_bytes_per_token\": %" PRIu64 ", \"resident_layers\": %" PRIu32 ", \"layers\": %" PRIu32 "}\n",
+			printf("{\"model\": \"%s\", \"size\": %zu, \"backend\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"t_s\": %.3f, \"stddev\": %.3f, \"weight_bytes_per_token\": %" PRIu64 ", \"streamed_bytes_per_token\": %" PRIu64 ", \"resident_layers\": %" PRIu32 ", \"layers\": %" PRIu32 ", \"mem_read_gbs\": %.3f}\n",
 			       name, rp.size, backend, pinfer_pool_threads(pool), test, mean, var,
-			       weight_bytes(m), m->plan.streamed, m->plan.n_resident, m->cfg.n_layer);
+			       weight_bytes(m), m->plan.streamed, m->plan.n_resident, m->cfg.n_layer,
+			       t ? mem_read_bw(pool) : 0.0);
 		else
 			printf("| %-28.28s | %5zu MiB | %-22.22s | %7d | %8s | %8.2f ± %5.2f |\n",
 			       name, rp.size >> 20, backend, pinfer_pool_threads(pool), test,
 			       mean, var);
 		if (t && !json)
-			printf("\ngeneration reads %.1f MiB of weights per token: %.2f GB/s at tg%d\n",
-			       weight_bytes(m) / 1048576.0, weight_bytes(m) * mean / 1e9, tg);
+			printf("\ngeneration reads %.1f MiB of weights per token: %.2f GB/s at tg%d; "
+			       "memory read bandwidth (%d threads, 512 MiB): %.2f GB/s\n",
+			       weight_bytes(m) / 1048576.0, weight_bytes(m) * mean / 1e9, tg,
+			       pinfer_pool_threads(pool), mem_read_bw(pool));
 		if (t && !json && m->plan.ring)
 			printf("of which %.1f MiB stream from the file (layers %" PRIu32 "-%" PRIu32 ", %" PRIu32 " slots): %.2f GB/s from the drive\n",
 			       m->plan.streamed / 1048576.0, m->plan.n_resident, m->cfg.n_layer - 1,

@@ -81,11 +81,14 @@ def test_bench():
     p = run("bench", "-m", MODEL, "-p", "8", "-n", "4", "-r", "2", "--json")
     rows = [json.loads(x) for x in p.stdout.decode().splitlines()]
     ok(p.returncode == 0 and [r["test"] for r in rows] == ["pp8", "tg4"] and
-       all(r["t_s"] > 0 and r["weight_bytes_per_token"] > 50e6 for r in rows),
+       all(r["t_s"] > 0 and r["weight_bytes_per_token"] > 50e6 for r in rows) and
+       rows[-1]["mem_read_gbs"] > 0,
        f"bench --json: pp8 and tg4 in tokens/s: {[round(r['t_s'], 1) for r in rows]}",
        p.stderr.decode())
     p = run("bench", "-m", MODEL, "-p", "8", "-n", "4", "-r", "1")
-    ok(p.returncode == 0 and b"pp8" in p.stdout and b"tg4" in p.stdout, "bench: a table")
+    ok(p.returncode == 0 and b"pp8" in p.stdout and b"tg4" in p.stdout and
+       b"memory read bandwidth (" in p.stdout,
+       "bench: a table, generation's weight bandwidth and the memory's")
 
 
 test_run()
