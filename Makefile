@@ -13,7 +13,10 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
 CPPFLAGS += -D_GNU_SOURCE -DPINFER_VERSION='"$(VERSION)"' \
 	-Iuapi -Iruntime -Iengine -Itools
-ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
+# -ffp-contract=off (C11's default, said outright): no a * b + c fused
+# behind our back, so every kernel keeps the float order it states
+# (engine/quant.h: packed, plain and reference dot products agree bit for bit).
+ALL_CFLAGS = -std=c11 -ffp-contract=off $(WARN) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
 LDLIBS += -luring -lnuma -lm -lpthread -ldl
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl \
