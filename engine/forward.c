@@ -19,7 +19,8 @@
 #include "stream.h"
 
 #define LLM_BATCH 256	/* tokens evaluated together, at most */
-#define GEMM_MIN 32	/* batches at least this large: sgemm on dequantized tiles */
+#define GEMM_MIN 32	/* batches at least this large: sgemm on dequantized tiles,
+			   and streamed layers packed for the integer GEMM */
 #define GEMM_ROWS 32	/* weight rows dequantized at a time, per thread */
 #define ATTN_BLOCK 32	/* tokens per item of a batch's attention GEMMs */
 
@@ -760,7 +761,7 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 		tensor_row(&m->token_embd, (size_t)tokens[b], 0, E, s->x + b * E);
 	}
 	for (l = 0; l < c->n_layer; l++) {
-		ret = llm_stream_acquire(m, l, s->pool, err);
+		ret = llm_stream_acquire(m, l, s->pool, n >= GEMM_MIN, err);
 		if (ret)
 			return ret;	/* s->pos stays: these tokens were not fed */
 		for (i = 0; i < n; i += LLM_BATCH)

@@ -480,7 +480,7 @@ static void layer_mats(struct llm_layer *ly, struct llm_tensor *mats[7])
 }
 
 int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_pool *pool,
-		       struct pinfer_err *err)
+		       bool pack, struct pinfer_err *err)
 {
 	struct llm_stream *st = m->stream;
 	struct llm_tensor *mats[7];
@@ -527,7 +527,9 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 		struct llm_tensor *t = mats[i];
 
 		t->data = at + (t->file_off - a);
-		if (fresh && llm_tensor_pack(t, pool)) {
+		if (fresh)
+			t->packed = false;	/* the file's layout again */
+		if (pack && !t->packed && llm_tensor_pack(t, pool)) {
 			pinfer_fail(&st->error, ENOMEM, "streaming layer %" PRIu32 ": out of memory packing it",
 				    layer);
 			if (err)

@@ -67,13 +67,14 @@ void llm_stream_free(struct llm_stream *st);
 
 /*
  * Layers are used in order, 0 .. n_layer - 1, in every pass. acquire()
- * waits for the layer's reads (resident layers: returns at once), packs
- * its matrices for the GEMM over @pool when they were just read, and
- * points them at its slot; release() hands the slot to the layer ring
+ * waits for the layer's reads (resident layers: returns at once), points
+ * its matrices at its slot and, with @pack, packs them for the GEMM over
+ * @pool unless they are already (a batch large enough to repay the pass
+ * over memory; unpacked ones give the same results); release() hands the slot to the layer ring
  * slots ahead. A read error is kept: every later acquire() fails with it.
  */
 int llm_stream_acquire(const struct llm_model *m, uint32_t layer,
-		       struct pinfer_pool *pool, struct pinfer_err *err);
+		       struct pinfer_pool *pool, bool pack, struct pinfer_err *err);
 void llm_stream_release(const struct llm_model *m, uint32_t layer);
 /* Keep the reads flowing (never blocks); called between operations. */
 void llm_stream_pump(const struct llm_model *m);
