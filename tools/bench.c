@@ -3,8 +3,9 @@
  * pinfer bench: prompt processing (ppN: N tokens fed at once, in batches) and
  * text generation (tgN: N tokens, one at a time) in tokens/s, mean and
  * standard deviation over repetitions, as a table like llama-bench's or as
- * JSON. Also the weight bytes read per generated token, to compare with
- * the machine's memory bandwidth.
+ * JSON. Also the weight bytes read per generated token, and next to them
+ * the machine's memory read bandwidth (measured without --mem or streaming:
+ * its buffer would be outside the budget).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,7 +28,7 @@ static const char bench_help[] =
 	"  -r N               repetitions (default 3)\n"
 	"      --provider NAME  memory provider (default: best available)\n"
 	"      --mem SIZE     memory budget (as for pinfer run): layers that do not\n"
-	"                     fit stream from the file\n"
+	"                     fit stream from the file (and no memory bandwidth probe)\n"
 	"      --ring N       slots of the streaming ring (default 4)\n"
 	"      --json         one JSON object per test\n";
 
@@ -147,7 +148,7 @@ int cmd_bench(int argc, char **argv)
 	struct llm_model *m = NULL;
 	struct llm_session *s = NULL;
 	struct pinfer_region_props rp;
-	bool json = false;
+	bool json = false, membw;
 
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -196,6 +197,8 @@ int cmd_bench(int argc, char **argv)
 	}
 	pinfer_region_props(m->region, &rp);
 	quant_vec_dot(m->layers[0].w_up.type, &isa);
+	/* the probe's buffer is outside any budget: only without one */
+	membw = !lo.mem && !m->plan.ring;
 	if (!json) {
 		printf("| %-28s | %9s | %-22s | %7s | %8s | %16s |\n", "model", "size",
 		       "backend", "threads", "test", "t/s");
@@ -236,16 +239,19 @@ int cmd_bench(int argc, char **argv)
 			printf("{\"model\": \"%s\", \"size\": %zu, \"backend\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"t_s\": %.3f, \"stddev\": %.3f, \"weight_bytes_per_token\": %" PRIu64 ", \"streamed_bytes_per_token\": %" PRIu64 ", \"resident_layers\": %" PRIu32 ", \"layers\": %" PRIu32 ", \"mem_read_gbs\": %.3f}\n",
 			       name, rp.size, backend, pinfer_pool_threads(pool), test, mean, var,
 			       weight_bytes(m), m->plan.streamed, m->plan.n_resident, m->cfg.n_layer,
-			       t ? mem_read_bw(pool) : 0.0);
+			       t && membw ? mem_read_bw(pool) : 0.0);
 		else
 			printf("| %-28.28s | %5zu MiB | %-22.22s | %7d | %8s | %8.2f ± %5.2f |\n",
 			       name, rp.size >> 20, backend, pinfer_pool_threads(pool), test,
 			       mean, var);
-		if (t && !json)
-			printf("\ngeneration reads %.1f MiB of weights per token: %.2f GB/s at tg%d; "
-			       "memory read bandwidth (%d threads, 512 MiB): %.2f GB/s\n",
-			       weight_bytes(m) / 1048576.0, weight_bytes(m) * mean / 1e9, tg,
-			       pinfer_pool_threads(pool), mem_read_bw(pool));
+		if (t && !json) {
+			printf("\ngeneration reads %.1f MiB of weights per token: %.2f GB/s at tg%d",
+			       weight_bytes(m) / 1048576.0, weight_bytes(m) * mean / 1e9, tg);
+			if (membw)
+				printf("; memory read bandwidth (%d threads, 512 MiB): %.2f GB/s",
+				       pinfer_pool_threads(pool), mem_read_bw(pool));
+			putchar('\n');
+		}
 		if (t && !json && m->plan.ring)
 			printf("of which %.1f MiB stream from the file (layers %" PRIu32 "-%" PRIu32 ", %" PRIu32 " slots): %.2f GB/s from the drive\n",
 			       m->plan.streamed / 1048576.0, m->plan.n_resident, m->cfg.n_layer - 1,
