@@ -188,12 +188,12 @@ static inline __m512 load_bf16(const uint16_t *p)
 	return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
 }
 
-static inline float same(float f)
+static inline float as_float(float f)
 {
 	return f;
 }
 
-DOT_FLOAT(dot_f32, float, load_f32, same)
+DOT_FLOAT(dot_f32, float, load_f32, as_float)
 DOT_FLOAT(dot_f16, fp16_t, load_f16, h2f)
 DOT_FLOAT(dot_bf16, uint16_t, load_bf16, bf16_to_f32)
 
