@@ -290,9 +290,9 @@ int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool)
 	struct pack_task p = { .t = t };
 	size_t groups = t->rows / QR;
 
-	t->packed = false;
-	if (!t->data || !groups || !quant_repackable(t->type) || !quant_gemm16(t->type))
-		return 0;
+	if (t->packed || !t->data || !groups || !quant_repackable(t->type) ||
+	    !quant_gemm16(t->type))
+		return 0;	/* packing twice would scramble the rows */
 	p.scratch = malloc((size_t)(pool ? pinfer_pool_threads(pool) : 1) * QR * t->row_bytes);
 	if (!p.scratch)
 		return -ENOMEM;
@@ -306,8 +306,9 @@ int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool)
 }
 
 /*
- * Pack the resident matrices for the GEMM (streamed ones are packed as
- * each is read). A tied output shares token_embd's bytes: packed once.
+ * Pack the resident matrices for the GEMM (streamed ones are packed when a
+ * large batch uses them: llm_stream_acquire). A tied output shares
+ * token_embd's bytes: packed once.
  */
 static int pack_resident(struct llm_model *m, struct pinfer_err *err)
 {

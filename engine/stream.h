@@ -26,8 +26,9 @@ size_t llm_model_trefs(struct llm_model *m, struct llm_tref *out);
 
 /*
  * Interleave @t's rows for the integer GEMM in place (quant.h), when this
- * CPU has the GEMM for its type: rows 0..rows/16*16, 16 at a time, over
- * @pool (or not, when NULL). ENOMEM when no scratch memory.
+ * CPU has the GEMM for its type and they are not packed yet: rows
+ * 0..rows/16*16, 16 at a time, over @pool (or not, when NULL). -ENOMEM
+ * when there is no scratch memory.
  */
 int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool);
 
