@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "quant.h"
+#include "quant_simd.h"
 
 static inline float hsum(__m256 v)
 {
@@ -92,57 +93,49 @@ static float dot_q8_0(size_t n, const void *row, const void *act)
 	return hsum(acc);
 }
 
-static float dot_f32(size_t n, const void *row, const void *act)
-{
-	const float *w = row, *x = act;
-	__m256 acc = _mm256_setzero_ps();
-	float tail = 0;
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8)
-		acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), acc);
-	for (; i < n; i++)
-		tail += w[i] * x[i];
-	return hsum(acc) + tail;
+/* Float weights, eight at a time; @load8 turns eight of them into floats. */
+#define DOT_FLOAT(name, wtype, load8, scalar)					\
+static float name(size_t n, const void *row, const void *act)			\
+{										\
+	const wtype *w = row;							\
+	const float *x = act;							\
+	__m256 acc = _mm256_setzero_ps();					\
+	float tail = 0;								\
+	size_t i;								\
+										\
+	for (i = 0; i + 8 <= n; i += 8)						\
+		acc = _mm256_fmadd_ps(load8(w + i), _mm256_loadu_ps(x + i), acc);	\
+	for (; i < n; i++)							\
+		tail += scalar(w[i]) * x[i];					\
+	return hsum(acc) + tail;						\
 }
 
-static float dot_f16(size_t n, const void *row, const void *act)
+static inline __m256 load_f32(const float *p)
 {
-	const fp16_t *w = row;
-	const float *x = act;
-	__m256 acc = _mm256_setzero_ps();
-	float tail = 0;
-	size_t i;
+	return _mm256_loadu_ps(p);
+}
 
-	for (i = 0; i + 8 <= n; i += 8) {
-		__m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
-
-		acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i), acc);
-	}
-	for (; i < n; i++)
-		tail += _cvtsh_ss(w[i]) * x[i];
-	return hsum(acc) + tail;
+static inline __m256 load_f16(const fp16_t *p)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
 /* bf16 is a float's top half: shifted up 16 bits it is that float */
-static float dot_bf16(size_t n, const void *row, const void *act)
+static inline __m256 load_bf16(const uint16_t *p)
 {
-	const uint16_t *w = row;
-	const float *x = act;
-	__m256 acc = _mm256_setzero_ps();
-	float tail = 0;
-	size_t i;
+	__m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
 
-	for (i = 0; i + 8 <= n; i += 8) {
-		__m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i)));
-
-		acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)),
-				      _mm256_loadu_ps(x + i), acc);
-	}
-	for (; i < n; i++)
-		tail += bf16_to_f32(w[i]) * x[i];
-	return hsum(acc) + tail;
+	return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
 }
+
+static inline float as_float(float f)
+{
+	return f;
+}
+
+DOT_FLOAT(dot_f32, float, load_f32, as_float)
+DOT_FLOAT(dot_f16, fp16_t, load_f16, h2f)
+DOT_FLOAT(dot_bf16, uint16_t, load_bf16, bf16_to_f32)
 
 float attn_dot_f16_avx2(const float *q, const fp16_t *k, size_t n)
 {
@@ -279,19 +272,6 @@ static inline int hsum_i32(__m256i v)
 	return _mm_cvtsi128_si32(x);
 }
 
-/* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block. */
-static inline void scales_k4(const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-	int j;
-
-	for (j = 0; j < 4; j++) {
-		sc[j] = q[j] & 63;
-		m[j] = q[j + 4] & 63;
-		sc[j + 4] = (q[j + 8] & 0xf) | ((q[j] >> 6) << 4);
-		m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
-	}
-}
-
 /*
  * Q4_K and Q5_K: Σ_j d sc_j (q·y)_j - dmin Σ_j m_j (y sums)_j per
  * super-block, the q·y exact in int32; @qh NULL for Q4_K.
@@ -310,11 +290,10 @@ static float dot_k45(size_t nb, const uint8_t *w, size_t stride, const struct bl
 		const uint8_t *qs = five ? b5->qs : b4->qs;
 		__m256i acc = _mm256_setzero_si256(), qh = _mm256_setzero_si256();
 		uint8_t sc[8], mn[8];
-		int summ = 0;
+		int summ;
 
-		scales_k4(five ? b5->scales : b4->scales, sc, mn);
-		for (j = 0; j < 8; j++)
-			summ += mn[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+		k4_scales(five ? b5->scales : b4->scales, sc, mn);
+		summ = k4_min_sum(mn, &a[i]);
 		if (five)
 			qh = _mm256_loadu_si256((const __m256i *)b5->qh);
 		for (j = 0; j < 4; j++) {
@@ -362,34 +341,20 @@ static float dot_q6_K(size_t n, const void *row, const void *act)
 {
 	const struct block_q6_K *w = row;
 	const struct block_q8_K *a = act;
-	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
 	float sum = 0;
 	size_t i;
-	int h, g;
+	int h;
 
 	for (i = 0; i < n / QK_K; i++) {
 		__m256i acc = _mm256_setzero_si256();
-		int bias = 0;
+		int bias = q6k_bias(&w[i], &a[i]);
 
-		for (g = 0; g < 16; g++)
-			bias += w[i].scales[g] * a[i].bsums[g];
 		for (h = 0; h < 2; h++) {	/* 128 elements each */
-			const uint8_t *ql = w[i].ql + 64 * h, *qhp = w[i].qh + 32 * h;
 			const int8_t *sc = w[i].scales + 8 * h, *y = a[i].qs + 128 * h;
-			__m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-			__m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-			__m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
 			__m256i q[4];
 			int k;
 
-			q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-					       _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
-			q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-					       _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
-			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-					       _mm256_and_si256(qh, m2));
-			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-					       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+			q6k_unpack(&w[i], h, q);
 			for (k = 0; k < 4; k++) {	/* elements 32k..32k+31: groups 2k, 2k+1 */
 				__m256i yy = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
 				__m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),

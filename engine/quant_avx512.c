@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "quant_simd.h"
 
 static inline float h2f(fp16_t h)
 {
@@ -199,19 +200,6 @@ DOT_FLOAT(dot_bf16, uint16_t, load_bf16, bf16_to_f32)
 
 /* ---- K-quants against Q8_K (bsums: sums of 16) -------------------------------------- */
 
-/* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block. */
-static inline void scales_k4(const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-	int j;
-
-	for (j = 0; j < 4; j++) {
-		sc[j] = q[j] & 63;
-		m[j] = q[j + 4] & 63;
-		sc[j + 4] = (q[j + 8] & 0xf) | ((q[j] >> 6) << 4);
-		m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
-	}
-}
-
 /* unsigned bytes x signed bytes, each four summed into a lane */
 static inline __m512i udot(__m512i x, __m512i y)
 {
@@ -245,11 +233,10 @@ static float dot_k45(size_t nb, const uint8_t *w, size_t stride, const struct bl
 		__m512i acc = _mm512_setzero_si512();
 		__m256i qh = _mm256_setzero_si256();
 		uint8_t sc[8], mn[8];
-		int summ = 0;
+		int summ;
 
-		scales_k4(five ? b5->scales : b4->scales, sc, mn);
-		for (j = 0; j < 8; j++)
-			summ += mn[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+		k4_scales(five ? b5->scales : b4->scales, sc, mn);
+		summ = k4_min_sum(mn, &a[i]);
 		if (five)
 			qh = _mm256_loadu_si256((const __m256i *)b5->qh);
 		for (j = 0; j < 4; j++) {
@@ -285,6 +272,13 @@ static float dot_q5_K(size_t n, const void *row, const void *act)
 	return dot_k45(n / QK_K, row, sizeof(struct block_q5_K), act, true);
 }
 
+/* lanes 4g..4g+3 = sc[g], g < 4 */
+static inline __m512i scales4(const int8_t *sc)
+{
+	return _mm512_set_epi32(sc[3], sc[3], sc[3], sc[3], sc[2], sc[2], sc[2], sc[2],
+				sc[1], sc[1], sc[1], sc[1], sc[0], sc[0], sc[0], sc[0]);
+}
+
 /*
  * Q6_K: elements q - 32 with q in 0..63 (four bits in ql, two in qh) and a
  * signed scale per 16: d Σ_g sc_g ((q·y)_g - 32 (y sums)_g). 64 elements
@@ -294,41 +288,23 @@ static float dot_q6_K(size_t n, const void *row, const void *act)
 {
 	const struct block_q6_K *w = row;
 	const struct block_q8_K *a = act;
-	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
 	float sum = 0;
 	size_t i;
-	int h, g;
+	int h;
 
 	for (i = 0; i < n / QK_K; i++) {
 		__m512i acc = _mm512_setzero_si512();
-		int bias = 0;
+		int bias = q6k_bias(&w[i], &a[i]);
 
-		for (g = 0; g < 16; g++)
-			bias += w[i].scales[g] * a[i].bsums[g];
 		for (h = 0; h < 2; h++) {	/* 128 elements each */
-			const uint8_t *ql = w[i].ql + 64 * h, *qhp = w[i].qh + 32 * h;
 			const int8_t *sc = w[i].scales + 8 * h, *y = a[i].qs + 128 * h;
-			__m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-			__m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-			__m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
-			__m256i q0, q1, q2, q3;
+			__m256i q[4];
 
-			q0 = _mm256_or_si256(_mm256_and_si256(l0, m4),
-					     _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
-			q1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-					     _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
-			q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-					     _mm256_and_si256(qh, m2));
-			q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-					     _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+			q6k_unpack(&w[i], h, q);
 			acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(
-				udot(join(q0, q1), _mm512_loadu_si512(y)),
-				_mm512_set_epi32(sc[3], sc[3], sc[3], sc[3], sc[2], sc[2], sc[2], sc[2],
-						 sc[1], sc[1], sc[1], sc[1], sc[0], sc[0], sc[0], sc[0])));
+				udot(join(q[0], q[1]), _mm512_loadu_si512(y)), scales4(sc)));
 			acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(
-				udot(join(q2, q3), _mm512_loadu_si512(y + 64)),
-				_mm512_set_epi32(sc[7], sc[7], sc[7], sc[7], sc[6], sc[6], sc[6], sc[6],
-						 sc[5], sc[5], sc[5], sc[5], sc[4], sc[4], sc[4], sc[4])));
+				udot(join(q[2], q[3]), _mm512_loadu_si512(y + 64)), scales4(sc + 4)));
 		}
 		sum += a[i].d * h2f(w[i].d) * (float)(_mm512_reduce_add_epi32(acc) - 32 * bias);
 	}

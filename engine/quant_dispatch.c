@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* Picking the dot product kernel for this CPU (runtime/cpu.h). */
+/*
+ * Picking the kernels this CPU runs (runtime/cpu.h): dot products, the GEMM
+ * on packed rows, activation quantizers and the attention helpers.
+ */
 #include <math.h>
 
 #include "cpu.h"
@@ -55,25 +58,16 @@ vec_dot_fn quant_vec_dot(uint32_t type, const char **isa_name)
 	return f;
 }
 
-static void act_q8_0_ref(const float *x, void *out, size_t n)
-{
-	quantize_row_act_ref(GGML_TYPE_Q8_0, x, out, n);
+#define ACT_REF(name, type)						\
+static void name(const float *x, void *out, size_t n)			\
+{									\
+	quantize_row_act_ref(type, x, out, n);				\
 }
 
-static void act_q8_1_ref(const float *x, void *out, size_t n)
-{
-	quantize_row_act_ref(GGML_TYPE_Q8_1, x, out, n);
-}
-
-static void act_q8_K_ref(const float *x, void *out, size_t n)
-{
-	quantize_row_act_ref(GGML_TYPE_Q8_K, x, out, n);
-}
-
-static void act_f32(const float *x, void *out, size_t n)
-{
-	quantize_row_act_ref(GGML_TYPE_F32, x, out, n);
-}
+ACT_REF(act_q8_0_ref, GGML_TYPE_Q8_0)
+ACT_REF(act_q8_1_ref, GGML_TYPE_Q8_1)
+ACT_REF(act_q8_K_ref, GGML_TYPE_Q8_K)
+ACT_REF(act_f32, GGML_TYPE_F32)
 
 quant_act_fn quant_act(uint32_t type)
 {
