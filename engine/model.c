@@ -310,7 +310,8 @@ int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool)
  * large batch uses them: llm_stream_acquire). A tied output shares
  * token_embd's bytes: packed once.
  */
-static int pack_resident(struct llm_model *m, struct pinfer_err *err)
+static int pack_resident(struct llm_model *m, struct pinfer_pool *pool,
+			 struct pinfer_err *err)
 {
 	struct llm_tref *refs = malloc(LLM_TREFS(m->cfg.n_layer) * sizeof(*refs));
 	size_t n, i;
@@ -325,7 +326,7 @@ static int pack_resident(struct llm_model *m, struct pinfer_err *err)
 		if (t == &m->output && t->file_off == m->token_embd.file_off)
 			t->packed = m->token_embd.packed;
 		else if (t->rows > 1)
-			ret = llm_tensor_pack(t, NULL);
+			ret = llm_tensor_pack(t, pool);
 	}
 	free(refs);
 	return ret ? pinfer_fail(err, -ret, "out of memory packing the weights") : 0;
@@ -433,7 +434,7 @@ int llm_model_load(struct llm_model **out, const char *path,
 		goto fail;
 	pinfer_loader_set_progress(l, NULL, NULL);
 	ret = llm_layout_place(m, &lay, pinfer_region_ptr(m->region), err);
-	if (ret || (ret = pack_resident(m, err)))
+	if (ret || (ret = pack_resident(m, opts->pool, err)))
 		goto fail;
 	if (m->plan.ring) {
 		ret = llm_stream_start(m, &lay, l, err);	/* the stream owns l */

@@ -89,6 +89,7 @@ struct llm_load_opts {
 	uint32_t ring;		/* slots of the streaming ring; 0: the default (4) */
 	uint32_t n_ctx;		/* the context sessions will use; 0: the model's */
 	uint32_t stream_layers;	/* stream at least this many (the last) layers */
+	struct pinfer_pool *pool;	/* packs the weights for the GEMM; NULL: this thread */
 };
 
 /* Load @path; on error a message naming the file and the problem. */

@@ -190,8 +190,12 @@ int cmd_bench(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	lo.n_ctx = (uint32_t)(pp > tg ? pp : tg) + 1;
-	if (pinfer_pool_create(&pool, threads, -1, &err) ||
-	    llm_model_load(&m, model, &lo, &err)) {
+	if (pinfer_pool_create(&pool, threads, -1, &err)) {
+		cli_error("%s", err.msg);
+		goto out;
+	}
+	lo.pool = pool;		/* packs the weights at load */
+	if (llm_model_load(&m, model, &lo, &err)) {
 		cli_error("%s", err.msg);
 		goto out;
 	}

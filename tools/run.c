@@ -240,8 +240,9 @@ static int start(struct engine *e, const struct run_opts *o)
 	if (isatty(2))
 		lo.progress = cli_progress;
 	lo.progress_arg = (void *)"loading";
-	if ((ret = pinfer_pool_create(&e->pool, o->threads, -1, &err)) ||
-	    (ret = llm_model_load(&e->m, o->model, &lo, &err)) ||
+	ret = pinfer_pool_create(&e->pool, o->threads, -1, &err);
+	lo.pool = e->pool;	/* packs the weights at load */
+	if (ret || (ret = llm_model_load(&e->m, o->model, &lo, &err)) ||
 	    (ret = tokenizer_load(&e->tok, e->m->gguf, &err)) ||
 	    (ret = llm_session_create_kv(&e->s, e->m, (uint32_t)o->n_ctx, o->kv, e->pool, &err))) {
 		cli_error("%s", err.msg);
