@@ -679,6 +679,7 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 			uint32_t pos, size_t nb, float *x, const float *cs)
 {
 	const struct llm_config *c = &s->m->cfg;
+	const struct attn_kernels *ak = attn_kernels();
 	size_t E = c->n_embd, F = c->n_ff, kvd = s->kv_dim, qd = s->qd, b, i;
 
 	/* attention */
@@ -698,8 +699,8 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 			quantize_row_act_ref(GGML_TYPE_Q8_0, s->v + b * kvd, s->vcache + at, kvd);
 			continue;
 		}
-		attn_kernels()->to_f16(s->k + b * kvd, kh, kvd);
-		attn_kernels()->to_f16(s->v + b * kvd, vh, kvd);
+		ak->to_f16(s->k + b * kvd, kh, kvd);
+		ak->to_f16(s->v + b * kvd, vh, kvd);
 	}
 	attention(s, l, pos, nb, s->q, s->out);	/* causal: each up to itself */
 	matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
