@@ -18,6 +18,7 @@ CPPFLAGS += -D_GNU_SOURCE -DPINFER_VERSION='"$(VERSION)"' \
 # (engine/quant.h: packed, plain and reference dot products agree bit for bit).
 ALL_CFLAGS = -std=c11 -ffp-contract=off $(WARN) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
 LDLIBS += -luring -lnuma -lm -lpthread -ldl
+TOOL_LDLIBS := -lcjson
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl \
 	-mavx512vnni
@@ -89,7 +90,7 @@ $(LIBENGINE): $(call obj,$(ENGINE_SRC))
 	rm -f $@ && $(AR) rcs $@ $^
 
 $(PINFER): $(call obj,$(TOOL_SRC)) $(LIBENGINE) $(LIBPINFER)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TOOL_LDLIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBENGINE) $(LIBPINFER)
 	@mkdir -p $(@D)

@@ -113,7 +113,18 @@ static const char *trim(const char *s, int *n)
 	return s;
 }
 
-char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int first)
+/* Message @i's content (@len bytes of @c), its bytes' span noted in @spans. */
+static void add_content(struct buf *b, size_t *spans, size_t i, const char *c, int len)
+{
+	if (spans)
+		spans[2 * i] = b->n;
+	add(b, "%.*s", len, c);
+	if (spans)
+		spans[2 * i + 1] = b->n;
+}
+
+char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int first,
+		  size_t *spans)
 {
 	struct buf b = { 0 };
 	const char *c;
@@ -126,8 +137,11 @@ char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int 
 		/* a later turn follows the assistant's "<|im_end|>": its newline first */
 		if (!first)
 			add(&b, "\n");
-		for (i = 0; i < n; i++)
-			add(&b, "<|im_start|>%s\n%s<|im_end|>\n", m[i].role, m[i].content);
+		for (i = 0; i < n; i++) {
+			add(&b, "<|im_start|>%s\n", m[i].role);
+			add_content(&b, spans, i, m[i].content, (int)strlen(m[i].content));
+			add(&b, "<|im_end|>\n");
+		}
 		add(&b, "<|im_start|>assistant\n");
 		break;
 	case CHAT_LLAMA3:
@@ -135,8 +149,9 @@ char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int 
 			add(&b, "<|begin_of_text|>");
 		for (i = 0; i < n; i++) {
 			c = trim(m[i].content, &len);
-			add(&b, "<|start_header_id|>%s<|end_header_id|>\n\n%.*s<|eot_id|>",
-			    m[i].role, len, c);
+			add(&b, "<|start_header_id|>%s<|end_header_id|>\n\n", m[i].role);
+			add_content(&b, spans, i, c, len);
+			add(&b, "<|eot_id|>");
 		}
 		add(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 		break;
@@ -144,18 +159,24 @@ char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int 
 		/* every user turn opens with <s>[INST]; a system prompt joins the first */
 		for (i = 0; i < n; i++) {
 			c = trim(m[i].content, &len);
-			if (!strcmp(m[i].role, "system"))
-				add(&b, "<s>[INST] <<SYS>>\n%.*s\n<</SYS>>\n\n", len, c);
-			else if (!strcmp(m[i].role, "user"))
-				add(&b, "%s%.*s [/INST]", i && !strcmp(m[i - 1].role, "system") ? "" :
-				    "<s>[INST] ", len, c);
-			else
-				add(&b, " %.*s </s>", len, c);
+			if (!strcmp(m[i].role, "system")) {
+				add(&b, "<s>[INST] <<SYS>>\n");
+				add_content(&b, spans, i, c, len);
+				add(&b, "\n<</SYS>>\n\n");
+			} else if (!strcmp(m[i].role, "user")) {
+				add(&b, "%s", i && !strcmp(m[i - 1].role, "system") ? "" : "<s>[INST] ");
+				add_content(&b, spans, i, c, len);
+				add(&b, " [/INST]");
+			} else {
+				add(&b, " ");
+				add_content(&b, spans, i, c, len);
+				add(&b, " </s>");
+			}
 		}
 		break;
 	default:
 		for (i = 0; i < n; i++)
-			add(&b, "%s", m[i].content);
+			add_content(&b, spans, i, m[i].content, (int)strlen(m[i].content));
 		break;
 	}
 	if (b.bad) {

@@ -24,8 +24,11 @@ const char *chat_template_name(enum chat_template t);
  * @first: the conversation's start, where a beginning-of-text marker
  * belongs; otherwise the text continues after the assistant's end-of-turn
  * token (ChatML: the newline that follows it comes first). malloc'd; NULL
- * when out of memory.
+ * when out of memory. @spans (2 * @n, or NULL): where each message's
+ * content lies in the text, [start, end) in bytes: what is the user's own
+ * text, not the template's (tokenizer_encode_masked()).
  */
-char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int first);
+char *chat_format(enum chat_template t, const struct chat_msg *m, size_t n, int first,
+		  size_t *spans);
 
 #endif

@@ -128,7 +128,7 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	return 0;
 }
 
-uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx)
+uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads)
 {
 	uint64_t kvd = (uint64_t)c->n_head_kv * c->head_dim, qd = (uint64_t)c->n_head * c->head_dim;
 	uint64_t maxd = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
@@ -138,7 +138,8 @@ uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx)
 	       (uint64_t)n_ctx * (c->n_embd + c->n_rot) * 4 +	/* x, rope_cs at most */
 	       4 * (LLM_BATCH * (c->n_embd + 2 * qd + 2 * kvd + 2 * (uint64_t)c->n_ff + 2 * maxd +
 				2 * (maxd / QK + 1)) +
-		    16 * (GEMM_ROWS * maxd + (1 + ATTN_BLOCK) * (uint64_t)n_ctx) +	/* 16 threads */
+		    (uint64_t)(threads ? threads : 1) *	/* tiles, att, scores */
+			    (GEMM_ROWS * maxd + (1 + ATTN_BLOCK) * (uint64_t)n_ctx) +
 		    2 * (uint64_t)n_ctx * kvd +
 		    (uint64_t)c->n_head * n_ctx + c->n_vocab);
 }
@@ -773,6 +774,10 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 	}
 	rmsnorm(s->xb, s->x + (n - 1) * E, m->output_norm.data, E, c->rms_eps);
 	matmul(s, &m->output, NULL, s->xb, 1, s->logits);
+	for (i = 0; i < c->n_vocab; i++)
+		if (!isfinite(s->logits[i]))
+			return pinfer_fail(err, ERANGE, "the logits at position %" PRIu32 " are not finite (logit %zu is %g): the model's weights or activations hold NaN or infinity",
+					   s->pos + (uint32_t)n - 1, i, (double)s->logits[i]);
 	s->pos += (uint32_t)n;
 	*logits = s->logits;
 	return 0;

@@ -776,15 +776,21 @@ int gguf_open(struct gguf **out, const char *path, struct gguf_error *err)
 
 	memset(err, 0, sizeof(*err));
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not block open() before the check below */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return io_fail(err, "open", 0);
 	if (fstat(fd, &st))
 		goto io_err;
 	if (!S_ISREG(st.st_mode)) {
-		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-		goto io_err;
+		close(fd);
+		err->code = GGUF_E_IO;
+		err->sys_errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		snprintf(err->msg, sizeof(err->msg), "open: %s",
+			 S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+		return -1;
 	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	size = (uint64_t)st.st_size;
 	want = size < GGUF_FIRST_READ ? size : GGUF_FIRST_READ;
 	for (;;) {

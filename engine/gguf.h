@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "libpinfer.h"
+
 enum gguf_type {
 	GGUF_TYPE_UINT8 = 0,
 	GGUF_TYPE_INT8 = 1,
@@ -180,13 +182,32 @@ bool gguf_str_eq(struct gguf_str a, const char *s);
 
 /*
  * A GGUF writer over a stdio stream: @pos counts the bytes put, @bad is set
- * by the first failed write (checked once at the end).
+ * by the first failed write (checked once at the end), @error its errno.
  */
 struct gguf_writer {
 	FILE *f;
 	uint64_t pos;
 	bool bad;
+	int error;
+	const char *path;	/* gguf_out_*(): the file made */
+	char *tmp;		/* and the temporary file it is written as */
 };
+
+/*
+ * The file @path, made safely: written as a new temporary file beside it
+ * (@path.XXXXXX: never an existing file, never truncated) into w->f, which
+ * gguf_out_commit() flushes to the disk and renames onto @path, and
+ * gguf_out_abort() removes. @input, if not NULL, is the file the output is
+ * made from: a @path that is that file (the same device and inode, by any
+ * name) is refused, as is a @path too long for the temporary name.
+ * One file at a time per process; gguf_out_remove_pending() removes it from
+ * a signal handler (async-signal-safe).
+ */
+int gguf_out_open(struct gguf_writer *w, const char *path, const char *input,
+		  struct pinfer_err *err);
+int gguf_out_commit(struct gguf_writer *w, struct pinfer_err *err);
+void gguf_out_abort(struct gguf_writer *w);
+void gguf_out_remove_pending(void);
 
 void gguf_put(struct gguf_writer *w, const void *p, size_t n);
 void gguf_put_u32(struct gguf_writer *w, uint32_t v);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "gguf.h"
 #include "quant.h"
 #include "stream.h"
+#include "tokenizer.h"
 
 #define MAX_LAYERS 1024
 
@@ -70,6 +72,9 @@ static int meta_f32(const struct gguf *g, const char *prefix, const char *key,
 	if (kv->value.type != GGUF_TYPE_FLOAT32 && kv->value.type != GGUF_TYPE_FLOAT64)
 		return pinfer_fail(err, EINVAL, "metadata key %s has type %s, not a float",
 				   name, gguf_type_name(kv->value.type));
+	if (!isfinite((float)kv->value.f64))
+		return pinfer_fail(err, EINVAL, "metadata key %s is %g, not a finite number",
+				   name, kv->value.f64);
 	*v = (float)kv->value.f64;
 	return 0;
 }
@@ -154,8 +159,14 @@ static int read_config(const struct gguf *g, struct llm_config *c,
 	if (!c->n_rot || c->n_rot > c->head_dim || c->n_rot % 2)
 		return pinfer_fail(err, EINVAL, "%srope.dimension_count %" PRIu32 " does not fit heads of %" PRIu32,
 				   p, c->n_rot, c->head_dim);
-	if (!(c->rms_eps > 0) || !(c->rope_theta > 0))
-		return pinfer_fail(err, EINVAL, "rms epsilon and rope base must be positive");
+	if (!(c->rms_eps > 0))
+		return pinfer_fail(err, EINVAL, "%sattention.layer_norm_rms_epsilon %g is not positive",
+				   p, (double)c->rms_eps);
+	if (!(c->rope_theta > 0))
+		return pinfer_fail(err, EINVAL, "%srope.freq_base %g is not positive", p,
+				   (double)c->rope_theta);
+	if (!c->ctx_train)
+		return pinfer_fail(err, EINVAL, "%scontext_length is 0", p);
 	return read_rope_scaling(g, p, c, err);
 }
 
@@ -373,6 +384,47 @@ fail:
 	return ret < 0 ? ret : -EINVAL;
 }
 
+/* Every norm, bias and frequency vector (resident, F32) finite. */
+static int check_vectors(struct llm_model *m, struct pinfer_err *err)
+{
+	struct llm_tref *refs = malloc(LLM_TREFS(m->cfg.n_layer) * sizeof(*refs));
+	size_t n, i, k;
+	int ret = 0;
+
+	if (!refs)
+		return pinfer_fail(err, ENOMEM, "out of memory");
+	n = llm_model_trefs(m, refs);
+	for (i = 0; i < n && !ret; i++) {
+		const struct llm_tensor *t = refs[i].t;
+		const float *v = t->data;
+
+		if (t->rows != 1 || t->type != GGML_TYPE_F32 || !v)
+			continue;
+		for (k = 0; k < t->cols; k++)
+			if (!isfinite(v[k])) {
+				const struct gguf_tensor *gt = m->gguf->tensors;
+
+				while (gt->offset != t->file_off)	/* it is one of them */
+					gt++;
+				ret = pinfer_fail(err, EINVAL, "tensor %.*s: element %zu is %g, not a finite number (file offset %" PRIu64 ")",
+						  (int)gt->name.len, gt->name.ptr, k, (double)v[k],
+						  t->file_off + 4 * k);
+				break;
+			}
+	}
+	free(refs);
+	return ret;
+}
+
+int llm_model_check_tokenizer(const struct llm_model *m, const struct tokenizer *t,
+			      struct pinfer_err *err)
+{
+	if (tokenizer_n_vocab(t) < m->cfg.n_vocab)
+		return pinfer_fail(err, EINVAL, "tokenizer.ggml.tokens has %" PRIu32 " tokens, fewer than the %" PRIu32 " rows of token_embd.weight",
+				   tokenizer_n_vocab(t), m->cfg.n_vocab);
+	return 0;
+}
+
 static const struct llm_load_opts default_opts = {
 	.provider = PINFER_PROVIDER_AUTO, .node = -1,
 };
@@ -397,6 +449,7 @@ int llm_model_load(struct llm_model **out, const char *path,
 {
 	struct pinfer_range *rg = NULL;
 	struct llm_layout lay = { 0 };
+	struct pinfer_loader_info li;
 	struct pinfer_loader *l = NULL;
 	struct llm_model *m;
 	size_t i;
@@ -428,13 +481,15 @@ int llm_model_load(struct llm_model **out, const char *path,
 					opts->provider, err)) ||
 	    (ret = pinfer_loader_create(&l, m->region, path, err)))
 		goto fail;
+	pinfer_loader_info(l, &li);
+	snprintf(m->load_note, sizeof(m->load_note), "%s", li.note);
 	pinfer_loader_set_progress(l, opts->progress, opts->progress_arg);
 	ret = pinfer_load(l, rg, lay.n, err);
 	if (ret)
 		goto fail;
 	pinfer_loader_set_progress(l, NULL, NULL);
 	ret = llm_layout_place(m, &lay, pinfer_region_ptr(m->region), err);
-	if (ret || (ret = pack_resident(m, opts->pool, err)))
+	if (ret || (ret = check_vectors(m, err)) || (ret = pack_resident(m, opts->pool, err)))
 		goto fail;
 	if (m->plan.ring) {
 		ret = llm_stream_start(m, &lay, l, err);	/* the stream owns l */

@@ -54,7 +54,7 @@ struct llm_layer {
  */
 struct llm_plan {
 	uint64_t budget;	/* bytes: --mem, or what the machine can pin */
-	char budget_why[160];	/* where a default budget came from */
+	char budget_why[320];	/* where a default budget came from */
 	uint32_t n_ctx;
 	uint64_t weights;	/* all tensor data in the file */
 	uint64_t fixed;		/* embeddings, output, norms, biases (resident) */
@@ -78,6 +78,7 @@ struct llm_model {
 	struct gguf *gguf;
 	struct llm_plan plan;
 	struct llm_stream *stream;	/* NULL: every layer is resident */
+	char load_note[200];	/* how reads fall short of io_uring, or empty */
 };
 
 struct llm_load_opts {
@@ -90,12 +91,20 @@ struct llm_load_opts {
 	uint32_t n_ctx;		/* the context sessions will use; 0: the model's */
 	uint32_t stream_layers;	/* stream at least this many (the last) layers */
 	struct pinfer_pool *pool;	/* packs the weights for the GEMM; NULL: this thread */
+	uint32_t threads;	/* threads sessions will use (their buffers); 0: the
+				   pool's, or else 1 */
 };
 
 /* Load @path; on error a message naming the file and the problem. */
 int llm_model_load(struct llm_model **out, const char *path,
 		   const struct llm_load_opts *opts, struct pinfer_err *err);
 void llm_model_free(struct llm_model *m);
+
+struct tokenizer;
+
+/* A tokenizer with a text for each row of the embedding, or an error naming both. */
+int llm_model_check_tokenizer(const struct llm_model *m, const struct tokenizer *t,
+			      struct pinfer_err *err);
 
 /*
  * The plan llm_model_load() would follow, without reading any weights. A
@@ -113,8 +122,11 @@ struct llm_stream_stats {
 
 void llm_model_stream_stats(const struct llm_model *m, struct llm_stream_stats *st);
 
-/* Bytes a session of @n_ctx allocates at most (an fp16 KV cache and its buffers). */
-uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx);
+/*
+ * Bytes a session of @n_ctx with a pool of @threads allocates at most (an
+ * fp16 KV cache and its buffers).
+ */
+uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads);
 
 /* A sequence's state: the KV cache (fp16) and scratch buffers. */
 struct llm_session;

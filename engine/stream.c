@@ -87,25 +87,123 @@ static uint64_t sysfs_u64(const char *path)
 	return v;
 }
 
-/*
- * What this process can pin: available memory less a margin (an eighth,
- * at least 256 MiB), within RLIMIT_MEMLOCK unless root, and within
- * pinfer.ko's max_pinned_mb when the module is there.
- */
-static uint64_t default_budget(enum pinfer_provider prov, char *why, size_t n)
+/* A cgroup file's number; "max" (v2) or absent: UINT64_MAX. */
+static uint64_t cgroup_u64(const char *dir, const char *file)
 {
-	uint64_t avail = meminfo("MemAvailable"), margin = avail / 8, b;
+	char path[6200 + 64], buf[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "re");
+	if (!f)
+		return UINT64_MAX;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, NULL, 10) : UINT64_MAX;
+}
+
+/*
+ * The memory this process's memory cgroup, and each of its ancestors, has
+ * left: the smallest of limit less usage (v2: memory.max and memory.high
+ * less memory.current; v1: memory.limit_in_bytes less memory.usage_in_bytes),
+ * UINT64_MAX where there is no limit. The cgroup file system is found in
+ * /proc/self/mountinfo, the process's group in /proc/self/cgroup.
+ */
+static uint64_t cgroup_left(void)
+{
+	char line[4096], mnt[2][1024] = { "", "" }, root[2][1024] = { "", "" };
+	char grp[2][2048] = { "", "" }, dir[6200];
+	uint64_t left = UINT64_MAX;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int v;
+
+	while (f && fgets(line, sizeof(line), f)) {	/* v = 0: v1 memory, 1: v2 */
+		char r[1024], m[1024], *dash = strstr(line, " - ");
+
+		if (!dash || sscanf(line, "%*s %*s %*s %1023s %1023s", r, m) != 2)
+			continue;
+		if (!strncmp(dash, " - cgroup2 ", 11))
+			v = 1;
+		else if (!strncmp(dash, " - cgroup ", 10) && strstr(dash, "memory"))
+			v = 0;
+		else
+			continue;
+		if (!mnt[v][0]) {
+			snprintf(mnt[v], sizeof(mnt[v]), "%s", m);
+			snprintf(root[v], sizeof(root[v]), "%s", r);
+		}
+	}
+	if (f)
+		fclose(f);
+	f = fopen("/proc/self/cgroup", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL;
+
+		if (!path)
+			continue;
+		path[strcspn(path, "\n")] = 0;
+		if (!strncmp(line, "0::", 3))
+			snprintf(grp[1], sizeof(grp[1]), "%s", path + 1);
+		else if (strstr(ctl, "memory") && strstr(ctl, "memory") < path)
+			snprintf(grp[0], sizeof(grp[0]), "%s", path + 1);
+	}
+	if (f)
+		fclose(f);
+	for (v = 0; v < 2; v++) {
+		const char *rel = grp[v];
+		size_t rl = strlen(root[v]), n;
+
+		if (!mnt[v][0] || !grp[v][0])
+			continue;
+		if (strcmp(root[v], "/") && !strncmp(rel, root[v], rl))
+			rel += rl;	/* a namespace's view: the mount is the group */
+		snprintf(dir, sizeof(dir), "%s%s", mnt[v], rel);
+		for (;;) {	/* the group, then its ancestors up to the mount */
+			uint64_t use = cgroup_u64(dir, v ? "memory.current" : "memory.usage_in_bytes");
+			uint64_t lim = cgroup_u64(dir, v ? "memory.max" : "memory.limit_in_bytes");
+			uint64_t high = v ? cgroup_u64(dir, "memory.high") : UINT64_MAX;
+
+			lim = high < lim ? high : lim;
+			if (lim != UINT64_MAX && lim < (1ull << 62)) {	/* v1: "no limit" is huge */
+				lim = lim > use || use == UINT64_MAX ? lim - (use == UINT64_MAX ? 0 : use) : 0;
+				left = lim < left ? lim : left;
+			}
+			n = strlen(dir);
+			if (n <= strlen(mnt[v]))
+				break;
+			while (n > strlen(mnt[v]) && dir[n - 1] != '/')
+				n--;
+			dir[n > strlen(mnt[v]) ? n - 1 : n] = 0;
+		}
+	}
+	return left;
+}
+
+/*
+ * The memory budget: available memory less a margin (an eighth, at least
+ * 256 MiB), within what the memory cgroup has left (less the same margin
+ * of that), within pinfer.ko's max_pinned_mb when the module is there; the
+ * free pages of the hugetlb pool for that provider. *@lock: RLIMIT_MEMLOCK
+ * for a process that is not root (what it can pin), UINT64_MAX if none.
+ */
+static uint64_t default_budget(enum pinfer_provider prov, uint64_t *lock, char *why, size_t n)
+{
+	uint64_t avail = meminfo("MemAvailable"), margin = avail / 8, b, cg = cgroup_left();
 	struct rlimit rl;
 
 	margin = margin < (256ull << 20) ? 256ull << 20 : margin;
 	b = avail > margin ? avail - margin : 0;
 	snprintf(why, n, "available memory %" PRIu64 " MiB less %" PRIu64 " MiB",
 		 avail >> 20, margin >> 20);
-	if (geteuid() && !getrlimit(RLIMIT_MEMLOCK, &rl) && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur < b) {
-		b = rl.rlim_cur;
-		snprintf(why, n, "RLIMIT_MEMLOCK (ulimit -l) of %" PRIu64 " MiB", b >> 20);
+	if (cg != UINT64_MAX && cg - cg / 8 < b) {
+		b = cg - cg / 8;
+		snprintf(why, n, "what the memory cgroup has left, %" PRIu64 " MiB, less an eighth",
+			 cg >> 20);
 	}
+	*lock = UINT64_MAX;
+	if (geteuid() && !getrlimit(RLIMIT_MEMLOCK, &rl) && rl.rlim_cur != RLIM_INFINITY)
+		*lock = rl.rlim_cur;
 	if ((prov == PINFER_PROVIDER_AUTO || prov == PINFER_PROVIDER_KMOD) &&
 	    !access("/dev/pinfer", F_OK)) {
 		uint64_t max = sysfs_u64("/sys/class/misc/pinfer/max_pinned_bytes");
@@ -121,6 +219,7 @@ static uint64_t default_budget(enum pinfer_provider prov, char *why, size_t n)
 		b = meminfo("HugePages_Free") >> 10;	/* a count, not kB */
 		b *= meminfo("Hugepagesize");
 		snprintf(why, n, "the free 2 MiB pages of the hugetlb pool: %" PRIu64 " MiB", b >> 20);
+		*lock = UINT64_MAX;	/* hugetlb pages are not charged to it */
 	}
 	return b;
 }
@@ -192,7 +291,7 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o,
 	struct llm_tref *refs = malloc(LLM_TREFS(n) * sizeof(*refs));
 	struct llm_piece *pieces = malloc(LLM_TREFS(n) * sizeof(*pieces));
 	uint64_t *sa = calloc(n, sizeof(*sa)), *sb = calloc(n, sizeof(*sb));
-	uint64_t res = 0, slot = 0, fixed_pages;
+	uint64_t res = 0, slot = 0, fixed_pages, lock = UINT64_MAX;
 	size_t n_refs, j, n_pieces;
 	bool fit;
 	int ret = 0;
@@ -224,18 +323,32 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o,
 	}
 	p->n_layer = n;
 	p->n_ctx = o->n_ctx && o->n_ctx < c->ctx_train ? o->n_ctx : c->ctx_train;
-	p->session = llm_session_bytes(c, p->n_ctx);
+	p->session = llm_session_bytes(c, p->n_ctx, o->threads ? o->threads :
+				       o->pool ? (uint32_t)pinfer_pool_threads(o->pool) : 1);
 	if (o->mem) {
 		p->budget = o->mem;
 		snprintf(p->budget_why, sizeof(p->budget_why), "--mem");
 	} else {
-		p->budget = default_budget(o->provider, p->budget_why, sizeof(p->budget_why));
+		p->budget = default_budget(o->provider, &lock, p->budget_why, sizeof(p->budget_why));
 	}
 	/* the minimum: only the fixed part resident, the smallest ring */
 	t = o->ring ? o->ring : 2;
 	t = t < n ? t : n;
 	layout_pieces(refs, n_refs, 0, pieces, &fixed_pages);
 	p->minimum = fixed_pages + t * largest_span(sa, sb, 0, n) + p->session;
+	/* What can be pinned bounds the default budget, unless even the
+	 * minimum cannot be: then the memory is not locked, and it says so. */
+	if (lock < p->budget && lock >= p->minimum) {
+		p->budget = lock;
+		snprintf(p->budget_why, sizeof(p->budget_why),
+			 "RLIMIT_MEMLOCK (ulimit -l) of %" PRIu64 " MiB", lock >> 20);
+	} else if (lock < p->budget) {
+		size_t l = strlen(p->budget_why);
+
+		snprintf(p->budget_why + l, sizeof(p->budget_why) - l,
+			 "; RLIMIT_MEMLOCK (ulimit -l) of %" PRIu64 " KiB is below the model's minimum: memory not locked",
+			 lock >> 10);
+	}
 
 	/* Everything resident if it fits; else the most layers with a ring of
 	 * the size asked for, or of 4, 3 or 2 slots. */
@@ -258,7 +371,7 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o,
 		}
 	if (!fit) {
 		t = o->ring ? o->ring : 2;
-		ret = pinfer_fail(err, ENOMEM, "a memory budget of %.1f MiB (%s) is below this model's minimum of %.1f MiB (%" PRIu64 " bytes): embeddings, output and norms %.1f MiB, a ring of %" PRIu32 " slots of %.1f MiB, KV cache and buffers for a context of %" PRIu32 " %.1f MiB",
+		ret = pinfer_fail(err, ENOMEM, "a memory budget of %.1f MiB (%s) is below this model's minimum of %.1f MiB (%" PRIu64 " bytes): embeddings, output and norms %.1f MiB, a ring of %" PRIu32 " slots of %.1f MiB, KV cache and buffers for a context of %" PRIu32 " %.1f MiB (give a larger --mem, or a smaller --ctx)",
 				  p->budget / MIB, p->budget_why, p->minimum / MIB, p->minimum,
 				  fixed_pages / MIB, t < n ? t : n, largest_span(sa, sb, 0, n) / MIB,
 				  p->n_ctx, p->session / MIB);

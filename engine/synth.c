@@ -446,7 +446,6 @@ int synth_write(const struct synth_spec *s, const char *path,
 	uint8_t **bufs = NULL;
 	size_t n_units = 0, k;
 	uint64_t max_unit = 0;
-	char tmp[4096];
 	struct job j;
 
 	ret = make_table(s, &tb, err);
@@ -477,12 +476,9 @@ int synth_write(const struct synth_spec *s, const char *path,
 			goto out;
 		}
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	w.f = fopen(tmp, "wb");
-	if (!w.f) {
-		ret = pinfer_fail(err, errno, "synth: %s: %s", tmp, strerror(errno));
+	ret = gguf_out_open(&w, path, NULL, err);
+	if (ret)
 		goto out;
-	}
 	if (write_meta(&w, s, tb.n)) {
 		ret = pinfer_fail(err, ENOMEM, "synth: out of memory");
 		goto out;
@@ -495,7 +491,7 @@ int synth_write(const struct synth_spec *s, const char *path,
 	}
 	gguf_pad(&w, SYNTH_ALIGN);
 	if (fflush(w.f) || w.bad || ftruncate(fileno(w.f), (off_t)(w.pos + tb.data_bytes))) {
-		ret = pinfer_fail(err, errno ? errno : EIO, "synth: writing %s: %s", tmp,
+		ret = pinfer_fail(err, errno ? errno : EIO, "synth: writing %s: %s", w.tmp,
 				  strerror(errno ? errno : EIO));
 		goto out;
 	}
@@ -508,25 +504,15 @@ int synth_write(const struct synth_spec *s, const char *path,
 		pinfer_parallel_for(pool, n_units, 1, PINFER_DYNAMIC, make_units, &j);
 	else
 		make_units(&j, 0, n_units, 0);
-	if (atomic_load(&j.error) || fsync(j.fd)) {
-		int e = atomic_load(&j.error) ? atomic_load(&j.error) : errno;
+	if (atomic_load(&j.error)) {
+		int e = atomic_load(&j.error);
 
-		ret = pinfer_fail(err, e, "synth: writing %s: %s", tmp, strerror(e));
+		ret = pinfer_fail(err, e, "synth: writing %s: %s", w.tmp, strerror(e));
 		goto out;
 	}
-	ret = fclose(w.f);
-	w.f = NULL;
-	if (ret || rename(tmp, path)) {
-		ret = pinfer_fail(err, errno, "synth: %s: %s", path, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	ret = 0;
+	ret = gguf_out_commit(&w, err);
 out:
-	if (w.f) {
-		fclose(w.f);
-		unlink(tmp);
-	}
+	gguf_out_abort(&w);
 	for (i = 0; bufs && i < threads; i++)
 		free(bufs[i]);
 	free(bufs);

@@ -36,7 +36,8 @@ const char *synth_presets(void);
 uint64_t synth_bytes(const struct synth_spec *s);
 
 /*
- * Write the model to @path (through @path.tmp, renamed when complete); the
+ * Write the model to @path (through a new @path.XXXXXX, renamed when
+ * complete: gguf_out_open()); the
  * pool (or NULL) makes and writes the data in parallel.
  */
 int synth_write(const struct synth_spec *s, const char *path,

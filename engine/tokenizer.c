@@ -36,6 +36,13 @@ static const struct {
 	{ "llama-bpe", PRE_LLAMA3 }, { "llama3", PRE_LLAMA3 }, { "qwen2", PRE_QWEN2 },
 };
 
+/* A node of the special tokens' trie: its children are a sibling list. */
+struct trie_node {
+	uint32_t child, sibling;	/* indices; 0: none (0 is the root) */
+	int32_t token;			/* the token whose text ends here, or -1 */
+	uint8_t byte;
+};
+
 struct tokenizer {
 	uint32_t n_vocab;
 	struct gguf_str *tokens;	/* point into the gguf header */
@@ -47,9 +54,10 @@ struct tokenizer {
 	uint64_t merge_mask;
 	int32_t byte_id[256];		/* the token of each byte, or -1 */
 	uint8_t cp_byte[512];		/* mapped code point -> byte */
-	int32_t *special;		/* control and user-defined tokens */
-	size_t n_special;
+	struct trie_node *trie;		/* the texts of control and user-defined tokens */
+	size_t n_trie;
 	int32_t bos, eos, unk;
+	bool add_bos;			/* tokenizer.ggml.add_bos_token */
 	enum pre pre;
 	bool spm;			/* SentencePiece (model "llama") */
 	bool space_prefix;		/* spm: a space before the text */
@@ -98,23 +106,19 @@ static uint32_t merge_find(const struct tokenizer *t, int32_t a, int32_t b, int3
 	return UINT32_MAX;
 }
 
-/* GPT-2's bytes_to_unicode: printable bytes stand for themselves. */
+/*
+ * GPT-2's bytes_to_unicode: printable bytes stand for themselves, the
+ * others (0x00-0x20, 0x7f-0xa0, 0xad) for 256, 257, ... in byte order.
+ */
 static uint32_t byte_cp(unsigned int b)
 {
-	static uint32_t map[256];
-	static bool init;
-	unsigned int i, n = 0;
-
-	if (!init) {
-		for (i = 0; i < 256; i++) {
-			bool printable = (i >= '!' && i <= '~') || (i >= 0xa1 && i <= 0xac) ||
-					 (i >= 0xae && i <= 0xff);
-
-			map[i] = printable ? i : 256 + n++;
-		}
-		init = true;
-	}
-	return map[b];
+	if (b <= 0x20)
+		return 256 + b;
+	if (b >= 0x7f && b <= 0xa0)
+		return 256 + 33 + (b - 0x7f);
+	if (b == 0xad)
+		return 256 + 33 + 34;
+	return b;
 }
 
 static int load_strings(const struct gguf *g, const char *key, struct gguf_str **out,
@@ -142,7 +146,9 @@ static int32_t meta_id(const struct gguf *g, const char *key, int32_t def)
 
 	if (!kv || (kv->value.type != GGUF_TYPE_UINT32 && kv->value.type != GGUF_TYPE_INT32))
 		return def;
-	return (int32_t)kv->value.u64;
+	if (kv->value.type == GGUF_TYPE_UINT32)	/* past INT32_MAX: out of any vocabulary */
+		return kv->value.u64 > INT32_MAX ? INT32_MAX : (int32_t)kv->value.u64;
+	return kv->value.i64 < -1 ? INT32_MIN : (int32_t)kv->value.i64;
 }
 
 static int load_vocab(struct tokenizer *t, const struct gguf *g, struct pinfer_err *err)
@@ -261,10 +267,54 @@ static int load_spm(struct tokenizer *t, const struct gguf *g, struct pinfer_err
 	return 0;
 }
 
+/* The child of node @n for @byte: existing, or added when @add; 0: none. */
+static uint32_t trie_child(struct tokenizer *t, uint32_t n, uint8_t byte, bool add)
+{
+	uint32_t c;
+
+	for (c = t->trie[n].child; c; c = t->trie[c].sibling)
+		if (t->trie[c].byte == byte)
+			return c;
+	if (!add)
+		return 0;
+	c = (uint32_t)t->n_trie++;
+	t->trie[c] = (struct trie_node){ .child = 0, .sibling = t->trie[n].child,
+					 .token = -1, .byte = byte };
+	t->trie[n].child = c;
+	return c;
+}
+
+/* The trie of the texts of control (3) and user-defined (4) tokens. */
+static int build_trie(struct tokenizer *t, struct pinfer_err *err)
+{
+	size_t nodes = 1;
+	uint32_t i, n;
+	uint64_t k;
+
+	for (i = 0; i < t->n_vocab; i++)
+		if (t->type[i] == 3 || t->type[i] == 4)
+			nodes += t->tokens[i].len;
+	t->trie = malloc(nodes * sizeof(*t->trie));
+	if (!t->trie)
+		return pinfer_fail(err, ENOMEM, "tokenizer: out of memory");
+	t->trie[0] = (struct trie_node){ .token = -1 };
+	t->n_trie = 1;
+	for (i = 0; i < t->n_vocab; i++) {
+		if ((t->type[i] != 3 && t->type[i] != 4) || !t->tokens[i].len)
+			continue;
+		for (n = 0, k = 0; k < t->tokens[i].len; k++)
+			n = trie_child(t, n, (uint8_t)t->tokens[i].ptr[k], true);
+		if (t->trie[n].token < 0)	/* duplicates: the first one wins */
+			t->trie[n].token = (int32_t)i;
+	}
+	return 0;
+}
+
 int tokenizer_load(struct tokenizer **out, const struct gguf *g, struct pinfer_err *err)
 {
 	const struct gguf_kv *model = gguf_find_kv(g, "tokenizer.ggml.model");
 	const struct gguf_kv *pre = gguf_find_kv(g, "tokenizer.ggml.pre");
+	const struct gguf_kv *kv;
 	struct tokenizer *t;
 	unsigned int b;
 	uint32_t i;
@@ -312,19 +362,24 @@ int tokenizer_load(struct tokenizer **out, const struct gguf *g, struct pinfer_e
 		t->byte_id[b] = vocab_find(t, s, utf8_encode(cp, s));	/* may be -1 */
 	}
 specials:
-	t->special = malloc(t->n_vocab * sizeof(*t->special));
-	if (!t->special) {
-		ret = pinfer_fail(err, ENOMEM, "tokenizer: out of memory");
+	ret = build_trie(t, err);
+	if (ret)
 		goto fail;
-	}
-	for (i = 0; i < t->n_vocab; i++)
-		if ((t->type[i] == 3 || t->type[i] == 4) && t->tokens[i].len)
-			t->special[t->n_special++] = (int32_t)i;
 	t->bos = meta_id(g, "tokenizer.ggml.bos_token_id", -1);
 	t->eos = meta_id(g, "tokenizer.ggml.eos_token_id", -1);
 	t->unk = meta_id(g, "tokenizer.ggml.unknown_token_id", t->spm ? 0 : -1);
 	if (t->unk >= (int32_t)t->n_vocab)
 		t->unk = -1;
+	if (t->bos < -1 || t->bos >= (int32_t)t->n_vocab || t->eos < -1 ||
+	    t->eos >= (int32_t)t->n_vocab) {
+		ret = pinfer_fail(err, EINVAL, "tokenizer.ggml.%s_token_id %" PRId32 " is not in the vocabulary of %" PRIu32 " tokens",
+				  t->bos < -1 || t->bos >= (int32_t)t->n_vocab ? "bos" : "eos",
+				  t->bos < -1 || t->bos >= (int32_t)t->n_vocab ? t->bos : t->eos,
+				  t->n_vocab);
+		goto fail;
+	}
+	kv = gguf_find_kv(g, "tokenizer.ggml.add_bos_token");
+	t->add_bos = t->bos >= 0 && (kv && kv->value.type == GGUF_TYPE_BOOL ? kv->value.u64 : t->spm);
 	*out = t;
 	return 0;
 fail:
@@ -342,7 +397,7 @@ void tokenizer_free(struct tokenizer *t)
 	free(t->merge_key);
 	free(t->merge_rank);
 	free(t->merge_id);
-	free(t->special);
+	free(t->trie);
 	free(t->score);
 	free(t);
 }
@@ -370,48 +425,147 @@ static int push(struct ids *o, int32_t id)
 }
 
 /*
+ * Merging, for BPE and SentencePiece alike: the symbols of a piece in a
+ * linked list, the candidate merges of adjacent pairs in a binary heap
+ * ordered by priority (BPE: the merge rank; SentencePiece: minus the
+ * joined token's score), then by position, leftmost first. A merge joins
+ * the pair and adds the two pairs around it; entries whose symbols changed
+ * since are skipped when they come up. n log n for a piece of n symbols.
+ */
+struct sym {
+	uint32_t off, len;	/* SentencePiece: the symbol's bytes */
+	int32_t id;		/* BPE: its token */
+	int32_t prev, next;	/* -1: none */
+};
+
+struct cand {
+	double prio;
+	uint32_t left, right;	/* symbols, by their first position */
+	uint32_t len_l, len_r;	/* SentencePiece: their lengths then */
+	int32_t id_l, id_r, id;	/* BPE: their tokens then; the joined token */
+};
+
+struct merger {
+	struct sym *sym;
+	struct cand *heap;
+	size_t n_heap;
+};
+
+static bool cand_before(const struct cand *a, const struct cand *b)
+{
+	return a->prio < b->prio || (a->prio == b->prio && a->left < b->left);
+}
+
+static void heap_push(struct merger *mg, struct cand c)
+{
+	size_t i = mg->n_heap++;
+
+	while (i && cand_before(&c, &mg->heap[(i - 1) / 2])) {
+		mg->heap[i] = mg->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	mg->heap[i] = c;
+}
+
+static struct cand heap_pop(struct merger *mg)
+{
+	struct cand top = mg->heap[0], last = mg->heap[--mg->n_heap];
+	size_t i = 0, c;
+
+	while ((c = 2 * i + 1) < mg->n_heap) {
+		if (c + 1 < mg->n_heap && cand_before(&mg->heap[c + 1], &mg->heap[c]))
+			c++;
+		if (!cand_before(&mg->heap[c], &last))
+			break;
+		mg->heap[i] = mg->heap[c];
+		i = c;
+	}
+	if (mg->n_heap)
+		mg->heap[i] = last;
+	return top;
+}
+
+static void merger_free(struct merger *mg)
+{
+	free(mg->sym);
+	free(mg->heap);
+	mg->sym = NULL;
+	mg->heap = NULL;
+}
+
+/* Room for @n symbols and the pairs they can form (each merge adds two). */
+static int merger_init(struct merger *mg, size_t n)
+{
+	mg->sym = malloc((n ? n : 1) * sizeof(*mg->sym));
+	mg->heap = malloc((3 * n + 1) * sizeof(*mg->heap));
+	mg->n_heap = 0;
+	if (!mg->sym || !mg->heap) {
+		merger_free(mg);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Symbol @l and its next as a BPE candidate, if their pair has a merge. */
+static void bpe_cand(const struct tokenizer *t, struct merger *mg, int32_t l)
+{
+	int32_t r = l >= 0 ? mg->sym[l].next : -1, id;
+	uint32_t rank;
+
+	if (r < 0)
+		return;
+	rank = merge_find(t, mg->sym[l].id, mg->sym[r].id, &id);
+	if (rank != UINT32_MAX)
+		heap_push(mg, (struct cand){ .prio = rank, .left = (uint32_t)l, .right = (uint32_t)r,
+					     .id_l = mg->sym[l].id, .id_r = mg->sym[r].id, .id = id });
+}
+
+/*
  * BPE over one piece's bytes. A byte the vocabulary has no token for (some
  * lack a few control bytes) becomes the unknown token, or is dropped when
  * there is none, as other BPE implementations do.
  */
 static int bpe(const struct tokenizer *t, const char *s, size_t n, struct ids *o)
 {
-	int32_t stack[64], *sym = n <= 64 ? stack : malloc(n * sizeof(*sym));
-	size_t k, m = 0, best_at = 0;
-	int ret = 0;
+	struct merger mg;
+	int32_t k, m = 0;
+	size_t i;
+	int ret = merger_init(&mg, n);
 
-	if (!sym)
-		return -ENOMEM;
-	for (k = 0; k < n; k++) {
-		int32_t id = t->byte_id[(uint8_t)s[k]];
+	if (ret)
+		return ret;
+	for (i = 0; i < n; i++) {
+		int32_t id = t->byte_id[(uint8_t)s[i]];
 
 		if (id < 0)
 			id = t->unk;
-		if (id >= 0)
-			sym[m++] = id;
-	}
-	for (;;) {
-		uint32_t best = UINT32_MAX, r;
-		int32_t id, best_id = -1;
-
-		for (k = 0; k + 1 < m; k++) {
-			r = merge_find(t, sym[k], sym[k + 1], &id);
-			if (r < best) {
-				best = r;
-				best_at = k;
-				best_id = id;
-			}
+		if (id >= 0) {
+			mg.sym[m] = (struct sym){ .id = id, .prev = m - 1, .next = -1 };
+			if (m)
+				mg.sym[m - 1].next = m;
+			m++;
 		}
-		if (best == UINT32_MAX)
-			break;
-		sym[best_at] = best_id;
-		memmove(sym + best_at + 1, sym + best_at + 2, (m - best_at - 2) * sizeof(*sym));
-		m--;
 	}
-	for (k = 0; k < m && !ret; k++)
-		ret = push(o, sym[k]);
-	if (sym != stack)
-		free(sym);
+	for (k = 0; k + 1 < m; k++)
+		bpe_cand(t, &mg, k);
+	while (mg.n_heap) {
+		struct cand c = heap_pop(&mg);
+		struct sym *l = &mg.sym[c.left], *r = &mg.sym[c.right];
+
+		if (l->next != (int32_t)c.right || l->id != c.id_l || r->id != c.id_r)
+			continue;	/* stale: one of them merged since */
+		l->id = c.id;
+		l->next = r->next;
+		if (r->next >= 0)
+			mg.sym[r->next].prev = (int32_t)c.left;
+		r->id = -1;
+		r->next = -1;
+		bpe_cand(t, &mg, l->prev);
+		bpe_cand(t, &mg, (int32_t)c.left);
+	}
+	for (k = m ? 0 : -1; k >= 0 && !ret; k = mg.sym[k].next)
+		ret = push(o, mg.sym[k].id);
+	merger_free(&mg);
 	return ret;
 }
 
@@ -592,29 +746,38 @@ static int push_bytes(const struct tokenizer *t, const char *s, size_t n, struct
 	return ret;
 }
 
+/* Symbol @l and its next as a SentencePiece candidate, if joined they are a token. */
+static void spm_cand(const struct tokenizer *t, struct merger *mg, const char *buf, int32_t l)
+{
+	int32_t r = l >= 0 ? mg->sym[l].next : -1, id;
+
+	if (r < 0)
+		return;
+	id = vocab_find(t, buf + mg->sym[l].off, mg->sym[l].len + mg->sym[r].len);
+	if (id >= 0)
+		heap_push(mg, (struct cand){ .prio = -(double)t->score[id], .left = (uint32_t)l,
+					     .right = (uint32_t)r, .len_l = mg->sym[l].len,
+					     .len_r = mg->sym[r].len, .id = id });
+}
+
 /*
  * SentencePiece over one fragment of text: spaces become U+2581 "▁" (and
  * one goes in front with add_space_prefix), each character is a symbol,
  * and the adjacent pair whose joined text is the token of the highest score
  * (the leftmost of equals) merges, until no joined pair is a token. A
  * symbol that is no token becomes the <0xXX> tokens of its bytes (byte
- * fallback), or the unknown token. Each pair's token is kept and only the
- * two pairs around a merge are looked up again.
+ * fallback), or the unknown token.
  */
 static int encode_spm(const struct tokenizer *t, const char *s, size_t n, struct ids *o)
 {
-	struct sym {
-		uint32_t off, len;
-		int32_t pair;	/* the token of this symbol joined with the next, or -1 */
-	} *sym = NULL;
-	size_t len = 0, m = 0, i, k, best_k;
+	struct merger mg = { 0 };
+	size_t len = 0, i;
+	int32_t k, m = 0;
 	char *buf = malloc(3 * n + 4);
-	int ret = 0;
+	int ret = buf ? merger_init(&mg, 3 * n + 4) : -ENOMEM;
 
-	if (!buf || !(sym = malloc((3 * n + 4) * sizeof(*sym)))) {
-		ret = -ENOMEM;
+	if (ret)
 		goto out;
-	}
 	if (t->space_prefix)
 		len += (size_t)sprintf(buf, "\xe2\x96\x81");
 	for (i = 0; i < n; i++) {
@@ -623,43 +786,39 @@ static int encode_spm(const struct tokenizer *t, const char *s, size_t n, struct
 		else
 			buf[len++] = s[i];
 	}
-	for (i = 0; i < len; i += sym[m++].len) {
+	for (i = 0; i < len; i += mg.sym[m++].len) {
 		uint32_t c;
 
-		sym[m].off = (uint32_t)i;
-		sym[m].len = (uint32_t)utf8_decode(buf + i, len - i, &c);
+		mg.sym[m] = (struct sym){ .off = (uint32_t)i, .prev = m - 1, .next = -1,
+					  .len = (uint32_t)utf8_decode(buf + i, len - i, &c) };
+		if (m)
+			mg.sym[m - 1].next = m;
 	}
-#define JOIN(k_) (sym[k_].pair = vocab_find(t, buf + sym[k_].off, sym[k_].len + sym[(k_) + 1].len))
 	for (k = 0; k + 1 < m; k++)
-		JOIN(k);
-	for (;;) {
-		float best = 0;
+		spm_cand(t, &mg, buf, k);
+	while (mg.n_heap) {
+		struct cand c = heap_pop(&mg);
+		struct sym *l = &mg.sym[c.left], *r = &mg.sym[c.right];
 
-		best_k = m;
-		for (k = 0; k + 1 < m; k++)
-			if (sym[k].pair >= 0 && (best_k == m || t->score[sym[k].pair] > best)) {
-				best = t->score[sym[k].pair];
-				best_k = k;
-			}
-		if (best_k == m)
-			break;
-		sym[best_k].len += sym[best_k + 1].len;
-		memmove(sym + best_k + 1, sym + best_k + 2, (m - best_k - 2) * sizeof(*sym));
-		m--;
-		if (best_k > 0)
-			JOIN(best_k - 1);
-		if (best_k + 1 < m)
-			JOIN(best_k);
+		if (l->next != (int32_t)c.right || l->len != c.len_l || r->len != c.len_r)
+			continue;	/* stale: one of them merged since */
+		l->len += r->len;
+		l->next = r->next;
+		if (r->next >= 0)
+			mg.sym[r->next].prev = (int32_t)c.left;
+		r->len = 0;
+		r->next = -1;
+		spm_cand(t, &mg, buf, l->prev);
+		spm_cand(t, &mg, buf, (int32_t)c.left);
 	}
-#undef JOIN
-	for (k = 0; k < m && !ret; k++) {
-		int32_t id = vocab_find(t, buf + sym[k].off, sym[k].len);
+	for (k = m ? 0 : -1; k >= 0 && !ret; k = mg.sym[k].next) {
+		int32_t id = vocab_find(t, buf + mg.sym[k].off, mg.sym[k].len);
 
-		ret = id >= 0 ? push(o, id) : push_bytes(t, buf + sym[k].off, sym[k].len, o);
+		ret = id >= 0 ? push(o, id) : push_bytes(t, buf + mg.sym[k].off, mg.sym[k].len, o);
 	}
 out:
 	free(buf);
-	free(sym);
+	merger_free(&mg);
 	return ret;
 }
 
@@ -695,32 +854,38 @@ static int encode_text(const struct tokenizer *t, const char *s, size_t n, struc
 	return 0;
 }
 
-/* The longest special token whose text starts s[0..n), or -1. */
-static int32_t special_at(const struct tokenizer *t, const char *s, size_t n)
+/*
+ * The longest special token whose text starts s[0..n) (and lies where
+ * @plain, if any, is 0 for each of its bytes), or -1.
+ */
+static int32_t special_at(const struct tokenizer *t, const char *s, size_t n,
+			  const uint8_t *plain)
 {
+	struct tokenizer *tt = (struct tokenizer *)t;	/* trie_child() only reads */
 	int32_t best = -1;
-	size_t i, best_len = 0;
+	uint32_t node = 0;
+	size_t i;
 
-	for (i = 0; i < t->n_special; i++) {
-		const struct gguf_str *tok = &t->tokens[t->special[i]];
-
-		if (tok->len > best_len && tok->len <= n && !memcmp(tok->ptr, s, tok->len)) {
-			best = t->special[i];
-			best_len = tok->len;
-		}
+	for (i = 0; i < n && !(plain && plain[i]); i++) {
+		node = trie_child(tt, node, (uint8_t)s[i], false);
+		if (!node)
+			break;
+		if (t->trie[node].token >= 0)
+			best = t->trie[node].token;
 	}
 	return best;
 }
 
-int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
-		     bool special, int32_t **ids, size_t *n, struct pinfer_err *err)
+static int encode(const struct tokenizer *t, const char *text, size_t len, bool special,
+		  const uint8_t *plain, int32_t **ids, size_t *n, struct pinfer_err *err)
 {
 	struct ids o = { 0 };
 	size_t i = 0, seg = 0;
 	int ret = 0;
 
-	while (i < len && !ret) {
-		int32_t sp = special ? special_at(t, text + i, len - i) : -1;
+	while (special && t->n_trie > 1 && i < len && !ret) {
+		int32_t sp = plain && plain[i] ? -1 :
+			     special_at(t, text + i, len - i, plain ? plain + i : NULL);
 
 		if (sp < 0) {
 			i++;
@@ -743,7 +908,31 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
 	return 0;
 }
 
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
+		     bool special, int32_t **ids, size_t *n, struct pinfer_err *err)
+{
+	return encode(t, text, len, special, NULL, ids, n, err);
+}
+
+int tokenizer_encode_masked(const struct tokenizer *t, const char *text, size_t len,
+			    const uint8_t *plain, int32_t **ids, size_t *n,
+			    struct pinfer_err *err)
+{
+	return encode(t, text, len, true, plain, ids, n, err);
+}
+
 /* ---- decoding ------------------------------------------------------------------ */
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
 
 size_t tokenizer_decode(const struct tokenizer *t, int32_t id, char *out, size_t cap)
 {
@@ -760,11 +949,12 @@ size_t tokenizer_decode(const struct tokenizer *t, int32_t id, char *out, size_t
 		return n;
 	}
 	if (t->spm && t->type[id] == 6) {	/* <0xXX> */
-		unsigned int b;
+		int hi = tok->len == 6 ? hex_digit(tok->ptr[3]) : -1;
+		int lo = tok->len == 6 ? hex_digit(tok->ptr[4]) : -1;
 
-		if (cap < 1 || tok->len != 6 || sscanf(tok->ptr + 3, "%2X", &b) != 1)
+		if (cap < 1 || hi < 0 || lo < 0 || memcmp(tok->ptr, "<0x", 3) || tok->ptr[5] != '>')
 			return 0;
-		out[0] = (char)b;
+		out[0] = (char)(hi << 4 | lo);
 		return 1;
 	}
 	while (t->spm && i < tok->len && n < cap) {	/* "▁" is a space */
@@ -790,7 +980,7 @@ uint32_t tokenizer_n_vocab(const struct tokenizer *t)
 
 int32_t tokenizer_bos(const struct tokenizer *t)
 {
-	return t->bos;
+	return t->add_bos ? t->bos : -1;
 }
 
 int32_t tokenizer_eos(const struct tokenizer *t)

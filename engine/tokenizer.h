@@ -31,6 +31,15 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
 		     bool special, int32_t **ids, size_t *n, struct pinfer_err *err);
 
 /*
+ * As tokenizer_encode() with special tokens, except in the bytes where
+ * @plain[i] is non-zero (the user's text inside a chat template): a
+ * special token's text there is ordinary text.
+ */
+int tokenizer_encode_masked(const struct tokenizer *t, const char *text, size_t len,
+			    const uint8_t *plain, int32_t **ids, size_t *n,
+			    struct pinfer_err *err);
+
+/*
  * The bytes token @id stands for, into @out (@cap bytes); returns their
  * number (0 for an id out of range). Bytes may be part of a UTF-8 character
  * that the next tokens complete.
@@ -38,6 +47,8 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len,
 size_t tokenizer_decode(const struct tokenizer *t, int32_t id, char *out, size_t cap);
 
 uint32_t tokenizer_n_vocab(const struct tokenizer *t);
+/* The token a text starts with (tokenizer.ggml.add_bos_token; by default
+ * SentencePiece models have one), or -1. */
 int32_t tokenizer_bos(const struct tokenizer *t);
 int32_t tokenizer_eos(const struct tokenizer *t);
 bool tokenizer_is_control(const struct tokenizer *t, int32_t id);

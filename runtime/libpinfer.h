@@ -86,6 +86,8 @@ struct pinfer_loader_info {
 	bool kmod;		/* reads are pinfer.ko prefetch commands */
 	unsigned int depth;	/* requests in flight at most */
 	uint64_t chunk;		/* bytes per request at most */
+	bool uring;		/* false: io_uring could not start, plain pread()s */
+	char note[200];		/* why not io_uring, and the fix; else empty */
 };
 
 /*
@@ -93,6 +95,9 @@ struct pinfer_loader_info {
  * with the kmod provider by pinfer.ko prefetch commands, otherwise by
  * O_DIRECT reads (into registered buffers where the kernel allows) of up to
  * 4 MiB, 32 in flight, and buffered reads where O_DIRECT cannot be used
+ * (where io_uring cannot start, as under a small RLIMIT_MEMLOCK on kernels
+ * before 5.12 or with io_uring disabled, by pread() as submitted, noted in
+ * pinfer_loader_info()'s note)
  * (tmpfs, unaligned heads and tails).
  */
 int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,
@@ -139,12 +144,19 @@ enum pinfer_schedule {
 /*
  * @n_threads threads in all: the caller of pinfer_pool_run() is thread 0,
  * and n_threads - 1 workers are created once, pinned one per CPU of NUMA
- * node @node (-1: of the CPUs this process may use). n_threads 0 means one
+ * node @node that this process may use (-1: any node). n_threads 0 means one
  * per such CPU. The calling thread is pinned to the first of those CPUs
  * (the one no worker has) until pinfer_pool_free(), called from the same
  * thread, gives it back its affinity: thread 0 must be the thread that
  * creates the pool.
  */
+/*
+ * The NUMA node of all the CPUs this process may use, or -1 when they are
+ * on several nodes (or the machine has one): where memory and threads
+ * belong when nobody says.
+ */
+int pinfer_node_default(void);
+
 int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
 		       struct pinfer_err *err);
 void pinfer_pool_free(struct pinfer_pool *p);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -59,6 +60,8 @@ struct pinfer_loader {
 	size_t size;
 	int fd, fd_direct, kmod_fd;	/* fd_direct -1: no O_DIRECT */
 	struct io_uring ring;
+	bool uring;			/* false: no ring, pread() in pump() */
+	char note[200];
 	bool fixed;
 	unsigned int inflight;
 	struct request slots[LOADER_DEPTH];	/* in flight, by user_data */
@@ -125,7 +128,24 @@ int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,
 	}
 	ret = io_uring_queue_init(2 * LOADER_DEPTH, &l->ring,
 				  l->kmod_fd >= 0 ? IORING_SETUP_SQE128 : 0);
-	if (ret) {
+	l->uring = !ret;
+	if (ret == -ENOMEM || ret == -EPERM || ret == -ENOSYS) {
+		/* the ring's memory is charged to RLIMIT_MEMLOCK before 5.12;
+		 * kernel.io_uring_disabled; no io_uring at all */
+		struct rlimit rl = { 0 };
+
+		getrlimit(RLIMIT_MEMLOCK, &rl);
+		if (ret == -ENOMEM)
+			snprintf(l->note, sizeof(l->note),
+				 "io_uring could not start (RLIMIT_MEMLOCK is %llu KiB: raise it with ulimit -l): reading with pread()",
+				 (unsigned long long)rl.rlim_cur >> 10);
+		else
+			snprintf(l->note, sizeof(l->note),
+				 "io_uring is not available (%s; see the sysctl kernel.io_uring_disabled): reading with pread()",
+				 strerror(-ret));
+		l->kmod_fd = -1;	/* the region is mapped: read into it */
+		ret = 0;
+	} else if (ret) {
 		pinfer_fail(err, -ret, "loader: io_uring_queue_init: %s", strerror(-ret));
 		goto close_fd;
 	}
@@ -140,13 +160,14 @@ int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,
 	} else {
 		/* tmpfs (before 6.6) and some others refuse O_DIRECT */
 		l->fd_direct = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-		l->fixed = l->fd_direct >= 0 && register_region(l);
+		l->fixed = l->uring && l->fd_direct >= 0 && register_region(l);
 	}
 	*out = l;
 	return 0;
 
 exit_ring:
-	io_uring_queue_exit(&l->ring);
+	if (l->uring)
+		io_uring_queue_exit(&l->ring);
 close_fd:
 	close(l->fd);
 free_loader:
@@ -165,7 +186,8 @@ void pinfer_loader_free(struct pinfer_loader *l)
 		io_uring_cqe_seen(&l->ring, cqe);
 		l->inflight--;
 	}
-	io_uring_queue_exit(&l->ring);
+	if (l->uring)
+		io_uring_queue_exit(&l->ring);
 	if (l->fd_direct >= 0)
 		close(l->fd_direct);
 	close(l->fd);
@@ -179,8 +201,10 @@ void pinfer_loader_info(const struct pinfer_loader *l,
 	info->direct = l->kmod_fd >= 0 || l->fd_direct >= 0;
 	info->fixed_buffers = l->fixed;
 	info->kmod = l->kmod_fd >= 0;
-	info->depth = LOADER_DEPTH;
+	info->depth = l->uring ? LOADER_DEPTH : 1;
 	info->chunk = LOADER_CHUNK;
+	info->uring = l->uring;
+	snprintf(info->note, sizeof(info->note), "%s", l->note);
 }
 
 void pinfer_loader_set_progress(struct pinfer_loader *l, pinfer_progress_fn fn,
@@ -316,10 +340,43 @@ static void finish(struct pinfer_loader *l, const struct request *rq, int res)
 	}
 }
 
-/* Move waiting requests into the ring, up to the depth. */
+/* Without a ring: one request, read whole by pread(); its result. */
+static int read_now(struct pinfer_loader *l, const struct request *rq)
+{
+	int fd = rq->how == READ_DIRECT ? l->fd_direct : l->fd;
+	uint64_t done = 0;
+	ssize_t n;
+
+	while (done < rq->len) {
+		n = pread(fd, l->mem + rq->region_off + done, rq->len - done,
+			  (off_t)(rq->file_off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (!n)
+			break;
+		done += (uint64_t)n;
+	}
+	return (int)done;
+}
+
+/* Move waiting requests into the ring, up to the depth (or read them). */
 static void pump(struct pinfer_loader *l)
 {
 	bool any = false;
+
+	while (!l->uring && l->q_len) {
+		struct request *rq = &l->queue[l->q_head];
+		struct ticket *t = ticket_of(l, rq->ticket);
+
+		l->q_head++;
+		l->q_len--;
+		if (t && t->error)
+			t->pending--;
+		else
+			finish(l, rq, read_now(l, rq));
+	}
 
 	while (l->q_len && l->inflight < LOADER_DEPTH) {
 		struct request *rq = &l->queue[l->q_head];
@@ -378,7 +435,7 @@ static int check_range(const struct pinfer_loader *l, const struct pinfer_range 
 			    rg->file_off, rg->len, file_size);
 		if (err)	/* the first byte that cannot be read */
 			err->file_off = (int64_t)(file_size > rg->file_off ? file_size : rg->file_off);
-		return err ? err->code : -EINVAL;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -389,13 +446,15 @@ int pinfer_load_submit(struct pinfer_loader *l, const struct pinfer_range *range
 	struct ticket *t;
 	struct stat st;
 	size_t i;
-	int id;
+	int id, ret;
 
 	if (fstat(l->fd, &st))
 		return pinfer_fail(err, errno, "load: fstat: %s", strerror(errno));
-	for (i = 0; i < n; i++)
-		if (check_range(l, &ranges[i], (uint64_t)st.st_size, err))
-			return err->code;
+	for (i = 0; i < n; i++) {
+		ret = check_range(l, &ranges[i], (uint64_t)st.st_size, err);
+		if (ret)
+			return ret;
+	}
 	id = l->next_id;
 	t = &l->tickets[id % LOADER_TICKETS];
 	if (t->id)
@@ -440,7 +499,7 @@ int pinfer_load_wait(struct pinfer_loader *l, int ticket, struct pinfer_err *err
 		return pinfer_fail(err, EINVAL, "load: no open ticket %d", ticket);
 	for (;;) {
 		pump(l);
-		if (!t->pending)
+		if (!t->pending || !l->uring)
 			return reap_ticket(t, err);
 		ret = io_uring_wait_cqe(&l->ring, &cqe);
 		if (ret == -EINTR)
@@ -458,7 +517,7 @@ void pinfer_load_pump(struct pinfer_loader *l)
 {
 	struct io_uring_cqe *cqe;
 
-	while (!io_uring_peek_cqe(&l->ring, &cqe))
+	while (l->uring && !io_uring_peek_cqe(&l->ring, &cqe))
 		complete(l, cqe);
 	pump(l);
 }
@@ -466,13 +525,15 @@ void pinfer_load_pump(struct pinfer_loader *l)
 int pinfer_load_poll(struct pinfer_loader *l, int ticket, struct pinfer_err *err)
 {
 	struct ticket *t = ticket_of(l, ticket);
+	int ret;
 
 	if (!t)
 		return pinfer_fail(err, EINVAL, "load: no open ticket %d", ticket);
 	pinfer_load_pump(l);
 	if (t->pending)
 		return 0;
-	return reap_ticket(t, err) ? err->code : 1;
+	ret = reap_ticket(t, err);
+	return ret ? ret : 1;
 }
 
 int pinfer_load(struct pinfer_loader *l, const struct pinfer_range *ranges,

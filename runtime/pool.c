@@ -136,7 +136,7 @@ static void *worker_main(void *arg)
 	}
 }
 
-/* The CPUs threads may be pinned to: those of @node, or all we may use. */
+/* The CPUs threads may be pinned to: those we may use, of @node if >= 0. */
 static int list_cpus(struct pinfer_pool *p, int node, struct pinfer_err *err)
 {
 	cpu_set_t set;
@@ -145,31 +145,37 @@ static int list_cpus(struct pinfer_pool *p, int node, struct pinfer_err *err)
 	p->cpus = calloc(max, sizeof(*p->cpus));
 	if (!p->cpus)
 		return pinfer_fail(err, ENOMEM, "pool: out of memory");
-	if (node >= 0) {
-		struct bitmask *bm;
-
-		if (numa_available() < 0 || node > numa_max_node())
-			return pinfer_fail(err, EINVAL, "pool: NUMA node %d does not exist", node);
-		bm = numa_allocate_cpumask();
-		if (!bm || numa_node_to_cpus(node, bm)) {
-			numa_free_cpumask(bm);
-			return pinfer_fail(err, EINVAL, "pool: no CPUs on NUMA node %d", node);
-		}
-		for (cpu = 0; cpu < (int)bm->size && cpu < max; cpu++)
-			if (numa_bitmask_isbitset(bm, cpu))
-				p->cpus[p->ncpus++] = cpu;
-		numa_free_cpumask(bm);
-	} else {
-		if (sched_getaffinity(0, sizeof(set), &set))
-			return pinfer_fail(err, errno, "pool: sched_getaffinity: %s",
-					   strerror(errno));
-		for (cpu = 0; cpu < max; cpu++)
-			if (CPU_ISSET(cpu, &set))
-				p->cpus[p->ncpus++] = cpu;
-	}
+	if (node >= 0 && (numa_available() < 0 || node > numa_max_node()))
+		return pinfer_fail(err, EINVAL, "pool: NUMA node %d does not exist", node);
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return pinfer_fail(err, errno, "pool: sched_getaffinity: %s", strerror(errno));
+	for (cpu = 0; cpu < max; cpu++)
+		if (CPU_ISSET(cpu, &set) && (node < 0 || numa_node_of_cpu(cpu) == node))
+			p->cpus[p->ncpus++] = cpu;
+	if (!p->ncpus && node >= 0)
+		return pinfer_fail(err, EINVAL, "pool: no CPUs on NUMA node %d that this process may use",
+				   node);
 	if (!p->ncpus)
 		return pinfer_fail(err, EINVAL, "pool: no CPUs to run on");
 	return 0;
+}
+
+int pinfer_node_default(void)
+{
+	cpu_set_t set;
+	int cpu, node = -1, n;
+
+	if (numa_available() < 0 || numa_max_node() < 1 || sched_getaffinity(0, sizeof(set), &set))
+		return -1;
+	for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &set))
+			continue;
+		n = numa_node_of_cpu(cpu);
+		if (n < 0 || (node >= 0 && n != node))
+			return -1;	/* CPUs on several nodes: no one node */
+		node = n;
+	}
+	return node;
 }
 
 int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,

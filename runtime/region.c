@@ -314,11 +314,13 @@ int pinfer_region_create(struct pinfer_region **out, size_t size, int node,
 			 enum pinfer_provider provider, struct pinfer_err *err)
 {
 	struct pinfer_region *r;
-	struct pinfer_err why;
+	struct pinfer_err why, scratch;
 	size_t notes = 0;
 	int p, ret;
 
 	*out = NULL;
+	if (!err)		/* the helpers below report through it */
+		err = &scratch;
 	if (!size)
 		return pinfer_fail(err, EINVAL, "region: size 0");
 	if (provider == PINFER_PROVIDER_AUTO && provider_from_env(&provider, err))

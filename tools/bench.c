@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
 #include "model.h"
 #include "quant.h"
@@ -24,7 +26,9 @@ static const char bench_help[] =
 	"  -m, --model FILE   (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
 	"  -p N               prompt tokens for the ppN test (default 512; 0 = skip)\n"
 	"  -n N               generated tokens for the tgN test (default 128; 0 = skip)\n"
-	"  -t N               threads (default: one per CPU)\n"
+	"  -t N               threads (default: one per CPU this process may use)\n"
+	"      --node N       NUMA node for the memory and threads (default: that\n"
+	"                     of the CPUs this process may use, if all on one)\n"
 	"  -r N               repetitions (default 3)\n"
 	"      --provider NAME  memory provider (default: best available)\n"
 	"      --mem SIZE     memory budget (as for pinfer run): layers that do not\n"
@@ -128,6 +132,33 @@ static uint64_t weight_bytes(const struct llm_model *m)
 	return b;
 }
 
+/* One test's figures as one line of JSON. */
+static void print_json(const char *name, size_t size, const char *backend, int threads,
+		       const char *test, double mean, double sd, const struct llm_model *m,
+		       double membw)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *text;
+
+	cJSON_AddStringToObject(o, "model", name);
+	cJSON_AddNumberToObject(o, "size", (double)size);
+	cJSON_AddStringToObject(o, "backend", backend);
+	cJSON_AddNumberToObject(o, "threads", threads);
+	cJSON_AddStringToObject(o, "test", test);
+	cJSON_AddNumberToObject(o, "t_s", mean);
+	cJSON_AddNumberToObject(o, "stddev", sd);
+	cJSON_AddNumberToObject(o, "weight_bytes_per_token", (double)weight_bytes(m));
+	cJSON_AddNumberToObject(o, "streamed_bytes_per_token", (double)m->plan.streamed);
+	cJSON_AddNumberToObject(o, "resident_layers", m->plan.n_resident);
+	cJSON_AddNumberToObject(o, "layers", m->cfg.n_layer);
+	cJSON_AddNumberToObject(o, "mem_read_gbs", membw);
+	text = cJSON_PrintUnformatted(o);
+	if (text)
+		puts(text);
+	cJSON_free(text);
+	cJSON_Delete(o);
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -137,12 +168,14 @@ int cmd_bench(int argc, char **argv)
 		{ "provider", required_argument, NULL, 'P' },
 		{ "mem", required_argument, NULL, 'M' },
 		{ "ring", required_argument, NULL, 'R' },
+		{ "node", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *model = "models/SmolLM2-135M-Instruct.Q4_1.gguf", *isa;
 	struct llm_load_opts lo = { .provider = PINFER_PROVIDER_AUTO, .node = -1 };
-	int pp = 512, tg = 128, threads = 0, reps = 3, c, t, r, ret = EXIT_FAIL, ring;
+	int pp = 512, tg = 128, threads = 0, reps = 3, c, t, r, ret = EXIT_FAIL, node = -2;
+	long long num;
 	struct pinfer_err err = { 0 };
 	struct pinfer_pool *pool = NULL;
 	struct llm_model *m = NULL;
@@ -153,10 +186,31 @@ int cmd_bench(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': model = optarg; break;
-		case 'p': pp = atoi(optarg); break;
-		case 'n': tg = atoi(optarg); break;
-		case 't': threads = atoi(optarg); break;
-		case 'r': reps = atoi(optarg); break;
+		case 'p':
+			if (cli_int("-p", optarg, 0, INT32_MAX - 1, &num))
+				return EXIT_USAGE;
+			pp = (int)num;
+			break;
+		case 'n':
+			if (cli_int("-n", optarg, 0, INT32_MAX - 1, &num))
+				return EXIT_USAGE;
+			tg = (int)num;
+			break;
+		case 't':
+			if (cli_int("-t", optarg, 0, 1024, &num))
+				return EXIT_USAGE;
+			threads = (int)num;
+			break;
+		case 'r':
+			if (cli_int("-r", optarg, 1, 64, &num))
+				return EXIT_USAGE;
+			reps = (int)num;
+			break;
+		case 'N':
+			if (cli_int("--node", optarg, 0, 4095, &num))
+				return EXIT_USAGE;
+			node = (int)num;
+			break;
 		case 'j': json = true; break;
 		case 'P':
 			lo.provider = pinfer_provider_parse(optarg);
@@ -170,12 +224,9 @@ int cmd_bench(int argc, char **argv)
 				return EXIT_USAGE;
 			break;
 		case 'R':
-			ring = atoi(optarg);
-			if (ring < 0 || ring > 1024) {
-				cli_error("--ring %s: not a number of slots in 0..1024", optarg);
+			if (cli_int("--ring", optarg, 0, 1024, &num))
 				return EXIT_USAGE;
-			}
-			lo.ring = (uint32_t)ring;
+			lo.ring = (uint32_t)num;
 			break;
 		case 'h':
 			fputs(bench_help, stdout);
@@ -185,18 +236,27 @@ int cmd_bench(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc || pp < 0 || tg < 0 || threads < 0 || reps < 1) {
-		fputs(bench_help, stderr);
+	if (optind != argc) {
+		cli_error("unexpected argument '%s' (see --help)", argv[optind]);
 		return EXIT_USAGE;
 	}
+	lo.node = node == -2 ? pinfer_node_default() : node;
+	threads = cli_threads(threads, lo.node);
+	lo.threads = (uint32_t)threads;
 	lo.n_ctx = (uint32_t)(pp > tg ? pp : tg) + 1;
-	if (pinfer_pool_create(&pool, threads, -1, &err)) {
+	if (pinfer_pool_create(&pool, threads, lo.node, &err)) {
 		cli_error("%s", err.msg);
 		goto out;
 	}
 	lo.pool = pool;		/* packs the weights at load */
 	if (llm_model_load(&m, model, &lo, &err)) {
 		cli_error("%s", err.msg);
+		goto out;
+	}
+	if (lo.n_ctx > m->cfg.ctx_train) {	/* before a test allocates its tokens */
+		cli_error("-p %d / -n %d: more tokens than the model's context of %" PRIu32,
+			  pp, tg, m->cfg.ctx_train);
+		ret = EXIT_USAGE;
 		goto out;
 	}
 	pinfer_region_props(m->region, &rp);
@@ -213,14 +273,15 @@ int cmd_bench(int argc, char **argv)
 	for (t = 0; t < 2; t++) {
 		int n = t ? tg : pp;
 		double v[64], mean = 0, var = 0, warm;
-		char test[16], backend[64], name[64];
+		char test[16], backend[64], name[512];
 		const char *base = strrchr(model, '/');
 
 		if (!n)
 			continue;
 		snprintf(test, sizeof(test), "%s%d", t ? "tg" : "pp", n);
 		snprintf(backend, sizeof(backend), "CPU %s, %s", isa, pinfer_provider_name(rp.provider));
-		snprintf(name, sizeof(name), "%.40s", base ? base + 1 : model);
+		base = base ? base + 1 : model;
+		cli_escape(base, strlen(base), name, sizeof(name));
 		if (llm_session_create(&s, m, (uint32_t)n + 1, pool, &err)) {
 			cli_error("%s", err.msg);
 			goto out;
@@ -240,10 +301,8 @@ int cmd_bench(int argc, char **argv)
 			var += (v[c] - mean) * (v[c] - mean);
 		var = r > 1 ? sqrt(var / (r - 1)) : 0;
 		if (json)
-			printf("{\"model\": \"%s\", \"size\": %zu, \"backend\": \"%s\", \"threads\": %d, \"test\": \"%s\", \"t_s\": %.3f, \"stddev\": %.3f, \"weight_bytes_per_token\": %" PRIu64 ", \"streamed_bytes_per_token\": %" PRIu64 ", \"resident_layers\": %" PRIu32 ", \"layers\": %" PRIu32 ", \"mem_read_gbs\": %.3f}\n",
-			       name, rp.size, backend, pinfer_pool_threads(pool), test, mean, var,
-			       weight_bytes(m), m->plan.streamed, m->plan.n_resident, m->cfg.n_layer,
-			       t && membw ? mem_read_bw(pool) : 0.0);
+			print_json(name, rp.size, backend, pinfer_pool_threads(pool), test, mean, var, m,
+				   t && membw ? mem_read_bw(pool) : 0.0);
 		else
 			printf("| %-28.28s | %5zu MiB | %-22.22s | %7d | %8s | %8.2f ± %5.2f |\n",
 			       name, rp.size >> 20, backend, pinfer_pool_threads(pool), test,

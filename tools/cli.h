@@ -15,8 +15,32 @@ enum {
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 
-/* "pinfer: <message>" on stderr. */
+/* The length of the printable UTF-8 character at s[0..n), or 0 (a control, a bad byte). */
+size_t cli_printable(const char *s, size_t n);
+
+/*
+ * @n bytes of @s for a terminal or JSON, NUL-terminated in @out (@cap bytes,
+ * cut at a character): control characters (C0, DEL, C1) and bytes that
+ * are not UTF-8 become \xNN.
+ */
+void cli_escape(const char *s, size_t n, char *out, size_t cap);
+
+/* "pinfer: <message>" on stderr, escaped as by cli_escape(). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Command-line numbers, the whole string and in range (@opt names the
+ * option in the message printed when not): 0, or -1 after saying why.
+ */
+int cli_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
+int cli_u64(const char *opt, const char *s, uint64_t *out);
+int cli_real(const char *opt, const char *s, double lo, double hi, double *out);
+
+/*
+ * Threads for -t @asked: the CPUs this process may use (on NUMA node @node
+ * if >= 0) when 0, and never more (said on stderr).
+ */
+int cli_threads(int asked, int node);
 
 /* "4G", "512M", "1.5GiB", "1000000" (bytes): 0, or -1 for not a size. */
 int cli_parse_size(const char *s, uint64_t *out);
@@ -26,6 +50,12 @@ int cli_parse_mem(const char *s, uint64_t *out);
 
 /* A progress bar on stderr: "pinfer: <what> NN% [===   ]" (a pinfer_progress_fn). */
 void cli_progress(uint64_t done, uint64_t total, void *what);
+
+/*
+ * On SIGINT, SIGTERM, SIGHUP: remove gguf_out_open()'s file, then die of
+ * the signal; SIGXFSZ ignored (a write past ulimit -f fails with EFBIG).
+ */
+void cli_remove_output_on_signals(void);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);

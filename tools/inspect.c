@@ -32,8 +32,9 @@ static void put_str(struct gguf_str s, uint64_t max)
 	uint64_t i, n = max && s.len > max ? max : s.len;
 
 	putchar('"');
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n;) {
 		unsigned char ch = (unsigned char)s.ptr[i];
+		size_t l = cli_printable(s.ptr + i, n - i);
 
 		if (ch == '"' || ch == '\\')
 			printf("\\%c", ch);
@@ -41,10 +42,11 @@ static void put_str(struct gguf_str s, uint64_t max)
 			fputs("\\n", stdout);
 		else if (ch == '\t')
 			fputs("\\t", stdout);
-		else if (ch < 0x20 || ch == 0x7f)
+		else if (!l)		/* controls (C0, DEL, C1), bytes that are not UTF-8 */
 			printf("\\x%02x", ch);
 		else
-			putchar(ch);
+			fwrite(s.ptr + i, 1, l, stdout);
+		i += l ? l : 1;
 	}
 	putchar('"');
 	if (n < s.len)
@@ -107,7 +109,7 @@ static void print_text(const struct gguf *g, const char *path, bool all)
 {
 	uint64_t count[GGML_TYPE_COUNT] = { 0 }, elems[GGML_TYPE_COUNT] = { 0 };
 	uint64_t bytes[GGML_TYPE_COUNT] = { 0 }, total_elems = 0, total_bytes = 0;
-	char shape[96];
+	char shape[96], name[4 * 256];
 	uint64_t i;
 
 	printf("file:      %s (%" PRIu64 " bytes)\n", path, g->file_size);
@@ -117,8 +119,8 @@ static void print_text(const struct gguf *g, const char *path, bool all)
 	for (i = 0; i < g->n_kv; i++) {
 		const struct gguf_kv *kv = &g->kv[i];
 
-		printf("  %-44.*s %-4s ", (int)kv->key.len, kv->key.ptr,
-		       gguf_type_name(kv->value.type));
+		cli_escape(kv->key.ptr, kv->key.len, name, sizeof(name));
+		printf("  %-44s %-4s ", name, gguf_type_name(kv->value.type));
 		put_value(&kv->value, all);
 		putchar('\n');
 	}
@@ -130,9 +132,9 @@ static void print_text(const struct gguf *g, const char *path, bool all)
 		const struct gguf_tensor *t = &g->tensors[i];
 
 		shape_str(t, shape, sizeof(shape));
-		printf("  %5" PRIu64 "  %-32.*s %-7s %-20s %12" PRIu64 " %12" PRIu64 "\n",
-		       i, (int)t->name.len, t->name.ptr, ggml_type_name(t->type),
-		       shape, t->offset, t->bytes);
+		cli_escape(t->name.ptr, t->name.len, name, sizeof(name));
+		printf("  %5" PRIu64 "  %-32s %-7s %-20s %12" PRIu64 " %12" PRIu64 "\n",
+		       i, name, ggml_type_name(t->type), shape, t->offset, t->bytes);
 		count[t->type]++;
 		elems[t->type] += t->n_elems;
 		bytes[t->type] += t->bytes;
@@ -217,12 +219,11 @@ static void json_str(struct gguf_str s)
 	putchar('"');
 }
 
+/* A float; NaN and infinities, which JSON has no numbers for, as null. */
 static void json_float(double f, bool f32)
 {
-	if (isnan(f))
-		fputs("NaN", stdout);
-	else if (isinf(f))
-		fputs(f > 0 ? "Infinity" : "-Infinity", stdout);
+	if (!isfinite(f))
+		fputs("null", stdout);
 	else
 		printf(f32 ? "%.9g" : "%.17g", f);
 }

@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: MIT
 /* pinfer: the command-line front end. Each subcommand lives in its own file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <numa.h>
 
 #include "cli.h"
 #include "cpu.h"
@@ -36,15 +43,67 @@ double cli_now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+size_t cli_printable(const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t len, i;
+	uint32_t cp;
+
+	if (s[0] >= 0x20 && s[0] < 0x7f)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;	/* C0 controls, DEL, stray bytes */
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff || (cp >= 0x80 && cp <= 0x9f))
+		return 0;	/* overlong, surrogates, C1 controls (CSI...) */
+	return len;
+}
+
+void cli_escape(const char *s, size_t n, char *out, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, o = 0, l;
+
+	while (i < n && cap - o > 4) {
+		l = cli_printable(s + i, n - i);
+		if (!l) {
+			snprintf(out + o, cap - o, "\\x%02x", p[i++]);
+			o += 4;
+			continue;
+		}
+		if (l >= cap - o)
+			break;
+		memcpy(out + o, p + i, l);
+		o += l;
+		i += l;
+	}
+	out[o] = 0;
+}
+
 void cli_error(const char *fmt, ...)
 {
+	char msg[1024], safe[4 * sizeof(msg)];
 	va_list ap;
 
-	fputs("pinfer: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* names from a file can hold escape sequences: not for the terminal */
+	cli_escape(msg, strlen(msg), safe, sizeof(safe));
+	fprintf(stderr, "pinfer: %s\n", safe);
 }
 
 int cli_parse_size(const char *s, uint64_t *out)
@@ -67,6 +126,69 @@ int cli_parse_size(const char *s, uint64_t *out)
 		return -1;
 	*out = (uint64_t)(v * mul);
 	return 0;
+}
+
+int cli_int(const char *opt, const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (end == s || *end || errno || v < lo || v > hi) {
+		cli_error("%s %s: not a whole number from %lld to %lld", opt, s, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_u64(const char *opt, const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	if (end == s || *end || errno || strchr(s, '-')) {
+		cli_error("%s %s: not a whole number from 0 to %llu", opt, s,
+			  (unsigned long long)UINT64_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_real(const char *opt, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) {
+		cli_error("%s %s: not a number from %g to %g", opt, s, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_threads(int asked, int node)
+{
+	cpu_set_t set;
+	int n = 0, cpu;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return asked;
+	for (cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		n += CPU_ISSET(cpu, &set) && (node < 0 || numa_node_of_cpu(cpu) == node);
+	if (!n || !asked)
+		return n ? n : asked;	/* no CPU on @node: the pool says so */
+	if (asked > n) {
+		cli_error("-t %d is more than the %d CPUs this process may use%s: using %d (spin-waiting threads that share CPUs slow each other down)",
+			  asked, n, node >= 0 ? " on its node" : "", n);
+		return n;
+	}
+	return asked;
 }
 
 int cli_parse_mem(const char *s, uint64_t *out)
@@ -110,10 +232,27 @@ static void version(void)
 	       cpu->avx_vnni ? ", avx-vnni" : "");
 }
 
+/*
+ * Descriptors 0-2 closed by whoever started us would be taken by the next
+ * open(): the model file would become stdin. Point them at /dev/null.
+ */
+static int open_std_fds(void)
+{
+	int fd;
+
+	for (fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF &&
+		    open("/dev/null", fd ? O_WRONLY : O_RDONLY) != fd)
+			return -1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t i;
 
+	if (open_std_fds())
+		return EXIT_FAIL;
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

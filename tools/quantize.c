@@ -4,12 +4,14 @@
  * kernel can run on a real model. Metadata is copied byte for byte (with
  * general.file_type updated); matrices whose rows are whole blocks of TYPE
  * are converted row by row (dequantized, then quantized), the others and
- * all vectors are kept; the file is written to OUT.tmp and renamed.
+ * all vectors are kept; the file is written to a new OUT.XXXXXX and renamed
+ * (gguf_out_open()), removed on any failure and on SIGINT, SIGTERM, SIGHUP.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,7 @@ static uint32_t new_type(const struct gguf_tensor *t, uint32_t type)
 	return type;
 }
 
+/* Convert tensor @t into @o: 0, or a negative errno (-EIO for a short read). */
 static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct gguf_writer *o)
 {
 	uint64_t rows = t->n_elems / t->dims[0], src_row = t->bytes / rows, dst_row = 0, r;
@@ -58,7 +61,8 @@ static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct gg
 		free(x);
 		return -ENOMEM;
 	}
-	for (r = 0; r < rows; r++) {
+	errno = EIO;		/* a short read sets none */
+	for (r = 0; r < rows && !o->bad; r++) {
 		if (pread(in, src, src_row, (off_t)(t->offset + r * src_row)) != (ssize_t)src_row)
 			break;
 		dequantize_row_ref(t->type, src, x, t->dims[0]);
@@ -68,19 +72,38 @@ static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct gg
 	free(src);
 	free(dst);
 	free(x);
-	return r == rows ? 0 : -EIO;
+	return r == rows || o->bad ? 0 : -errno;
+}
+
+/* SIGINT, SIGTERM, SIGHUP: remove the temporary file, then die of the signal. */
+static void on_signal(int sig)
+{
+	gguf_out_remove_pending();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void cli_remove_output_on_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGXFSZ, SIG_IGN);	/* past ulimit -f: EFBIG, reported as any write error */
 }
 
 int cmd_quantize(int argc, char **argv)
 {
 	struct gguf_error gerr;
+	struct pinfer_err err = { 0 };
 	struct gguf_writer o = { 0 };
 	struct gguf *g = NULL;
 	uint32_t type = 0, ftype = 0, *types = NULL;
 	uint64_t i, off, *offs = NULL;
-	char tmp[4096];
 	size_t k;
-	int in = -1, ret = EXIT_FAIL;
+	int in = -1, ret = EXIT_FAIL, e;
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		fputs(quantize_help, stdout);
@@ -106,12 +129,19 @@ int cmd_quantize(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	in = open(argv[1], O_RDONLY | O_CLOEXEC);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", argv[2]);
-	o.f = fopen(tmp, "wb");
+	if (in < 0) {
+		cli_error("quantize: %s: %s", argv[1], strerror(errno));
+		goto out;
+	}
+	cli_remove_output_on_signals();
+	if (gguf_out_open(&o, argv[2], argv[1], &err)) {
+		cli_error("quantize: %s", err.msg);
+		goto out;
+	}
 	types = calloc(g->n_tensors + 1, sizeof(*types));
 	offs = calloc(g->n_tensors + 1, sizeof(*offs));
-	if (in < 0 || !o.f || !types || !offs) {
-		cli_error("quantize: %s: %s", o.f ? argv[1] : tmp, strerror(errno));
+	if (!types || !offs) {
+		cli_error("quantize: out of memory");
 		goto out;
 	}
 	for (i = 0; i < g->n_tensors; i++)
@@ -166,9 +196,10 @@ int cmd_quantize(int argc, char **argv)
 
 	/* data, in the order of the offsets given above */
 	for (i = 0; i < g->n_tensors && !o.bad; i++) {
-		if (convert(in, &g->tensors[i], types[i], &o)) {
-			cli_error("quantize: converting %.*s failed", (int)g->tensors[i].name.len,
-				  g->tensors[i].name.ptr);
+		e = convert(in, &g->tensors[i], types[i], &o);
+		if (e) {
+			cli_error("quantize: reading tensor %.*s of %s: %s", (int)g->tensors[i].name.len,
+				  g->tensors[i].name.ptr, argv[1], strerror(-e));
 			goto out;
 		}
 		gguf_pad(&o, g->alignment);
@@ -176,24 +207,16 @@ int cmd_quantize(int argc, char **argv)
 			fprintf(stderr, "\rpinfer: quantize %" PRIu64 "/%" PRIu64 " tensors", i + 1,
 				g->n_tensors);
 	}
-	if (fclose(o.f) || o.bad) {
-		o.f = NULL;
-		cli_error("quantize: writing %s failed", tmp);
+	if (isatty(2))
+		fputc('\n', stderr);
+	if (gguf_out_commit(&o, &err)) {
+		cli_error("quantize: %s", err.msg);
 		goto out;
 	}
-	o.f = NULL;
-	if (rename(tmp, argv[2])) {
-		cli_error("quantize: %s: %s", argv[2], strerror(errno));
-		goto out;
-	}
-	fprintf(stderr, "%spinfer: wrote %s (%s, %.1f MiB)\n", isatty(2) ? "\n" : "", argv[2],
-		argv[3], o.pos / 1048576.0);
+	fprintf(stderr, "pinfer: wrote %s (%s, %.1f MiB)\n", argv[2], argv[3], o.pos / 1048576.0);
 	ret = EXIT_OK;
 out:
-	if (o.f) {
-		fclose(o.f);
-		unlink(tmp);
-	}
+	gguf_out_abort(&o);
 	if (in >= 0)
 		close(in);
 	free(types);

@@ -22,6 +22,7 @@
 #include "tokenizer.h"
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define NODE_AUTO (-2)	/* --node not given: pinfer_node_default() */
 
 static const char run_help[] =
 	"usage: pinfer run [-m MODEL] -p PROMPT [options]\n"
@@ -31,7 +32,11 @@ static const char run_help[] =
 	"  -m, --model FILE       GGUF model (default " DEFAULT_MODEL ")\n"
 	"  -p, --prompt TEXT      the prompt (run)\n"
 	"  -n, --n-predict N      tokens to generate at most (default 256)\n"
-	"  -t, --threads N        threads (default: one per CPU)\n"
+	"  -t, --threads N        threads (default: one per CPU this process may use,\n"
+	"                         of --node's node; never more)\n"
+	"      --node N           NUMA node for the model's memory and the threads\n"
+	"                         (default: the node of the CPUs this process may\n"
+	"                         use, if they are all on one; else none)\n"
 	"  -s, --seed N           sampling seed (default: from the clock)\n"
 	"      --temp T           temperature; 0 = greedy (default 0.8)\n"
 	"      --top-k K          (default 40; 0 = off)\n"
@@ -41,6 +46,10 @@ static const char run_help[] =
 	"  -c, --ctx N            context length (default: the model's)\n"
 	"      --system TEXT      system prompt (default: the template's, if any)\n"
 	"      --raw              feed PROMPT as it is, without the chat template\n"
+	"                         (after the model's BOS token, if it wants one)\n"
+	"      --special          text like <|im_start|> in PROMPT or chat lines\n"
+	"                         stands for that special token (default: it is\n"
+	"                         plain text; only the template's are special)\n"
 	"      --provider NAME    memory: kmod, hugetlb, thp or plain (default: best)\n"
 	"      --mem SIZE         memory budget, e.g. 4G or 512M (default: what can\n"
 	"                         be pinned, less a margin); layers that do not fit\n"
@@ -48,23 +57,27 @@ static const char run_help[] =
 	"      --ring N           slots of the streaming ring (default 4)\n"
 	"      --stream-layers N  stream at least the last N layers (benchmarks)\n"
 	"      --kv-type TYPE     KV cache: f16 (default) or q8_0 (half the memory)\n"
+	"      --verbose-prompt   print the prompt's token ids on stderr\n"
 	"      --plan             print the placement plan and exit\n"
 	"      --drive-bw GB/s    the drive's read bandwidth, for --plan's floor\n"
 	"  -h, --help\n";
 
 struct run_opts {
 	const char *model, *prompt, *system;
-	int n_predict, threads, n_ctx;
-	bool raw, chat, plan;
+	int n_predict, threads, node;
+	uint32_t n_ctx;
+	bool raw, chat, plan, special, verbose_prompt;
 	enum llm_kv_type kv;
 	uint64_t mem;
-	long ring, stream_layers;
+	long long ring, stream_layers;
 	double drive_bw;
 	enum pinfer_provider provider;
 	struct sampler_params sp;
 };
 
+/* What run and chat hold while they talk: the model and its session. */
 struct engine {
+	bool verbose_prompt;
 	struct llm_model *m;
 	struct tokenizer *tok;
 	struct pinfer_pool *pool;
@@ -99,26 +112,53 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ "plan", no_argument, NULL, 12 },
 		{ "drive-bw", required_argument, NULL, 13 },
 		{ "kv-type", required_argument, NULL, 14 },
+		{ "special", no_argument, NULL, 15 },
+		{ "node", required_argument, NULL, 16 },
+		{ "verbose-prompt", no_argument, NULL, 17 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	char *end = NULL;
-	int c;
+	long long v;
+	double d;
+	int c, bad = 0;
 
 	while ((c = getopt_long(argc, argv, "m:p:n:t:s:c:h", opts, NULL)) != -1) {
-		end = NULL;
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case 'p': o->prompt = optarg; break;
-		case 'n': o->n_predict = (int)strtol(optarg, &end, 10); break;
-		case 't': o->threads = (int)strtol(optarg, &end, 10); break;
-		case 's': o->sp.seed = strtoull(optarg, &end, 10); break;
-		case 'c': o->n_ctx = (int)strtol(optarg, &end, 10); break;
-		case 1: o->sp.temp = strtof(optarg, &end); break;
-		case 2: o->sp.top_k = (int)strtol(optarg, &end, 10); break;
-		case 3: o->sp.top_p = strtof(optarg, &end); break;
-		case 4: o->sp.min_p = strtof(optarg, &end); break;
-		case 5: o->sp.repeat_penalty = strtof(optarg, &end); break;
+		case 'n':
+			bad = cli_int("-n", optarg, 0, INT32_MAX, &v);
+			o->n_predict = (int)v;
+			break;
+		case 't':
+			bad = cli_int("-t", optarg, 0, 1024, &v);
+			o->threads = (int)v;
+			break;
+		case 's': bad = cli_u64("--seed", optarg, &o->sp.seed); break;
+		case 'c':
+			bad = cli_int("--ctx", optarg, 0, UINT32_MAX, &v);
+			o->n_ctx = (uint32_t)v;
+			break;
+		case 1:
+			bad = cli_real("--temp", optarg, 0, 1e6, &d);
+			o->sp.temp = (float)d;
+			break;
+		case 2:
+			bad = cli_int("--top-k", optarg, 0, INT32_MAX, &v);
+			o->sp.top_k = (int)v;
+			break;
+		case 3:
+			bad = cli_real("--top-p", optarg, 0, 1, &d);
+			o->sp.top_p = (float)d;
+			break;
+		case 4:
+			bad = cli_real("--min-p", optarg, 0, 1, &d);
+			o->sp.min_p = (float)d;
+			break;
+		case 5:
+			bad = cli_real("--repeat-penalty", optarg, 1e-3, 1e3, &d);
+			o->sp.repeat_penalty = (float)d;
+			break;
 		case 6: o->system = optarg; break;
 		case 7: o->raw = true; break;
 		case 8:
@@ -128,14 +168,11 @@ static int parse(int argc, char **argv, struct run_opts *o)
 				return EXIT_USAGE;
 			}
 			break;
-		case 9:
-			if (cli_parse_mem(optarg, &o->mem))
-				return EXIT_USAGE;
-			break;
-		case 10: o->ring = strtol(optarg, &end, 10); break;
-		case 11: o->stream_layers = strtol(optarg, &end, 10); break;
+		case 9: bad = cli_parse_mem(optarg, &o->mem); break;
+		case 10: bad = cli_int("--ring", optarg, 0, 1024, &o->ring); break;
+		case 11: bad = cli_int("--stream-layers", optarg, 0, 1024, &o->stream_layers); break;
 		case 12: o->plan = true; break;
-		case 13: o->drive_bw = strtod(optarg, &end); break;
+		case 13: bad = cli_real("--drive-bw", optarg, 0, 1e4, &o->drive_bw); break;
 		case 14:
 			if (strcmp(optarg, "f16") && strcmp(optarg, "q8_0")) {
 				cli_error("--kv-type %s: not one of f16, q8_0", optarg);
@@ -143,6 +180,12 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			}
 			o->kv = strcmp(optarg, "f16") ? LLM_KV_Q8_0 : LLM_KV_F16;
 			break;
+		case 15: o->special = true; break;
+		case 16:
+			bad = cli_int("--node", optarg, 0, 4095, &v);
+			o->node = (int)v;
+			break;
+		case 17: o->verbose_prompt = true; break;
 		case 'h':
 			fputs(run_help, stdout);
 			return -1;
@@ -150,36 +193,29 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			fputs(run_help, stderr);
 			return EXIT_USAGE;
 		}
-		if (end && *end) {
-			cli_error("'%s' is not a number (see --help)", optarg);
+		if (bad)
 			return EXIT_USAGE;
-		}
 	}
 	if (optind != argc) {
 		cli_error("unexpected argument '%s' (see --help)", argv[optind]);
-		return EXIT_USAGE;
-	}
-	if (o->ring < 0 || o->ring > 1024 || o->stream_layers < 0 || o->stream_layers > 1024 ||
-	    o->drive_bw < 0) {
-		cli_error("--ring, --stream-layers and --drive-bw take non-negative numbers (at most 1024 slots or layers)");
 		return EXIT_USAGE;
 	}
 	if (!o->chat && !o->prompt && !o->plan) {
 		cli_error("run: no prompt: give one with -p (see 'pinfer run --help')");
 		return EXIT_USAGE;
 	}
-	if (o->n_predict < 0 || o->threads < 0 || o->n_ctx < 0) {
-		cli_error("-n, -t and --ctx take non-negative numbers");
-		return EXIT_USAGE;
-	}
+	if (o->node == NODE_AUTO)
+		o->node = pinfer_node_default();
+	o->threads = cli_threads(o->threads, o->node);
 	return 0;
 }
 
 static struct llm_load_opts load_opts(const struct run_opts *o)
 {
 	return (struct llm_load_opts){
-		.provider = o->provider, .node = -1, .mem = o->mem, .ring = (uint32_t)o->ring,
-		.n_ctx = (uint32_t)o->n_ctx, .stream_layers = (uint32_t)o->stream_layers,
+		.provider = o->provider, .node = o->node, .mem = o->mem, .ring = (uint32_t)o->ring,
+		.n_ctx = o->n_ctx, .stream_layers = (uint32_t)o->stream_layers,
+		.threads = (uint32_t)o->threads,
 	};
 }
 
@@ -237,19 +273,22 @@ static int start(struct engine *e, const struct run_opts *o)
 	double t0 = cli_now();
 	int ret;
 
+	e->verbose_prompt = o->verbose_prompt;
 	if (isatty(2))
 		lo.progress = cli_progress;
 	lo.progress_arg = (void *)"loading";
-	ret = pinfer_pool_create(&e->pool, o->threads, -1, &err);
+	ret = pinfer_pool_create(&e->pool, o->threads, o->node, &err);
 	lo.pool = e->pool;	/* packs the weights at load */
 	if (ret || (ret = llm_model_load(&e->m, o->model, &lo, &err)) ||
 	    (ret = tokenizer_load(&e->tok, e->m->gguf, &err)) ||
+	    (ret = llm_model_check_tokenizer(e->m, e->tok, &err)) ||
 	    (ret = llm_session_create_kv(&e->s, e->m, (uint32_t)o->n_ctx, o->kv, e->pool, &err))) {
 		cli_error("%s", err.msg);
 		return EXIT_FAIL;
 	}
 	e->smp = sampler_create(&o->sp, e->m->cfg.n_vocab);
-	e->hist = malloc(sizeof(*e->hist) * (e->m->cfg.ctx_train + 1));
+	/* every token the session holds, and the one sampled after them */
+	e->hist = malloc(sizeof(*e->hist) * ((size_t)llm_session_ctx(e->s) + 1));
 	if (!e->smp || !e->hist) {
 		cli_error("out of memory");
 		return EXIT_FAIL;
@@ -264,6 +303,8 @@ static int start(struct engine *e, const struct run_opts *o)
 	fprintf(stderr, "pinfer: memory: %s provider, %zu KiB pages, %s%s%s\n",
 		pinfer_provider_name(rp.provider), rp.page_size >> 10,
 		rp.locked ? "locked" : "not locked", rp.note[0] ? "; " : "", rp.note);
+	if (e->m->load_note[0])
+		fprintf(stderr, "pinfer: loading: %s\n", e->m->load_note);
 	if (e->m->plan.ring)
 		fprintf(stderr, "pinfer: streaming: layers %" PRIu32 "-%" PRIu32 " (%.1f MiB per token) through %" PRIu32 " slots of %.1f MiB; %.1f MiB resident; budget %.1f MiB (%s)\n",
 			e->m->plan.n_resident, e->m->cfg.n_layer - 1, e->m->plan.streamed / MIB,
@@ -321,8 +362,12 @@ static void emit(struct utf8_out *u, const char *p, size_t n, bool flush)
 	fflush(stdout);
 }
 
-/* Feed @text, then generate up to @n_predict tokens. */
-static int generate(struct engine *e, const char *text, int n_predict, bool quiet_stats)
+/*
+ * Feed @text (special tokens only where @plain, if any, is 0; none with
+ * @plain NULL and !@special), then generate up to @n_predict tokens.
+ */
+static int generate(struct engine *e, const char *text, const uint8_t *plain, bool special,
+		    int32_t bos, int n_predict, bool quiet_stats)
 {
 	struct pinfer_err err = { 0 };
 	struct utf8_out out = { .n = 0 };
@@ -335,9 +380,29 @@ static int generate(struct engine *e, const char *text, int n_predict, bool quie
 	float *l;
 	int gen = 0, ret = 0;
 
-	if (tokenizer_encode(e->tok, text, strlen(text), true, &ids, &n_ids, &err)) {
+	if (plain ? tokenizer_encode_masked(e->tok, text, strlen(text), plain, &ids, &n_ids, &err) :
+		    tokenizer_encode(e->tok, text, strlen(text), special, &ids, &n_ids, &err)) {
 		cli_error("%s", err.msg);
 		return EXIT_FAIL;
+	}
+	if (bos >= 0) {		/* the model's beginning of text first */
+		int32_t *with = realloc(ids, (n_ids + 1) * sizeof(*ids));
+
+		if (!with) {
+			free(ids);
+			cli_error("out of memory");
+			return EXIT_FAIL;
+		}
+		ids = with;
+		memmove(ids + 1, ids, n_ids * sizeof(*ids));
+		ids[0] = bos;
+		n_ids++;
+	}
+	if (e->verbose_prompt) {
+		fputs("pinfer: prompt tokens:", stderr);
+		for (i = 0; i < n_ids; i++)
+			fprintf(stderr, " %" PRId32, ids[i]);
+		fputc('\n', stderr);
 	}
 	n_ctx_left = llm_session_ctx(e->s) - llm_session_pos(e->s);
 	if (!n_ids || n_ids >= n_ctx_left) {
@@ -401,6 +466,7 @@ static void defaults(struct run_opts *o, bool chat)
 	o->n_predict = 256;
 	o->chat = chat;
 	o->provider = PINFER_PROVIDER_AUTO;
+	o->node = NODE_AUTO;
 	o->sp = (struct sampler_params){
 		.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
 		.repeat_penalty = 1.0f, .repeat_last_n = 64,
@@ -408,11 +474,36 @@ static void defaults(struct run_opts *o, bool chat)
 	};
 }
 
+/*
+ * The template's text for @msgs, and in *@plain (unless --special) a mask
+ * of the bytes that are the messages' own text: there, text that looks
+ * like a special token is just text.
+ */
+static char *format(const struct engine *e, const struct run_opts *o,
+		    const struct chat_msg *msgs, size_t n, int first, uint8_t **plain)
+{
+	size_t spans[4], i;
+	char *text = chat_format(e->tmpl, msgs, n, first, spans);
+
+	*plain = NULL;
+	if (!text || o->special)
+		return text;
+	*plain = calloc(strlen(text) + 1, 1);
+	if (!*plain) {
+		free(text);
+		return NULL;
+	}
+	for (i = 0; i < n; i++)
+		memset(*plain + spans[2 * i], 1, spans[2 * i + 1] - spans[2 * i]);
+	return text;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct engine e = { 0 };
 	struct run_opts o;
 	struct chat_msg msgs[2];
+	uint8_t *plain = NULL;
 	char *text;
 	int ret;
 
@@ -423,15 +514,18 @@ int cmd_run(int argc, char **argv)
 	if (o.plan)
 		return print_plan(&o);
 	ret = start(&e, &o);
-	if (!ret) {
+	if (!ret && e.tmpl == CHAT_NONE) {	/* --raw, or no template */
+		ret = generate(&e, o.prompt, NULL, o.special, tokenizer_bos(e.tok), o.n_predict, false);
+	} else if (!ret) {
 		size_t n = 0;
 
-		if (e.tmpl != CHAT_NONE && e.system[0])
+		if (e.system[0])
 			msgs[n++] = (struct chat_msg){ "system", e.system };
 		msgs[n++] = (struct chat_msg){ "user", o.prompt };
-		text = e.tmpl == CHAT_NONE ? strdup(o.prompt) : chat_format(e.tmpl, msgs, n, 1);
-		ret = text ? generate(&e, text, o.n_predict, false) : EXIT_FAIL;
+		text = format(&e, &o, msgs, n, 1, &plain);
+		ret = text ? generate(&e, text, plain, o.special, -1, o.n_predict, false) : EXIT_FAIL;
 		free(text);
+		free(plain);
 	}
 	stop(&e);
 	return ret;
@@ -441,7 +535,9 @@ int cmd_chat(int argc, char **argv)
 {
 	struct engine e = { 0 };
 	struct run_opts o;
-	char line[4096];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
 	int ret, turn = 0;
 
 	defaults(&o, true);
@@ -453,12 +549,14 @@ int cmd_chat(int argc, char **argv)
 		fprintf(stderr, "pinfer: this model has no chat template: lines are fed as they are\n");
 	while (!ret) {
 		struct chat_msg msgs[2];
+		uint8_t *plain = NULL;
 		size_t n = 0;
 		char *text;
 
 		if (isatty(0))
 			fputs("> ", stderr);
-		if (!fgets(line, sizeof(line), stdin))
+		len = getline(&line, &cap, stdin);	/* a line of any length */
+		if (len < 0)
 			break;
 		line[strcspn(line, "\n")] = 0;
 		if (!line[0])
@@ -466,16 +564,21 @@ int cmd_chat(int argc, char **argv)
 		if (!turn && e.system[0] && e.tmpl != CHAT_NONE)
 			msgs[n++] = (struct chat_msg){ "system", e.system };
 		msgs[n++] = (struct chat_msg){ "user", line };
-		text = chat_format(e.tmpl, msgs, n, !turn);
+		text = format(&e, &o, msgs, n, !turn, &plain);
 		if (!text) {
+			cli_error("out of memory");
 			ret = EXIT_FAIL;
 			break;
 		}
-		ret = text ? generate(&e, text, o.n_predict, !isatty(2)) : EXIT_FAIL;
+		ret = generate(&e, text, plain, o.special,
+			       !turn && e.tmpl == CHAT_NONE ? tokenizer_bos(e.tok) : -1,
+			       o.n_predict, !isatty(2));
 		free(text);
+		free(plain);
 		turn++;
 		putchar('\n');
 	}
+	free(line);
 	stop(&e);
 	return ret;
 }

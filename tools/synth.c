@@ -172,6 +172,7 @@ int cmd_synth(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	t0 = cli_now();
+	cli_remove_output_on_signals();
 	ret = synth_write(&s, out, pool, isatty(2) ? cli_progress : NULL, (void *)"writing", &err);
 	pinfer_pool_free(pool);
 	if (ret) {

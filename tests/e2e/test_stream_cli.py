@@ -141,7 +141,7 @@ def test_plan_and_run():
                  "--mem", str(minimum))
     ok(at_min[0] == 0 and at_min[1] == base[1],
        "at the minimum budget (every layer streamed, ring of 2) the answer is the same", at_min[2])
-    for args, msg in ((("--mem", "lots"), "not a size"), (("--ring", "-1"), "non-negative")):
+    for args, msg in ((("--mem", "lots"), "not a size"), (("--ring", "-1"), "--ring -1: not a whole number from 0 to 1024")):
         rc, _, err = run("run", "-m", MODEL, "-p", q, *args)
         ok(rc == 2 and msg in err, f"run {' '.join(args)}: exit 2: {err.strip()}")
 

@@ -33,7 +33,7 @@ int main(int argc, char **argv)
 	for (i = 2; i < argc; i += 2)
 		msgs[n++] = (struct chat_msg){ argv[i], argv[i + 1] };
 	t = chat_detect(g, sys, sizeof(sys));
-	text = chat_format(t, msgs, n, !later);
+	text = chat_format(t, msgs, n, !later, NULL);
 	printf("%s\n%s\n%s", chat_template_name(t), sys, text ? text : "");
 	free(text);
 	gguf_close(g);
