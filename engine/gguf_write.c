@@ -46,7 +46,7 @@ int gguf_out_open(struct gguf_writer *w, const char *path, const char *input,
 	memset(w, 0, sizeof(*w));
 	if (input && !stat(input, &in) && !stat(path, &out) && in.st_dev == out.st_dev &&
 	    in.st_ino == out.st_ino)
-		return pinfer_fail(err, EEXIST, "%s is the input file: write the output to another file",
+		return pinfer_fail(err, EEXIST, "the output is the input file: write it to another file (%s)",
 				   path);
 	if (!n || n + 8 > sizeof(pending))
 		return pinfer_fail(err, ENAMETOOLONG, "the output path (%zu bytes) is too long for a temporary file beside it (PATH_MAX %d)",

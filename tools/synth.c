@@ -76,38 +76,38 @@ int cmd_synth(int argc, char **argv)
 		{ 0 },
 	};
 	const char *out = NULL, *arch = "llama", *params = NULL, *type = NULL;
-	long dims[7] = { -1, -1, -1, -1, -1, -1, -1 };	/* embd .. ctx */
+	long long dims[7] = { -1, -1, -1, -1, -1, -1, -1 };	/* embd .. ctx */
 	struct synth_spec s = {
 		.n_vocab = 512, .ctx = 4096, .type = GGML_TYPE_Q4_0, .seed = 1,
 	};
 	struct pinfer_pool *pool = NULL;
 	struct pinfer_err err = { 0 };
-	unsigned long long seed = 1;
-	float rope_scale = 0;
+	uint64_t seed = 1;
+	double rope_scale = 0;
 	bool rope_freqs = false;
-	char *end;
-	int c, threads = 0, ret;
+	char opt[32];
+	long long v;
+	int c, threads = 0, ret, bad = 0;
 	double t0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:t:h", opts, NULL)) != -1) {
-		end = NULL;
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 1: arch = optarg; break;
 		case 2: params = optarg; break;
 		case 3: type = optarg; break;
 		case 4: case 5: case 6: case 7: case 8: case 9: case 10:
-			dims[c - 4] = strtol(optarg, &end, 10);
-			if (dims[c - 4] <= 0 || dims[c - 4] > (1l << 30)) {
-				cli_error("synth: --%s %s: not a positive size", opts[c].name, optarg);
-				return EXIT_USAGE;
-			}
+			snprintf(opt, sizeof(opt), "--%s", opts[c].name);
+			bad = cli_int(opt, optarg, 1, 1 << 30, &dims[c - 4]);
 			break;
-		case 11: seed = strtoull(optarg, &end, 10); break;
-		case 12: rope_scale = strtof(optarg, &end); break;
+		case 11: bad = cli_u64("--seed", optarg, &seed); break;
+		case 12: bad = cli_real("--rope-scale", optarg, 1e-3, 1e6, &rope_scale); break;
 		case 13: rope_freqs = true; break;
-		case 't': threads = (int)strtol(optarg, &end, 10); break;
+		case 't':
+			bad = cli_int("-t", optarg, 0, 1024, &v);
+			threads = (int)v;
+			break;
 		case 'h':
 			fputs(synth_help, stdout);
 			fputs(synth_presets(), stdout);
@@ -116,10 +116,8 @@ int cmd_synth(int argc, char **argv)
 			fputs(synth_help, stderr);
 			return EXIT_USAGE;
 		}
-		if (end && *end) {
-			cli_error("synth: '%s' is not a number (see --help)", optarg);
+		if (bad)
 			return EXIT_USAGE;
-		}
 	}
 	if (optind != argc || !out) {
 		cli_error(optind != argc ? "synth: unexpected argument '%s' (see --help)" :
@@ -151,12 +149,8 @@ int cmd_synth(int argc, char **argv)
 	DIM(6, ctx);
 #undef DIM
 	s.seed = seed;
-	s.rope_scale = rope_scale;
+	s.rope_scale = (float)rope_scale;
 	s.rope_freqs = rope_freqs;
-	if (rope_scale < 0) {
-		cli_error("synth: --rope-scale %g: not positive", (double)rope_scale);
-		return EXIT_USAGE;
-	}
 	if (type && parse_type(type, &s.type)) {
 		cli_error("synth: --type %s: not one of f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k",
 			  type);

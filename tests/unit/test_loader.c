@@ -6,7 +6,9 @@
  * of 4 KiB; ranges past the end of the file or the region refused naming
  * them; a short read reported with its file offset; a file on tmpfs; many
  * tickets at once, polled and waited, with progress; freeing a loader with
- * reads in flight. Test files go to $PINFER_TEST_DIR (default /var/tmp).
+ * reads in flight; direct reads leave the page cache alone; without
+ * io_uring (RLIMIT_MEMLOCK 0, unprivileged) reads by pread(); a NULL
+ * struct pinfer_err. Test files go to $PINFER_TEST_DIR (default /var/tmp).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "libpinfer.h"
@@ -64,6 +70,39 @@ static void on_progress(uint64_t done, uint64_t total, void *arg)
 	p->total = total;
 }
 
+/* Write back and drop the file's pages from the page cache. */
+static void drop_cache(const char *p)
+{
+	int fd = open(p, O_RDONLY);
+
+	if (fd >= 0) {
+		fdatasync(fd);
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+	}
+}
+
+/* The file's pages in the page cache (mincore on a mapping of it). */
+static size_t cached_pages(const char *p)
+{
+	int fd = open(p, O_RDONLY);
+	size_t pages = (file_size + 4095) / 4096, n = 0, i;
+	unsigned char *vec = malloc(pages);
+	void *m = fd < 0 ? MAP_FAILED : mmap(NULL, file_size, PROT_READ, MAP_SHARED, fd, 0);
+
+	if (m != MAP_FAILED && vec && !mincore(m, file_size, vec))
+		for (i = 0; i < pages; i++)
+			n += vec[i] & 1;
+	else
+		n = pages;
+	if (m != MAP_FAILED)
+		munmap(m, file_size);
+	if (fd >= 0)
+		close(fd);
+	free(vec);
+	return n;
+}
+
 static bool same(const uint8_t *mem, const struct pinfer_range *rg)
 {
 	return !memcmp(mem + rg->region_off, file_data + rg->file_off, rg->len);
@@ -99,15 +138,20 @@ static void test_provider(enum pinfer_provider pv)
 	if (!ok(!pinfer_loader_create(&l, r, path, &err), "%s: loader (%s)", name, err.msg))
 		goto free_region;
 	pinfer_loader_info(l, &li);
-	ok(li.direct && li.depth >= 32 && li.chunk >= MiB,
-	   "%s: direct reads (%s), %u in flight, %llu-byte requests, fixed buffers %d",
-	   name, li.kmod ? "pinfer.ko prefetch" : "O_DIRECT", li.depth,
-	   (unsigned long long)li.chunk, li.fixed_buffers);
+	ok(li.uring && !li.note[0], "%s: reads through io_uring (%s), %u in flight, %llu-byte requests, fixed buffers %d",
+	   name, li.kmod ? "pinfer.ko prefetch" : li.direct ? "O_DIRECT" : "buffered",
+	   li.depth, (unsigned long long)li.chunk, li.fixed_buffers);
 
+	drop_cache(path);
 	pinfer_loader_set_progress(l, on_progress, &pr);
 	ret = pinfer_load(l, &whole, 1, &err);
 	ok(ret == 0 && same(mem, &whole), "%s: the whole %zu-byte file, byte for byte (%s)",
 	   name, file_size, ret ? err.msg : "ok");
+	if (li.direct)	/* direct reads leave the page cache as it was */
+		ok(cached_pages(path) <= 2, "%s: direct reads: %zu of the file's pages in the page cache after loading it",
+		   name, cached_pages(path));
+	else
+		tap_skip("%s: this file system refuses O_DIRECT: reads are buffered", name);
 	ok(pr.calls > 1 && pr.monotonic && pr.last_done == file_size &&
 	   pr.total == file_size, "%s: progress reported %llu times, ending at the total",
 	   name, (unsigned long long)pr.calls);
@@ -217,6 +261,83 @@ static void test_tmpfs(void)
 	free(data);
 }
 
+/*
+ * Where io_uring cannot start (an unprivileged process with RLIMIT_MEMLOCK
+ * 0: the ring's memory is charged to it), the loader reads with pread()
+ * and says why. Run in a child that drops root; its verdict by exit status.
+ */
+static void test_no_uring(void)
+{
+	struct pinfer_range rg[2] = { { 0, 0, 0 }, { 3 * 4096 + 17, 44 * MiB + 17, 3 * MiB } };
+	int status = -1, ticket;
+	pid_t pid;
+
+	rg[0].len = file_size;
+	if (geteuid()) {
+		tap_skip("no io_uring: needs root to become an unprivileged user");
+		return;
+	}
+	chmod(path, 0644);
+	pid = fork();
+	if (!pid) {
+		struct rlimit zero = { 0, 0 };
+		struct pinfer_loader_info li;
+		struct pinfer_region *r;
+		struct pinfer_loader *l;
+		struct pinfer_err err = { 0 };
+
+		if (setrlimit(RLIMIT_MEMLOCK, &zero) || setgid(65534) || setuid(65534))
+			_exit(10);
+		if (pinfer_region_create(&r, 48 * MiB, -1, PINFER_PROVIDER_PLAIN, &err) ||
+		    pinfer_loader_create(&l, r, path, &err))
+			_exit(11);
+		pinfer_loader_info(l, &li);
+		if (li.uring || !strstr(li.note, "RLIMIT_MEMLOCK is 0 KiB"))
+			_exit(12);
+		ticket = pinfer_load_submit(l, rg, 2, &err);
+		if (ticket <= 0 || pinfer_load_poll(l, ticket, &err) != 1)
+			_exit(13);
+		if (!same(pinfer_region_ptr(r), &rg[0]))
+			_exit(14);
+		if (!same(pinfer_region_ptr(r), &rg[1]))
+			_exit(16);
+		if (pinfer_load_wait(l, ticket, &err) != -EINVAL)	/* reaped by the poll */
+			_exit(15);
+		pinfer_loader_free(l);
+		pinfer_region_free(r);
+		_exit(0);
+	}
+	if (pid > 0)
+		waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "without io_uring (unprivileged, RLIMIT_MEMLOCK 0): the loader says why and reads by pread(), byte for byte (child status %d)",
+	   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* Every function that takes a struct pinfer_err takes NULL too. */
+static void test_null_err(void)
+{
+	struct pinfer_range past = { file_size - 10, 0, 100 };
+	struct pinfer_region *r;
+	struct pinfer_loader *l;
+
+	ok(pinfer_region_create(&r, 1ull << 60, -1, PINFER_PROVIDER_THP, NULL) < 0 &&
+	   pinfer_region_create(&r, 1ull << 60, -1, PINFER_PROVIDER_AUTO, NULL) < 0,
+	   "a region that cannot be had, with err NULL: an error code, no crash");
+	if (pinfer_region_create(&r, 2 * MiB, -1, PINFER_PROVIDER_PLAIN, NULL))
+		return;
+	ok(pinfer_loader_create(&l, r, "/nonexistent/x", NULL) == -ENOENT,
+	   "a loader of a missing file, with err NULL: -ENOENT");
+	if (!pinfer_loader_create(&l, r, path, NULL)) {
+		ok(pinfer_load_submit(l, &past, 1, NULL) == -EINVAL &&
+		   pinfer_load_poll(l, 12345, NULL) == -EINVAL &&
+		   pinfer_load_wait(l, 12345, NULL) == -EINVAL,
+		   "a range past the file's end, a ticket that does not exist, with err NULL: -EINVAL");
+		pinfer_loader_free(l);
+	}
+	pinfer_region_free(r);
+}
+
 int main(void)
 {
 	const char *dir = getenv("PINFER_TEST_DIR");
@@ -236,6 +357,8 @@ int main(void)
 		test_provider(p);
 	test_short_read();
 	test_tmpfs();
+	test_no_uring();
+	test_null_err();
 	if (!pinfer_region_create(&r, 2 * MiB, -1, PINFER_PROVIDER_PLAIN, &err)) {
 		ok(pinfer_loader_create(&l, r, "/nonexistent/x", &err) == -ENOENT &&
 		   strstr(err.msg, "/nonexistent/x"), "a missing file: %s", err.msg);
