@@ -46,7 +46,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPER_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 
 .PHONY: all help deps venv model demo check check-asan fuzz kmod kmod-clean \
-	checkpatch clean distclean tests vm-kernels vm-setup dkms-install bench-runtime
+	checkpatch clean distclean tests vm-kernels vm-setup dkms-install bench-runtime \
+	bench-tokenize
 
 all: $(PINFER)
 
@@ -64,7 +65,7 @@ help:
 	@echo "make dkms-install install the module with dkms (root)"
 	@echo "make checkpatch  run the kernel's checkpatch.pl --strict on kmod/ and uapi/"
 	@echo "make vm-setup    fetch the test kernels, build the VM test programs and disk"
-	@echo "make fuzz        fuzz the GGUF reader for FUZZ_SECONDS (default 300)"
+	@echo "make fuzz        fuzz each target (GGUF, model, text) for FUZZ_SECONDS (default 300)"
 	@echo "make clean       remove build outputs (keeps models/ and the venv)"
 
 # ---- userspace ------------------------------------------------------------
@@ -145,8 +146,15 @@ $(BUILD)/bench/load: bench/load.c bench/bench.h $(LIBPINFER)
 bench-runtime: $(BUILD)/bench/barrier $(BUILD)/bench/load
 	@bench/runtime.sh
 
+$(BUILD)/bench/tokenize: bench/tokenize.c $(LIBENGINE) $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-tokenize: $(BUILD)/bench/tokenize model
+	@$(BUILD)/bench/tokenize
+
 FUZZ_SECONDS ?= 300
-fuzz: venv model
+fuzz: all venv model
 	@tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
 
 # ---- kernel module ----------------------------------------------------------

@@ -13,7 +13,7 @@ tests/vm/mkdisk.sh build/vm/bench-disk.img 1024
 kernels=${1:-$(grep -v '^#' tools/scripts/kernels.txt)}
 for k in $kernels; do
 	[ -f "build/kmod/$k/kmod/pinfer.ko" ] || tools/scripts/build-kmod.sh "$k"
-	tests/vm/build-initramfs.sh "$k" "build/vm/$k/bench.gz" "kmod_fill:/mnt/bench.bin 1024"
+	tests/vm/build-initramfs.sh "$k" "build/vm/$k/bench.gz" "kmod_fill=1800:/mnt/bench.bin 1024"
 	VM_NODE_MB=2048 tests/vm/run-vm.sh "$k" "build/vm/$k/bench.gz" \
 		build/vm/bench-disk.img "build/vm/$k/bench.log" 900 || true
 	echo "== $k (qemu TCG, 2 vCPUs, emulated NVMe)"

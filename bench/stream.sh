@@ -22,7 +22,7 @@ model=build/bench/synth-$params-$type.gguf
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
 	echo "(building llama.cpp through pip install llama-cpp-python into $venv)"
 	/usr/bin/python3 -m venv "$venv"
-	"$venv/bin/pip" install -q numpy llama-cpp-python
+	"$venv/bin/pip" install -q numpy llama-cpp-python==0.3.36
 fi
 make --no-print-directory -s build/pinfer
 mkdir -p build/bench

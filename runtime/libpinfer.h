@@ -95,9 +95,10 @@ struct pinfer_loader_info {
  * with the kmod provider by pinfer.ko prefetch commands, otherwise by
  * O_DIRECT reads (into registered buffers where the kernel allows) of up to
  * 4 MiB, 32 in flight, and buffered reads where O_DIRECT cannot be used
- * (where io_uring cannot start, as under a small RLIMIT_MEMLOCK on kernels
- * before 5.12 or with io_uring disabled, by pread() as submitted, noted in
- * pinfer_loader_info()'s note)
+ * (where io_uring cannot start, as for an unprivileged process with a small
+ * RLIMIT_MEMLOCK on some kernels or with io_uring disabled, or with the
+ * environment variable PINFER_URING=0, by pread() as submitted, the reason
+ * in pinfer_loader_info()'s note)
  * (tmpfs, unaligned heads and tails).
  */
 int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,

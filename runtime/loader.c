@@ -108,6 +108,7 @@ int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,
 {
 	struct pinfer_loader *l;
 	struct pinfer_region_props info;
+	bool off;
 	int ret;
 
 	*out = NULL;
@@ -126,16 +127,20 @@ int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,
 		ret = pinfer_fail(err, errno, "%s: %s", path, strerror(errno));
 		goto free_loader;
 	}
-	ret = io_uring_queue_init(2 * LOADER_DEPTH, &l->ring,
-				  l->kmod_fd >= 0 ? IORING_SETUP_SQE128 : 0);
+	off = getenv("PINFER_URING") && !strcmp(getenv("PINFER_URING"), "0");
+	ret = off ? -ECANCELED : io_uring_queue_init(2 * LOADER_DEPTH, &l->ring,
+						   l->kmod_fd >= 0 ? IORING_SETUP_SQE128 : 0);
 	l->uring = !ret;
-	if (ret == -ENOMEM || ret == -EPERM || ret == -ENOSYS) {
-		/* the ring's memory is charged to RLIMIT_MEMLOCK before 5.12;
-		 * kernel.io_uring_disabled; no io_uring at all */
+	if (ret == -ECANCELED || ret == -ENOMEM || ret == -EPERM || ret == -ENOSYS) {
+		/* turned off; the ring's memory is charged to RLIMIT_MEMLOCK
+		 * (some kernels); kernel.io_uring_disabled; no io_uring at all */
 		struct rlimit rl = { 0 };
 
 		getrlimit(RLIMIT_MEMLOCK, &rl);
-		if (ret == -ENOMEM)
+		if (off)
+			snprintf(l->note, sizeof(l->note),
+				 "io_uring turned off (PINFER_URING=0): reading with pread()");
+		else if (ret == -ENOMEM)
 			snprintf(l->note, sizeof(l->note),
 				 "io_uring could not start (RLIMIT_MEMLOCK is %llu KiB: raise it with ulimit -l): reading with pread()",
 				 (unsigned long long)rl.rlim_cur >> 10);

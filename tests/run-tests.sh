@@ -36,7 +36,7 @@ run_test() {
 	shift
 	case $name in *"$filter"*) ;; *) return ;; esac
 	log=$logs/${name//\//_}.log
-	timeout -k 10 "$limit" "$@" >"$log" 2>&1 </dev/null
+	timeout -k 10 "${test_limit:-$limit}" "$@" >"$log" 2>&1 </dev/null
 	rc=$?
 	while IFS= read -r line; do
 		case $line in
@@ -84,7 +84,7 @@ run_test() {
 		n=$((n + 1))
 		failed=$((failed + 1))
 		case $rc in
-		124 | 137) why="timed out after ${limit}s" ;;
+		124 | 137) why="timed out after ${test_limit:-$limit}s" ;;
 		0) why="ran no test case" ;;
 		*) why="exited with status $rc" ;;
 		esac
@@ -130,10 +130,19 @@ if [ $unit_only -eq 0 ]; then
 			missing "e2e/$(basename "$t" .py)" "no build/venv (make venv)"
 		fi
 	done
-	# The kernel module: builds for each kernel, checkpatch.
+	# The kernel module: builds for each kernel, checkpatch; the VM suite
+	# once per kernel, under the limits it sets itself (this one is a
+	# backstop: tests/kmod/test_vm.sh).
 	for t in tests/kmod/test_*.sh; do
+		[ "$t" = tests/kmod/test_vm.sh ] && continue
 		[ -x "$t" ] && run_test "kmod/$(basename "$t" .sh)" "$t"
 	done
+	for k in $(grep -v '^#' tools/scripts/kernels.txt); do
+		test_limit=3600 run_test "kmod/test_vm $k" tests/kmod/test_vm.sh "$k"
+	done
+	# The fuzz targets, briefly: their seeds and saved corpora (make fuzz
+	# runs them long).
+	run_test fuzz/regression tests/fuzz/run-fuzz.sh --check 10
 fi
 
 echo "1..$n"

@@ -106,10 +106,57 @@ class LlamaRef:
             x = x + w[p + "ffn_down.weight"] @ (g / (1 + np.exp(-g)) * u)
         return self.out @ self.rmsnorm(x, w["output_norm.weight"])
 
+    def rope_all(self, x, pos):
+        """x: (t, heads, hd) at positions @pos (t,); as rope() row by row."""
+        half = self.n_rot // 2
+        inv = self.theta ** (-np.arange(half) * 2.0 / self.n_rot) / self.freq_div
+        ang = np.outer(pos * self.pos_scale, inv)[:, None, :]
+        c, s = np.cos(ang), np.sin(ang)
+        x = x.copy()
+        if self.neox:
+            a, b = x[..., :half].copy(), x[..., half:self.n_rot].copy()
+            x[..., :half], x[..., half:self.n_rot] = a * c - b * s, a * s + b * c
+        else:
+            a, b = x[..., 0:self.n_rot:2].copy(), x[..., 1:self.n_rot:2].copy()
+            x[..., 0:self.n_rot:2], x[..., 1:self.n_rot:2] = a * c - b * s, a * s + b * c
+        return x
+
     def forward(self, tokens):
-        """Logits of every position of @tokens, from an empty cache."""
+        """Logits of every position of @tokens, from an empty cache: the
+        math of step() for all positions at once (each weight matrix used
+        once per layer), the cache left as step() would leave it."""
         self.reset()
-        return np.stack([self.step(t) for t in tokens])
+        w, hd, n = self.w, self.hd, len(tokens)
+        pos = np.arange(n, dtype=np.float64)
+        x = w["token_embd.weight"][np.asarray(tokens)].copy()
+        mask = np.triu(np.full((n, n), -np.inf), 1)
+        rep = self.n_head // self.n_kv
+
+        def norm(x, wt):
+            return x / np.sqrt(np.mean(x * x, axis=1, keepdims=True) + self.eps) * wt
+        for i in range(self.n_layer):
+            p = f"blk.{i}."
+            h = norm(x, w[p + "attn_norm.weight"])
+            q = h @ w[p + "attn_q.weight"].T + w.get(p + "attn_q.bias", 0)
+            k = h @ w[p + "attn_k.weight"].T + w.get(p + "attn_k.bias", 0)
+            v = h @ w[p + "attn_v.weight"].T + w.get(p + "attn_v.bias", 0)
+            q = self.rope_all(q.reshape(n, self.n_head, hd), pos)
+            k, v = self.rope_all(k.reshape(n, self.n_kv, hd), pos), v.reshape(n, self.n_kv, hd)
+            if self.kv_store:
+                k = np.stack([self.kv_store(r) for r in k])
+                v = np.stack([self.kv_store(r) for r in v])
+            self.ks[i], self.vs[i] = list(k), list(v)
+            K, V = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+            att = np.einsum("shd,thd->hst", q, K) / np.sqrt(hd) + mask
+            att = np.exp(att - att.max(axis=2, keepdims=True))
+            att /= att.sum(axis=2, keepdims=True)
+            o = np.einsum("hst,thd->shd", att, V).reshape(n, -1)
+            x = x + o @ w[p + "attn_output.weight"].T
+            h = norm(x, w[p + "ffn_norm.weight"])
+            g = h @ w[p + "ffn_gate.weight"].T
+            u = h @ w[p + "ffn_up.weight"].T
+            x = x + (g / (1 + np.exp(-g)) * u) @ w[p + "ffn_down.weight"].T
+        return norm(x, w["output_norm.weight"]) @ self.out.T
 
     def greedy(self, tokens, n):
         """The n tokens greedy decoding picks after @tokens."""

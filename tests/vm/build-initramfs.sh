@@ -1,10 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# Usage: build-initramfs.sh KERNEL OUT PROGRAM[:ARGS]...
+# Usage: build-initramfs.sh KERNEL OUT PROGRAM=SECONDS[:ARGS]...
 # A busybox initramfs for KERNEL (unpacked by tools/scripts/vm-kernels.sh):
 # the nvme and ext4 drivers with their dependencies in load order (from
 # modules.dep; .ko.xz decompressed, as busybox insmod cannot), pinfer.ko
-# built for KERNEL, and the static test PROGRAMs from build/vm/bin.
+# built for KERNEL, and the static test PROGRAMs from build/vm/bin, each
+# with its time limit in the guest (tests/vm/init).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 k=$1 out=$2
@@ -54,9 +55,11 @@ done
 
 : >"$stage/programs"
 for p in "$@"; do
-	prog=${p%%:*} args=
-	[ "$p" = "$prog" ] || args=${p#*:}
+	spec=${p%%:*} args=
+	[ "$p" = "$spec" ] || args=${p#*:}
+	prog=${spec%%=*} limit=${spec#*=}
+	[ "$limit" != "$spec" ] || { echo "build-initramfs: $p: no =SECONDS" >&2; exit 1; }
 	cp "build/vm/bin/$prog" "$stage/bin/"
-	echo "$prog $args" >>"$stage/programs"
+	echo "$prog $limit $args" >>"$stage/programs"
 done
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"
