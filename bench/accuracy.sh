@@ -50,7 +50,7 @@ for qtype, path in files:
     llm.eval(ids)
     theirs = kld(ref, np.array(llm.scores[:len(ids)], np.float32))
     del llm
-    cells = [f"{theirs[0]:.5f}, {100 * theirs[2]:.1f}%"]
+    cells = [f"{theirs[0]:.6f}, {100 * theirs[2]:.1f}%"]
     for cpu in paths:
         env = dict(os.environ, PINFER_EXACT="0")
         if cpu:
@@ -58,6 +58,6 @@ for qtype, path in files:
         p = subprocess.run(["build/tests/print_logits", path, *map(str, ids)],
                            capture_output=True, env=env, check=True)
         ours = kld(ref, np.frombuffer(p.stdout, np.float32).reshape(len(ids), -1))
-        cells.append(f"{ours[0]:.5f}, {100 * ours[2]:.1f}%")
+        cells.append(f"{ours[0]:.6f}, {100 * ours[2]:.1f}%")
     print(f"| {qtype} | " + " | ".join(cells) + " |", flush=True)
 PY

@@ -133,9 +133,12 @@ uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t 
 	uint64_t kvd = (uint64_t)c->n_head_kv * c->head_dim, qd = (uint64_t)c->n_head * c->head_dim;
 	uint64_t maxd = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
 
+	uint64_t n_cap = n_ctx > LLM_BATCH ? n_ctx : LLM_BATCH;	/* x, rope_cs */
+
 	maxd = maxd > qd ? maxd : qd;
 	return 2 * (uint64_t)c->n_layer * n_ctx * kvd * sizeof(fp16_t) +	/* KV */
-	       (uint64_t)n_ctx * (c->n_embd + c->n_rot) * 4 +	/* x, rope_cs at most */
+	       n_cap * (c->n_embd + c->n_rot) * 4 +
+	       32 * 4096 +	/* the allocator's rounding of its 20-odd blocks */
 	       4 * (LLM_BATCH * (c->n_embd + 2 * qd + 2 * kvd + 2 * (uint64_t)c->n_ff + 2 * maxd +
 				2 * (maxd / QK + 1)) +
 		    (uint64_t)(threads ? threads : 1) *	/* tiles, att, scores */

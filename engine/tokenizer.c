@@ -56,6 +56,7 @@ struct tokenizer {
 	uint8_t cp_byte[512];		/* mapped code point -> byte */
 	struct trie_node *trie;		/* the texts of control and user-defined tokens */
 	size_t n_trie;
+	uint32_t trie_root[256];	/* the root's child for each first byte, or 0 */
 	int32_t bos, eos, unk;
 	bool add_bos;			/* tokenizer.ggml.add_bos_token */
 	enum pre pre;
@@ -267,20 +268,32 @@ static int load_spm(struct tokenizer *t, const struct gguf *g, struct pinfer_err
 	return 0;
 }
 
-/* The child of node @n for @byte: existing, or added when @add; 0: none. */
-static uint32_t trie_child(struct tokenizer *t, uint32_t n, uint8_t byte, bool add)
+/* The child of trie node @n for @byte, or 0 (the root's children by table). */
+static uint32_t trie_find(const struct tokenizer *t, uint32_t n, uint8_t byte)
 {
 	uint32_t c;
 
+	if (!n)
+		return t->trie_root[byte];
 	for (c = t->trie[n].child; c; c = t->trie[c].sibling)
 		if (t->trie[c].byte == byte)
 			return c;
-	if (!add)
-		return 0;
+	return 0;
+}
+
+/* The child of node @n for @byte, added if it is not there. */
+static uint32_t trie_add(struct tokenizer *t, uint32_t n, uint8_t byte)
+{
+	uint32_t c = trie_find(t, n, byte);
+
+	if (c)
+		return c;
 	c = (uint32_t)t->n_trie++;
 	t->trie[c] = (struct trie_node){ .child = 0, .sibling = t->trie[n].child,
 					 .token = -1, .byte = byte };
 	t->trie[n].child = c;
+	if (!n)
+		t->trie_root[byte] = c;
 	return c;
 }
 
@@ -303,7 +316,7 @@ static int build_trie(struct tokenizer *t, struct pinfer_err *err)
 		if ((t->type[i] != 3 && t->type[i] != 4) || !t->tokens[i].len)
 			continue;
 		for (n = 0, k = 0; k < t->tokens[i].len; k++)
-			n = trie_child(t, n, (uint8_t)t->tokens[i].ptr[k], true);
+			n = trie_add(t, n, (uint8_t)t->tokens[i].ptr[k]);
 		if (t->trie[n].token < 0)	/* duplicates: the first one wins */
 			t->trie[n].token = (int32_t)i;
 	}
@@ -861,13 +874,12 @@ static int encode_text(const struct tokenizer *t, const char *s, size_t n, struc
 static int32_t special_at(const struct tokenizer *t, const char *s, size_t n,
 			  const uint8_t *plain)
 {
-	struct tokenizer *tt = (struct tokenizer *)t;	/* trie_child() only reads */
 	int32_t best = -1;
 	uint32_t node = 0;
 	size_t i;
 
 	for (i = 0; i < n && !(plain && plain[i]); i++) {
-		node = trie_child(tt, node, (uint8_t)s[i], false);
+		node = trie_find(t, node, (uint8_t)s[i]);
 		if (!node)
 			break;
 		if (t->trie[node].token >= 0)

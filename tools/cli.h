@@ -15,7 +15,10 @@ enum {
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 
-/* The length of the printable UTF-8 character at s[0..n), or 0 (a control, a bad byte). */
+/* The length of the valid UTF-8 sequence at s[0..n) (n > 0), or 0. */
+size_t cli_utf8_len(const char *s, size_t n);
+
+/* As cli_utf8_len(), but 0 for control characters too (C0, DEL, C1). */
 size_t cli_printable(const char *s, size_t n);
 
 /*

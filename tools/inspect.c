@@ -157,35 +157,6 @@ static void print_text(const struct gguf *g, const char *path, bool all)
 
 /* ---- JSON output ---------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *p, uint64_t n)
-{
-	uint32_t cp;
-	size_t len, i;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		len = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		len = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		len = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return len;
-}
-
 /*
  * A JSON string. Bytes that are not valid UTF-8 are written as the lone
  * surrogates U+DC80..U+DCFF (Python's "surrogateescape"), so the exact bytes
@@ -198,7 +169,7 @@ static void json_str(struct gguf_str s)
 
 	putchar('"');
 	while (i < s.len) {
-		size_t n = utf8_len(p + i, s.len - i);
+		size_t n = cli_utf8_len(s.ptr + i, s.len - i);
 
 		if (!n) {
 			printf("\\udc%02x", p[i++]);

@@ -43,13 +43,13 @@ double cli_now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-size_t cli_printable(const char *str, size_t n)
+size_t cli_utf8_len(const char *str, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t len, i;
 	uint32_t cp;
 
-	if (s[0] >= 0x20 && s[0] < 0x7f)
+	if (s[0] < 0x80)
 		return 1;
 	if (s[0] >= 0xc2 && s[0] <= 0xdf)
 		len = 2, cp = s[0] & 0x1f;
@@ -58,7 +58,7 @@ size_t cli_printable(const char *str, size_t n)
 	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
 		len = 4, cp = s[0] & 0x07;
 	else
-		return 0;	/* C0 controls, DEL, stray bytes */
+		return 0;
 	if (len > n)
 		return 0;
 	for (i = 1; i < len; i++) {
@@ -67,8 +67,20 @@ size_t cli_printable(const char *str, size_t n)
 		cp = cp << 6 | (s[i] & 0x3f);
 	}
 	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff || (cp >= 0x80 && cp <= 0x9f))
-		return 0;	/* overlong, surrogates, C1 controls (CSI...) */
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;	/* overlong, surrogates, past Unicode */
+	return len;
+}
+
+size_t cli_printable(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t len = cli_utf8_len(s, n);
+
+	if (len == 1 && (u[0] < 0x20 || u[0] == 0x7f))
+		return 0;	/* C0 controls, DEL */
+	if (len == 2 && u[0] == 0xc2 && u[1] < 0xa0)
+		return 0;	/* C1 controls (U+0080-U+009F: CSI...) */
 	return len;
 }
 

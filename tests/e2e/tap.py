@@ -2,12 +2,24 @@
 """Shared by the Python test scripts: the tree's paths, and TAP output with
 the conventions of tests/tap.h."""
 import os
+import shutil
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
 PINFER = os.path.join(BUILD, "pinfer")
 MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def patched(tmp, name, patches, src=MODEL):
+    """A copy of @src named @name in @tmp with @patches, (offset, bytes) pairs, written over it."""
+    path = os.path.join(tmp, name)
+    shutil.copyfile(src, path)
+    with open(path, "r+b") as f:
+        for off, data in patches:
+            f.seek(off)
+            f.write(data)
+    return path
 
 
 def helper(name):

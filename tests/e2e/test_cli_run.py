@@ -10,14 +10,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
 from tap import MODEL, PINFER, ROOT, end, ok, skip_all  # noqa: E402
 
 try:
-    import gguf
-    from llama_ref import LlamaRef
+    from answer import follows_reference, prompt_ids
 except ImportError:
     skip_all("the gguf package is not installed (make venv)")
 if not os.path.exists(MODEL):
@@ -28,58 +25,17 @@ def run(*args, stdin=None):
     return subprocess.run([PINFER, *args], capture_output=True, input=stdin, cwd=ROOT)
 
 
-def byte_decoder():
-    """GPT-2's bytes_to_unicode, inverted: the byte each vocabulary character stands for."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xa1, 0xad)) + list(range(0xae, 0x100))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
 def test_run():
     """The answer to a question, greedy, is the reference's greedy
-    continuation of the same prompt tokens (the CLI prints them with
-    --verbose-prompt), decoded here from the file's vocabulary: at each step
-    the engine's token is the reference's choice, or at a near tie (the
-    reference's logits within 2% of the range of its top one: 8-bit
-    activations may flip those, tests/e2e/test_forward.py) one of the tied;
-    the reference then follows the engine's choice."""
+    continuation of the same prompt tokens, token for token but at near
+    ties (tests/reference/answer.py)."""
     n = 16
     p = run("run", "-m", MODEL, "-p", "What is 2+2?", "-n", str(n), "--temp", "0",
             "--verbose-prompt")
     out, err = p.stdout, p.stderr.decode()
-    line = [x for x in err.splitlines() if x.startswith("pinfer: prompt tokens:")]
-    ids = [int(x) for x in line[0].split(":")[2].split()] if line else []
-    r = gguf.GGUFReader(MODEL)
-    dec = byte_decoder()
-    vocab = [bytes(dec[c] for c in bytes(r.fields["tokenizer.ggml.tokens"].parts[i]).decode())
-             for i in r.fields["tokenizer.ggml.tokens"].data]
-    types = [int(r.fields["tokenizer.ggml.token_type"].parts[i][0])
-             for i in r.fields["tokenizer.ggml.token_type"].data]
-    ref = LlamaRef(MODEL)
-    logits = ref.forward(ids)[-1] if ids else None
-    at, steps, ties, bad = 0, 0, [], None
-    for step in range(n if ids else 0):
-        best = int(np.argmax(logits))
-        if types[best] == 3:
-            bad = None if at == len(out) else f"the reference ends at byte {at}"
-            break
-        near = np.flatnonzero(logits >= logits[best] - 0.02 * (logits.max() - logits.min()))
-        took = [t for t in [best] + [int(x) for x in near if x != best]
-                if types[t] != 3 and out.startswith(vocab[t], at)]
-        if not took:
-            bad = f"step {step}: the reference has {vocab[best]!r} at byte {at}"
-            break
-        if took[0] != best:
-            ties.append(step)
-        at += len(vocab[took[0]])
-        steps += 1
-        logits = ref.step(took[0])
-    ok(p.returncode == 0 and ids and bad is None and at == len(out) and b"4" in out,
+    ids = prompt_ids(err)
+    steps, ties, bad = follows_reference(MODEL, ids, out, n) if ids else (0, [], "no prompt ids")
+    ok(p.returncode == 0 and bad is None and b"4" in out,
        f"greedy answer to 'What is 2+2?' {out.decode(errors='replace')!r}: the reference's "
        f"{steps} tokens" + (f", the engine taking the other of a near tie at steps {ties}" if ties else ""),
        f"{bad}\n{err}")

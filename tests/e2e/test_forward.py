@@ -5,16 +5,17 @@ the independent numpy reference (tests/reference/llama_ref.py):
 - reference mode (dequantized weights x float activations): the logits of
   every position within 0.5% of that position's logit range — the model's
   math is right;
-- the production path (activations quantized to 8 bits, as llama.cpp does):
-  within 6% of the range at every position and 3% on average over the
-  prompt (llama.cpp's own logits on the first prompt are up to 4.96% off,
-  2.63% on average; which position is worst moves with rounding:
-  Documentation/engine.md, Accuracy), and the same argmax at every position
-  but near ties (the reference's top two within 2% of the range: 8-bit
-  rounding and summation order may flip those; each is reported);
+- the production path (activations quantized to 8 bits, as llama.cpp does),
+  judged as llama.cpp judges quantization: over the 332 positions of a real
+  text (tests/reference/text.txt), the mean KL divergence of the engine's
+  next-token distribution from the reference's and their top-1 agreement,
+  within limits set from llama.cpp's own figures on the same file and text
+  (LLAMA_CPP below; bench/accuracy.sh measures both side by side), on this
+  CPU's kernels and on the AVX2 and scalar paths (PINFER_CPU);
 - 32 greedy tokens: identical to the reference's in reference mode; on the
   8-bit path, fed the reference's 32 tokens, the same choice at each step
-  except at near ties as above;
+  except at near ties (the reference's top two within 2% of the range:
+  8-bit rounding and summation order may flip those; each is reported);
 - the same checks on F16, Q8_0, Q4_0, Q4_K and Q6_K versions written by
   pinfer quantize (read by the reference through gguf's own reader);
 - batches (the GEMM on packed rows, or sgemm from 32 tokens), RoPE scaling on synthetic models, a Q8_0
@@ -24,7 +25,6 @@ the independent numpy reference (tests/reference/llama_ref.py):
   one clear error each, exit 1, no crash.
 """
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -33,7 +33,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
-from tap import MODEL, PINFER, end, helper, ok, skip, skip_all  # noqa: E402
+from tap import MODEL, PINFER, end, helper, ok, patched, skip, skip_all  # noqa: E402
 
 HELPER = helper("print_logits")
 
@@ -87,18 +87,21 @@ def cpu_paths():
 # of tests/reference/text.txt. Limits per weight type: llama.cpp's own
 # figures against the same reference on the same file and text
 # (bench/accuracy.sh; Documentation/engine.md, Accuracy) with headroom:
-# KL at most twice llama.cpp's, top-1 at most 2 points below its figure.
-LLAMA_CPP = {  # type: (mean KL, top-1)
-    "q4_1": (None, None), "f16": (None, None), "q8_0": (None, None),
-    "q4_0": (None, None), "q4_k": (None, None), "q6_k": (None, None),
+# KL at most 1.5 times llama.cpp's (ours were 0.18 to 1.11 times it on
+# every CPU path), top-1 at most 4 points below its figure (one position is
+# 0.3 points; which near ties flip moves with the summation order).
+LLAMA_CPP = {  # type: (mean KL, top-1), llama-cpp-python 0.3.36, 2 threads
+    "q4_1": (0.00295, 0.961), "f16": (0.0000021, 0.997), "q8_0": (0.00280, 0.955),
+    "q4_0": (0.00328, 0.970), "q4_k": (0.00502, 0.955), "q6_k": (0.00446, 0.958),
 }
+KL_HEADROOM, TOP1_HEADROOM = 1.5, 0.04
 
 
 def test_kld(model, qtype, paths):
     ids = text_tokens(helper("print_tokens"), model)
     want = LlamaRef(model).forward(ids)
     base_kl, base_top1 = LLAMA_CPP[qtype]
-    lim_kl, lim_top1 = 2 * base_kl, base_top1 - 0.02
+    lim_kl, lim_top1 = KL_HEADROOM * base_kl, base_top1 - TOP1_HEADROOM
     for cpu in paths:
         p = engine(model, ids, cpu=cpu)
         got = np.frombuffer(p.stdout, np.float32)
@@ -108,7 +111,7 @@ def test_kld(model, qtype, paths):
         mean, p99, top1 = kld(want, got.reshape(len(ids), -1))
         ok(mean < lim_kl and top1 >= lim_top1,
            f"{qtype}, 8-bit activations, {cpu or 'native'} kernels, {len(ids)} positions of text: "
-           f"mean KL {mean:.5f} (limit {lim_kl:.5f}; llama.cpp {base_kl:.5f}), top-1 "
+           f"mean KL {mean:.7f} (limit {lim_kl:.7f}; llama.cpp {base_kl:.7f}), top-1 "
            f"{100 * top1:.1f}% (limit {100 * lim_top1:.1f}%; llama.cpp {100 * base_top1:.1f}%), "
            f"99th percentile KL {p99:.4f}")
 
@@ -151,16 +154,6 @@ def test_greedy(ref):
            f"{32 - len(differ)} of 32 choices identical"
            + (f"; differing only at near ties: steps {', '.join(differ)}" if differ else ""),
            f"differ where the reference is clear: {wrong}")
-
-
-def patched(tmp, name, patches):
-    path = os.path.join(tmp, name)
-    shutil.copyfile(MODEL, path)
-    with open(path, "r+b") as f:
-        for off, data in patches:
-            f.seek(off)
-            f.write(data)
-    return path
 
 
 def cpu_has(flag):

@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import time
 
-from tap import MODEL, PINFER, ROOT, end, ok, skip, skip_all  # noqa: E402
+from tap import MODEL, PINFER, ROOT, end, ok, patched, skip, skip_all  # noqa: E402
 
 try:
     import gguf
@@ -62,16 +62,6 @@ def value_offset(key):
     """The file offset of metadata value @key (a scalar, or a string's bytes)."""
     f = READER.fields[key]
     return f.offset + sum(p.nbytes for p in f.parts[:f.data[0]])
-
-
-def patched(tmp, name, patches):
-    path = os.path.join(tmp, name)
-    shutil.copyfile(MODEL, path)
-    with open(path, "r+b") as f:
-        for off, data in patches:
-            f.seek(off)
-            f.write(data)
-    return path
 
 
 def test_quantize(tmp):
@@ -144,6 +134,7 @@ def test_numbers():
         (("run", "-p", "x", "--top-p", "2"), "--top-p 2: not a number from 0 to 1"),
         (("run", "-p", "x", "-s", "-1"), "--seed -1: not a whole number"),
         (("run", "-p", "x", "--ctx", "-5"), "--ctx -5: not a whole number"),
+        (("run", "-p", "x", "--node", "-1"), "--node -1: not a whole number from 0"),
         (("chat", "-t", "99999"), "-t 99999: not a whole number"),
         (("bench", "-p", "abc"), "-p abc: not a whole number"),
         (("bench", "-r", "0"), "-r 0: not a whole number from 1 to 64"),
@@ -160,6 +151,12 @@ def test_numbers():
     err = p.stderr.decode()
     n = int(err.split("the prompt is ")[1].split()[0]) if "the prompt is " in err else 0
     ok(p.returncode == 1 and n > 3000, f"a 9000-byte chat line is one turn of {n} tokens")
+    p = run("run", "-p", "Hi", "-n", "2", "--node", "0")
+    ok(p.returncode == 0 and p.stdout, "--node 0: the model's memory and threads on node 0",
+       p.stderr.decode())
+    p = run("run", "-p", "Hi", "-n", "2", "--node", "7")
+    ok(p.returncode == 1 and "NUMA node 7 does not exist" in p.stderr.decode(),
+       f"--node 7 on a machine without it: {last_line(p)}")
     p = run("run", "-p", "Hi", "-n", "2", "-t", "1024")
     cpus = len(os.sched_getaffinity(0))
     ok(p.returncode == 0 and f"-t 1024 is more than the {cpus} CPUs" in p.stderr.decode() and
@@ -300,26 +297,22 @@ def test_special_tokens(tmp):
 
 def memory_cgroup():
     """A new child of this process's memory cgroup (v2 or v1), or None."""
+    v2 = "/sys/fs/cgroup/cgroup.controllers"
     with open("/proc/self/cgroup") as f:
         lines = [x.strip().split(":", 2) for x in f]
     for hid, ctl, path in lines:
-        if hid == "0" and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            base = "/sys/fs/cgroup" + path
-            if "memory" in open("/sys/fs/cgroup/cgroup.controllers").read():
-                d = os.path.join(base, "pinfer-test-%d" % os.getpid())
-                try:
-                    os.mkdir(d)
-                    return d, "memory.max"
-                except OSError:
-                    pass
-        if "memory" in ctl.split(","):
-            base = "/sys/fs/cgroup/memory" + path
-            d = os.path.join(base, "pinfer-test-%d" % os.getpid())
-            try:
-                os.mkdir(d)
-                return d, "memory.limit_in_bytes"
-            except OSError:
-                pass
+        if hid == "0" and os.path.exists(v2) and "memory" in open(v2).read():
+            base, knob = "/sys/fs/cgroup" + path, "memory.max"
+        elif "memory" in ctl.split(","):
+            base, knob = "/sys/fs/cgroup/memory" + path, "memory.limit_in_bytes"
+        else:
+            continue
+        d = os.path.join(base, "pinfer-test-%d" % os.getpid())
+        try:
+            os.mkdir(d)
+            return d, knob
+        except OSError:
+            pass
     return None
 
 

@@ -10,9 +10,13 @@ import re
 import subprocess
 import tempfile
 
+import sys
+
 import gguf
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
+from answer import follows_reference, prompt_ids  # noqa: E402
 from tap import MODEL, PINFER, ROOT, end, ok, skip_all  # noqa: E402
 
 if not os.path.exists(MODEL):
@@ -21,8 +25,10 @@ if not os.path.exists(MODEL):
 TMP = tempfile.mkdtemp(prefix="pinfer-stream-", dir=os.environ.get("PINFER_TEST_DIR", "/var/tmp"))
 
 
-def run(*args):
+def run(*args, text=True):
     p = subprocess.run([PINFER, *args], capture_output=True, cwd=ROOT)
+    if not text:
+        return p.returncode, p.stdout, p.stderr
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
@@ -68,8 +74,13 @@ def test_synth():
     names = {x.name for x in r.tensors}
     ok(rc == 0 and "blk.1.attn_q.bias" in names and len(names) == 3 + 2 * 12,
        "qwen2 preset with --layers 2: the bias tensors are there", err)
-    rc2, _, _ = run("run", "-m", out2, "-p", "hi", "-n", "4", "--temp", "0")
-    ok(rc2 == 0, "pinfer run answers (random text) with a synthetic model")
+    rc2, ans, err2 = run("run", "-m", out2, "-p", "hi", "-n", "8", "--temp", "0",
+                         "--verbose-prompt", text=False)
+    ids = prompt_ids(err2.decode())
+    steps, ties, bad = follows_reference(out2, ids, ans, 8) if ids else (0, [], "no prompt ids")
+    ok(rc2 == 0 and bad is None and steps > 0,
+       f"pinfer run on the synthetic qwen2 model: its greedy (random) text is the reference's "
+       f"{steps} tokens" + (f", near ties at {ties}" if ties else ""), f"{bad}\n{err2.decode()}")
     cases = [
         (("synth", "--params", "135M"), 2, "no output file"),
         (("synth", "--params", "9000B", "-o", out2), 2, "no preset"),
