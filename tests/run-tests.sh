@@ -35,7 +35,7 @@ run_test() {
 	local name=$1 log rc line cases=0 bad=0 desc silent why plan=
 	shift
 	case $name in *"$filter"*) ;; *) return ;; esac
-	log=$logs/${name//\//_}.log
+	log=$logs/${name//[\/ ]/_}.log
 	timeout -k 10 "${test_limit:-$limit}" "$@" >"$log" 2>&1 </dev/null
 	rc=$?
 	while IFS= read -r line; do
