@@ -103,11 +103,33 @@ static uint64_t cgroup_u64(const char *dir, const char *file)
 	return buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, NULL, 10) : UINT64_MAX;
 }
 
+/* The value of @key in the cgroup's memory.stat, or 0. */
+static uint64_t cgroup_stat(const char *dir, const char *key)
+{
+	char path[6200 + 64], line[256];
+	unsigned long long v = 0;
+	size_t n = strlen(key);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.stat", dir);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ' ') {
+			v = strtoull(line + n + 1, NULL, 10);
+			break;
+		}
+	if (f)
+		fclose(f);
+	return v;
+}
+
 /*
  * The memory this process's memory cgroup, and each of its ancestors, has
  * left: the smallest of limit less usage (v2: memory.max and memory.high
  * less memory.current; v1: memory.limit_in_bytes less memory.usage_in_bytes),
- * UINT64_MAX where there is no limit. The cgroup file system is found in
+ * the page cache (memory.stat's file, v1 total_cache) not counted as used:
+ * the kernel reclaims it when the group needs room. UINT64_MAX where there
+ * is no limit. The cgroup file system is found in
  * /proc/self/mountinfo, the process's group in /proc/self/cgroup.
  */
 static uint64_t cgroup_left(void)
@@ -161,10 +183,13 @@ static uint64_t cgroup_left(void)
 		snprintf(dir, sizeof(dir), "%s%s", mnt[v], rel);
 		for (;;) {	/* the group, then its ancestors up to the mount */
 			uint64_t use = cgroup_u64(dir, v ? "memory.current" : "memory.usage_in_bytes");
+			uint64_t cache = cgroup_stat(dir, v ? "file" : "total_cache");
 			uint64_t lim = cgroup_u64(dir, v ? "memory.max" : "memory.limit_in_bytes");
 			uint64_t high = v ? cgroup_u64(dir, "memory.high") : UINT64_MAX;
 
 			lim = high < lim ? high : lim;
+			if (use != UINT64_MAX)
+				use = use > cache ? use - cache : 0;
 			if (lim != UINT64_MAX && lim < (1ull << 62)) {	/* v1: "no limit" is huge */
 				lim = lim > use || use == UINT64_MAX ? lim - (use == UINT64_MAX ? 0 : use) : 0;
 				left = lim < left ? lim : left;
