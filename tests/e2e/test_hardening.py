@@ -232,7 +232,6 @@ def strict_json(text):
 
 
 def test_escapes_and_json(tmp):
-    arch = READER.fields["general.architecture"]
     path = patched(tmp, "esc.gguf", [(value_offset("general.architecture"), b"\x1b[2J\x07")])
     p = run("run", "-m", path, "-p", "x")
     ok(p.returncode == 1 and b"\x1b" not in p.stderr and b"\x07" not in p.stderr and
@@ -254,7 +253,6 @@ def test_escapes_and_json(tmp):
        f"inspect --json parses strictly: NaN as null, control characters escaped ({good})")
     os.unlink(path)
     os.unlink(nan)
-    del arch
     odd = os.path.join(tmp, 'a"b\x01\x1b.gguf')
     os.symlink(MODEL, odd)
     p = run("bench", "-m", odd, "-p", "4", "-n", "2", "-r", "1", "--json")
