@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "cpu.h"
+#include "unicode.h"
 
 #ifndef PINFER_VERSION
 #define PINFER_VERSION "0.0.0"
@@ -43,44 +44,21 @@ double cli_now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-size_t cli_utf8_len(const char *str, size_t n)
+size_t cli_utf8_len(const char *s, size_t n)
 {
-	const unsigned char *s = (const unsigned char *)str;
-	size_t len, i;
 	uint32_t cp;
+	size_t len = utf8_decode(s, n, &cp);
 
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;	/* overlong, surrogates, past Unicode */
-	return len;
+	return len == 1 && cp == 0xfffd ? 0 : len;	/* a bad byte, not U+FFFD itself */
 }
 
 size_t cli_printable(const char *s, size_t n)
 {
-	const unsigned char *u = (const unsigned char *)s;
-	size_t len = cli_utf8_len(s, n);
+	uint32_t cp;
+	size_t len = utf8_decode(s, n, &cp);
 
-	if (len == 1 && (u[0] < 0x20 || u[0] == 0x7f))
-		return 0;	/* C0 controls, DEL */
-	if (len == 2 && u[0] == 0xc2 && u[1] < 0xa0)
-		return 0;	/* C1 controls (U+0080-U+009F: CSI...) */
+	if ((len == 1 && cp == 0xfffd) || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+		return 0;	/* bad bytes; C0, DEL and C1 controls (CSI...) */
 	return len;
 }
 
