@@ -7,8 +7,9 @@ CC ?= cc
 PYTHON_SYS ?= /usr/bin/python3
 
 # Shipped code is baseline x86-64: never -march=native. SIMD kernels live in
-# files named *_avx2.c / *_avx512.c, compiled with their own flags and chosen
-# at run time (runtime/cpu.c).
+# files named *_avx2.c / *_avx512.c (engine/kernels/), compiled with their
+# own flags and chosen at run time (runtime/cpu.c). The engine's folders are
+# included by path from engine/ ("model/model.h"): Documentation/architecture.md.
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
 CPPFLAGS += -D_GNU_SOURCE -DPINFER_VERSION='"$(VERSION)"' \
@@ -33,7 +34,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 RUNTIME_SRC := $(wildcard runtime/*.c)
-ENGINE_SRC := $(wildcard engine/*.c)
+ENGINE_SRC := $(wildcard engine/*/*.c)
 TOOL_SRC := $(wildcard tools/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/unit/print_*.c)

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "gguf.h"
-#include "tokenizer.h"
+#include "format/gguf.h"
+#include "text/tokenizer.h"
 
 #define MB (1 << 20)
 

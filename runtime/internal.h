@@ -9,6 +9,5 @@
 
 /* For the loader: how a region is backed. */
 int pinfer_region_kmod_fd(const struct pinfer_region *r);	/* -1 if not kmod */
-int pinfer_region_memfd(const struct pinfer_region *r);	/* -1 if none */
 
 #endif

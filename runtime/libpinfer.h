@@ -24,7 +24,11 @@ struct pinfer_err {
 	char msg[320];
 };
 
-/* Fill @err (if not NULL) with -@code and a message; returns -@code. */
+/*
+ * Fill @err (if not NULL) with the negative errno of @code and a message;
+ * returns that negative errno. @code may be given either way, EINVAL or a
+ * -EINVAL passed on from a callee: the sign is not the caller's worry.
+ */
 int pinfer_fail(struct pinfer_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -63,6 +67,12 @@ void pinfer_region_free(struct pinfer_region *r);
 void *pinfer_region_ptr(const struct pinfer_region *r);
 void pinfer_region_props(const struct pinfer_region *r,
 			 struct pinfer_region_props *props);
+/*
+ * What pinfer.ko lets this machine pin, from /sys/class/misc/pinfer: the
+ * module's limit (max_pinned_mb) in *@max, 0 for none, and what all its
+ * regions pin now in *@pinned. -ENODEV when /dev/pinfer is not there.
+ */
+int pinfer_kmod_limits(uint64_t *max, uint64_t *pinned);
 const char *pinfer_provider_name(enum pinfer_provider p);
 /* "kmod" etc. -> the provider; PINFER_PROVIDER_COUNT if not a name */
 enum pinfer_provider pinfer_provider_parse(const char *name);

@@ -151,7 +151,7 @@ int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,
 		l->kmod_fd = -1;	/* the region is mapped: read into it */
 		ret = 0;
 	} else if (ret) {
-		pinfer_fail(err, -ret, "loader: io_uring_queue_init: %s", strerror(-ret));
+		pinfer_fail(err, ret, "loader: io_uring_queue_init: %s", strerror(-ret));
 		goto close_fd;
 	}
 	if (l->kmod_fd >= 0) {
@@ -486,7 +486,7 @@ static int reap_ticket(struct ticket *t, struct pinfer_err *err)
 	int ret = t->error;
 
 	if (ret) {
-		pinfer_fail(err, -ret, "%s", t->msg);
+		pinfer_fail(err, ret, "%s", t->msg);
 		if (err)
 			err->file_off = (int64_t)t->error_off;
 	}
@@ -510,7 +510,7 @@ int pinfer_load_wait(struct pinfer_loader *l, int ticket, struct pinfer_err *err
 		if (ret == -EINTR)
 			continue;
 		if (ret)
-			return pinfer_fail(err, -ret, "load: waiting for the ring: %s",
+			return pinfer_fail(err, ret, "load: waiting for the ring: %s",
 					   strerror(-ret));
 		do {
 			complete(l, cqe);

@@ -77,6 +77,20 @@ static long read_long(const char *path)
 	return v;
 }
 
+int pinfer_kmod_limits(uint64_t *max, uint64_t *pinned)
+{
+	long v;
+
+	*max = *pinned = 0;
+	if (access("/dev/pinfer", F_OK))
+		return -ENODEV;
+	v = read_long("/sys/class/misc/pinfer/max_pinned_bytes");
+	*max = v > 0 ? (uint64_t)v : 0;
+	v = read_long("/sys/class/misc/pinfer/pinned_bytes");
+	*pinned = v > 0 ? (uint64_t)v : 0;
+	return 0;
+}
+
 /* Bind [p, p + size) to @node (no-op for -1). */
 static int bind_node(void *p, size_t size, int node, const char *who,
 		     struct pinfer_err *err)
@@ -350,7 +364,7 @@ int pinfer_region_create(struct pinfer_region **out, size_t size, int node,
 					  "%s%s", notes ? "; " : "", why.msg);
 	}
 	if (ret)
-		pinfer_fail(err, -ret, "region: no provider could map %zu MiB: %s",
+		pinfer_fail(err, ret, "region: no provider could map %zu MiB: %s",
 			    size >> 20, r->note);
 out:
 	if (ret) {
@@ -390,9 +404,4 @@ void pinfer_region_props(const struct pinfer_region *r,
 int pinfer_region_kmod_fd(const struct pinfer_region *r)
 {
 	return r->provider == PINFER_PROVIDER_KMOD ? r->fd : -1;
-}
-
-int pinfer_region_memfd(const struct pinfer_region *r)
-{
-	return r->provider == PINFER_PROVIDER_HUGETLB ? r->fd : -1;
 }

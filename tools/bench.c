@@ -18,8 +18,8 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
-#include "model.h"
-#include "quant.h"
+#include "model/model.h"
+#include "kernels/quant.h"
 
 static const char bench_help[] =
 	"usage: pinfer bench [-m MODEL] [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "ggml_types.h"
-#include "gguf.h"
+#include "format/ggml_types.h"
+#include "format/gguf.h"
 
 #define SUMMARY_ELEMS 8		/* array elements shown before "..." */
 #define SUMMARY_CHARS 96	/* string bytes shown before "..." */

@@ -15,7 +15,7 @@
 
 #include "cli.h"
 #include "cpu.h"
-#include "unicode.h"
+#include "text/unicode.h"
 
 #ifndef PINFER_VERSION
 #define PINFER_VERSION "0.0.0"

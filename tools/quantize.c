@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "ggml_types.h"
-#include "gguf.h"
-#include "quant.h"
+#include "format/ggml_types.h"
+#include "format/gguf.h"
+#include "kernels/quant.h"
 
 static const char quantize_help[] =
 	"usage: pinfer quantize IN OUT TYPE\n\n"

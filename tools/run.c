@@ -14,12 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chat.h"
+#include "text/chat.h"
 #include "cli.h"
-#include "gguf.h"
-#include "model.h"
-#include "sampler.h"
-#include "tokenizer.h"
+#include "format/gguf.h"
+#include "model/model.h"
+#include "text/sampler.h"
+#include "text/tokenizer.h"
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 #define NODE_AUTO (-2)	/* --node not given: pinfer_node_default() */

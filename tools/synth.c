@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "ggml_types.h"
-#include "quant.h"
-#include "synth.h"
+#include "format/ggml_types.h"
+#include "kernels/quant.h"
+#include "model/synth.h"
 
 static const char synth_help[] =
 	"usage: pinfer synth --arch ARCH --params SIZE [options] -o FILE\n"

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
-#include "gguf.h"
+#include "text/chat.h"
+#include "format/gguf.h"
 
 int main(int argc, char **argv)
 {

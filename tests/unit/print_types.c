@@ -2,7 +2,7 @@
 /* Prints the engine's tensor type table for tests/e2e/test_inspect.py. */
 #include <stdio.h>
 
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 
 int main(void)
 {

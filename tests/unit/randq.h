@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "quant.h"
+#include "kernels/quant.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 

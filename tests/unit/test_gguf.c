@@ -15,8 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ggml_types.h"
-#include "gguf.h"
+#include "format/ggml_types.h"
+#include "format/gguf.h"
 #include "../tap.h"
 
 /* ---- a byte builder with named marks --------------------------------------- */

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "cpu.h"
-#include "quant.h"
+#include "kernels/quant.h"
 #include "randq.h"
 #include "../tap.h"
 
@@ -61,16 +61,16 @@ static bool gemm_case(uint32_t type, size_t nblk, size_t nt)
 	uint32_t atype = quant_vec_dot_type(type);
 	size_t n = nblk * QK, rb = nblk * ti->block_bytes;
 	size_t as = (nblk * ggml_type_get(atype)->block_bytes + 63) / 64 * 64, ss = 2 * nblk;
-	uint8_t *rows = malloc(QR * rb), *packed = malloc(QR * rb), *scratch = malloc(QR * rb);
+	uint8_t *rows = malloc(PACK_ROWS * rb), *packed = malloc(PACK_ROWS * rb), *scratch = malloc(PACK_ROWS * rb);
 	uint8_t *act = malloc(nt * as);
-	float *side = malloc(nt * ss * sizeof(float)), *out = malloc(nt * QR * sizeof(float));
+	float *side = malloc(nt * ss * sizeof(float)), *out = malloc(nt * PACK_ROWS * sizeof(float));
 	float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
 	float *y2 = malloc(n * sizeof(float));
 	bool same = true;
 	size_t r, t, i;
 
-	random_row(type, rows, QR * n);
-	memcpy(packed, rows, QR * rb);
+	random_row(type, rows, PACK_ROWS * n);
+	memcpy(packed, rows, PACK_ROWS * rb);
 	quant_repack16(type, packed, nblk, scratch);
 	for (t = 0; t < nt; t++) {
 		for (i = 0; i < n; i++)
@@ -78,10 +78,10 @@ static bool gemm_case(uint32_t type, size_t nblk, size_t nt)
 		quantize_row_act_ref(atype, x, act + t * as, n);
 		quant_act_side(type, act + t * as, n, side + t * ss);
 	}
-	quant_gemm16_avx512(type)(n, packed, act, as, side, ss, nt, out, QR);
-	for (r = 0; r < QR; r++) {
+	quant_gemm16_avx512(type)(n, packed, act, as, side, ss, nt, out, PACK_ROWS);
+	for (r = 0; r < PACK_ROWS; r++) {
 		for (t = 0; t < nt; t++)
-			same = same && out[t * QR + r] == vec_dot_ref(type, n, rows + r * rb, act + t * as);
+			same = same && out[t * PACK_ROWS + r] == vec_dot_ref(type, n, rows + r * rb, act + t * as);
 		dequantize_row_ref(type, rows + r * rb, y, n);
 		dequantize_row_repacked(type, packed, (unsigned)r, y2, n);
 		same = same && !memcmp(y, y2, n * sizeof(float));

@@ -26,10 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ggml_types.h"
-#include "model.h"
-#include "quant.h"
-#include "synth.h"
+#include "format/ggml_types.h"
+#include "model/model.h"
+#include "kernels/quant.h"
+#include "model/synth.h"
 #include "../tap.h"
 
 #define N_PROMPT 40	/* more than one internal batch of 32 */
@@ -51,11 +51,11 @@ struct run {
 /* The file's bytes of @t as loading left them: packed for the GEMM if @t is. */
 static void as_loaded(const struct llm_tensor *t, uint8_t *buf)
 {
-	uint8_t *scratch = t->packed ? malloc(QR * t->row_bytes) : NULL;
+	uint8_t *scratch = t->packed ? malloc(PACK_ROWS * t->row_bytes) : NULL;
 	size_t g;
 
-	for (g = 0; scratch && g < t->rows / QR; g++)
-		quant_repack16(t->type, buf + g * QR * t->row_bytes, t->cols / QK, scratch);
+	for (g = 0; scratch && g < t->rows / PACK_ROWS; g++)
+		quant_repack16(t->type, buf + g * PACK_ROWS * t->row_bytes, t->cols / QK, scratch);
 	free(scratch);
 }
 

@@ -1,36 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Inside the engine: the placement of a model's weights (which file spans
- * are resident where in the region) and the ring that streams the other
- * layers (stream.c), used by model.c (loading) and forward.c (compute).
+ * Inside the model folder: the placement of a model's weights. The budget
+ * (budget.c) and the plan (plan.c) decide which file spans are resident
+ * where in the region; the ring (stream.c) streams the other layers.
+ * Loading (model.c) uses it; the forward pass asks it for a layer's
+ * weights (llm_stream_acquire/release) and knows nothing else of it. It
+ * calls neither of them.
  */
-#ifndef PINFER_STREAM_H
-#define PINFER_STREAM_H
+#ifndef PINFER_MODEL_PLACEMENT_H
+#define PINFER_MODEL_PLACEMENT_H
 
 #include "model.h"
 
 #define LLM_PAGE 4096ull	/* spans are read whole 4 KiB pages: O_DIRECT */
 #define LLM_RING_DEFAULT 4
-
-/* Every tensor of a model, with the layer it belongs to (-1: none). */
-struct llm_tref {
-	struct llm_tensor *t;
-	int32_t layer;
-};
-
-/* Room for every tensor: 4 outside the layers, 12 per layer at most. */
-#define LLM_TREFS(n_layer) (4 + 12 * (size_t)(n_layer))
-
-/* The model's tensors that exist; @out has room for LLM_TREFS(n_layer). */
-size_t llm_model_trefs(struct llm_model *m, struct llm_tref *out);
-
-/*
- * Interleave @t's rows for the integer GEMM in place (quant.h), when this
- * CPU has the GEMM for its type and they are not packed yet: rows
- * 0..rows/16*16, 16 at a time, over @pool (or not, when NULL). -ENOMEM
- * when there is no scratch memory.
- */
-int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool);
 
 /* A file span [a, b) (whole pages) kept at region offset @roff. */
 struct llm_piece {
@@ -45,11 +28,22 @@ struct llm_layout {
 };
 
 /*
- * Plan @m (its tensors bound, not loaded) under @o's budget: @p, and the
- * layout of the resident pieces. Fails when the budget is below the
- * minimum, saying what the minimum is.
+ * The memory budget when none is given: available memory less a margin (an
+ * eighth, at least 256 MiB), within what the memory cgroup has left (less
+ * the same margin of that), within pinfer.ko's max_pinned_mb when the
+ * module is there; the free pages of the hugetlb pool for that provider.
+ * @why (@n bytes) says which bound it is. *@lock: RLIMIT_MEMLOCK for a
+ * process that is not root (what it can pin), UINT64_MAX if none.
  */
-int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o,
+uint64_t llm_budget_default(enum pinfer_provider prov, uint64_t *lock, char *why, size_t n);
+
+/*
+ * Plan @m (its tensors bound, not loaded) under @o's budget, with @session
+ * bytes for a session's KV cache and buffers: @p, and the layout of the
+ * resident pieces. Fails when the budget is below the minimum, saying what
+ * the minimum is.
+ */
+int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t session,
 		  struct llm_plan *p, struct llm_layout *lay, struct pinfer_err *err);
 void llm_layout_free(struct llm_layout *lay);
 

@@ -24,9 +24,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ggml_types.h"
-#include "gguf.h"
-#include "quant.h"
+#include "format/ggml_types.h"
+#include "format/gguf.h"
+#include "kernels/quant.h"
 
 #define SYNTH_UNIT (4u << 20)	/* bytes of data per work unit, about */
 #define SYNTH_ALIGN 32		/* GGUF's default data alignment */

@@ -425,9 +425,9 @@ static inline __attribute__((always_inline)) void
 gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
 	  size_t as, const float *side, size_t ss, float *out, size_t os)
 {
-	const size_t col = kind == K_Q4_0 ? QR * sizeof(struct block_q4_0) :
-			   kind == K_Q4_1 ? QR * sizeof(struct block_q4_1) :
-			   QR * sizeof(struct block_q8_0);
+	const size_t col = kind == K_Q4_0 ? PACK_ROWS * sizeof(struct block_q4_0) :
+			   kind == K_Q4_1 ? PACK_ROWS * sizeof(struct block_q4_1) :
+			   PACK_ROWS * sizeof(struct block_q8_0);
 	const size_t quants = kind == K_Q4_1 ? 64 : 32;
 	const size_t ablk = kind == K_Q4_1 ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
 	const size_t aqs = kind == K_Q4_1 ? offsetof(struct block_q8_1, qs) :

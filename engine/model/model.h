@@ -110,7 +110,7 @@ int llm_model_check_tokenizer(const struct llm_model *m, const struct tokenizer 
  * The plan llm_model_load() would follow, without reading any weights. A
  * budget below the plan's minimum is an error that states the minimum.
  */
-int llm_model_plan(struct llm_plan *plan, const char *path,
+int llm_model_plan(struct llm_plan *out, const char *path,
 		   const struct llm_load_opts *opts, struct pinfer_err *err);
 
 /* What the ring has done since the model was loaded. */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
+#include "format/gguf.h"
 #include "libpinfer.h"
 
 struct tokenizer;

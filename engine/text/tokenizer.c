@@ -913,7 +913,7 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, bool 
 		ret = encode_text(t, text + seg, len - seg, &o);
 	if (ret) {
 		free(o.v);
-		return pinfer_fail(err, -ret, "tokenizer: out of memory");
+		return pinfer_fail(err, ret, "tokenizer: out of memory");
 	}
 	*ids = o.v;
 	*n = o.n;

@@ -24,11 +24,11 @@ static struct col column(uint32_t type)
 {
 	switch (type) {
 	case GGML_TYPE_Q4_0:
-		return (struct col){ QR * sizeof(struct block_q4_0), 0, 32, 4 };
+		return (struct col){ PACK_ROWS * sizeof(struct block_q4_0), 0, 32, 4 };
 	case GGML_TYPE_Q4_1:
-		return (struct col){ QR * sizeof(struct block_q4_1), 32, 64, 4 };
+		return (struct col){ PACK_ROWS * sizeof(struct block_q4_1), 32, 64, 4 };
 	default:
-		return (struct col){ QR * sizeof(struct block_q8_0), 0, 32, 8 };
+		return (struct col){ PACK_ROWS * sizeof(struct block_q8_0), 0, 32, 8 };
 	}
 }
 
@@ -54,14 +54,14 @@ static void plain_block(uint32_t type, const uint8_t *row, size_t b, const fp16_
 void quant_repack16(uint32_t type, void *rows, size_t nb, void *scratch)
 {
 	struct col c = column(type);
-	size_t row_bytes = nb * c.bytes / QR, b;
+	size_t row_bytes = nb * c.bytes / PACK_ROWS, b;
 	uint8_t flip = type == GGML_TYPE_Q8_0 ? 0x80 : 0;
 	uint8_t *tmp = scratch, *out = rows;
 	unsigned r, j, k;
 
-	memcpy(tmp, rows, QR * row_bytes);
+	memcpy(tmp, rows, PACK_ROWS * row_bytes);
 	for (b = 0; b < nb; b++, out += c.bytes)
-		for (r = 0; r < QR; r++) {
+		for (r = 0; r < PACK_ROWS; r++) {
 			const fp16_t *d, *m;
 			const uint8_t *qs;
 

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 
 #define QK 32		/* elements in a Q4_0/Q4_1/Q8_0/Q8_1 block */
 #define QK_K 256	/* elements in a K-quant super-block */
@@ -163,7 +163,7 @@ void softmax_ref(float *x, size_t n, float scale);
  *   Q8_0: j < 8, bytes 4j..4j+3 of qs, each flipped to unsigned (^ 0x80).
  * A dword of quants times 4 activation bytes is one dpbusd lane per row.
  */
-#define QR 16
+#define PACK_ROWS 16	/* rows per interleaved group */
 
 /* True for the types that have the interleaved layout. */
 bool quant_repackable(uint32_t type);

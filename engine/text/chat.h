@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "gguf.h"
+#include "format/gguf.h"
 
 enum chat_template { CHAT_NONE, CHAT_CHATML, CHAT_LLAMA2, CHAT_LLAMA3 };
 

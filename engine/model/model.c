@@ -2,10 +2,12 @@
 /*
  * Loading a llama-family model: the configuration from the GGUF metadata
  * (every count checked), every tensor found and its shape and type checked,
- * a placement plan under the memory budget (stream.c), then the resident
+ * a placement plan under the memory budget (placement.h), then the resident
  * part of the file's tensor data read into one region by the runtime's
- * loader and the tensors pointed into it (zero copy: the file's layout is
- * kept); the streamed layers' reads start.
+ * loader and the tensors pointed into it: no copy, the region holds the
+ * file's bytes, except that the matrices the integer GEMM takes are then
+ * interleaved in place (tensor.h, llm_tensor_pack). The streamed layers'
+ * reads start.
  */
 #include "model.h"
 
@@ -16,10 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gguf.h"
-#include "quant.h"
-#include "stream.h"
-#include "tokenizer.h"
+#include "format/gguf.h"
+#include "kernels/quant.h"
+#include "placement.h"
+#include "tensor.h"
+#include "text/tokenizer.h"
 
 #define MAX_LAYERS 1024
 
@@ -250,72 +253,6 @@ static int bind_all(struct llm_model *m, struct pinfer_err *err)
 	return 0;
 }
 
-size_t llm_model_trefs(struct llm_model *m, struct llm_tref *out)
-{
-	size_t n = 0;
-	uint32_t i;
-
-#define REF(t_, layer_) do { if ((t_)->bytes) out[n++] = (struct llm_tref){ (t_), (layer_) }; } while (0)
-	REF(&m->token_embd, -1);
-	REF(&m->output_norm, -1);
-	REF(&m->output, -1);
-	REF(&m->rope_freqs, -1);
-	for (i = 0; i < m->cfg.n_layer; i++) {
-		struct llm_layer *l = &m->layers[i];
-		int32_t li = (int32_t)i;
-
-		REF(&l->attn_norm, li);
-		REF(&l->wq, li);
-		REF(&l->wk, li);
-		REF(&l->wv, li);
-		REF(&l->wo, li);
-		REF(&l->bq, li);
-		REF(&l->bk, li);
-		REF(&l->bv, li);
-		REF(&l->ffn_norm, li);
-		REF(&l->w_gate, li);
-		REF(&l->w_up, li);
-		REF(&l->w_down, li);
-	}
-#undef REF
-	return n;
-}
-
-struct pack_task {
-	struct llm_tensor *t;
-	uint8_t *scratch;	/* a group's bytes per thread */
-};
-
-static void pack_groups(void *arg, size_t b, size_t e, int thread)
-{
-	const struct pack_task *p = arg;
-	size_t group = QR * p->t->row_bytes, g;
-
-	for (g = b; g < e; g++)
-		quant_repack16(p->t->type, (uint8_t *)p->t->data + g * group, p->t->cols / QK,
-			       p->scratch + (size_t)thread * group);
-}
-
-int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool)
-{
-	struct pack_task p = { .t = t };
-	size_t groups = t->rows / QR;
-
-	if (t->packed || !t->data || !groups || !quant_repackable(t->type) ||
-	    !quant_gemm16(t->type))
-		return 0;	/* packing twice would scramble the rows */
-	p.scratch = malloc((size_t)(pool ? pinfer_pool_threads(pool) : 1) * QR * t->row_bytes);
-	if (!p.scratch)
-		return -ENOMEM;
-	if (pool)
-		pinfer_parallel_for(pool, groups, 1, PINFER_DYNAMIC, pack_groups, &p);
-	else
-		pack_groups(&p, 0, groups, 0);
-	free(p.scratch);
-	t->packed = true;
-	return 0;
-}
-
 /*
  * Pack the resident matrices for the GEMM (streamed ones are packed when a
  * large batch uses them: llm_stream_acquire). A tied output shares
@@ -324,13 +261,13 @@ int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool)
 static int pack_resident(struct llm_model *m, struct pinfer_pool *pool,
 			 struct pinfer_err *err)
 {
-	struct llm_tref *refs = malloc(LLM_TREFS(m->cfg.n_layer) * sizeof(*refs));
+	struct llm_tensor_ref *refs = malloc(LLM_MAX_TENSORS(m->cfg.n_layer) * sizeof(*refs));
 	size_t n, i;
 	int ret = 0;
 
 	if (!refs)
 		return pinfer_fail(err, ENOMEM, "out of memory");
-	n = llm_model_trefs(m, refs);
+	n = llm_model_tensors(m, refs);
 	for (i = 0; i < n && !ret; i++) {
 		struct llm_tensor *t = refs[i].t;
 
@@ -340,7 +277,7 @@ static int pack_resident(struct llm_model *m, struct pinfer_pool *pool,
 			ret = llm_tensor_pack(t, pool);
 	}
 	free(refs);
-	return ret ? pinfer_fail(err, -ret, "out of memory packing the weights") : 0;
+	return ret ? pinfer_fail(err, ret, "out of memory packing the weights") : 0;
 }
 
 /* Read the header, the configuration and every tensor's description. */
@@ -387,13 +324,13 @@ fail:
 /* Every norm, bias and frequency vector (resident, F32) finite. */
 static int check_vectors(struct llm_model *m, struct pinfer_err *err)
 {
-	struct llm_tref *refs = malloc(LLM_TREFS(m->cfg.n_layer) * sizeof(*refs));
+	struct llm_tensor_ref *refs = malloc(LLM_MAX_TENSORS(m->cfg.n_layer) * sizeof(*refs));
 	size_t n, i, k;
 	int ret = 0;
 
 	if (!refs)
 		return pinfer_fail(err, ENOMEM, "out of memory");
-	n = llm_model_trefs(m, refs);
+	n = llm_model_tensors(m, refs);
 	for (i = 0; i < n && !ret; i++) {
 		const struct llm_tensor *t = refs[i].t;
 		const float *v = t->data;
@@ -429,7 +366,19 @@ static const struct llm_load_opts default_opts = {
 	.provider = PINFER_PROVIDER_AUTO, .node = -1,
 };
 
-int llm_model_plan(struct llm_plan *plan, const char *path,
+/* The plan of @m under @o, with room for a session of @o's context and threads. */
+static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_plan *p,
+		struct llm_layout *lay, struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	uint32_t n_ctx = o->n_ctx && o->n_ctx < c->ctx_train ? o->n_ctx : c->ctx_train;
+	uint32_t threads = o->threads ? o->threads :
+			   o->pool ? (uint32_t)pinfer_pool_threads(o->pool) : 1;
+
+	return llm_plan_make(m, o, llm_session_bytes(c, n_ctx, threads), p, lay, err);
+}
+
+int llm_model_plan(struct llm_plan *out, const char *path,
 		   const struct llm_load_opts *opts, struct pinfer_err *err)
 {
 	struct llm_layout lay;
@@ -438,7 +387,7 @@ int llm_model_plan(struct llm_plan *plan, const char *path,
 
 	if (ret)
 		return ret;
-	ret = llm_plan_make(m, opts ? opts : &default_opts, plan, &lay, err);
+	ret = plan(m, opts ? opts : &default_opts, out, &lay, err);
 	llm_layout_free(&lay);
 	llm_model_free(m);
 	return ret;
@@ -461,7 +410,7 @@ int llm_model_load(struct llm_model **out, const char *path,
 	ret = open_model(&m, path, err);
 	if (ret)
 		return ret;
-	ret = llm_plan_make(m, opts, &m->plan, &lay, err);
+	ret = plan(m, opts, &m->plan, &lay, err);
 	if (ret)
 		goto fail;
 	rg = calloc(lay.n, sizeof(*rg));

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Matrix products of a layer's weights with a batch of activations, by
+ * four paths: the integer GEMM on packed rows (Q4_0, Q4_1, Q8_0 on AVX-512
+ * VNNI), OpenBLAS sgemm on tiles of dequantized rows (large batches), the
+ * 8-bit dot product kernels (generation), and the reference mode's float
+ * dot products in double.
+ */
+#include "session.h"
+
+#include "format/ggml_types.h"
+#include "kernels/blas.h"
+#include "kernels/quant.h"
+#include "placement.h"
+#include "tensor.h"
+
+struct matmul_task {
+	const struct llm_tensor *w;
+	const uint8_t *act;	/* nb inputs, act_stride bytes apart */
+	const float *side;	/* their blocks' floats, side_stride apart (GEMM) */
+	const float *in;	/* the float inputs (reference mode) */
+	size_t act_stride, side_stride, nb;
+	float *out;		/* [b][rows] */
+	vec_dot_fn dot;		/* NULL: the reference mode */
+	gemm16_fn gemm;		/* the packed rows' GEMM */
+};
+
+/* Σ dequant(row r) · x, in double: the reference mode's dot product. */
+static float dot_exact(const struct llm_tensor *w, size_t r, const float *x)
+{
+	float y[256];
+	double sum = 0;
+	size_t i, j, blk = ggml_type_get(w->type)->block_elems;
+	size_t step = blk > 256 ? blk : 256 / blk * blk;
+
+	for (i = 0; i < w->cols; i += step) {
+		size_t n = w->cols - i < step ? w->cols - i : step;
+
+		llm_tensor_row(w, r, i, n, y);
+		for (j = 0; j < n; j++)
+			sum += (double)y[j] * x[i + j];
+	}
+	return (float)sum;
+}
+
+/* Rows [b, e) of the weights (in the file's layout) times every input of the batch. */
+static void matmul_rows(void *arg, size_t b, size_t e, int thread)
+{
+	const struct matmul_task *t = arg;
+	const uint8_t *row = (const uint8_t *)t->w->data + b * t->w->row_bytes;
+	size_t r, k;
+
+	(void)thread;
+	for (r = b; r < e; r++, row += t->w->row_bytes)
+		for (k = 0; k < t->nb; k++)
+			t->out[k * t->w->rows + r] = t->dot ?
+				t->dot(t->w->cols, row, t->act + k * t->act_stride) :
+				dot_exact(t->w, r, t->in + k * t->w->cols);
+}
+
+/*
+ * Groups [b, e) of a packed matrix's 16 rows times every input; the group
+ * past the last (when rows is not a multiple of 16) is the rows left over,
+ * in the file's layout.
+ */
+static void matmul_groups(void *arg, size_t b, size_t e, int thread)
+{
+	const struct matmul_task *t = arg;
+	const struct llm_tensor *w = t->w;
+	size_t g, full = w->rows / PACK_ROWS;
+
+	for (g = b; g < e; g++) {
+		if (g == full) {
+			matmul_rows(arg, full * PACK_ROWS, w->rows, thread);
+			continue;
+		}
+		t->gemm(w->cols, (const uint8_t *)w->data + g * PACK_ROWS * w->row_bytes, t->act,
+			t->act_stride, t->side, t->side_stride, t->nb, t->out + g * PACK_ROWS, w->rows);
+	}
+}
+
+struct gemm_task {
+	const struct llm_tensor *w;
+	const float *in;	/* nb x cols */
+	size_t nb;
+	float *out;		/* nb x rows */
+	float *tiles;
+	size_t tile_stride;	/* floats per thread's tile */
+};
+
+/* Row tiles [b, e): dequantized, then in x tile^T by sgemm. */
+static void gemm_tiles(void *arg, size_t b, size_t e, int thread)
+{
+	const struct gemm_task *g = arg;
+	const struct llm_tensor *w = g->w;
+	float *tile = g->tiles + (size_t)thread * g->tile_stride;
+	size_t t, r;
+
+	for (t = b; t < e; t++) {
+		size_t r0 = t * GEMM_ROWS, nr = w->rows - r0 < GEMM_ROWS ? w->rows - r0 : GEMM_ROWS;
+
+		for (r = 0; r < nr; r++)
+			dequantize_row_ref(w->type, (const uint8_t *)w->data + (r0 + r) * w->row_bytes,
+					   tile + r * w->cols, w->cols);
+		blas_sgemm_nt((int)g->nb, (int)nr, (int)w->cols, g->in, (int)w->cols, tile,
+			      (int)w->cols, g->out + r0, (int)w->rows);
+	}
+}
+
+struct quant_task {
+	const float *in;	/* nb x cols */
+	size_t cols;
+	uint32_t wtype;
+	quant_act_fn quant;
+	uint8_t *act;
+	size_t act_stride;
+	float *side;		/* NULL: no GEMM */
+	size_t side_stride;
+};
+
+/* Inputs [b, e) to 8 bits (and the GEMM's floats of their blocks). */
+static void quant_inputs(void *arg, size_t b, size_t e, int thread)
+{
+	const struct quant_task *q = arg;
+	size_t k;
+
+	(void)thread;
+	for (k = b; k < e; k++) {
+		uint8_t *act = q->act + k * q->act_stride;
+
+		q->quant(q->in + k * q->cols, act, q->cols);
+		if (q->side)
+			quant_act_side(q->wtype, act, q->cols, q->side + k * q->side_stride);
+	}
+}
+
+/*
+ * llm_matmul(), with the inputs quantized to 8 bits: matrices packed for the GEMM
+ * (Q4_0, Q4_1, Q8_0 on AVX-512 VNNI) take every batch size through it;
+ * others take large batches through OpenBLAS sgemm on tiles of dequantized
+ * rows with the float inputs (when libopenblas is there), small ones
+ * (generation) through the dot product kernels.
+ */
+void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
+		const struct llm_tensor *bias, const float *in, size_t nb, float *out)
+{
+	int atype = quant_vec_dot_type(w->type);
+	struct matmul_task t = {
+		.w = w, .in = in, .nb = nb, .out = out, .act = (const uint8_t *)in,
+		.act_stride = w->cols * sizeof(float),
+		.dot = s->exact ? NULL : quant_vec_dot(w->type, NULL),
+		.gemm = s->exact || !w->packed ? NULL : quant_gemm16(w->type),
+	};
+	size_t i, k;
+
+	if (!t.gemm && nb >= GEMM_MIN && !s->exact && blas_available()) {
+		struct gemm_task g = {
+			.w = w, .in = in, .nb = nb, .out = out, .tiles = s->tiles,
+			.tile_stride = GEMM_ROWS * s->maxd,
+		};
+		size_t n_tiles = (w->rows + GEMM_ROWS - 1) / GEMM_ROWS;
+
+		llm_stream_pump(s->m);
+		if (s->pool)
+			pinfer_parallel_for(s->pool, n_tiles, 1, PINFER_DYNAMIC, gemm_tiles, &g);
+		else
+			gemm_tiles(&g, 0, n_tiles, 0);
+		goto bias;
+	}
+	if (atype != GGML_TYPE_F32 && !s->exact) {
+		uint64_t bytes = 0;
+		struct quant_task q = {
+			.in = in, .cols = w->cols, .wtype = w->type, .quant = quant_act(atype),
+			.act = s->act, .side = t.gemm ? s->side : NULL,
+			.side_stride = w->cols / QK * 2,
+		};
+
+		/* packed, not maxd apart: strides of 4 KiB multiples alias in L1 */
+		ggml_row_bytes(atype, w->cols, &bytes);
+		q.act_stride = (bytes + 63) / 64 * 64;
+		if (s->pool && nb > 1)
+			pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, quant_inputs, &q);
+		else
+			quant_inputs(&q, 0, nb, 0);
+		t.act = s->act;
+		t.act_stride = q.act_stride;
+		t.side = s->side;
+		t.side_stride = q.side_stride;
+	}
+	llm_stream_pump(s->m);	/* between operations: keep the reads going */
+	if (t.gemm) {
+		size_t items = w->rows / PACK_ROWS + (w->rows % PACK_ROWS != 0);
+
+		if (s->pool)
+			pinfer_parallel_for(s->pool, items, 1,
+					    nb > 1 ? PINFER_DYNAMIC : PINFER_STATIC, matmul_groups, &t);
+		else
+			matmul_groups(&t, 0, items, 0);
+	} else if (s->pool) {
+		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_STATIC, matmul_rows, &t);
+	} else {
+		matmul_rows(&t, 0, w->rows, 0);
+	}
+bias:
+	if (bias && bias->data)
+		for (k = 0; k < nb; k++)
+			for (i = 0; i < w->rows; i++)
+				out[k * w->rows + i] += ((const float *)bias->data)[i];
+}

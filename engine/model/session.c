@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Sessions: one sequence's KV cache and the forward pass's scratch
+ * buffers. Their sizes are listed once (buffers()), for allocating them
+ * and for llm_session_bytes(), which the plan counts against the budget.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/quant.h"
+
+/*
+ * One of a session's buffers: the address of its pointer in the session
+ * (a float * or uint8_t *, set and read with memcpy), its bytes now and at
+ * most.
+ */
+struct buffer {
+	void *field;
+	size_t bytes;
+	size_t most;	/* x, rope_cs: they grow to a call's tokens (reserve()) */
+};
+
+/*
+ * The buffers of session @s, whose model, dimensions, KV type and context
+ * are set, with a pool of @threads: @out has room for 20. Scratch buffers
+ * hold LLM_BATCH tokens each.
+ */
+static size_t buffers(struct llm_session *s, size_t threads, struct buffer *out)
+{
+	const struct llm_config *c = &s->m->cfg;
+	const size_t B = LLM_BATCH, f = sizeof(float), most = s->n_ctx > B ? s->n_ctx : B;
+	size_t n = 0;
+
+#define BUF(p_, bytes_, most_) (out[n++] = (struct buffer){ &s->p_, (bytes_), (most_) })
+#define SCRATCH(p_, bytes_) BUF(p_, bytes_, bytes_)
+	SCRATCH(kcache, (size_t)c->n_layer * s->n_ctx * s->kv_row);
+	SCRATCH(vcache, (size_t)c->n_layer * s->n_ctx * s->kv_row);
+	BUF(x, B * c->n_embd * f, most * c->n_embd * f);
+	SCRATCH(xb, B * c->n_embd * f);
+	SCRATCH(q, B * s->qd * f);
+	SCRATCH(k, B * s->kv_dim * f);
+	SCRATCH(v, B * s->kv_dim * f);
+	/* a row per head (one token), then a row per thread (batches) */
+	SCRATCH(att, (c->n_head + threads) * s->n_ctx * f);
+	SCRATCH(out, B * s->qd * f);
+	SCRATCH(hb, B * c->n_ff * f);
+	SCRATCH(hb2, B * c->n_ff * f);
+	SCRATCH(tmp, B * s->maxd * f);
+	SCRATCH(logits, c->n_vocab * f);
+	BUF(rope_cs, B * c->n_rot * f, most * c->n_rot * f);
+	SCRATCH(act, B * s->maxd * 4);	/* 4 bytes/element >= any 8-bit type */
+	SCRATCH(side, B * (s->maxd / QK + 1) * 2 * f);
+	SCRATCH(tiles, threads * GEMM_ROWS * s->maxd * f);
+	SCRATCH(kf, (size_t)s->n_ctx * s->kv_dim * f);	/* touched as used */
+	SCRATCH(vf, (size_t)s->n_ctx * s->kv_dim * f);
+	SCRATCH(scores, threads * ATTN_BLOCK * s->n_ctx * f);
+#undef SCRATCH
+#undef BUF
+	return n;
+}
+
+#define MAX_BUFFERS 20
+
+/* The dimensions of a session of @m (n_ctx set) with a KV cache of @kv. */
+static void dimensions(struct llm_session *s, enum llm_kv_type kv)
+{
+	const struct llm_config *c = &s->m->cfg;
+
+	s->kv_dim = (size_t)c->n_head_kv * c->head_dim;
+	s->qd = (size_t)c->n_head * c->head_dim;
+	s->maxd = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
+	s->maxd = s->maxd > s->qd ? s->maxd : s->qd;
+	s->kv_type = kv;
+	s->kv_row = kv == LLM_KV_Q8_0 ? s->kv_dim / QK * sizeof(struct block_q8_0) :
+		    s->kv_dim * sizeof(fp16_t);
+	s->n_cap = LLM_BATCH;
+}
+
+int llm_session_create(struct llm_session **out, const struct llm_model *m,
+		       uint32_t n_ctx, struct pinfer_pool *pool,
+		       struct pinfer_err *err)
+{
+	return llm_session_create_kv(out, m, n_ctx, LLM_KV_F16, pool, err);
+}
+
+int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
+			  uint32_t n_ctx, enum llm_kv_type kv, struct pinfer_pool *pool,
+			  struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	struct buffer b[MAX_BUFFERS];
+	struct llm_session *s;
+	size_t n, i;
+
+	*out = NULL;
+	if (!n_ctx || n_ctx > c->ctx_train)
+		n_ctx = c->ctx_train;
+	if (kv == LLM_KV_Q8_0 && c->head_dim % QK)
+		return pinfer_fail(err, EINVAL, "a Q8_0 KV cache needs heads of a multiple of %d dimensions, not %" PRIu32,
+				   QK, c->head_dim);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return pinfer_fail(err, ENOMEM, "session: out of memory");
+	s->m = m;
+	s->pool = pool;
+	s->n_ctx = n_ctx;
+	dimensions(s, kv);
+	n = buffers(s, pool ? (size_t)pinfer_pool_threads(pool) : 1, b);
+	for (i = 0; i < n; i++) {
+		void *p = calloc(1, b[i].bytes);	/* large ones: untouched until used */
+
+		memcpy(b[i].field, &p, sizeof(p));
+		if (!p) {
+			llm_session_free(s);
+			return pinfer_fail(err, ENOMEM, "session: out of memory for a context of %" PRIu32,
+					   n_ctx);
+		}
+	}
+	*out = s;
+	return 0;
+}
+
+uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads)
+{
+	struct llm_model m = { .cfg = *c };
+	struct llm_session s = { .m = &m, .n_ctx = n_ctx };
+	struct buffer b[MAX_BUFFERS];
+	uint64_t sum = 0;
+	size_t n, i;
+
+	dimensions(&s, LLM_KV_F16);	/* the larger cache */
+	n = buffers(&s, threads ? threads : 1, b);
+	for (i = 0; i < n; i++)
+		sum += b[i].most + 4096;	/* and the allocator's rounding */
+	return sum;
+}
+
+void llm_session_free(struct llm_session *s)
+{
+	struct buffer b[MAX_BUFFERS];
+	size_t n, i;
+
+	if (!s)
+		return;
+	n = buffers(s, 1, b);
+	for (i = 0; i < n; i++) {
+		void *p;
+
+		memcpy(&p, b[i].field, sizeof(p));
+		free(p);
+	}
+	free(s);
+}
+
+void llm_session_set_exact(struct llm_session *s, bool exact)
+{
+	s->exact = exact;
+}
+
+uint32_t llm_session_pos(const struct llm_session *s)
+{
+	return s->pos;
+}
+
+void llm_session_reset(struct llm_session *s)
+{
+	s->pos = 0;
+}
+
+uint32_t llm_session_ctx(const struct llm_session *s)
+{
+	return s->n_ctx;
+}

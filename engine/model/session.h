@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inside the model folder: a session (one sequence's KV cache and the
+ * scratch buffers of the forward pass) and the operations the forward pass
+ * (forward.c) is made of: matrix products (matmul.c), RoPE and attention
+ * (attention.c).
+ */
+#ifndef PINFER_MODEL_SESSION_H
+#define PINFER_MODEL_SESSION_H
+
+#include "model.h"
+
+#define LLM_BATCH 256	/* tokens evaluated together, at most */
+#define GEMM_MIN 32	/* batches at least this large: sgemm on dequantized tiles,
+			   and streamed layers packed for the integer GEMM */
+#define GEMM_ROWS 32	/* weight rows dequantized at a time, per thread */
+#define ATTN_BLOCK 32	/* tokens per item of a batch's attention GEMMs */
+
+/*
+ * Scratch buffers hold LLM_BATCH tokens each, token b at b * (its width):
+ * a batch reads each weight row once for all its tokens. The residual
+ * stream and the RoPE angles hold every token of an llm_eval_batch() call,
+ * which runs layer by layer over all of them: each layer is used (and,
+ * when it streams, read) once per call.
+ */
+struct llm_session {
+	const struct llm_model *m;
+	struct pinfer_pool *pool;
+	uint32_t n_ctx, pos;
+	bool exact;		/* float activations: the reference mode */
+	size_t kv_dim, qd, maxd;
+	enum llm_kv_type kv_type;
+	size_t kv_row;		/* bytes of one position's K (or V) of one layer */
+	uint8_t *kcache, *vcache;	/* [layer][pos][kv_row bytes] */
+	float *x;	/* [n][n_embd] the residual stream of the call's tokens */
+	float *xb;	/* [b][n_embd] normed input of a block */
+	float *q;	/* [b][qd] */
+	float *k, *v;	/* [b][kv_dim] */
+	float *att;	/* (n_head * n_ctx) attention weights of one token */
+	float *out;	/* [b][qd] attention output */
+	float *hb, *hb2;	/* [b][n_ff] feed-forward hidden */
+	float *tmp;	/* [b][maxd] a projection's output */
+	float *logits;	/* (n_vocab) */
+	float *rope_cs;	/* [n][n_rot/2][cos, sin] of the call's positions */
+	size_t n_cap;	/* tokens x and rope_cs have room for */
+	uint8_t *act;	/* [b][maxd * 4 bytes] quantized matmul inputs */
+	float *side;	/* [b][maxd / 32][2] their blocks' floats for the GEMM */
+	float *tiles;	/* [thread][GEMM_ROWS][maxd] dequantized weight rows */
+	float *kf, *vf;	/* [n_ctx][kv_dim] one layer's cache as floats (batches) */
+	float *scores;	/* [thread][ATTN_BLOCK][n_ctx] a batch's attention scores */
+};
+
+/*
+ * out[b] = W in[b] (+ bias) for the @nb inputs of a batch (in: stride
+ * cols), by whichever path suits the matrix, the batch and the CPU.
+ */
+void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
+		const struct llm_tensor *bias, const float *in, size_t nb, float *out);
+
+/* cos and sin of each rotated pair's angle at position @pos (n_rot floats). */
+void llm_rope_angles(const struct llm_model *m, uint32_t pos, float *cs);
+/* Rotate each of @n_heads heads' first n_rot dimensions by the angles @cs. */
+void llm_rope(const struct llm_config *c, float *v, uint32_t n_heads, const float *cs);
+
+/*
+ * Attention of the @nb tokens at pos.. (their q, stride qd) over the cache
+ * of @layer up to each (causal), into @out.
+ */
+void llm_attention(struct llm_session *s, uint32_t layer, uint32_t pos, size_t nb,
+		   const float *q, float *out);
+
+#endif

@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The ring that streams the layers a model's plan (plan.c) leaves out of
+ * memory: streamed layers are used in a fixed cyclic order, so use number
+ * q (counting from the start) is layer first + q % m in slot q % K. When use
+ * q is released, the read for use q + K goes into its slot; the reads are
+ * submitted as tickets of the runtime's loader (O_DIRECT or pinfer.ko
+ * prefetch, 4 MiB requests, 32 in flight), kept moving by
+ * llm_stream_pump() between operations, and a layer waits only for its own
+ * ticket. With K == m the slots keep their layers and nothing is re-read.
+ */
+#include "placement.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "format/gguf.h"
+#include "tensor.h"
+
+struct llm_slot {
+	int ticket;		/* reads in flight, or 0 */
+	int32_t layer;		/* held or being read; -1: none */
+	bool ready;
+};
+
+struct llm_stream {
+	const struct llm_model *model;
+	struct pinfer_loader *loader;
+	uint8_t *base;		/* the region */
+	uint64_t ring_off, slot_bytes;
+	uint32_t first, m, k;	/* layers [first, first + m) through k slots */
+	uint64_t use;		/* the next use number */
+	uint64_t *span_a, *span_b;	/* [layer]: its matrices' file span */
+	struct llm_slot *slots;
+	struct llm_stream_stats stats;
+	struct pinfer_err error;	/* code 0: none */
+};
+
+static uint32_t slot_of(const struct llm_stream *st, uint64_t q)
+{
+	return (uint32_t)(q % st->k);
+}
+
+static uint32_t layer_of(const struct llm_stream *st, uint64_t q)
+{
+	return st->first + (uint32_t)(q % st->m);
+}
+
+/* The tensor of @layer holding file offset @off (or the next after it). */
+static const char *tensor_at(const struct llm_model *m, uint32_t layer, uint64_t off,
+			     char *buf, size_t n)
+{
+	const struct llm_layer *ly = &m->layers[layer];
+	const struct {
+		const struct llm_tensor *t;
+		const char *name;
+	} mats[] = {
+		{ &ly->wq, "attn_q" }, { &ly->wk, "attn_k" }, { &ly->wv, "attn_v" },
+		{ &ly->wo, "attn_output" }, { &ly->w_gate, "ffn_gate" },
+		{ &ly->w_up, "ffn_up" }, { &ly->w_down, "ffn_down" },
+	};
+	const char *best = NULL;
+	uint64_t best_off = UINT64_MAX;
+	size_t i;
+
+	for (i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
+		const struct llm_tensor *t = mats[i].t;
+
+		if (t->file_off <= off && off < t->file_off + t->bytes) {
+			best = mats[i].name;
+			break;
+		}
+		if (t->file_off > off && t->file_off < best_off) {
+			best_off = t->file_off;
+			best = mats[i].name;
+		}
+	}
+	snprintf(buf, n, "blk.%" PRIu32 ".%s.weight", layer, best ? best : "?");
+	return buf;
+}
+
+/* Keep @e, the failure of @layer's reads, naming the tensor where it broke. */
+static void stream_failed(struct llm_stream *st, uint32_t layer, const struct pinfer_err *e)
+{
+	char name[64];
+
+	if (e->file_off >= 0)
+		pinfer_fail(&st->error, e->code, "streaming %s (file offset %" PRId64 "): %s",
+			    tensor_at(st->model, layer, (uint64_t)e->file_off, name, sizeof(name)),
+			    e->file_off, e->msg);
+	else
+		pinfer_fail(&st->error, e->code, "streaming layer %" PRIu32 ": %s", layer, e->msg);
+}
+
+/* Send the reads of use @q's layer into its slot. */
+static void submit(struct llm_stream *st, uint64_t q)
+{
+	struct llm_slot *s = &st->slots[slot_of(st, q)];
+	uint32_t layer = layer_of(st, q);
+	struct pinfer_err e = { 0 };
+	struct pinfer_range rg = {
+		.file_off = st->span_a[layer],
+		.region_off = st->ring_off + slot_of(st, q) * st->slot_bytes,
+		.len = st->span_b[layer] - st->span_a[layer],
+	};
+	int ticket;
+
+	if (s->layer == (int32_t)layer && s->ready)
+		return;		/* still there: the ring holds every layer */
+	s->layer = (int32_t)layer;
+	s->ready = false;
+	s->ticket = 0;
+	if (st->error.code)
+		return;
+	ticket = pinfer_load_submit(st->loader, &rg, 1, &e);
+	if (ticket < 0)
+		stream_failed(st, layer, &e);
+	else {
+		s->ticket = ticket;
+		st->stats.bytes += rg.len;
+		st->stats.reads++;
+	}
+}
+
+void llm_model_stream_stats(const struct llm_model *m, struct llm_stream_stats *st)
+{
+	if (m->stream)
+		*st = m->stream->stats;
+	else
+		memset(st, 0, sizeof(*st));
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
+		     struct pinfer_loader *l, struct pinfer_err *err)
+{
+	struct llm_stream *st = calloc(1, sizeof(*st));
+	uint64_t q;
+
+	if (!st || !(st->slots = calloc(m->plan.ring, sizeof(*st->slots)))) {
+		free(st);
+		pinfer_loader_free(l);
+		return pinfer_fail(err, ENOMEM, "stream: out of memory");
+	}
+	st->model = m;
+	st->loader = l;
+	st->base = pinfer_region_ptr(m->region);
+	st->ring_off = lay->resident;
+	st->slot_bytes = m->plan.slot;
+	st->first = m->plan.n_resident;
+	st->m = m->cfg.n_layer - st->first;
+	st->k = m->plan.ring;
+	st->span_a = malloc(m->cfg.n_layer * sizeof(*st->span_a));
+	st->span_b = malloc(m->cfg.n_layer * sizeof(*st->span_b));
+	if (!st->span_a || !st->span_b) {
+		llm_stream_free(st);
+		return pinfer_fail(err, ENOMEM, "stream: out of memory");
+	}
+	for (q = 0; q < m->cfg.n_layer; q++) {	/* the last page may be partial */
+		st->span_a[q] = lay->span_a[q];
+		st->span_b[q] = lay->span_b[q] < m->gguf->file_size ?
+				lay->span_b[q] : m->gguf->file_size;
+	}
+	for (q = 0; q < st->k; q++)
+		st->slots[q].layer = -1;
+	for (q = 0; q < st->k; q++)
+		submit(st, q);
+	m->stream = st;
+	return 0;
+}
+
+void llm_stream_free(struct llm_stream *st)
+{
+	if (!st)
+		return;
+	pinfer_loader_free(st->loader);	/* waits for reads in flight */
+	free(st->span_a);
+	free(st->span_b);
+	free(st->slots);
+	free(st);
+}
+
+/* A layer's seven matrices: what streams. */
+static void layer_mats(struct llm_layer *ly, struct llm_tensor *mats[7])
+{
+	mats[0] = &ly->wq, mats[1] = &ly->wk, mats[2] = &ly->wv, mats[3] = &ly->wo;
+	mats[4] = &ly->w_gate, mats[5] = &ly->w_up, mats[6] = &ly->w_down;
+}
+
+int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_pool *pool,
+		       bool pack, struct pinfer_err *err)
+{
+	struct llm_stream *st = m->stream;
+	struct llm_tensor *mats[7];
+	struct llm_slot *s;
+	bool fresh = false;
+	uint8_t *at;
+	uint64_t q, a;
+	size_t i;
+
+	if (!st || layer < st->first)
+		return 0;
+	if (st->error.code) {
+		if (err)
+			*err = st->error;
+		return st->error.code;
+	}
+	q = st->use;
+	if (layer_of(st, q) != layer)
+		return pinfer_fail(err, EPROTO, "stream: layer %" PRIu32 " used out of order (expected %" PRIu32 ")",
+				   layer, layer_of(st, q));
+	s = &st->slots[slot_of(st, q)];
+	if (!s->ready) {
+		struct pinfer_err e = { 0 };
+		double t0 = now();
+		int ret = pinfer_load_wait(st->loader, s->ticket, &e);
+
+		st->stats.wait_s += now() - t0;
+		if (ret) {
+			s->ticket = 0;
+			s->layer = -1;
+			stream_failed(st, layer, &e);
+			if (err)
+				*err = st->error;
+			return st->error.code;
+		}
+		s->ticket = 0;
+		s->ready = true;
+		fresh = true;
+	}
+	at = st->base + st->ring_off + slot_of(st, q) * st->slot_bytes;
+	a = st->span_a[layer];
+	layer_mats(&m->layers[layer], mats);
+	for (i = 0; i < 7; i++) {
+		struct llm_tensor *t = mats[i];
+
+		t->data = at + (t->file_off - a);
+		if (fresh)
+			t->packed = false;	/* the file's layout again */
+		if (pack && !t->packed && llm_tensor_pack(t, pool)) {
+			pinfer_fail(&st->error, ENOMEM, "streaming layer %" PRIu32 ": out of memory packing it",
+				    layer);
+			if (err)
+				*err = st->error;
+			return st->error.code;
+		}
+	}
+	return 0;
+}
+
+void llm_stream_release(const struct llm_model *m, uint32_t layer)
+{
+	struct llm_stream *st = m->stream;
+	struct llm_tensor *mats[7];
+	size_t i;
+
+	if (!st || layer < st->first)
+		return;
+	layer_mats(&m->layers[layer], mats);
+	for (i = 0; i < 7; i++)
+		mats[i]->data = NULL;
+	submit(st, st->use + st->k);
+	st->use++;
+}
+
+void llm_stream_pump(const struct llm_model *m)
+{
+	if (m->stream)
+		pinfer_load_pump(m->stream->loader);
+}
