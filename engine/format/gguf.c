@@ -333,84 +333,53 @@ bool gguf_array_next(const struct gguf_value *arr, uint64_t *pos,
 	return true;
 }
 
-/* ---- name index: detects duplicates, serves look-ups --------------------- */
+/* ---- name indexes: detect duplicates, serve look-ups ------------------------ */
 
-struct name_index {
-	uint64_t mask;		/* capacity - 1 */
-	uint64_t *slot;		/* item index + 1; 0 = empty */
-};
-
-static uint64_t hash_str(const char *p, uint64_t n)
+static bool kv_is(const void *items, uint32_t i, const void *key)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
+	const struct gguf_str *k = &((const struct gguf_kv *)items)[i].key, *s = key;
 
-	while (n--)
-		h = (h ^ (uint8_t)*p++) * 0x100000001b3ull;
-	return h;
+	return k->len == s->len && !memcmp(k->ptr, s->ptr, s->len);
+}
+
+static bool tensor_is(const void *items, uint32_t i, const void *key)
+{
+	const struct gguf_str *k = &((const struct gguf_tensor *)items)[i].name, *s = key;
+
+	return k->len == s->len && !memcmp(k->ptr, s->ptr, s->len);
 }
 
 /*
- * Build an index over @n names; @name_at gives name i. On a duplicate,
- * returns -1 with *dup = the second occurrence. Memory: 2-4 slots per item.
+ * Index @n names (@name_at gives name i): 0, -1 with *dup the second of two
+ * equal names, or -2 when out of memory.
  */
-static int index_build(struct name_index **out, uint64_t n,
-		       struct gguf_str (*name_at)(const void *, uint64_t),
-		       const void *items, uint64_t *dup)
+static int index_build(struct hash_index *ix, uint64_t n, hash_eq_fn *eq,
+		       struct gguf_str (*name_at)(const void *, uint64_t), const void *items,
+		       uint64_t *dup)
 {
-	struct name_index *ix = malloc(sizeof(*ix));
-	uint64_t cap = 4, i, h;
+	uint64_t i;
 
-	*out = NULL;
-	if (!ix)
+	if (hash_index_init(ix, n))
 		return -2;
-	while (cap < 2 * n)
-		cap <<= 1;
-	ix->mask = cap - 1;
-	ix->slot = calloc(cap, sizeof(*ix->slot));
-	if (!ix->slot) {
-		free(ix);
-		return -2;
-	}
-	*out = ix;
 	for (i = 0; i < n; i++) {
 		struct gguf_str s = name_at(items, i);
 
-		for (h = hash_str(s.ptr, s.len) & ix->mask; ix->slot[h];
-		     h = (h + 1) & ix->mask) {
-			struct gguf_str o = name_at(items, ix->slot[h] - 1);
-
-			if (o.len == s.len && !memcmp(o.ptr, s.ptr, s.len)) {
-				*dup = i;
-				return -1;
-			}
+		if (hash_index_add(ix, hash_bytes(s.ptr, s.len), (uint32_t)i, eq, items, &s) >= 0) {
+			*dup = i;
+			return -1;
 		}
-		ix->slot[h] = i + 1;
 	}
 	return 0;
 }
 
-static int64_t index_find(const struct name_index *ix,
-			  struct gguf_str (*name_at)(const void *, uint64_t),
-			  const void *items, const char *name)
+static int64_t index_find(const struct hash_index *ix, hash_eq_fn *eq, const void *items,
+			  const char *name)
 {
-	uint64_t n = strlen(name), h;
+	struct gguf_str s = { .ptr = name, .len = strlen(name) };
 
-	if (!ix)
+	if (!ix->slot)
 		return -1;
-	for (h = hash_str(name, n) & ix->mask; ix->slot[h]; h = (h + 1) & ix->mask) {
-		struct gguf_str o = name_at(items, ix->slot[h] - 1);
-
-		if (o.len == n && !memcmp(o.ptr, name, n))
-			return (int64_t)(ix->slot[h] - 1);
-	}
-	return -1;
-}
-
-static void index_free(struct name_index *ix)
-{
-	if (ix)
-		free(ix->slot);
-	free(ix);
+	return hash_index_find(ix, hash_bytes(s.ptr, s.len), eq, items, &s);
 }
 
 static struct gguf_str kv_name(const void *items, uint64_t i)
@@ -487,8 +456,7 @@ static int parse_kvs(struct gguf *g, struct cursor *c, uint64_t n_kv)
 			return nomem(c);
 		g->kv[g->n_kv++] = kv;
 	}
-	ret = index_build((struct name_index **)&g->kv_index, g->n_kv, kv_name,
-			  g->kv, &dup);
+	ret = index_build(&g->kv_index, g->n_kv, kv_is, kv_name, g->kv, &dup);
 	if (ret == -2)
 		return nomem(c);
 	if (ret)
@@ -650,8 +618,7 @@ static int parse_tensors(struct gguf *g, struct cursor *c, uint64_t n)
 			return nomem(c);
 		g->tensors[g->n_tensors++] = t;
 	}
-	ret = index_build((struct name_index **)&g->tensor_index, n, tensor_name,
-			  g->tensors, &dup);
+	ret = index_build(&g->tensor_index, n, tensor_is, tensor_name, g->tensors, &dup);
 	if (ret == -2)
 		return nomem(c);
 	if (ret)
@@ -834,8 +801,8 @@ void gguf_close(struct gguf *g)
 {
 	if (!g)
 		return;
-	index_free(g->kv_index);
-	index_free(g->tensor_index);
+	hash_index_free(&g->kv_index);
+	hash_index_free(&g->tensor_index);
 	free(g->kv);
 	free(g->tensors);
 	free(g->buf);
@@ -844,7 +811,7 @@ void gguf_close(struct gguf *g)
 
 const struct gguf_kv *gguf_find_kv(const struct gguf *g, const char *key)
 {
-	int64_t i = index_find(g->kv_index, kv_name, g->kv, key);
+	int64_t i = index_find(&g->kv_index, kv_is, g->kv, key);
 
 	return i < 0 ? NULL : &g->kv[i];
 }
@@ -852,7 +819,7 @@ const struct gguf_kv *gguf_find_kv(const struct gguf *g, const char *key)
 const struct gguf_tensor *gguf_find_tensor(const struct gguf *g,
 					   const char *name)
 {
-	int64_t i = index_find(g->tensor_index, tensor_name, g->tensors, name);
+	int64_t i = index_find(&g->tensor_index, tensor_is, g->tensors, name);
 
 	return i < 0 ? NULL : &g->tensors[i];
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/hash.h"
 #include "libpinfer.h"
 
 enum gguf_type {
@@ -141,7 +142,7 @@ struct gguf {
 	struct gguf_tensor *tensors;	/* in file order */
 	/* private */
 	uint8_t *buf;			/* header bytes owned by this object */
-	void *kv_index, *tensor_index;
+	struct hash_index kv_index, tensor_index;
 };
 
 /*
