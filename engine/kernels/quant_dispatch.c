@@ -159,3 +159,29 @@ const struct attn_kernels *attn_kernels(void)
 
 	return pinfer_cpu()->isa >= PINFER_ISA_AVX2 ? &avx2 : &ref;
 }
+
+int quant_vec_dot_type(uint32_t type)
+{
+	switch (type) {
+	case GGML_TYPE_F32:
+	case GGML_TYPE_F16:
+	case GGML_TYPE_BF16:
+		return GGML_TYPE_F32;
+	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_Q8_0:
+		return GGML_TYPE_Q8_0;
+	case GGML_TYPE_Q4_1:
+		return GGML_TYPE_Q8_1;
+	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q5_K:
+	case GGML_TYPE_Q6_K:
+		return GGML_TYPE_Q8_K;
+	default:
+		return -1;
+	}
+}
+
+int quant_supported(uint32_t type)
+{
+	return quant_vec_dot_type(type) >= 0;
+}
