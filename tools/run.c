@@ -75,8 +75,13 @@ struct run_opts {
 	struct sampler_params sp;
 };
 
-/* What run and chat hold while they talk: the model and its session. */
-struct engine {
+/*
+ * What `pinfer run` and `pinfer chat` hold while they talk to a model: the
+ * model, its tokenizer, the pool, one session, the sampler, the chat
+ * template and the conversation's tokens so far (the CLI's state; the
+ * engine is under engine/).
+ */
+struct conversation {
 	bool verbose_prompt;
 	struct llm_model *m;
 	struct tokenizer *tok;
@@ -265,7 +270,7 @@ static int print_plan(const struct run_opts *o)
 	return EXIT_OK;
 }
 
-static int start(struct engine *e, const struct run_opts *o)
+static int start(struct conversation *e, const struct run_opts *o)
 {
 	struct llm_load_opts lo = load_opts(o);
 	struct pinfer_region_props rp;
@@ -316,7 +321,7 @@ static int start(struct engine *e, const struct run_opts *o)
 	return 0;
 }
 
-static void stop(struct engine *e)
+static void stop(struct conversation *e)
 {
 	free(e->hist);
 	sampler_free(e->smp);
@@ -366,7 +371,7 @@ static void emit(struct utf8_out *u, const char *p, size_t n, bool flush)
  * Feed @text (special tokens only where @plain, if any, is 0; none with
  * @plain NULL and !@special), then generate up to @n_predict tokens.
  */
-static int generate(struct engine *e, const char *text, const uint8_t *plain, bool special,
+static int generate(struct conversation *e, const char *text, const uint8_t *plain, bool special,
 		    int32_t bos, int n_predict, bool quiet_stats)
 {
 	struct pinfer_err err = { 0 };
@@ -479,7 +484,7 @@ static void defaults(struct run_opts *o, bool chat)
  * of the bytes that are the messages' own text: there, text that looks
  * like a special token is just text.
  */
-static char *format(const struct engine *e, const struct run_opts *o,
+static char *format(const struct conversation *e, const struct run_opts *o,
 		    const struct chat_msg *msgs, size_t n, int first, uint8_t **plain)
 {
 	size_t spans[4], i;
@@ -500,7 +505,7 @@ static char *format(const struct engine *e, const struct run_opts *o,
 
 int cmd_run(int argc, char **argv)
 {
-	struct engine e = { 0 };
+	struct conversation e = { 0 };
 	struct run_opts o;
 	struct chat_msg msgs[2];
 	uint8_t *plain = NULL;
@@ -533,7 +538,7 @@ int cmd_run(int argc, char **argv)
 
 int cmd_chat(int argc, char **argv)
 {
-	struct engine e = { 0 };
+	struct conversation e = { 0 };
 	struct run_opts o;
 	char *line = NULL;
 	size_t cap = 0;
