@@ -16,7 +16,7 @@ CPPFLAGS += -D_GNU_SOURCE -DPINFER_VERSION='"$(VERSION)"' \
 	-Iuapi -Iruntime -Iengine -Itools
 # -ffp-contract=off (C11's default, said outright): no a * b + c fused
 # behind our back, so every kernel keeps the float order it states
-# (engine/quant.h: packed, plain and reference dot products agree bit for bit).
+# (engine/kernels/quant.h: packed, plain and reference dot products agree bit for bit).
 ALL_CFLAGS = -std=c11 -ffp-contract=off $(WARN) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
 LDLIBS += -luring -lnuma -lm -lpthread -ldl
 TOOL_LDLIBS := -lcjson

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * pinfer synth: write a GGUF model of a real model's shapes with random
- * weights (engine/synth.c), for tests and for benchmarks of models larger
+ * weights (engine/model/synth.c), for tests and for benchmarks of models larger
  * than memory.
  */
 #include <getopt.h>

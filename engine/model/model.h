@@ -9,7 +9,7 @@
  * embeddings, the output, every norm and bias vector and the first layers
  * stay resident; the other layers stream from the file through a ring of
  * slots in the same region, read ahead while earlier layers compute
- * (engine/stream.c). Results are the same bits either way.
+ * (engine/model/stream.c). Results are the same bits either way.
  */
 #ifndef PINFER_MODEL_H
 #define PINFER_MODEL_H

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The engine's reference kernels (engine/quant_ref.c) against an independent
+"""The engine's reference kernels (engine/kernels/dequant_ref.c, quant_act_ref.c,
+quant_weight.c, dot_ref.c) against an independent
 implementation, the PyPI gguf package's numpy quantizers: dequantization of
 random blocks of every supported type and of the real model's tensors,
 8-bit quantization of activations, and fp16 conversion (all 65536 values

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Streaming layers through the ring (engine/stream.c): a streamed run's
+ * Streaming layers through the ring (engine/model/stream.c): a streamed run's
  * logits equal the fully resident run's, bit for bit, on every provider
  * this machine offers, with the model on a real file system and on tmpfs;
  * on SmolLM2 (half the layers streamed) and on synthetic llama and qwen2

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Write engine/unicode_data.c: sorted code point ranges of the Unicode
+"""Write engine/text/unicode_data.c: sorted code point ranges of the Unicode
 categories the tokenizers' pre-tokenizer patterns use (\\p{L} letters,
 \\p{N} numbers, and \\s white space as regex engines define it), from
-Python's unicodedata. Usage: gen-unicode.py > engine/unicode_data.c"""
+Python's unicodedata. Usage: gen-unicode.py > engine/text/unicode_data.c"""
 import sys
 import unicodedata
 
