@@ -3,8 +3,9 @@
  * libpinfer regions on every provider: where a provider is available, the
  * memory is mapped, writable, of the promised page size and lock state, and
  * on the node asked; where it is not, forcing it is an error that says why
- * and how to fix it, never a fallback. Also AUTO, PINFER_PROVIDER, and an
- * unprivileged user with a small RLIMIT_MEMLOCK.
+ * and how to fix it, never a fallback. Also AUTO, PINFER_PROVIDER, an
+ * unprivileged user with a small RLIMIT_MEMLOCK, what pinfer.ko says it
+ * pins, and pinfer_fail()'s errno sign.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -261,9 +262,58 @@ static void test_memlock_limited(void)
 	   msg[1]);
 }
 
+/*
+ * pinfer_kmod_limits(): -ENODEV without the module; with it, what its
+ * regions pin grows by a region's size while the region lives, within the
+ * module's limit.
+ */
+static void test_kmod_limits(void)
+{
+	struct pinfer_err err = { 0 };
+	struct pinfer_region *r;
+	uint64_t max = 1, pinned = 1, max2, pinned2;
+	int ret = pinfer_kmod_limits(&max, &pinned);
+
+	if (access("/dev/pinfer", F_OK)) {
+		ok(ret == -ENODEV && !max && !pinned,
+		   "kmod limits: -ENODEV and zeros without /dev/pinfer (ret %d)", ret);
+		return;
+	}
+	ok(ret == 0 && (!max || pinned <= max),
+	   "kmod limits: read from sysfs (max %llu, pinned %llu)", (unsigned long long)max,
+	   (unsigned long long)pinned);
+	if (pinfer_region_create(&r, 8 * MiB, -1, PINFER_PROVIDER_KMOD, &err)) {
+		tap_skip("kmod limits: no kmod region to count: %s", err.msg);
+		return;
+	}
+	ret = pinfer_kmod_limits(&max2, &pinned2);
+	ok(ret == 0 && max2 == max && pinned2 >= pinned + 8 * MiB,
+	   "kmod limits: an 8 MiB region is counted as pinned (%llu -> %llu bytes)",
+	   (unsigned long long)pinned, (unsigned long long)pinned2);
+	pinfer_region_free(r);
+}
+
+/* pinfer_fail() takes an errno of either sign and gives back the negative one. */
+static void test_fail_sign(void)
+{
+	struct pinfer_err e = { 0 };
+	int a = pinfer_fail(&e, EINVAL, "x %d", 1);
+	int b;
+
+	ok(a == -EINVAL && e.code == -EINVAL && !strcmp(e.msg, "x 1") && e.file_off == -1,
+	   "pinfer_fail(EINVAL) returns and stores -EINVAL with the message");
+	b = pinfer_fail(&e, -ENOMEM, "y");
+	ok(b == -ENOMEM && e.code == -ENOMEM && !strcmp(e.msg, "y"),
+	   "pinfer_fail(-ENOMEM), an errno passed on from a callee, is -ENOMEM too");
+	ok(pinfer_fail(NULL, EIO, "z") == -EIO, "pinfer_fail with no err still returns -EIO");
+}
+
 int main(void)
 {
 	int p;
+
+	test_fail_sign();
+	test_kmod_limits();
 
 	for (p = 0; p < PINFER_PROVIDER_COUNT; p++)
 		test_provider(p);
