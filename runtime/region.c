@@ -77,17 +77,27 @@ static long read_long(const char *path)
 	return v;
 }
 
+/* A sysfs file's unsigned number, or 0. */
+static uint64_t read_u64(const char *path)
+{
+	char buf[64] = "";
+	FILE *f = fopen(path, "re");
+	uint64_t v = 0;
+
+	if (f && fgets(buf, sizeof(buf), f) && buf[0] >= '0' && buf[0] <= '9')
+		v = strtoull(buf, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
 int pinfer_kmod_limits(uint64_t *max, uint64_t *pinned)
 {
-	long v;
-
 	*max = *pinned = 0;
 	if (access("/dev/pinfer", F_OK))
 		return -ENODEV;
-	v = read_long("/sys/class/misc/pinfer/max_pinned_bytes");
-	*max = v > 0 ? (uint64_t)v : 0;
-	v = read_long("/sys/class/misc/pinfer/pinned_bytes");
-	*pinned = v > 0 ? (uint64_t)v : 0;
+	*max = read_u64("/sys/class/misc/pinfer/max_pinned_bytes");
+	*pinned = read_u64("/sys/class/misc/pinfer/pinned_bytes");
 	return 0;
 }
 
