@@ -57,7 +57,8 @@ void llm_rope(const struct llm_config *c, float *v, uint32_t n_heads, const floa
 
 struct attn_task {
 	struct llm_session *s;
-	uint32_t layer, pos;
+	uint32_t layer;
+	size_t b0;		/* the call's first token of this attention */
 	const float *q;
 	float *out;
 	const struct attn_kernels *k;	/* the fp16 cache's kernels, softmax */
@@ -93,38 +94,53 @@ static void axpy_kv_q8(float *o, float p, const struct block_q8_0 *v, size_t n)
 }
 
 /*
- * Head @h of the attention of the token at @pos (its q and out, all heads)
- * over positions 0..pos of @layer, with @att (pos + 1 floats) for scores.
+ * Head @h of the attention of the call's token @tok (its q and out, all
+ * heads) over positions 0..its own of @layer of its sequence, with @att
+ * (pos + 1 floats) for scores. The cache is read a block's run of
+ * positions at a time.
  */
-static void attn_one(const struct attn_task *a, uint32_t pos, const float *qt, float *outt,
+static void attn_one(const struct attn_task *a, size_t tok, const float *qt, float *outt,
 		     size_t h, float *att)
 {
 	struct llm_session *s = a->s;
 	const struct llm_config *c = &s->m->cfg;
-	size_t row = s->kv_row, base = (size_t)a->layer * s->n_ctx * row;
-	uint32_t group = c->n_head / c->n_head_kv, t;
+	const uint32_t *tab = s->ttab[tok], pos = s->tpos[tok];
+	size_t row = s->kv_row;
+	uint32_t group = c->n_head / c->n_head_kv, t, t0, run;
 	float scale = 1.0f / sqrtf((float)c->head_dim);
 	bool q8 = s->kv_type == LLM_KV_Q8_0;
 	const float *q = qt + h * c->head_dim;
 	size_t kvo = (h / group) * (q8 ? c->head_dim / QK * sizeof(struct block_q8_0) :
 					 c->head_dim * sizeof(fp16_t));
-	const uint8_t *kc = s->kcache + base + kvo, *vc = s->vcache + base + kvo;
 	float *o = outt + h * c->head_dim;
 
-	for (t = 0; t <= pos; t++) {
-		const void *k = kc + t * row;
+	for (t0 = 0; t0 <= pos; t0 += run) {
+		const uint8_t *kc = s->kcache + llm_kv_at(s, tab, a->layer, t0) + kvo;
 
-		att[t] = q8 ? dot_kv_q8(q, k, c->head_dim) : a->k->dot(q, k, c->head_dim);
+		run = s->kv_block - t0 % s->kv_block;
+		run = run < pos + 1 - t0 ? run : pos + 1 - t0;
+		for (t = 0; t < run; t++) {
+			const void *k = kc + t * row;
+
+			att[t0 + t] = q8 ? dot_kv_q8(q, k, c->head_dim) :
+					   a->k->dot(q, k, c->head_dim);
+		}
 	}
 	a->k->softmax(att, pos + 1, scale);
 	memset(o, 0, c->head_dim * sizeof(float));
-	for (t = 0; t <= pos; t++) {
-		const void *v = vc + t * row;
+	for (t0 = 0; t0 <= pos; t0 += run) {
+		const uint8_t *vc = s->vcache + llm_kv_at(s, tab, a->layer, t0) + kvo;
 
-		if (q8)
-			axpy_kv_q8(o, att[t], v, c->head_dim);
-		else
-			a->k->axpy(o, att[t], v, c->head_dim);
+		run = s->kv_block - t0 % s->kv_block;
+		run = run < pos + 1 - t0 ? run : pos + 1 - t0;
+		for (t = 0; t < run; t++) {
+			const void *v = vc + t * row;
+
+			if (q8)
+				axpy_kv_q8(o, att[t0 + t], v, c->head_dim);
+			else
+				a->k->axpy(o, att[t0 + t], v, c->head_dim);
+		}
 	}
 }
 
@@ -136,7 +152,7 @@ static void attn_heads(void *arg, size_t hb, size_t he, int thread)
 
 	(void)thread;
 	for (h = hb; h < he; h++)
-		attn_one(a, a->pos, a->q, a->out, h, a->s->att + h * a->s->n_ctx);
+		attn_one(a, a->b0, a->q, a->out, h, a->s->att + h * a->s->n_ctx);
 }
 
 /*
@@ -151,13 +167,14 @@ static void attn_items(void *arg, size_t ib, size_t ie, int thread)
 	float *att = s->att + (nh + (size_t)thread) * s->n_ctx;
 
 	for (i = ib; i < ie; i++)
-		attn_one(a, a->pos + (uint32_t)(i / nh), a->q + i / nh * s->qd,
-			 a->out + i / nh * s->qd, i % nh, att);
+		attn_one(a, a->b0 + i / nh, a->q + i / nh * s->qd, a->out + i / nh * s->qd,
+			 i % nh, att);
 }
 
 struct attn_gemm {
 	struct llm_session *s;
-	uint32_t layer, pos;
+	uint32_t layer, pos;	/* the batch's first position: all of one sequence */
+	const uint32_t *tab;
 	size_t nb;
 	const float *q;
 	float *out;
@@ -169,22 +186,27 @@ static void kv_to_float(void *arg, size_t b, size_t e, int thread)
 {
 	const struct attn_gemm *g = arg;
 	struct llm_session *s = g->s;
-	uint32_t type = s->kv_type == LLM_KV_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
-	size_t base = (size_t)g->layer * s->n_ctx * s->kv_row, t;
+	size_t t, run;
 
 	(void)thread;
-	if (type == GGML_TYPE_F16) {	/* positions are contiguous: one run */
-		g->k->to_f32((const fp16_t *)(s->kcache + base + b * s->kv_row), s->kf + b * s->kv_dim,
-			     (e - b) * s->kv_dim);
-		g->k->to_f32((const fp16_t *)(s->vcache + base + b * s->kv_row), s->vf + b * s->kv_dim,
-			     (e - b) * s->kv_dim);
-		return;
-	}
-	for (t = b; t < e; t++) {
-		dequantize_row_ref(type, s->kcache + base + t * s->kv_row, s->kf + t * s->kv_dim,
-				   s->kv_dim);
-		dequantize_row_ref(type, s->vcache + base + t * s->kv_row, s->vf + t * s->kv_dim,
-				   s->kv_dim);
+	for (t = b; t < e; t += run) {	/* a block's run of positions at a time */
+		size_t at = llm_kv_at(s, g->tab, g->layer, (uint32_t)t), i;
+
+		run = s->kv_block - t % s->kv_block;
+		run = run < e - t ? run : e - t;
+		if (s->kv_type == LLM_KV_F16) {
+			g->k->to_f32((const fp16_t *)(s->kcache + at), s->kf + t * s->kv_dim,
+				     run * s->kv_dim);
+			g->k->to_f32((const fp16_t *)(s->vcache + at), s->vf + t * s->kv_dim,
+				     run * s->kv_dim);
+			continue;
+		}
+		for (i = 0; i < run; i++) {
+			dequantize_row_ref(GGML_TYPE_Q8_0, s->kcache + at + i * s->kv_row,
+					   s->kf + (t + i) * s->kv_dim, s->kv_dim);
+			dequantize_row_ref(GGML_TYPE_Q8_0, s->vcache + at + i * s->kv_row,
+					   s->vf + (t + i) * s->kv_dim, s->kv_dim);
+		}
 	}
 }
 
@@ -224,21 +246,24 @@ static void attn_gemm_items(void *arg, size_t ib, size_t ie, int thread)
 }
 
 /*
- * Attention of the @nb tokens at pos.. (their q, stride qd) over the cache
- * of @layer up to each: for large batches (with OpenBLAS) as GEMMs over
- * blocks of tokens per head; else one token's heads split over the pool
- * (long contexts), or a batch's (token, head) pairs handed out to it.
+ * Attention of the call's tokens b0.. (@nb; their q, stride qd) over the
+ * cache of @layer up to each: for large batches of one sequence (with
+ * OpenBLAS, unless the call must be batch-invariant) as GEMMs over blocks
+ * of tokens per head; else one token's heads split over the pool (long
+ * contexts), or a batch's (token, head) pairs handed out to it. The last
+ * two compute each (token, head) alike, whatever the batch.
  */
-void llm_attention(struct llm_session *s, uint32_t layer, uint32_t pos, size_t nb,
+void llm_attention(struct llm_session *s, uint32_t layer, size_t b0, size_t nb,
 		   const float *q, float *out)
 {
-	struct attn_task a = { .s = s, .layer = layer, .pos = pos, .q = q, .out = out,
+	struct attn_task a = { .s = s, .layer = layer, .b0 = b0, .q = q, .out = out,
 			       .k = attn_kernels() };
 	size_t b;
 
-	if (nb >= GEMM_MIN && !s->exact && blas_available()) {
-		struct attn_gemm g = { .s = s, .layer = layer, .pos = pos, .nb = nb, .q = q,
-				       .out = out, .k = a.k };
+	if (nb >= GEMM_MIN && !s->exact && !s->invariant && blas_available()) {
+		uint32_t pos = s->tpos[b0];
+		struct attn_gemm g = { .s = s, .layer = layer, .pos = pos, .tab = s->ttab[b0],
+				       .nb = nb, .q = q, .out = out, .k = a.k };
 		size_t items = s->m->cfg.n_head * ((nb + ATTN_BLOCK - 1) / ATTN_BLOCK);
 
 		if (s->pool) {
@@ -256,10 +281,10 @@ void llm_attention(struct llm_session *s, uint32_t layer, uint32_t pos, size_t n
 		return;
 	}
 	for (b = 0; b < nb; b++) {
-		a.pos = pos + (uint32_t)b;
+		a.b0 = b0 + b;
 		a.q = q + b * s->qd;
 		a.out = out + b * s->qd;
-		if (s->pool && a.pos >= 64)	/* short contexts: not worth a hand-off */
+		if (s->pool && s->tpos[a.b0] >= 64)	/* short contexts: not worth a hand-off */
 			pinfer_parallel_for(s->pool, s->m->cfg.n_head, 1, PINFER_STATIC,
 					    attn_heads, &a);
 		else

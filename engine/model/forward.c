@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/quant.h"
 #include "placement.h"
@@ -33,11 +34,12 @@ static void rmsnorm(float *o, const float *x, const float *w, size_t n, float ep
 }
 
 /*
- * Layer @l for the nb tokens at positions pos..pos+nb, whose residual
- * stream is @x and RoPE angles @cs.
+ * Layer @l for the call's tokens b0..b0+nb, whose residual stream is @x
+ * and RoPE angles @cs; token b is at position s->tpos[b] of the sequence
+ * whose block table is s->ttab[b].
  */
 static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32_t l,
-			uint32_t pos, size_t nb, float *x, const float *cs)
+			size_t b0, size_t nb, float *x, const float *cs)
 {
 	const struct llm_config *c = &s->m->cfg;
 	const struct attn_kernels *ak = attn_kernels();
@@ -50,7 +52,7 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 	llm_matmul(s, &ly->wk, &ly->bk, s->xb, nb, s->k);
 	llm_matmul(s, &ly->wv, &ly->bv, s->xb, nb, s->v);
 	for (b = 0; b < nb; b++) {
-		size_t at = ((size_t)l * s->n_ctx + pos + b) * s->kv_row;
+		size_t at = llm_kv_at(s, s->ttab[b0 + b], l, s->tpos[b0 + b]);
 		fp16_t *kh = (fp16_t *)(s->kcache + at), *vh = (fp16_t *)(s->vcache + at);
 
 		llm_rope(c, s->q + b * qd, c->n_head, cs + b * c->n_rot);
@@ -63,7 +65,7 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 		ak->to_f16(s->k + b * kvd, kh, kvd);
 		ak->to_f16(s->v + b * kvd, vh, kvd);
 	}
-	llm_attention(s, l, pos, nb, s->q, s->out);	/* causal: each up to itself */
+	llm_attention(s, l, b0, nb, s->q, s->out);	/* causal: each up to itself */
 	llm_matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
 	for (i = 0; i < nb * E; i++)
 		x[i] += s->tmp[i];
@@ -80,28 +82,55 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 		x[i] += s->tmp[i];
 }
 
-/* Room for @n tokens' residual stream and angles. */
+/* Grow *@p to @n elements of @size bytes; false when out of memory. */
+static bool grow(void *p, size_t n, size_t size)
+{
+	void *old, *q;
+
+	memcpy(&old, p, sizeof(old));
+	q = realloc(old, n * size);
+	if (q)
+		memcpy(p, &q, sizeof(q));
+	return q != NULL;
+}
+
+/* Room for @n tokens' residual stream, angles, positions and tables. */
 static int reserve(struct llm_session *s, size_t n, struct pinfer_err *err)
 {
 	const struct llm_config *c = &s->m->cfg;
-	float *x, *cs;
+	bool ok;
 
 	if (n <= s->n_cap)
 		return 0;
-	x = realloc(s->x, n * c->n_embd * sizeof(float));
-	if (x)
-		s->x = x;
-	cs = realloc(s->rope_cs, n * c->n_rot * sizeof(float));
-	if (cs)
-		s->rope_cs = cs;
-	if (!x || !cs)
+	ok = grow(&s->x, n, c->n_embd * sizeof(float));
+	ok = grow(&s->rope_cs, n, c->n_rot * sizeof(float)) && ok;
+	ok = grow(&s->tpos, n, sizeof(*s->tpos)) && ok;
+	ok = grow(&s->ttab, n, sizeof(*s->ttab)) && ok;
+	ok = grow(&s->toks, n, sizeof(*s->toks)) && ok;
+	if (!ok)
 		return pinfer_fail(err, ENOMEM, "session: out of memory for a batch of %zu tokens", n);
 	s->n_cap = n;
 	return 0;
 }
 
-int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
-		   const float **logits, struct pinfer_err *err)
+static int check_tokens(const struct llm_config *c, const int32_t *tokens, size_t n,
+			struct pinfer_err *err)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (tokens[i] < 0 || (uint32_t)tokens[i] >= c->n_vocab)
+			return pinfer_fail(err, EINVAL, "token %" PRId32 " is not in the vocabulary of %" PRIu32,
+					   tokens[i], c->n_vocab);
+	return 0;
+}
+
+/*
+ * The layers over the @n tokens (positions and tables in s->tpos and
+ * s->ttab), leaving their residual streams in s->x.
+ */
+static int run_layers(struct llm_session *s, const int32_t *tokens, size_t n,
+		      struct pinfer_err *err)
 {
 	const struct llm_model *m = s->m;
 	const struct llm_config *c = &m->cfg;
@@ -109,35 +138,77 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 	uint32_t l;
 	int ret;
 
-	for (i = 0; i < n; i++)
-		if (tokens[i] < 0 || (uint32_t)tokens[i] >= c->n_vocab)
-			return pinfer_fail(err, EINVAL, "token %" PRId32 " is not in the vocabulary of %" PRIu32,
-					   tokens[i], c->n_vocab);
-	if (!n || n > s->n_ctx - s->pos)
-		return pinfer_fail(err, ENOSPC, "the context of %" PRIu32 " tokens is full", s->n_ctx);
-	ret = reserve(s, n, err);
-	if (ret)
-		return ret;
 	for (b = 0; b < n; b++) {	/* the same angles serve every layer */
-		llm_rope_angles(m, s->pos + (uint32_t)b, s->rope_cs + b * c->n_rot);
+		llm_rope_angles(m, s->tpos[b], s->rope_cs + b * c->n_rot);
 		llm_tensor_row(&m->token_embd, (size_t)tokens[b], 0, E, s->x + b * E);
 	}
 	for (l = 0; l < c->n_layer; l++) {
 		ret = llm_stream_acquire(m, l, s->pool, n >= GEMM_MIN, err);
 		if (ret)
-			return ret;	/* s->pos stays: these tokens were not fed */
+			return ret;
 		for (i = 0; i < n; i += LLM_BATCH)
-			layer_chunk(s, &m->layers[l], l, s->pos + (uint32_t)i,
-				    n - i < LLM_BATCH ? n - i : LLM_BATCH, s->x + i * E,
-				    s->rope_cs + i * c->n_rot);
+			layer_chunk(s, &m->layers[l], l, i, n - i < LLM_BATCH ? n - i : LLM_BATCH,
+				    s->x + i * E, s->rope_cs + i * c->n_rot);
 		llm_stream_release(m, l);
 	}
-	rmsnorm(s->xb, s->x + (n - 1) * E, m->output_norm.data, E, c->rms_eps);
-	llm_matmul(s, &m->output, NULL, s->xb, 1, s->logits);
-	for (i = 0; i < c->n_vocab; i++)
-		if (!isfinite(s->logits[i]))
-			return pinfer_fail(err, ERANGE, "the logits at position %" PRIu32 " are not finite (logit %zu is %g): the model's weights or activations hold NaN or infinity",
-					   s->pos + (uint32_t)n - 1, i, (double)s->logits[i]);
+	return 0;
+}
+
+/*
+ * The logits after each of the @k tokens @rows of the call, into rows of
+ * s->logits; an error when one is not finite.
+ */
+static int output_logits(struct llm_session *s, const size_t *rows, size_t k,
+			 struct pinfer_err *err)
+{
+	const struct llm_model *m = s->m;
+	const struct llm_config *c = &m->cfg;
+	size_t E = c->n_embd, V = c->n_vocab, i, j, j0;
+
+	if (k > s->n_logits) {
+		if (!grow(&s->logits, k, V * sizeof(float)))
+			return pinfer_fail(err, ENOMEM, "session: out of memory for %zu rows of logits", k);
+		s->n_logits = k;
+	}
+	for (j0 = 0; j0 < k; j0 += LLM_BATCH) {
+		size_t nb = k - j0 < LLM_BATCH ? k - j0 : LLM_BATCH;
+
+		for (j = 0; j < nb; j++)
+			rmsnorm(s->xb + j * E, s->x + rows[j0 + j] * E, m->output_norm.data, E,
+				c->rms_eps);
+		llm_matmul(s, &m->output, NULL, s->xb, nb, s->logits + j0 * V);
+	}
+	for (j = 0; j < k; j++)
+		for (i = 0; i < V; i++)
+			if (!isfinite(s->logits[j * V + i]))
+				return pinfer_fail(err, ERANGE, "the logits at position %" PRIu32 " are not finite (logit %zu is %g): the model's weights or activations hold NaN or infinity",
+						   s->tpos[rows[j]], i, (double)s->logits[j * V + i]);
+	return 0;
+}
+
+int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
+		   const float **logits, struct pinfer_err *err)
+{
+	size_t b, last = n - 1;
+	int ret;
+
+	ret = check_tokens(&s->m->cfg, tokens, n, err);
+	if (ret)
+		return ret;
+	if (!n || n > s->n_ctx - s->pos)
+		return pinfer_fail(err, ENOSPC, "the context of %" PRIu32 " tokens is full", s->n_ctx);
+	ret = reserve(s, n, err);
+	if (ret)
+		return ret;
+	for (b = 0; b < n; b++) {
+		s->tpos[b] = s->pos + (uint32_t)b;
+		s->ttab[b] = s->own_table;
+	}
+	ret = run_layers(s, tokens, n, err);
+	if (!ret)
+		ret = output_logits(s, &last, 1, err);
+	if (ret)
+		return ret;	/* s->pos stays: these tokens were not fed */
 	s->pos += (uint32_t)n;
 	*logits = s->logits;
 	return 0;
@@ -147,4 +218,54 @@ int llm_eval(struct llm_session *s, int32_t token, const float **logits,
 	     struct pinfer_err *err)
 {
 	return llm_eval_batch(s, &token, 1, logits, err);
+}
+
+int llm_eval_seqs(struct llm_session *s, const struct llm_seq_batch *seqs, size_t n_seqs,
+		  struct pinfer_err *err)
+{
+	const size_t V = s->m->cfg.n_vocab;
+	size_t n = 0, k = 0, i, b, *rows;
+	int ret;
+
+	for (i = 0; i < n_seqs; i++) {
+		const struct llm_seq_batch *q = &seqs[i];
+
+		ret = check_tokens(&s->m->cfg, q->tokens, q->n, err);
+		if (ret)
+			return ret;
+		if (!q->n || q->pos > s->n_ctx || q->n > s->n_ctx - q->pos)
+			return pinfer_fail(err, ENOSPC, "the context of %" PRIu32 " tokens is full", s->n_ctx);
+		n += q->n;
+	}
+	if (!n)
+		return 0;
+	ret = reserve(s, n, err);
+	if (ret)
+		return ret;
+	rows = malloc(n_seqs * sizeof(*rows));
+	if (!rows)
+		return pinfer_fail(err, ENOMEM, "session: out of memory");
+	for (i = 0, n = 0; i < n_seqs; i++) {
+		const struct llm_seq_batch *q = &seqs[i];
+
+		for (b = 0; b < q->n; b++, n++) {
+			s->toks[n] = q->tokens[b];
+			s->tpos[n] = q->pos + (uint32_t)b;
+			s->ttab[n] = q->blocks;
+		}
+		if (q->logits)
+			rows[k++] = n - 1;
+	}
+	s->invariant = true;
+	ret = run_layers(s, s->toks, n, err);
+	if (!ret && k)
+		ret = output_logits(s, rows, k, err);
+	s->invariant = false;
+	free(rows);
+	if (ret)
+		return ret;
+	for (i = 0, k = 0; i < n_seqs; i++)
+		if (seqs[i].logits)
+			memcpy(seqs[i].logits, s->logits + k++ * V, V * sizeof(float));
+	return 0;
 }

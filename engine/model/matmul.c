@@ -153,7 +153,7 @@ void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
 	};
 	size_t i, k;
 
-	if (!t.gemm && nb >= GEMM_MIN && !s->exact && blas_available()) {
+	if (!t.gemm && nb >= GEMM_MIN && !s->exact && !s->invariant && blas_available()) {
 		struct gemm_task g = {
 			.w = w, .in = in, .nb = nb, .out = out, .tiles = s->tiles,
 			.tile_stride = GEMM_ROWS * s->maxd,

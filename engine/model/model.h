@@ -171,4 +171,42 @@ int llm_eval(struct llm_session *s, int32_t token, const float **logits,
 int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 		   const float **logits, struct pinfer_err *err);
 
+/*
+ * Many sequences in one pass (the server's continuous batching): a paged
+ * KV cache of blocks of LLM_KV_BLOCK positions of every layer, in memory
+ * the caller gives, and each sequence's block table naming its blocks.
+ */
+#define LLM_KV_BLOCK 16
+
+/* Bytes of one block: K and V of LLM_KV_BLOCK positions of every layer (fp16). */
+size_t llm_kv_block_bytes(const struct llm_config *c);
+
+/*
+ * A session for llm_eval_seqs() whose KV cache is the @n_blocks blocks at
+ * @kv (n_blocks * llm_kv_block_bytes() bytes, the caller's); sequences of
+ * up to @n_ctx positions.
+ */
+int llm_session_create_paged(struct llm_session **out, const struct llm_model *m,
+			     uint32_t n_ctx, void *kv, uint32_t n_blocks,
+			     struct pinfer_pool *pool, struct pinfer_err *err);
+
+/* One sequence's tokens in an llm_eval_seqs() call. */
+struct llm_seq_batch {
+	const int32_t *tokens;	/* @n tokens at positions pos.. */
+	size_t n;
+	uint32_t pos;
+	const uint32_t *blocks;	/* block i holds positions i * LLM_KV_BLOCK..; written
+				   from pos on, so those blocks must be its own */
+	float *logits;		/* NULL, or n_vocab floats: the logits after its last token */
+};
+
+/*
+ * Feed each of @n_seqs sequences its tokens, all in one pass (each weight
+ * row read once for all of them). Every token's results are independent of
+ * the rest of the batch: a sequence gets the same bits alone or among
+ * others (the kernels whose rounding depends on the batch are not used).
+ */
+int llm_eval_seqs(struct llm_session *s, const struct llm_seq_batch *seqs, size_t n_seqs,
+		  struct pinfer_err *err);
+
 #endif

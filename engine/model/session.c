@@ -21,13 +21,16 @@
 struct buffer {
 	void *field;
 	size_t bytes;
-	size_t most;	/* x, rope_cs: they grow to a call's tokens (reserve()) */
+	size_t most;	/* x, rope_cs, tpos, ttab, toks: they grow to a call's
+			   tokens (reserve() in forward.c) */
 };
+
+#define MAX_BUFFERS 24
 
 /*
  * The buffers of session @s, whose model, dimensions, KV type and context
- * are set, with a pool of @threads: @out has room for 20. Scratch buffers
- * hold LLM_BATCH tokens each.
+ * are set, with a pool of @threads: @out has room for MAX_BUFFERS.
+ * Scratch buffers hold LLM_BATCH tokens each.
  */
 static size_t buffers(struct llm_session *s, size_t threads, struct buffer *out)
 {
@@ -37,9 +40,14 @@ static size_t buffers(struct llm_session *s, size_t threads, struct buffer *out)
 
 #define BUF(p_, bytes_, most_) (out[n++] = (struct buffer){ &s->p_, (bytes_), (most_) })
 #define SCRATCH(p_, bytes_) BUF(p_, bytes_, bytes_)
-	SCRATCH(kcache, (size_t)c->n_layer * s->n_ctx * s->kv_row);
-	SCRATCH(vcache, (size_t)c->n_layer * s->n_ctx * s->kv_row);
+	if (s->own_kv) {
+		SCRATCH(kcache, (size_t)c->n_layer * s->n_ctx * s->kv_row);
+		SCRATCH(vcache, (size_t)c->n_layer * s->n_ctx * s->kv_row);
+	}
 	BUF(x, B * c->n_embd * f, most * c->n_embd * f);
+	BUF(tpos, B * sizeof(uint32_t), most * sizeof(uint32_t));
+	BUF(ttab, B * sizeof(uint32_t *), most * sizeof(uint32_t *));
+	BUF(toks, B * sizeof(int32_t), most * sizeof(int32_t));
 	SCRATCH(xb, B * c->n_embd * f);
 	SCRATCH(q, B * s->qd * f);
 	SCRATCH(k, B * s->kv_dim * f);
@@ -63,8 +71,6 @@ static size_t buffers(struct llm_session *s, size_t threads, struct buffer *out)
 	return n;
 }
 
-#define MAX_BUFFERS 20
-
 /* The dimensions of a session of @m (n_ctx set) with a KV cache of @kv. */
 static void dimensions(struct llm_session *s, enum llm_kv_type kv)
 {
@@ -78,6 +84,31 @@ static void dimensions(struct llm_session *s, enum llm_kv_type kv)
 	s->kv_row = kv == LLM_KV_Q8_0 ? s->kv_dim / QK * sizeof(struct block_q8_0) :
 		    s->kv_dim * sizeof(fp16_t);
 	s->n_cap = LLM_BATCH;
+	s->n_logits = 1;
+	s->kv_block = s->n_ctx;
+}
+
+/* Allocate the buffers of @s (dimensions set) and hand it out, or free it. */
+static int allocate(struct llm_session **out, struct llm_session *s, struct pinfer_err *err)
+{
+	struct buffer b[MAX_BUFFERS];
+	size_t n, i;
+
+	n = buffers(s, s->pool ? (size_t)pinfer_pool_threads(s->pool) : 1, b);
+	for (i = 0; i < n; i++) {
+		void *p = calloc(1, b[i].bytes);	/* large ones: untouched until used */
+
+		memcpy(b[i].field, &p, sizeof(p));
+		if (!p) {
+			uint32_t n_ctx = s->n_ctx;
+
+			llm_session_free(s);
+			return pinfer_fail(err, ENOMEM, "session: out of memory for a context of %" PRIu32,
+					   n_ctx);
+		}
+	}
+	*out = s;
+	return 0;
 }
 
 int llm_session_create(struct llm_session **out, const struct llm_model *m,
@@ -92,9 +123,7 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 			  struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
-	struct buffer b[MAX_BUFFERS];
 	struct llm_session *s;
-	size_t n, i;
 
 	*out = NULL;
 	if (!n_ctx || n_ctx > c->ctx_train)
@@ -108,26 +137,43 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	s->m = m;
 	s->pool = pool;
 	s->n_ctx = n_ctx;
+	s->own_kv = true;
 	dimensions(s, kv);
-	n = buffers(s, pool ? (size_t)pinfer_pool_threads(pool) : 1, b);
-	for (i = 0; i < n; i++) {
-		void *p = calloc(1, b[i].bytes);	/* large ones: untouched until used */
+	return allocate(out, s, err);
+}
 
-		memcpy(b[i].field, &p, sizeof(p));
-		if (!p) {
-			llm_session_free(s);
-			return pinfer_fail(err, ENOMEM, "session: out of memory for a context of %" PRIu32,
-					   n_ctx);
-		}
-	}
-	*out = s;
-	return 0;
+int llm_session_create_paged(struct llm_session **out, const struct llm_model *m,
+			     uint32_t n_ctx, void *kv, uint32_t n_blocks,
+			     struct pinfer_pool *pool, struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	struct llm_session *s;
+
+	*out = NULL;
+	if (!n_ctx || n_ctx > c->ctx_train)
+		n_ctx = c->ctx_train;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return pinfer_fail(err, ENOMEM, "session: out of memory");
+	s->m = m;
+	s->pool = pool;
+	s->n_ctx = n_ctx;
+	dimensions(s, LLM_KV_F16);
+	s->kv_block = LLM_KV_BLOCK;
+	s->kcache = kv;
+	s->vcache = (uint8_t *)kv + (size_t)n_blocks * (llm_kv_block_bytes(c) / 2);
+	return allocate(out, s, err);
+}
+
+size_t llm_kv_block_bytes(const struct llm_config *c)
+{
+	return 2 * (size_t)c->n_layer * LLM_KV_BLOCK * c->n_head_kv * c->head_dim * sizeof(fp16_t);
 }
 
 uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads)
 {
 	struct llm_model m = { .cfg = *c };
-	struct llm_session s = { .m = &m, .n_ctx = n_ctx };
+	struct llm_session s = { .m = &m, .n_ctx = n_ctx, .own_kv = true };
 	struct buffer b[MAX_BUFFERS];
 	uint64_t sum = 0;
 	size_t n, i;

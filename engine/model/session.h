@@ -19,19 +19,33 @@
 /*
  * Scratch buffers hold LLM_BATCH tokens each, token b at b * (its width):
  * a batch reads each weight row once for all its tokens. The residual
- * stream and the RoPE angles hold every token of an llm_eval_batch() call,
- * which runs layer by layer over all of them: each layer is used (and,
- * when it streams, read) once per call.
+ * stream, the RoPE angles and each token's position and block table hold
+ * every token of a call, which runs layer by layer over all of them: each
+ * layer is used (and, when it streams, read) once per call.
+ *
+ * The KV cache is in blocks of kv_block positions of every layer, K and V
+ * apart: a sequence's block table says which block holds its positions
+ * i * kv_block... A session's own cache is one block of n_ctx positions
+ * (table own_table); a paged session's blocks are a shared pool's
+ * (llm_session_create_paged()).
  */
 struct llm_session {
 	const struct llm_model *m;
 	struct pinfer_pool *pool;
 	uint32_t n_ctx, pos;
 	bool exact;		/* float activations: the reference mode */
+	bool invariant;		/* this call: every token's results independent of
+				   the batch (no sgemm paths) */
+	bool own_kv;		/* kcache, vcache allocated here */
 	size_t kv_dim, qd, maxd;
 	enum llm_kv_type kv_type;
 	size_t kv_row;		/* bytes of one position's K (or V) of one layer */
-	uint8_t *kcache, *vcache;	/* [layer][pos][kv_row bytes] */
+	uint32_t kv_block;	/* positions per block */
+	uint32_t own_table[1];	/* {0}: the own cache's block table */
+	uint8_t *kcache, *vcache;	/* [block][layer][kv_block][kv_row bytes] */
+	uint32_t *tpos;		/* [n] each token's position */
+	const uint32_t **ttab;	/* [n] its sequence's block table */
+	int32_t *toks;		/* [n] the tokens of an llm_eval_seqs() call */
 	float *x;	/* [n][n_embd] the residual stream of the call's tokens */
 	float *xb;	/* [b][n_embd] normed input of a block */
 	float *q;	/* [b][qd] */
@@ -40,7 +54,8 @@ struct llm_session {
 	float *out;	/* [b][qd] attention output */
 	float *hb, *hb2;	/* [b][n_ff] feed-forward hidden */
 	float *tmp;	/* [b][maxd] a projection's output */
-	float *logits;	/* (n_vocab) */
+	float *logits;	/* [n_logits][n_vocab] */
+	size_t n_logits;	/* rows logits has room for */
 	float *rope_cs;	/* [n][n_rot/2][cos, sin] of the call's positions */
 	size_t n_cap;	/* tokens x and rope_cs have room for */
 	uint8_t *act;	/* [b][maxd * 4 bytes] quantized matmul inputs */
@@ -62,11 +77,21 @@ void llm_rope_angles(const struct llm_model *m, uint32_t pos, float *cs);
 /* Rotate each of @n_heads heads' first n_rot dimensions by the angles @cs. */
 void llm_rope(const struct llm_config *c, float *v, uint32_t n_heads, const float *cs);
 
+/* Byte offset of position @pos of @layer in the cache, for block table @tab. */
+static inline size_t llm_kv_at(const struct llm_session *s, const uint32_t *tab,
+			       uint32_t layer, uint32_t pos)
+{
+	size_t blk = tab[pos / s->kv_block];
+
+	return ((blk * s->m->cfg.n_layer + layer) * s->kv_block + pos % s->kv_block) * s->kv_row;
+}
+
 /*
- * Attention of the @nb tokens at pos.. (their q, stride qd) over the cache
- * of @layer up to each (causal), into @out.
+ * Attention of the call's tokens @b0.. (@nb of them; their q, stride qd)
+ * over the cache of @layer, each up to its own position in its own
+ * sequence (causal), into @out.
  */
-void llm_attention(struct llm_session *s, uint32_t layer, uint32_t pos, size_t nb,
+void llm_attention(struct llm_session *s, uint32_t layer, size_t b0, size_t nb,
 		   const float *q, float *out);
 
 #endif
