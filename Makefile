@@ -19,7 +19,7 @@ CPPFLAGS += -D_GNU_SOURCE -DPINFER_VERSION='"$(VERSION)"' \
 # (engine/kernels/quant.h: packed, plain and reference dot products agree bit for bit).
 ALL_CFLAGS = -std=c11 -ffp-contract=off $(WARN) $(CFLAGS) $(SAN_CFLAGS) -MMD -MP
 LDLIBS += -luring -lnuma -lm -lpthread -ldl
-TOOL_LDLIBS := -lcjson
+TOOL_LDLIBS := -lcjson -lmicrohttpd
 AVX2_FLAGS := -mavx2 -mfma -mf16c
 AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl \
 	-mavx512vnni

@@ -33,6 +33,7 @@ static const struct command commands[] = {
 	{ "bench", cmd_bench, "prompt and generation speed (pp512, tg128) in tokens/s" },
 	{ "quantize", cmd_quantize, "write a model with its weights in another tensor type" },
 	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensor table" },
+	{ "serve", cmd_serve, "serve the model over the OpenAI HTTP API (continuous batching)" },
 	{ "synth", cmd_synth, "write a model of real shapes with random weights" },
 };
 

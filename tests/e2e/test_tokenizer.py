@@ -156,5 +156,6 @@ def main():
            "llama-bpe" in err, f"an unknown pre-tokenizer is refused, listing the known: {err.strip()}")
 
 
-main()
-end()
+if __name__ == "__main__":
+    main()
+    end()

@@ -8,7 +8,7 @@ kernels=$(grep -v '^#' tools/scripts/kernels.txt)
 pkgs=(
 	build-essential pkg-config git
 	liburing-dev libopenblas-dev libnuma-dev	# the runtime and engine
-	libcjson-dev				# JSON output (bench --json)
+	libcjson-dev libmicrohttpd-dev		# JSON and HTTP (bench --json, serve)
 	fio					# the drive's reference in bench/runtime.sh
 	python3-pip python3-venv			# test scripts (venv from PyPI)
 	clang libclang-rt-14-dev			# libFuzzer for `make fuzz`
