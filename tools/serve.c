@@ -51,7 +51,8 @@ static const char serve_help[] =
 	"                         parallel x ctx tokens\n"
 	"      --queue N          requests waiting for a slot, at most (default 64);\n"
 	"                         past that: 503\n"
-	"      --chunk N          prompt tokens fed per step, at most (default 128)\n"
+	"      --chunk N          prompt tokens fed per step while others decode\n"
+	"                         (default 16: what a step adds to their latency)\n"
 	"      --api-key KEY      require 'Authorization: Bearer KEY'\n"
 	"      --api-key-file F   the same, the key read from F's first line\n"
 	"  -t, --threads N        threads (default: one per CPU this process may use)\n"
@@ -318,6 +319,10 @@ static bool get_params(const cJSON *j, struct sched_params *p, bool *stream,
 	} else if (stop && !cJSON_IsNull(stop)) {
 		return bad_field(fe, "stop", "'stop' must be a string or an array of strings");
 	}
+	v = cJSON_GetObjectItemCaseSensitive(j, "ignore_eos");	/* llama.cpp's extension */
+	if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v))
+		return bad_field(fe, "ignore_eos", "'ignore_eos' must be true or false");
+	p->ignore_eos = v && cJSON_IsTrue(v);
 	*stream = false;
 	if (st && !cJSON_IsNull(st)) {
 		if (!cJSON_IsBool(st))
@@ -1123,7 +1128,7 @@ int cmd_serve(int argc, char **argv)
 
 	sv.o = (struct serve_opts){
 		.model = DEFAULT_MODEL, .host = "127.0.0.1", .port = 8080, .parallel = 4,
-		.ctx = 2048, .queue = 64, .chunk = 128, .grace = 10, .node = NODE_AUTO,
+		.ctx = 2048, .queue = 64, .chunk = 16, .grace = 10, .node = NODE_AUTO,
 		.provider = PINFER_PROVIDER_AUTO,
 	};
 	ret = parse(argc, argv, &sv.o);

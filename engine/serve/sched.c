@@ -11,6 +11,7 @@
 #include "blocks.h"
 
 #define BLOCK LLM_KV_BLOCK
+#define IDLE_CHUNK 256	/* prompt tokens in a step that no decoding waits for */
 
 struct sched_req {
 	struct sched *s;
@@ -18,6 +19,7 @@ struct sched_req {
 	int32_t *prompt;
 	uint32_t n_prompt, max_tokens;
 	struct sampler_params sp;
+	bool ignore_eos;
 	char *stop[SCHED_MAX_STOP];
 	size_t n_stop;
 	char *text;		/* generated so far (cut at a stop string) */
@@ -260,10 +262,15 @@ static void admit_all(struct sched *s)
 	s->q_len -= k;
 }
 
-/* This step's entries: every decoding sequence's token, then prompt chunks. */
+/*
+ * This step's entries: every decoding sequence's token, then prompt chunks
+ * of up to o.chunk tokens in all (a step's time is what the decoding
+ * sequences wait for their next token), or up to IDLE_CHUNK when no
+ * sequence decodes (nothing waits).
+ */
 static size_t build_batch(struct sched *s)
 {
-	uint32_t budget = s->o.chunk, i, n = 0;
+	uint32_t budget, i, n = 0;
 
 	for (i = 0; i < s->o.parallel; i++) {
 		struct slot *sl = &s->slots[i];
@@ -274,6 +281,7 @@ static size_t build_batch(struct sched *s)
 			s->batch_slot[n++] = i;
 		}
 	}
+	budget = n || s->o.chunk > IDLE_CHUNK ? s->o.chunk : IDLE_CHUNK;
 	while (budget) {	/* prompts, oldest first */
 		struct slot *best = NULL;
 		uint32_t take, bi = 0;
@@ -336,7 +344,7 @@ static void advance(struct sched *s, size_t i)
 	sl->toks[sl->n_toks++] = t;
 	r->n_gen++;
 	s->gen_tokens++;
-	if (t == tokenizer_eos(s->tok) || tokenizer_is_control(s->tok, t)) {
+	if (!r->ignore_eos && (t == tokenizer_eos(s->tok) || tokenizer_is_control(s->tok, t))) {
 		slot_end(s, sl, SCHED_STOP);
 		return;
 	}
@@ -513,6 +521,7 @@ int sched_submit(struct sched *s, const int32_t *prompt, size_t n_prompt,
 	r->n_prompt = (uint32_t)n_prompt;
 	r->max_tokens = p->max_tokens ? p->max_tokens : s->o.n_ctx - (uint32_t)n_prompt;
 	r->sp = p->sp;
+	r->ignore_eos = p->ignore_eos;
 	r->prompt = malloc(n_prompt * sizeof(*prompt));
 	r->text = calloc(1, 64);
 	r->cap = 64;

@@ -41,6 +41,7 @@ struct sched_params {
 	struct sampler_params sp;
 	uint32_t max_tokens;	/* 0: until the context is full */
 	const char *stop[SCHED_MAX_STOP];	/* NULL-terminated unless all four */
+	bool ignore_eos;	/* go on past end-of-text and end-of-turn (benchmarks) */
 };
 
 enum sched_finish { SCHED_RUNNING, SCHED_STOP, SCHED_LENGTH, SCHED_CANCELLED, SCHED_ERROR };

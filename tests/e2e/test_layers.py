@@ -20,6 +20,7 @@ BELOW = {
     "kernels": {"format", "base"},
     "text": {"format", "base"},
     "model": {"kernels", "format", "text", "base"},
+    "serve": {"model", "text", "format", "base"},
 }
 PLACEMENT = {"model/budget", "model/plan", "model/stream"}
 ABOVE_PLACEMENT = {"model/model", "model/forward", "model/session", "model/matmul",

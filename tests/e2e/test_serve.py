@@ -18,6 +18,7 @@
 
 Then the abuse and concurrency again on the ASan build (build/asan/pinfer,
 from `make SAN=1 tests`): no report, no leak at exit."""
+import atexit
 import http.client
 import json
 import os
@@ -45,6 +46,16 @@ KEY = "test-key-0123456789"
 CTX = 512
 
 
+SERVERS = []
+
+
+@atexit.register
+def _kill_servers():
+    for s in SERVERS:
+        if s.p.poll() is None:
+            s.p.kill()
+
+
 class Server:
     def __init__(self, binary, *args, key=KEY):
         self.key = key
@@ -55,6 +66,7 @@ class Server:
         self.log = tempfile.TemporaryFile()
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
         self.p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=self.log, env=env)
+        SERVERS.append(self)
         self.err_lines = []
         self.port = None
         t0 = time.time()
@@ -390,7 +402,7 @@ def abuse(srv, tag=""):
     def started_stream():
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
         b = json.dumps({"messages": [{"role": "user", "content": "Count to a thousand."}],
-                        "max_tokens": 400, "stream": True}).encode()
+                        "max_tokens": 400, "stream": True, "ignore_eos": True}).encode()
         s.sendall(post_req("/v1/chat/completions", b))
         buf = b""
         while buf.count(b"data:") < 3:
