@@ -88,6 +88,21 @@ static void dimensions(struct llm_session *s, enum llm_kv_type kv)
 	s->kv_block = s->n_ctx;
 }
 
+/* A session of @m, its context @n_ctx (0 or beyond the model's: the model's); no buffers yet. */
+static struct llm_session *session_new(const struct llm_model *m, uint32_t n_ctx,
+				       enum llm_kv_type kv, struct pinfer_pool *pool)
+{
+	struct llm_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->m = m;
+	s->pool = pool;
+	s->n_ctx = !n_ctx || n_ctx > m->cfg.ctx_train ? m->cfg.ctx_train : n_ctx;
+	dimensions(s, kv);
+	return s;
+}
+
 /* Allocate the buffers of @s (dimensions set) and hand it out, or free it. */
 static int allocate(struct llm_session **out, struct llm_session *s, struct pinfer_err *err)
 {
@@ -126,19 +141,13 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	struct llm_session *s;
 
 	*out = NULL;
-	if (!n_ctx || n_ctx > c->ctx_train)
-		n_ctx = c->ctx_train;
 	if (kv == LLM_KV_Q8_0 && c->head_dim % QK)
 		return pinfer_fail(err, EINVAL, "a Q8_0 KV cache needs heads of a multiple of %d dimensions, not %" PRIu32,
 				   QK, c->head_dim);
-	s = calloc(1, sizeof(*s));
+	s = session_new(m, n_ctx, kv, pool);
 	if (!s)
 		return pinfer_fail(err, ENOMEM, "session: out of memory");
-	s->m = m;
-	s->pool = pool;
-	s->n_ctx = n_ctx;
 	s->own_kv = true;
-	dimensions(s, kv);
 	return allocate(out, s, err);
 }
 
@@ -150,15 +159,9 @@ int llm_session_create_paged(struct llm_session **out, const struct llm_model *m
 	struct llm_session *s;
 
 	*out = NULL;
-	if (!n_ctx || n_ctx > c->ctx_train)
-		n_ctx = c->ctx_train;
-	s = calloc(1, sizeof(*s));
+	s = session_new(m, n_ctx, LLM_KV_F16, pool);
 	if (!s)
 		return pinfer_fail(err, ENOMEM, "session: out of memory");
-	s->m = m;
-	s->pool = pool;
-	s->n_ctx = n_ctx;
-	dimensions(s, LLM_KV_F16);
 	s->kv_block = LLM_KV_BLOCK;
 	s->kcache = kv;
 	s->vcache = (uint8_t *)kv + (size_t)n_blocks * (llm_kv_block_bytes(c) / 2);
