@@ -131,7 +131,7 @@ static void check_model(const char *name, const char *path)
 			struct llm_seq_batch step[] = {
 				{ other + i - N_PROMPT, 1, (uint32_t)i, tab_b, junk },
 				{ toks + i, 1, (uint32_t)i, tab_a, got },
-				{ other + i, 1, (uint32_t)(7 + i - N_PROMPT), tab_c, junk + V },
+				{ other + 10 + i - N_PROMPT, 1, (uint32_t)(7 + i - N_PROMPT), tab_c, junk + V },
 			};
 
 			ret = llm_eval_seqs(s, step, 3, &err);
