@@ -117,8 +117,7 @@ static void attn_one(const struct attn_task *a, size_t tok, const float *qt, flo
 	for (t0 = 0; t0 <= pos; t0 += run) {
 		const uint8_t *kc = s->kcache + llm_kv_at(s, tab, a->layer, t0) + kvo;
 
-		run = s->kv_block - t0 % s->kv_block;
-		run = run < pos + 1 - t0 ? run : pos + 1 - t0;
+		run = llm_kv_run(s, t0, pos + 1);
 		for (t = 0; t < run; t++) {
 			const void *k = kc + t * row;
 
@@ -131,8 +130,7 @@ static void attn_one(const struct attn_task *a, size_t tok, const float *qt, flo
 	for (t0 = 0; t0 <= pos; t0 += run) {
 		const uint8_t *vc = s->vcache + llm_kv_at(s, tab, a->layer, t0) + kvo;
 
-		run = s->kv_block - t0 % s->kv_block;
-		run = run < pos + 1 - t0 ? run : pos + 1 - t0;
+		run = llm_kv_run(s, t0, pos + 1);
 		for (t = 0; t < run; t++) {
 			const void *v = vc + t * row;
 
@@ -192,8 +190,7 @@ static void kv_to_float(void *arg, size_t b, size_t e, int thread)
 	for (t = b; t < e; t += run) {	/* a block's run of positions at a time */
 		size_t at = llm_kv_at(s, g->tab, g->layer, (uint32_t)t), i;
 
-		run = s->kv_block - t % s->kv_block;
-		run = run < e - t ? run : e - t;
+		run = llm_kv_run(s, (uint32_t)t, (uint32_t)e);
 		if (s->kv_type == LLM_KV_F16) {
 			g->k->to_f32((const fp16_t *)(s->kcache + at), s->kf + t * s->kv_dim,
 				     run * s->kv_dim);

@@ -86,6 +86,14 @@ static inline size_t llm_kv_at(const struct llm_session *s, const uint32_t *tab,
 	return ((blk * s->m->cfg.n_layer + layer) * s->kv_block + pos % s->kv_block) * s->kv_row;
 }
 
+/* Positions from @t that lie in @t's block, up to (not including) @end. */
+static inline uint32_t llm_kv_run(const struct llm_session *s, uint32_t t, uint32_t end)
+{
+	uint32_t run = s->kv_block - t % s->kv_block;
+
+	return run < end - t ? run : end - t;
+}
+
 /*
  * Attention of the call's tokens @b0.. (@nb of them; their q, stride qd)
  * over the cache of @layer, each up to its own position in its own
