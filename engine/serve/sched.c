@@ -270,6 +270,7 @@ static void admit_all(struct sched *s)
  */
 static size_t build_batch(struct sched *s)
 {
+	const struct slot *prev = NULL;	/* the last prompt taken */
 	uint32_t budget, i, n = 0;
 
 	for (i = 0; i < s->o.parallel; i++) {
@@ -282,18 +283,14 @@ static size_t build_batch(struct sched *s)
 		}
 	}
 	budget = n || s->o.chunk > IDLE_CHUNK ? s->o.chunk : IDLE_CHUNK;
-	while (budget) {	/* prompts, oldest first */
+	while (budget) {	/* prompts, oldest first: each after the one before */
 		struct slot *best = NULL;
 		uint32_t take, bi = 0;
 
 		for (i = 0; i < s->o.parallel; i++) {
 			struct slot *sl = &s->slots[i];
-			bool queued = false;
-			uint32_t j;
 
-			for (j = 0; j < n; j++)
-				queued |= s->batch_slot[j] == i;
-			if (sl->r && sl->pos < sl->r->n_prompt && !queued &&
+			if (sl->r && sl->pos < sl->r->n_prompt && (!prev || sl->order > prev->order) &&
 			    (!best || sl->order < best->order)) {
 				best = sl;
 				bi = i;
@@ -307,6 +304,7 @@ static size_t build_batch(struct sched *s)
 						      best->pos + take == best->n_toks ? best->logits : NULL };
 		s->batch_slot[n++] = bi;
 		budget -= take;
+		prev = best;
 	}
 	/* the blocks the entries write into */
 	for (i = 0; i < n; i++) {
@@ -506,6 +504,7 @@ int sched_submit(struct sched *s, const int32_t *prompt, size_t n_prompt,
 		 const struct sched_params *p, struct sched_req **out)
 {
 	struct sched_req *r;
+	bool oom;
 	size_t i;
 
 	*out = NULL;
@@ -525,14 +524,15 @@ int sched_submit(struct sched *s, const int32_t *prompt, size_t n_prompt,
 	r->prompt = malloc(n_prompt * sizeof(*prompt));
 	r->text = calloc(1, 64);
 	r->cap = 64;
-	for (i = 0; i < SCHED_MAX_STOP && p->stop[i]; i++)
-		if (p->stop[i][0])
-			r->stop[r->n_stop++] = strdup(p->stop[i]);
 	pthread_cond_init(&r->cv, NULL);
-	for (i = 0; i < r->n_stop; i++)
-		if (!r->stop[i])
-			r->prompt = (free(r->prompt), NULL);
-	if (!r->prompt || !r->text) {
+	oom = !r->prompt || !r->text;
+	for (i = 0; i < SCHED_MAX_STOP && p->stop[i]; i++) {
+		if (!p->stop[i][0])
+			continue;
+		r->stop[r->n_stop] = strdup(p->stop[i]);
+		oom |= !r->stop[r->n_stop++];
+	}
+	if (oom) {
 		r->refs = 1;
 		pthread_mutex_lock(&s->mu);
 		req_put(r);
