@@ -73,6 +73,9 @@ struct serve_opts {
 	enum pinfer_provider provider;
 };
 
+static const int statuses[] = { 200, 400, 401, 404, 413, 503 };	/* counted apart */
+#define N_STATUS (sizeof(statuses) / sizeof(statuses[0]))
+
 /* Everything the connection threads share; read-only but for the counters. */
 struct server {
 	struct serve_opts o;
@@ -86,23 +89,17 @@ struct server {
 	time_t started;
 	atomic_bool draining;
 	atomic_uint_fast64_t ids;
-	atomic_uint_fast64_t status[6];	/* answers by status: see status_index() */
+	atomic_uint_fast64_t status[N_STATUS + 1];	/* answers by statuses[], then others */
 	atomic_uint_fast64_t disconnects;
 };
-
-static const int statuses[] = { 200, 400, 401, 404, 413, 503 };	/* and "other" */
-static atomic_uint_fast64_t status_other;
 
 static void count_status(struct server *sv, unsigned int code)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
-		if ((unsigned int)statuses[i] == code) {
-			sv->status[i]++;
-			return;
-		}
-	status_other++;
+	for (i = 0; i < N_STATUS && (unsigned int)statuses[i] != code; i++)
+		;
+	sv->status[i]++;	/* N_STATUS: another */
 }
 
 /* ---- a connection ---------------------------------------------------- */
@@ -301,10 +298,10 @@ static bool get_params(const cJSON *j, struct sched_params *p, bool *stream,
 	p->sp = (struct sampler_params){
 		.temp = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p,
 		.min_p = (float)min_p, .repeat_penalty = 1.0f, .repeat_last_n = 64,
-		.seed = seed >= 0 ? (uint64_t)seed : (uint64_t)time(NULL) ^ (uint64_t)rand() << 20,
+		/* -1 (llama.cpp's) or none: a random seed */
+		.seed = seed != -1 ? (uint64_t)(long long)seed :
+				     (uint64_t)time(NULL) ^ (uint64_t)rand() << 20,
 	};
-	if (seed < 0 && seed != -1)
-		p->sp.seed = (uint64_t)(long long)seed;
 	p->max_tokens = (uint32_t)max;
 	if (stop && cJSON_IsString(stop)) {
 		p->stop[0] = stop->valuestring;
@@ -342,7 +339,7 @@ static char *content_text(const cJSON *c, struct field_err *fe)
 {
 	const cJSON *part;
 	size_t len = 0;
-	char *s;
+	char *s, *end;
 
 	if (cJSON_IsString(c))
 		return strdup(c->valuestring);
@@ -364,9 +361,10 @@ static char *content_text(const cJSON *c, struct field_err *fe)
 	s = malloc(len + 1);
 	if (!s)
 		return NULL;
-	s[0] = 0;
+	end = s;
+	*end = 0;
 	cJSON_ArrayForEach(part, c)
-		strcat(s, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
+		end = stpcpy(end, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
 	return s;
 }
 
@@ -442,12 +440,13 @@ static int chat_prompt(struct server *sv, const cJSON *j, int32_t **ids, size_t 
 	}
 	if (sv->tmpl == CHAT_NONE) {	/* no template: the contents, a line each */
 		size_t len = 0;
+		char *end;
 
 		for (i = 0; i < k; i++)
 			len += strlen(m[i].content) + 1;
-		text = calloc(len + 1, 1);
+		end = text = calloc(len + 1, 1);
 		for (i = 0; text && i < k; i++)
-			strcat(strcat(text, m[i].content), "\n");
+			end = stpcpy(stpcpy(end, m[i].content), "\n");
 		ret = text ? tokenizer_encode(sv->tok, text, strlen(text), false, ids, n, &err) : -ENOMEM;
 		if (!ret)
 			ret = add_bos(sv->tok, ids, n);
@@ -554,18 +553,24 @@ static cJSON *envelope(struct conn *cn, const char *object, cJSON **choice)
 	return j;
 }
 
-/* Append "data: <json>\n\n" (the JSON freed) to the connection's output. */
+/* Append the event "data: @data\n\n" to the connection's output. */
+static void sse_data(struct conn *cn, const char *data)
+{
+	char *o = realloc(cn->out, cn->out_len + strlen(data) + 9);
+
+	if (o) {
+		cn->out = o;
+		cn->out_len += (size_t)sprintf(o + cn->out_len, "data: %s\n\n", data);
+	}
+}
+
+/* Append an event of JSON @j (freed). */
 static void sse(struct conn *cn, cJSON *j)
 {
 	char *s = cJSON_PrintUnformatted(j);
-	size_t n = s ? strlen(s) : 0;
-	char *o = realloc(cn->out, cn->out_len + n + 9);
 
 	cJSON_Delete(j);
-	if (o) {
-		cn->out = o;
-		cn->out_len += (size_t)sprintf(o + cn->out_len, "data: %s\n\n", s ? s : "{}");
-	}
+	sse_data(cn, s ? s : "{}");
 	free(s);
 }
 
@@ -622,10 +627,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			cJSON_AddStringToObject(e, "message", sched_error(cn->r));
 			cJSON_AddStringToObject(e, "type", "server_error");
 			sse(cn, j);
-		} else if (n || fin != SCHED_RUNNING) {
-			stream_chunk(cn, n ? text : NULL, n, SCHED_RUNNING);
-			if (!n)	/* nothing new: only the end */
-				cn->out_len = 0;
+		} else if (n) {
+			stream_chunk(cn, text, n, SCHED_RUNNING);
 		}
 		if (fin != SCHED_RUNNING && fin != SCHED_ERROR) {
 			stream_chunk(cn, NULL, 0, fin);
@@ -638,12 +641,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			}
 		}
 		if (fin != SCHED_RUNNING) {
-			char *o = realloc(cn->out, cn->out_len + 16);
-
-			if (o) {
-				cn->out = o;
-				cn->out_len += (size_t)sprintf(o + cn->out_len, "data: [DONE]\n\n");
-			}
+			sse_data(cn, "[DONE]");
 			cn->done = true;
 		}
 		if (cn->out_len == 0 && client_gone(cn->c))
@@ -813,11 +811,11 @@ static enum MHD_Result metrics(struct conn *cn)
 	sched_stats(sv->sched, &st);
 	pinfer_region_props(sv->m->region, &w);
 	METRIC(&b, "http_responses_total", "counter", "HTTP responses by status code.");
-	for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+	for (i = 0; i < N_STATUS; i++)
 		put(&b, "pinfer_http_responses_total{code=\"%d\"} %" PRIuFAST64 "\n", statuses[i],
 		    (uint_fast64_t)sv->status[i]);
 	put(&b, "pinfer_http_responses_total{code=\"other\"} %" PRIuFAST64 "\n",
-	    (uint_fast64_t)status_other);
+	    (uint_fast64_t)sv->status[N_STATUS]);
 	METRIC(&b, "requests_total", "counter", "Generation requests finished (any way).");
 	put(&b, "pinfer_requests_total %" PRIu64 "\n", st.requests);
 	METRIC(&b, "client_disconnects_total", "counter", "Requests whose client left before the end.");

@@ -315,10 +315,16 @@ def abuse(srv, tag=""):
         ("unknown fields (ignored)", json.dumps(dict(good, frobnicate={"a": 1}, logit_bias={})).encode(), 200, None),
     ]
     for what, body, want, param in cases:
-        if body is None:   # says 1000 bytes, sends 10, closes
+        if body is None:   # says 1000 bytes, sends 10, closes: dropped, nothing run
+            before = srv.metrics()
             raw = post_req("/v1/chat/completions", b"x" * 1000)
             sock_send(port, raw[:-990])
-            ok(True, f"{tag}{what}: sent and dropped")
+            time.sleep(0.3)
+            after = srv.metrics()
+            ok(after["pinfer_requests_total"] == before["pinfer_requests_total"] and
+               after["pinfer_queue_length"] == 0 and after["pinfer_slots_active"] == 0 and
+               srv.raw("GET", "/health", key=False)[0] == 200,
+               f"{tag}{what}: dropped, no request run, the server healthy")
             continue
         resp = sock_send(port, post_req("/v1/chat/completions", body), read=True)
         st = status_of(resp)
