@@ -4,9 +4,12 @@
  *
  * Lifetime: a region is reference counted. Its file holds one reference
  * (a mapping holds the file, so mappings keep the region), and each prefetch
- * command in flight holds one. The last put frees the pages (mappings hold
- * page references of their own, so a page is never freed while mapped),
- * uncharges the memory and releases the pseudo file system pin.
+ * command in flight holds one. The last put frees every page that nobody
+ * else references. A page that something else still holds (a pipe that
+ * vmsplice() filled, direct I/O in flight elsewhere) stays charged: the
+ * region goes on the held list, and a work item frees and uncharges each
+ * such page once its last outside reference is gone (region.c). Only then
+ * are the user and the pseudo file system pin released.
  */
 #ifndef PINFER_INTERNAL_H
 #define PINFER_INTERNAL_H
@@ -15,7 +18,9 @@
 #include <linux/bits.h>
 #include <linux/fs.h>
 #include <linux/kref.h>
+#include <linux/list.h>
 #include <linux/mutex.h>
+#include <linux/sched/user.h>
 #include <linux/types.h>
 
 #include <pinfer.h>
@@ -32,10 +37,13 @@ struct pinfer_region {
 	int nid;			/* node of every page */
 	unsigned long nr_pages;		/* 2 MiB pages */
 	struct page **pages;		/* heads of the order-9 compound pages */
-	struct mm_struct *acct_mm;	/* mm charged with locked_vm (grabbed) */
+	unsigned long nr_charged;	/* pages allocated and not yet freed */
+	struct user_struct *user;	/* charged with locked_vm, or NULL */
+	struct mm_struct *pin_mm;	/* the creator's, showing it as VmPin */
+	struct list_head held;		/* on the held list once released */
 
 	struct mutex lock;		/* protects @backing */
-	struct file *backing;		/* bound file, or NULL */
+	struct file *backing;		/* bound file (writes denied), or NULL */
 
 	atomic64_t bytes_loaded;
 	atomic_t inflight;
@@ -43,12 +51,14 @@ struct pinfer_region {
 
 /* Global accounting (main.c). */
 extern atomic64_t pinfer_pinned_bytes;
+extern atomic64_t pinfer_held_bytes;
 extern atomic_t pinfer_nr_regions;
 u64 pinfer_max_pinned_bytes(void);
 
 /* region.c */
 long pinfer_region_create(struct pinfer_region_create __user *uarg);
 void pinfer_region_put(struct pinfer_region *r);
+void pinfer_region_exit(void);
 
 /* prefetch.c */
 long pinfer_prefetch_ioctl(struct pinfer_region *r,
@@ -58,5 +68,6 @@ int pinfer_prefetch_uring_cmd(struct pinfer_region *r,
 			      unsigned int issue_flags);
 long pinfer_bind_file(struct pinfer_region *r,
 		      struct pinfer_bind_file __user *uarg);
+void pinfer_unbind_file(struct file *f);
 
 #endif /* PINFER_INTERNAL_H */

@@ -10,6 +10,7 @@
 
 #include <linux/device.h>
 #include <linux/fs.h>
+#include <linux/kernel.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -18,10 +19,30 @@
 #include "internal.h"
 
 atomic64_t pinfer_pinned_bytes = ATOMIC64_INIT(0);
+atomic64_t pinfer_held_bytes = ATOMIC64_INIT(0);
 atomic_t pinfer_nr_regions = ATOMIC_INIT(0);
 
 static unsigned long max_pinned_mb;
-module_param(max_pinned_mb, ulong, 0644);
+
+/* A cap in MiB whose byte count does not fit in 64 bits is refused. */
+static int max_pinned_mb_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned long mb;
+	int ret = kstrtoul(val, 0, &mb);
+
+	if (ret)
+		return ret;
+	if ((u64)mb > U64_MAX >> 20)
+		return -ERANGE;
+	WRITE_ONCE(max_pinned_mb, mb);
+	return 0;
+}
+
+static const struct kernel_param_ops max_pinned_mb_ops = {
+	.set = max_pinned_mb_set,
+	.get = param_get_ulong,
+};
+module_param_cb(max_pinned_mb, &max_pinned_mb_ops, &max_pinned_mb, 0644);
 MODULE_PARM_DESC(max_pinned_mb,
 		 "Most memory all regions together may pin, in MiB (0: 3/4 of RAM)");
 
@@ -57,6 +78,9 @@ static long pinfer_dev_ioctl(struct file *file, unsigned int cmd,
 	case PINFER_IOC_VERSION:
 		return pinfer_ioctl_version(uarg);
 	case PINFER_IOC_REGION_CREATE:
+		/* pinning memory takes the device open for writing */
+		if (!(file->f_mode & FMODE_WRITE))
+			return -EBADF;
 		return pinfer_region_create(uarg);
 	default:
 		return -ENOTTY;
@@ -70,13 +94,20 @@ static const struct file_operations pinfer_dev_fops = {
 	.llseek = noop_llseek,
 };
 
-/* /sys/class/misc/pinfer/{pinned_bytes,max_pinned_bytes,regions} */
+/* /sys/class/misc/pinfer/{pinned_bytes,held_bytes,max_pinned_bytes,regions} */
 static ssize_t pinned_bytes_show(struct device *dev,
 				 struct device_attribute *attr, char *buf)
 {
 	return sysfs_emit(buf, "%lld\n", atomic64_read(&pinfer_pinned_bytes));
 }
 static DEVICE_ATTR_RO(pinned_bytes);
+
+static ssize_t held_bytes_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&pinfer_held_bytes));
+}
+static DEVICE_ATTR_RO(held_bytes);
 
 static ssize_t max_pinned_bytes_show(struct device *dev,
 				     struct device_attribute *attr, char *buf)
@@ -94,6 +125,7 @@ static DEVICE_ATTR_RO(regions);
 
 static struct attribute *pinfer_attrs[] = {
 	&dev_attr_pinned_bytes.attr,
+	&dev_attr_held_bytes.attr,
 	&dev_attr_max_pinned_bytes.attr,
 	&dev_attr_regions.attr,
 	NULL,
@@ -121,6 +153,7 @@ static int __init pinfer_init(void)
 static void __exit pinfer_exit(void)
 {
 	misc_deregister(&pinfer_misc);
+	pinfer_region_exit();
 }
 
 module_init(pinfer_init);

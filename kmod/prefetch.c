@@ -5,6 +5,15 @@
  * pages, direct I/O when the file system and the alignment allow, else
  * through the page cache.
  *
+ * A prefetch writes exactly the bytes it reports. Direct I/O would not: a
+ * read that reaches the end of the file fills the whole request (zeros past
+ * the end) and reports only what the file held. So nothing past the end of
+ * the file is asked for, and of what is, direct I/O reads the whole 4 KiB
+ * blocks and the page cache the rest (the tail, read first). The end of the
+ * file cannot move meanwhile: a bound file, and the file of each command in
+ * flight, have their writes denied (deny_write_access(), as an executable
+ * being run), so it can be neither truncated nor written.
+ *
  * The io_uring path: ->uring_cmd() copies the command out of the SQE,
  * submits the read and returns -EIOCBQUEUED. The read's completion may run
  * in interrupt context, so it only defers to task context
@@ -28,7 +37,11 @@ struct pinfer_io {
 	struct pinfer_region *region;
 	struct io_uring_cmd *ioucmd;
 	refcount_t ref;			/* submitter + completion */
-	long res;
+	u64 len;			/* of the main read, from iocb.ki_pos */
+	u64 region_off;			/* where the main read goes */
+	u64 tail;			/* bytes after it, read through the cache */
+	long tail_res;			/* what reading the tail returned */
+	long res;			/* of the main read, then of the prefetch */
 	unsigned int nr_bvec;
 	struct bio_vec bvec[];
 };
@@ -49,21 +62,50 @@ static int pinfer_check_prefetch(struct pinfer_region *r,
 	return 0;
 }
 
-/* The bound file, with a reference; NULL if none is bound. */
+/*
+ * The bound file, with a reference and a write denial of its own (which
+ * cannot fail: the binding holds one); NULL if none is bound.
+ */
 static struct file *pinfer_get_backing(struct pinfer_region *r)
 {
-	struct file *f;
+	struct file *f = NULL;
 
 	mutex_lock(&r->lock);
-	f = r->backing ? get_file(r->backing) : NULL;
+	if (r->backing && !deny_write_access(r->backing))
+		f = get_file(r->backing);
 	mutex_unlock(&r->lock);
 	return f;
 }
 
-static bool pinfer_use_direct(struct file *f, const struct pinfer_prefetch *p)
+void pinfer_unbind_file(struct file *f)
 {
-	return (f->f_mode & FMODE_CAN_ODIRECT) &&
-	       IS_ALIGNED(p->file_off | p->len | p->region_off, PINFER_DIO_ALIGN);
+	allow_write_access(f);
+	fput(f);
+}
+
+/*
+ * Split @p into the main read (@io->len bytes, direct when the file system
+ * and the alignment allow) and the tail after it, neither past the end of
+ * the file.
+ */
+static void pinfer_plan(struct pinfer_io *io, struct file *f,
+			const struct pinfer_prefetch *p)
+{
+	loff_t size = i_size_read(file_inode(f));
+	u64 len = 0;
+
+	if (p->file_off < size)
+		len = min_t(u64, p->len, size - p->file_off);
+	io->len = len;
+	if ((f->f_mode & FMODE_CAN_ODIRECT) &&
+	    IS_ALIGNED(p->file_off | p->region_off, PINFER_DIO_ALIGN)) {
+		io->len = round_down(len, PINFER_DIO_ALIGN);
+		io->iocb.ki_flags = IOCB_DIRECT;
+	}
+	io->tail = len - io->len;
+	io->region_off = p->region_off;
+	io->iocb.ki_filp = f;
+	io->iocb.ki_pos = p->file_off;
 }
 
 /* Fill @bv with the region's pages behind [off, off + len). */
@@ -84,12 +126,13 @@ static unsigned int pinfer_fill_bvec(struct pinfer_region *r, u64 off, u64 len,
 	return n;
 }
 
-static unsigned int pinfer_nr_bvec(const struct pinfer_prefetch *p)
+/* Pages a range of the region spans (its bio_vecs), 0 for none. */
+static unsigned int pinfer_nr_bvec(u64 off, u64 len)
 {
-	u64 first = p->region_off >> PINFER_PAGE_SHIFT;
-	u64 last = (p->region_off + p->len - 1) >> PINFER_PAGE_SHIFT;
-
-	return last - first + 1;
+	if (!len)
+		return 0;
+	return ((off + len - 1) >> PINFER_PAGE_SHIFT) -
+	       (off >> PINFER_PAGE_SHIFT) + 1;
 }
 
 static struct pinfer_io *pinfer_io_alloc(struct pinfer_region *r,
@@ -97,15 +140,13 @@ static struct pinfer_io *pinfer_io_alloc(struct pinfer_region *r,
 					 const struct pinfer_prefetch *p)
 {
 	struct pinfer_io *io;
-	unsigned int n = pinfer_nr_bvec(p);
+	unsigned int n = pinfer_nr_bvec(p->region_off, p->len);
 
 	io = kzalloc(struct_size(io, bvec, n), GFP_KERNEL);
 	if (!io)
 		return NULL;
-	io->nr_bvec = pinfer_fill_bvec(r, p->region_off, p->len, io->bvec);
-	io->iocb.ki_filp = f;
-	io->iocb.ki_pos = p->file_off;
-	io->iocb.ki_flags = pinfer_use_direct(f, p) ? IOCB_DIRECT : 0;
+	pinfer_plan(io, f, p);
+	io->nr_bvec = pinfer_fill_bvec(r, io->region_off, io->len, io->bvec);
 	kref_get(&r->ref);
 	io->region = r;
 	return io;
@@ -117,20 +158,57 @@ static void pinfer_io_free(struct pinfer_io *io)
 
 	if (io->res > 0)
 		atomic64_add(io->res, &r->bytes_loaded);
-	fput(io->iocb.ki_filp);
+	pinfer_unbind_file(io->iocb.ki_filp);
 	kfree(io);
 	atomic_dec(&r->inflight);
 	pinfer_region_put(r);
 }
 
+/*
+ * Read the tail through the page cache, synchronously: it copies no more
+ * than the file holds. It comes first, so that whatever the main read
+ * returns, the bytes written are the bytes reported: a direct read of
+ * whole blocks within the file returns all of them or an error.
+ */
+static long pinfer_io_read_tail(struct pinfer_io *io)
+{
+	struct kiocb kiocb = {
+		.ki_filp = io->iocb.ki_filp,
+		.ki_pos = io->iocb.ki_pos + io->len,
+	};
+	struct bio_vec bv[2];
+	struct iov_iter iter;
+	unsigned int n;
+
+	if (!io->tail)
+		return 0;
+	n = pinfer_fill_bvec(io->region, io->region_off + io->len, io->tail, bv);
+	iov_iter_bvec(&iter, ITER_DEST, bv, n, io->tail);
+	return vfs_iocb_iter_read(kiocb.ki_filp, &kiocb, &iter);
+}
+
+/* The prefetch's result from the tail's and the main read's (@main). */
+static long pinfer_io_result(const struct pinfer_io *io, long main)
+{
+	if (io->tail_res < 0)
+		return io->tail_res;
+	if (main < 0 || main < io->len)	/* short: an error after some bytes */
+		return main;
+	return main + io->tail_res;
+}
+
 /* Read synchronously (a sync kiocb: the file system waits for the I/O). */
-static long pinfer_io_read_sync(struct pinfer_io *io, u64 len)
+static long pinfer_io_read_sync(struct pinfer_io *io)
 {
 	struct iov_iter iter;
+	long ret = 0;
 
-	iov_iter_bvec(&iter, ITER_DEST, io->bvec, io->nr_bvec, len);
-	io->iocb.ki_complete = NULL;
-	return vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
+	io->tail_res = pinfer_io_read_tail(io);
+	if (io->tail_res >= 0 && io->len) {
+		iov_iter_bvec(&iter, ITER_DEST, io->bvec, io->nr_bvec, io->len);
+		ret = vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
+	}
+	return pinfer_io_result(io, ret);
 }
 
 /*
@@ -164,7 +242,7 @@ static struct pinfer_io *pinfer_io_start(struct pinfer_region *r,
 
 undo_inflight:
 	atomic_dec(&r->inflight);
-	fput(f);
+	pinfer_unbind_file(f);
 	return ERR_PTR(ret);
 }
 
@@ -180,7 +258,7 @@ long pinfer_prefetch_ioctl(struct pinfer_region *r,
 	io = pinfer_io_start(r, &p);
 	if (IS_ERR(io))
 		return PTR_ERR(io);
-	io->res = pinfer_io_read_sync(io, p.len);
+	io->res = pinfer_io_read_sync(io);
 	ret = io->res;
 	pinfer_io_free(io);
 	return ret;
@@ -199,8 +277,9 @@ static void pinfer_io_task_done(struct io_uring_cmd *ioucmd,
 				unsigned int issue_flags)
 {
 	struct pinfer_io *io = *pinfer_cmd_io(ioucmd);
-	long res = io->res;
+	long res = pinfer_io_result(io, io->res);
 
+	io->res = res;
 	pinfer_io_free(io);
 	io_uring_cmd_done(ioucmd, res, 0, issue_flags);
 }
@@ -260,8 +339,12 @@ int pinfer_prefetch_uring_cmd(struct pinfer_region *r,
 	*pinfer_cmd_io(ioucmd) = io;
 	refcount_set(&io->ref, 2);
 	io->iocb.ki_complete = pinfer_io_complete;
-	iov_iter_bvec(&iter, ITER_DEST, io->bvec, io->nr_bvec, p.len);
-	ret = vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
+	io->tail_res = pinfer_io_read_tail(io);
+	ret = 0;
+	if (io->tail_res >= 0 && io->len) {
+		iov_iter_bvec(&iter, ITER_DEST, io->bvec, io->nr_bvec, io->len);
+		ret = vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
+	}
 	if (ret != -EIOCBQUEUED)	/* done already (buffered, or an error) */
 		pinfer_io_complete(&io->iocb, ret);
 	pinfer_io_put(io);
@@ -270,11 +353,17 @@ int pinfer_prefetch_uring_cmd(struct pinfer_region *r,
 
 /* ---- binding the file ----------------------------------------------------- */
 
+/*
+ * The file's writes are denied while it is bound (ETXTBSY to whoever opens
+ * it for writing or truncates it), and binding a file open for writing
+ * anywhere fails with ETXTBSY: its end must not move under a prefetch.
+ */
 long pinfer_bind_file(struct pinfer_region *r,
 		      struct pinfer_bind_file __user *uarg)
 {
 	struct pinfer_bind_file b;
 	struct file *f, *old;
+	int ret;
 
 	if (copy_from_user(&b, uarg, sizeof(b)))
 		return -EFAULT;
@@ -283,19 +372,24 @@ long pinfer_bind_file(struct pinfer_region *r,
 	f = fget(b.fd);
 	if (!f)
 		return -EBADF;
-	if (!(f->f_mode & FMODE_READ)) {
-		fput(f);
-		return -EBADF;
-	}
-	if (!S_ISREG(file_inode(f)->i_mode)) {
-		fput(f);
-		return -EINVAL;
-	}
+	ret = -EBADF;
+	if (!(f->f_mode & FMODE_READ))
+		goto put;
+	ret = -EINVAL;
+	if (!S_ISREG(file_inode(f)->i_mode))
+		goto put;
+	ret = deny_write_access(f);
+	if (ret)
+		goto put;
 	mutex_lock(&r->lock);
 	old = r->backing;
 	r->backing = f;
 	mutex_unlock(&r->lock);
 	if (old)
-		fput(old);
+		pinfer_unbind_file(old);
 	return 0;
+
+put:
+	fput(f);
+	return ret;
 }

@@ -8,11 +8,14 @@
  * VMA that is neither anonymous nor DAX. Returning the subpage of an order-9
  * compound page from .fault lets finish_fault() install a PMD (do_set_pmd)
  * when the VMA is 2 MiB aligned, on 6.1 and 6.12 alike; 6.12 also requires
- * the mapping's inode to have i_size covering the fault, hence the inode.
+ * the mapping's inode to have i_size covering the fault, hence the inode,
+ * and refuses the PMD where THP is disabled (MADV_NOHUGEPAGE,
+ * PR_SET_THP_DISABLE): such mappings get 4 KiB entries there.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/file.h>
+#include <linux/fs_context.h>
 #include <linux/gfp.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
@@ -20,8 +23,10 @@
 #include <linux/pseudo_fs.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/user.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/workqueue.h>
 
 #include "compat.h"
 #include "internal.h"
@@ -31,9 +36,13 @@
 static struct vfsmount *pinfer_mnt;
 static int pinfer_mnt_count;
 
+/* noexec: model memory is never code, so mmap refuses PROT_EXEC. */
 static int pinfer_fs_init_fs_context(struct fs_context *fc)
 {
-	return init_pseudo(fc, PINFER_FS_MAGIC) ? 0 : -ENOMEM;
+	if (!init_pseudo(fc, PINFER_FS_MAGIC))
+		return -ENOMEM;
+	fc->s_iflags |= SB_I_NOEXEC;
+	return 0;
 }
 
 /*
@@ -84,14 +93,153 @@ undo_enomem:
 	return -ENOMEM;
 }
 
-/* Uncharge locked_vm from the creator's mm, if it still exists (as vfio). */
-static void pinfer_unaccount(struct pinfer_region *r)
+/* ---- accounting ---------------------------------------------------------- */
+
+/*
+ * Charge @pages to @user's locked_vm within the caller's RLIMIT_MEMLOCK, as
+ * io_uring charges registered buffers: the user, not the process, so that
+ * regions that outlive their creator (passed on, inherited across fork or
+ * exec) still count against the same limit.
+ */
+static int pinfer_charge_user(struct user_struct *user, unsigned long pages)
 {
-	if (mmget_not_zero(r->acct_mm)) {
-		account_locked_vm(r->acct_mm, r->size >> PAGE_SHIFT, false);
-		mmput(r->acct_mm);
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	unsigned long cur = atomic_long_read(&user->locked_vm), new;
+
+	do {
+		new = cur + pages;
+		if (new > limit)
+			return -ENOMEM;
+	} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur, new));
+	return 0;
+}
+
+/* Charge the module's cap and, without CAP_IPC_LOCK, the user. */
+static int pinfer_account(struct pinfer_region *r)
+{
+	int ret = -ENOMEM;
+
+	if (atomic64_add_return(r->size, &pinfer_pinned_bytes) >
+	    pinfer_max_pinned_bytes())
+		goto undo_global;
+	if (!capable(CAP_IPC_LOCK)) {
+		r->user = get_uid(current_user());
+		ret = pinfer_charge_user(r->user, r->size >> PAGE_SHIFT);
+		if (ret)
+			goto undo_user;
 	}
-	mmdrop(r->acct_mm);
+	r->nr_charged = r->nr_pages;
+	return 0;
+
+undo_user:
+	free_uid(r->user);
+	r->user = NULL;
+undo_global:
+	atomic64_sub(r->size, &pinfer_pinned_bytes);
+	return ret;
+}
+
+/* Uncharge one freed 2 MiB page. */
+static void pinfer_uncharge_page(struct pinfer_region *r)
+{
+	if (r->user)
+		atomic_long_sub(PINFER_PAGE_BYTES >> PAGE_SHIFT,
+				&r->user->locked_vm);
+	atomic64_sub(PINFER_PAGE_BYTES, &pinfer_pinned_bytes);
+	r->nr_charged--;
+}
+
+/* The creator's VmPin shows a region while the region is open. */
+static void pinfer_unshow_pinned(struct pinfer_region *r)
+{
+	atomic64_sub(r->size >> PAGE_SHIFT, &r->pin_mm->pinned_vm);
+	mmdrop(r->pin_mm);
+}
+
+/* ---- freeing, now or once the pages are no longer held --------------------- */
+
+/*
+ * Released regions with pages that something outside the module still
+ * references (a pipe filled by vmsplice(), direct I/O of another file
+ * in flight). Such a page stays charged to the module's total and to the
+ * user until its last reference is gone; the work below looks every
+ * PINFER_HELD_POLL for pages only the region still holds, frees them and
+ * uncharges them.
+ */
+#define PINFER_HELD_POLL	(HZ / 10)
+
+static LIST_HEAD(pinfer_held_list);
+static DEFINE_MUTEX(pinfer_held_lock);
+static void pinfer_held_work_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(pinfer_held_work, pinfer_held_work_fn);
+
+/*
+ * Free the pages that nobody but the region references. With no mapping
+ * left, nothing can take a new reference to a page: the count only falls.
+ * True when every page is freed.
+ */
+static bool pinfer_free_idle_pages(struct pinfer_region *r)
+{
+	unsigned long i;
+
+	for (i = 0; i < r->nr_pages; i++) {
+		struct page *page = r->pages[i];
+
+		if (!page || page_ref_count(page) != 1)
+			continue;
+		r->pages[i] = NULL;
+		put_page(page);
+		pinfer_uncharge_page(r);
+	}
+	return !r->nr_charged;
+}
+
+/* The last of a region, once all its pages are freed. */
+static void pinfer_region_free(struct pinfer_region *r)
+{
+	kvfree(r->pages);
+	free_uid(r->user);
+	kfree(r);
+	simple_release_fs(&pinfer_mnt, &pinfer_mnt_count);
+}
+
+/* Free what has become free; true while regions are still held. */
+static bool pinfer_reap_held(void)
+{
+	struct pinfer_region *r, *next;
+	LIST_HEAD(done);
+	bool more;
+
+	mutex_lock(&pinfer_held_lock);
+	list_for_each_entry_safe(r, next, &pinfer_held_list, held) {
+		unsigned long before = r->nr_charged;
+
+		if (pinfer_free_idle_pages(r))
+			list_move(&r->held, &done);
+		atomic64_sub((before - r->nr_charged) * PINFER_PAGE_BYTES,
+			     &pinfer_held_bytes);
+	}
+	more = !list_empty(&pinfer_held_list);
+	mutex_unlock(&pinfer_held_lock);
+	list_for_each_entry_safe(r, next, &done, held)
+		pinfer_region_free(r);
+	return more;
+}
+
+/*
+ * A held region pins the pseudo file system and so the module; the put in
+ * pinfer_region_free() may be the module's last, and pinfer_region_exit()
+ * waits for this function to return before the module goes.
+ */
+static void pinfer_held_work_fn(struct work_struct *work)
+{
+	if (pinfer_reap_held())
+		schedule_delayed_work(&pinfer_held_work, PINFER_HELD_POLL);
+}
+
+void pinfer_region_exit(void)
+{
+	cancel_delayed_work_sync(&pinfer_held_work);
 }
 
 static void pinfer_region_release(struct kref *ref)
@@ -99,14 +247,18 @@ static void pinfer_region_release(struct kref *ref)
 	struct pinfer_region *r = container_of(ref, struct pinfer_region, ref);
 
 	if (r->backing)
-		fput(r->backing);
-	pinfer_free_pages(r, r->nr_pages);
-	kvfree(r->pages);
-	pinfer_unaccount(r);
-	atomic64_sub(r->size, &pinfer_pinned_bytes);
+		pinfer_unbind_file(r->backing);
 	atomic_dec(&pinfer_nr_regions);
-	kfree(r);
-	simple_release_fs(&pinfer_mnt, &pinfer_mnt_count);
+	pinfer_unshow_pinned(r);
+	if (pinfer_free_idle_pages(r)) {
+		pinfer_region_free(r);
+		return;
+	}
+	atomic64_add(r->nr_charged * PINFER_PAGE_BYTES, &pinfer_held_bytes);
+	mutex_lock(&pinfer_held_lock);
+	list_add_tail(&r->held, &pinfer_held_list);
+	mutex_unlock(&pinfer_held_lock);
+	schedule_delayed_work(&pinfer_held_work, PINFER_HELD_POLL);
 }
 
 void pinfer_region_put(struct pinfer_region *r)
@@ -253,27 +405,6 @@ static int pinfer_check_create(struct pinfer_region_create *arg)
 	return 0;
 }
 
-/* Charge the global cap and the caller's RLIMIT_MEMLOCK. */
-static int pinfer_account(u64 size)
-{
-	int ret;
-
-	if (atomic64_add_return(size, &pinfer_pinned_bytes) >
-	    pinfer_max_pinned_bytes()) {
-		ret = -ENOMEM;
-		goto undo_global;
-	}
-	/* locked_vm is charged always; the limit is waived by CAP_IPC_LOCK */
-	ret = account_locked_vm(current->mm, size >> PAGE_SHIFT, true);
-	if (ret)
-		goto undo_global;
-	return 0;
-
-undo_global:
-	atomic64_sub(size, &pinfer_pinned_bytes);
-	return ret;
-}
-
 static struct file *pinfer_region_file(struct pinfer_region *r)
 {
 	struct inode *inode;
@@ -315,30 +446,33 @@ long pinfer_region_create(struct pinfer_region_create __user *uarg)
 		return ret;
 	if (!current->mm)
 		return -EINVAL;
-	ret = pinfer_account(arg.size);
-	if (ret)
-		return ret;
+	pinfer_reap_held();	/* pages freed since the last poll */
 
-	ret = -ENOMEM;
 	r = kzalloc(sizeof(*r), GFP_KERNEL);
 	if (!r)
-		goto unaccount;
+		return -ENOMEM;
 	kref_init(&r->ref);
 	mutex_init(&r->lock);
+	INIT_LIST_HEAD(&r->held);
 	r->size = arg.size;
 	r->nid = arg.numa_node;
 	r->nr_pages = arg.size >> PINFER_PAGE_SHIFT;
-	r->acct_mm = current->mm;
-	mmgrab(r->acct_mm);
+	ret = pinfer_account(r);
+	if (ret)
+		goto free_region;
+	ret = -ENOMEM;
 	r->pages = kvcalloc(r->nr_pages, sizeof(*r->pages), GFP_KERNEL);
 	if (!r->pages)
-		goto free_region;
+		goto unaccount;
 	ret = pinfer_alloc_pages(r);
 	if (ret)
 		goto free_array;
 	ret = simple_pin_fs(&pinfer_fs_type, &pinfer_mnt, &pinfer_mnt_count);
 	if (ret)
 		goto free_pages;
+	r->pin_mm = current->mm;	/* shown in its VmPin, as io_uring does */
+	mmgrab(r->pin_mm);
+	atomic64_add(r->size >> PAGE_SHIFT, &r->pin_mm->pinned_vm);
 	atomic_inc(&pinfer_nr_regions);
 
 	/* From here on the region is complete: the file's release frees it. */
@@ -364,11 +498,11 @@ free_pages:
 	pinfer_free_pages(r, r->nr_pages);
 free_array:
 	kvfree(r->pages);
-free_region:
-	mmdrop(r->acct_mm);
-	kfree(r);
 unaccount:
-	account_locked_vm(current->mm, arg.size >> PAGE_SHIFT, false);
-	atomic64_sub(arg.size, &pinfer_pinned_bytes);
+	while (r->nr_charged)
+		pinfer_uncharge_page(r);
+	free_uid(r->user);
+free_region:
+	kfree(r);
 	return ret;
 }

@@ -158,8 +158,11 @@ int pinfer_loader_create(struct pinfer_loader **out, struct pinfer_region *r,
 		struct pinfer_bind_file b = { .fd = l->fd };
 
 		if (ioctl(l->kmod_fd, PINFER_IOC_BIND_FILE, &b)) {
-			ret = pinfer_fail(err, errno, "loader: binding %s to the pinfer.ko region: %s",
-					  path, strerror(errno));
+			int e = errno;
+
+			ret = pinfer_fail(err, e, "loader: binding %s to the pinfer.ko region: %s%s",
+					  path, strerror(e), e == ETXTBSY ?
+					  " (the file is open for writing; pinfer.ko reads only files nobody writes)" : "");
 			goto exit_ring;
 		}
 	} else {

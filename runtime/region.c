@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -118,6 +119,51 @@ static int bind_node(void *p, size_t size, int node, const char *who,
 	return 0;
 }
 
+/* A field of /proc/self/smaps for the mapping that starts at @p, in kB. */
+static long smaps_kb(const void *p, const char *field)
+{
+	char line[256], start[32];
+	size_t n = strlen(field);
+	bool in = false;
+	long v = -1;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	snprintf(start, sizeof(start), "%lx-", (unsigned long)p);
+	while (f && fgets(line, sizeof(line), f)) {
+		char *dash = strchr(line, '-'), *space = strchr(line, ' ');
+
+		if (dash && space && dash < space)
+			in = !strncmp(line, start, strlen(start));
+		else if (in && !strncmp(line, field, n) && line[n] == ':')
+			v = atol(line + n + 1);
+	}
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/*
+ * Newer kernels (Debian 12's 6.12, not its 6.1) map nothing with 2 MiB entries for a process whose
+ * THP is disabled (PR_SET_THP_DISABLE, inherited from a parent) or a range
+ * with MADV_NOHUGEPAGE, pinfer.ko's regions included: the memory is still
+ * pinned, but each 2 MiB page takes 512 TLB entries. Fault the first page
+ * in and say so if that happened.
+ */
+static void kmod_check_entries(struct pinfer_region *r)
+{
+	long pmd;
+
+	((volatile char *)r->ptr)[0] = 0;	/* zeroed memory stays zero */
+	pmd = smaps_kb(r->ptr, "FilePmdMapped");
+	if (pmd != 0)
+		return;
+	snprintf(r->note, sizeof(r->note),
+		 "kmod: mapped with 4 KiB page-table entries, not 2 MiB: this kernel refuses huge entries where THP is disabled (%s); the memory is pinned all the same",
+		 prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 ?
+		 "this process has PR_SET_THP_DISABLE, perhaps from its parent" :
+		 "MADV_NOHUGEPAGE");
+}
+
 static int try_kmod(struct pinfer_region *r, size_t size, int node,
 		    struct pinfer_err *err)
 {
@@ -153,6 +199,7 @@ static int try_kmod(struct pinfer_region *r, size_t size, int node,
 	r->fd = fd;
 	r->page_size = PINFER_HUGE;
 	r->locked = true;
+	kmod_check_entries(r);
 	return 0;
 }
 

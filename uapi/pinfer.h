@@ -53,12 +53,14 @@ struct pinfer_version {
 };
 
 /*
- * PINFER_IOC_REGION_CREATE: @size bytes (a multiple of @page_size) of
- * pinned, zeroed memory on NUMA node @numa_node (-1: the caller's node),
- * charged to the caller's RLIMIT_MEMLOCK (unless CAP_IPC_LOCK), memory
- * cgroup and the module's cap. Returns the new region fd (close-on-exec),
+ * PINFER_IOC_REGION_CREATE, on /dev/pinfer open for writing: @size bytes (a
+ * multiple of @page_size) of pinned, zeroed memory on NUMA node @numa_node
+ * (-1: the caller's node), charged to the caller's user within its
+ * RLIMIT_MEMLOCK (unless CAP_IPC_LOCK), memory cgroup and the module's cap
+ * until the last page is freed. Returns the new region fd (close-on-exec),
  * also stored in @fd. Errors: EINVAL (bad field), EOPNOTSUPP (a page size
- * the module cannot give), ENOMEM (a limit, or no memory on the node).
+ * the module cannot give), EBADF (device open read-only), ENOMEM (a limit,
+ * or no memory on the node). Mappings of a region are never executable.
  */
 struct pinfer_region_create {
 	__u64 size;		/* in */
@@ -83,8 +85,10 @@ struct pinfer_region_info {
 /*
  * PINFER_IOC_BIND_FILE, on a region fd: @fd, a regular file opened for
  * reading, becomes the source of later prefetches (the region keeps a
- * reference; binding again replaces it). EBADF: not an open fd, or not
- * open for reading. EINVAL: not a regular file, or flags/reserved set.
+ * reference; binding again replaces it). While bound, the file's writes are
+ * denied (ETXTBSY to opening it for writing or truncating it). EBADF: not an
+ * open fd, or not open for reading. EINVAL: not a regular file, or
+ * flags/reserved set. ETXTBSY: the file is open for writing.
  */
 struct pinfer_bind_file {
 	__s32 fd;
@@ -94,12 +98,14 @@ struct pinfer_bind_file {
 
 /*
  * A prefetch: read @len bytes at @file_off of the bound file into the region
- * at @region_off. With @file_off, @len and @region_off all multiples of 4096
- * and a file system that supports it, the read is direct I/O into the
- * region's pages; otherwise it goes through the page cache. The result is
- * the number of bytes read (less than @len only at the end of the file) or
- * -errno: EINVAL (bad range or fields), EBADF (no file bound), EBUSY (too many
- * commands in flight on the region), or the file system's error.
+ * at @region_off. With @file_off and @region_off multiples of 4096 and a file
+ * system that supports it, the whole 4 KiB blocks are read with direct I/O
+ * into the region's pages and the rest through the page cache; otherwise
+ * all of it goes through the page cache. The result is the number of bytes
+ * read (less than @len only at the end of the file), and no byte of the
+ * region past them changes; or -errno: EINVAL (bad range or fields), EBADF
+ * (no file bound), EBUSY (too many commands in flight on the region), or the
+ * file system's error.
  */
 struct pinfer_prefetch {
 	__u64 region_off;

@@ -16,8 +16,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -102,19 +105,26 @@ static long prefetch(int region, uint64_t roff, uint64_t foff, uint64_t len)
 	return ret < 0 ? -errno : ret;
 }
 
-static long sysfs_long(const char *name)
+/* The number in the file at @path (a sysfs attribute), or -1. */
+static unsigned long long read_ull(const char *path)
 {
-	char path[128], buf[64] = "";
-	int fd;
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY);
 
-	snprintf(path, sizeof(path), SYSFS "%s", name);
-	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -1;
 	if (read(fd, buf, sizeof(buf) - 1) < 0)
 		buf[0] = 0;
 	close(fd);
-	return atol(buf);
+	return strtoull(buf, NULL, 10);
+}
+
+static long sysfs_long(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), SYSFS "%s", name);
+	return (long)read_ull(path);
 }
 
 static long meminfo_kb(const char *field)
@@ -656,18 +666,23 @@ TEST(prefetch_unaligned_buffered)
 TEST(prefetch_from_tmpfs)
 {
 	static uint8_t buf[3 * 4096 + 100];
+	const char *path = "/tmp/pinfer-tmpfs.bin";
 	int dev = dev_open(), r, fd;
 	uint8_t *p;
 	size_t i;
 
 	for (i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 7 + 3);
-	fd = open("/tmp/pinfer-tmpfs.bin", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	ASSERT_LE(0, fd);
 	ASSERT_EQ((ssize_t)sizeof(buf), write(fd, buf, sizeof(buf)));
 	ASSERT_LE(0, dev);
 	r = create(dev, 2 * MiB, -1);
 	ASSERT_LE(0, r);
+	/* a file open for writing cannot be bound: its end could move */
+	EXPECT_EQ(-ETXTBSY, bind_fd(r, fd));
+	close(fd);
+	fd = open(path, O_RDONLY);
 	ASSERT_EQ(0, bind_fd(r, fd));
 	EXPECT_EQ((long)sizeof(buf), prefetch(r, 0, 0, 4 * 4096));
 	p = map(r, 2 * MiB, 0);
@@ -675,8 +690,181 @@ TEST(prefetch_from_tmpfs)
 	EXPECT_EQ(0, memcmp(p, buf, sizeof(buf)));
 	munmap(p, 2 * MiB);
 	close(fd);
-	unlink("/tmp/pinfer-tmpfs.bin");
 	close(r);
+	unlink(path);
+	close(dev);
+}
+
+/*
+ * A prefetch writes the bytes it reports and no others: at the end of the
+ * file, at a hole that runs to the end, through the ioctl and io_uring, on
+ * the direct and the page cache path. The region is filled with 0xa5 first;
+ * past the count, every byte must still be 0xa5.
+ */
+static int untouched_from(const uint8_t *p, size_t from, size_t to)
+{
+	size_t i;
+
+	for (i = from; i < to; i++)
+		if (p[i] != 0xa5)
+			return (int)i;
+	return -1;
+}
+
+static long uring_prefetch(int region, uint64_t roff, uint64_t foff, uint64_t len)
+{
+	struct io_uring ring;
+	int res = -EIO;
+
+	if (io_uring_queue_init(4, &ring, IORING_SETUP_SQE128))
+		return -EIO;
+	queue_prefetch(&ring, region, roff, foff, len, 0);
+	if (io_uring_submit(&ring) != 1 || reap(&ring, 1, &res) != 1)
+		res = -EIO;
+	io_uring_queue_exit(&ring);
+	return res;
+}
+
+TEST(prefetch_writes_only_what_it_reports)
+{
+	static const struct {
+		uint64_t roff, foff, len;
+	} cases[] = {
+		{ 0, 3 * MiB, MiB },		/* direct, 1234 bytes left */
+		{ 0, 2 * MiB, 2 * MiB },	/* direct, 1 MiB + 1234 left */
+		{ 2 * MiB - 4096, 3 * MiB - 8192, MiB },	/* across two pages */
+		{ 7, 3 * MiB + 1000, 4096 },	/* page cache, 234 left */
+		{ 0, 3 * MiB + 1234, 4096 },	/* at the end: 0 */
+	};
+	size_t size, i;
+	uint8_t *want = read_file("odd.bin", &size), *p;
+	int dev = dev_open(), r, path;
+
+	ASSERT_NE(NULL, want);
+	ASSERT_LE(0, dev);
+	r = create_bound(dev, 4 * MiB, "odd.bin");
+	ASSERT_LE(0, r);
+	p = map(r, 4 * MiB, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	for (path = 0; path < 2; path++) {
+		for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			uint64_t roff = cases[i].roff, foff = cases[i].foff;
+			long want_n = (long)(size - foff), n;
+
+			memset(p, 0xa5, 4 * MiB);
+			n = path ? uring_prefetch(r, roff, foff, cases[i].len) :
+				   prefetch(r, roff, foff, cases[i].len);
+			EXPECT_EQ(want_n, n) TH_LOG("%s case %zu", path ? "uring" : "ioctl", i);
+			if (n != want_n)
+				continue;
+			EXPECT_EQ(0, memcmp(p + roff, want + foff, n));
+			EXPECT_EQ(-1, untouched_from(p, roff + n, 4 * MiB))
+				TH_LOG("%s case %zu: byte %d past the count changed",
+				       path ? "uring" : "ioctl", i, untouched_from(p, roff + n, 4 * MiB));
+			EXPECT_EQ(-1, untouched_from(p, 0, roff));
+		}
+	}
+	munmap(p, 4 * MiB);
+	close(r);
+	close(dev);
+	free(want);
+}
+
+TEST(prefetch_at_holes)
+{
+	char path[PATH_MAX];
+	static uint8_t data[4096];
+	const size_t size = MiB + 100;	/* a hole from 12 KiB to the end */
+	int dev = dev_open(), r, fd, via;
+	uint8_t *p;
+	size_t i;
+
+	for (i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 13 + 1);
+	snprintf(path, sizeof(path), "%s/pinfer-holes.bin", dir());
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, size));
+	ASSERT_EQ((ssize_t)sizeof(data), pwrite(fd, data, sizeof(data), 8192));
+	ASSERT_EQ(0, fsync(fd));
+	close(fd);
+	ASSERT_LE(0, dev);
+	r = create_bound(dev, 4 * MiB, "pinfer-holes.bin");
+	ASSERT_LE(0, r);
+	p = map(r, 4 * MiB, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	for (via = 0; via < 2; via++) {
+		memset(p, 0xa5, 4 * MiB);
+		EXPECT_EQ((long)size, via ? uring_prefetch(r, 0, 0, 2 * MiB) :
+					    prefetch(r, 0, 0, 2 * MiB));
+		for (i = 0; i < 8192 && !p[i]; i++)
+			;
+		EXPECT_EQ(8192, i);		/* the hole before the data */
+		EXPECT_EQ(0, memcmp(p + 8192, data, sizeof(data)));
+		for (i = 12288; i < size && !p[i]; i++)
+			;
+		EXPECT_EQ(size, i);		/* the hole to the end */
+		EXPECT_EQ(-1, untouched_from(p, size, 4 * MiB));
+	}
+	munmap(p, 4 * MiB);
+	close(r);
+	unlink(path);
+	close(dev);
+}
+
+/*
+ * The end of a bound file cannot move under a prefetch: while it is bound
+ * (and while a command reads it), opening it for writing and truncating it
+ * fail with ETXTBSY; once it is unbound they work again.
+ */
+TEST(bound_file_cannot_be_truncated_under_a_prefetch)
+{
+	char path[PATH_MAX];
+	static uint8_t buf[MiB];
+	struct io_uring ring;
+	int dev = dev_open(), r, fd, res[32], i, refused = 0;
+	uint8_t *p;
+
+	for (i = 0; i < (int)sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 31 + 7);
+	snprintf(path, sizeof(path), "%s/pinfer-trunc.bin", dir());
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ASSERT_LE(0, fd);
+	for (i = 0; i < 8; i++)
+		ASSERT_EQ((ssize_t)sizeof(buf), write(fd, buf, sizeof(buf)));
+	ASSERT_EQ(0, fsync(fd));
+	close(fd);
+	ASSERT_LE(0, dev);
+	r = create_bound(dev, 8 * MiB, "pinfer-trunc.bin");
+	ASSERT_LE(0, r);
+	p = map(r, 8 * MiB, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	memset(p, 0xa5, 8 * MiB);
+	ASSERT_EQ(0, io_uring_queue_init(32, &ring, IORING_SETUP_SQE128));
+	for (i = 0; i < 32; i++)
+		queue_prefetch(&ring, r, (uint64_t)i * 256 * 1024, (uint64_t)i * 256 * 1024,
+			       256 * 1024, i);
+	ASSERT_EQ(32, io_uring_submit(&ring));
+	/* while they run */
+	refused += truncate(path, 4096) == -1 && errno == ETXTBSY;
+	refused += open(path, O_WRONLY) == -1 && errno == ETXTBSY;
+	EXPECT_EQ(32, reap(&ring, 32, res));
+	for (i = 0; i < 32; i++)
+		EXPECT_EQ(256 * 1024, res[i]);
+	EXPECT_EQ(2, refused);
+	EXPECT_EQ(0, memcmp(p, buf, MiB));
+	EXPECT_EQ(0, memcmp(p + 7 * MiB, buf, MiB));
+	EXPECT_EQ(-1, truncate(path, 0));
+	EXPECT_EQ(ETXTBSY, errno);
+	io_uring_queue_exit(&ring);
+	munmap(p, 8 * MiB);
+	close(r);
+	/* unbound: writable again */
+	EXPECT_EQ(0, truncate(path, 4096));
+	fd = open(path, O_WRONLY);
+	EXPECT_LE(0, fd);
+	close(fd);
+	unlink(path);
 	close(dev);
 }
 
@@ -865,6 +1053,107 @@ TEST(memlock_limit_unprivileged)
 	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child step %d", WEXITSTATUS(status));
 }
 
+/* Become nobody with an RLIMIT_MEMLOCK of @bytes; false if that fails. */
+static bool become_nobody(uint64_t bytes)
+{
+	struct rlimit rl = { bytes, bytes };
+
+	return !setrlimit(RLIMIT_MEMLOCK, &rl) && !setgid(65534) && !setuid(65534);
+}
+
+/* The exit status of child @pid (its failing step), or 255 if it died. */
+static int child_status(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return 255;
+	return WEXITSTATUS(status);
+}
+
+/*
+ * The exec'd half of memlock_charged_to_the_user_through_exec: this program
+ * run again with PINFER_TEST_EXEC=DEV,REGION holding a region of 8 MiB (its
+ * whole limit), checked before the harness starts.
+ */
+__attribute__((constructor)) static void exec_child(void)
+{
+	const char *arg = getenv("PINFER_TEST_EXEC");
+	int dev, region;
+
+	if (!arg || sscanf(arg, "%d,%d", &dev, &region) != 2)
+		return;
+	if (create(dev, 2 * MiB, -1) != -ENOMEM)
+		_exit(21);	/* the inherited region no longer counted */
+	close(region);
+	region = create(dev, 8 * MiB, -1);
+	_exit(region < 0 ? 22 : 0);
+}
+
+/*
+ * RLIMIT_MEMLOCK holds for the user, whatever becomes of the process that
+ * created a region: a region inherited by a child that outlives its
+ * creator still counts, and closing it in the child uncharges it.
+ */
+TEST(memlock_charged_to_the_user_across_fork)
+{
+	int status, rc;
+	pid_t pid;
+
+	/* the grandchild, orphaned, becomes this process's to wait for */
+	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1));
+	pid = fork();
+	if (pid == 0) {
+		int dev = dev_open(), r, pipefd[2];
+		char c;
+
+		if (dev < 0 || pipe(pipefd) || !become_nobody(8 * MiB))
+			_exit(10);
+		r = create(dev, 8 * MiB, -1);
+		if (r < 0)
+			_exit(11);
+		if (fork() == 0) {
+			/* once the creator is gone (its end of the pipe closed) */
+			close(pipefd[1]);
+			if (read(pipefd[0], &c, 1) != 0)
+				_exit(12);
+			if (create(dev, 2 * MiB, -1) != -ENOMEM)
+				_exit(13);	/* the inherited region not counted */
+			close(r);
+			r = create(dev, 8 * MiB, -1);
+			_exit(r < 0 ? 14 : 0);	/* not uncharged on close */
+		}
+		_exit(0);
+	}
+	ASSERT_EQ(0, child_status(pid));
+	ASSERT_LT(0, waitpid(-1, &status, 0));
+	rc = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+	EXPECT_EQ(0, rc) TH_LOG("grandchild's failing step %d", rc);
+}
+
+TEST(memlock_charged_to_the_user_through_exec)
+{
+	pid_t pid = fork();
+	int rc;
+
+	if (pid == 0) {
+		int dev = dev_open(), r;
+		char arg[32];
+
+		if (dev < 0 || !become_nobody(8 * MiB))
+			_exit(10);
+		r = create(dev, 8 * MiB, -1);
+		if (r < 0 || fcntl(r, F_SETFD, 0) || fcntl(dev, F_SETFD, 0))
+			_exit(11);
+		snprintf(arg, sizeof(arg), "%d,%d", dev, r);
+		setenv("PINFER_TEST_EXEC", arg, 1);
+		execl("/proc/self/exe", "pinfer_test", (char *)NULL);
+		_exit(12);
+	}
+	rc = child_status(pid);
+	EXPECT_EQ(0, rc) TH_LOG("failing step %d", rc);
+}
+
 TEST(memlock_limit_waived_for_cap_ipc_lock)
 {
 	struct rlimit rl = { 0, 0 };
@@ -908,6 +1197,160 @@ TEST(global_cap)
 	EXPECT_EQ(0, write_str(param, "0"));
 	close(a);
 	EXPECT_EQ(pinned, wait_pinned(pinned));
+	close(dev);
+}
+
+/* The cap in MiB: a value whose bytes do not fit in 64 bits is refused. */
+TEST(max_pinned_mb_that_overflows_is_refused)
+{
+	const char *param = "/sys/module/pinfer/parameters/max_pinned_mb";
+	int dev = dev_open(), r;
+
+	ASSERT_LE(0, dev);
+	EXPECT_EQ(-1, write_str(param, "17592186044416"));	/* 2^44 */
+	EXPECT_EQ(-1, write_str(param, "18446744073709551615"));
+	EXPECT_EQ(-1, write_str(param, "-1"));
+	EXPECT_EQ(0, read_ull(param));
+	r = create(dev, 2 * MiB, -1);
+	EXPECT_LE(0, r);	/* the cap in force is still the default */
+	close(r);
+	EXPECT_EQ(0, write_str(param, "17592186044415"));	/* 2^44 - 1 fits */
+	EXPECT_EQ(17592186044415ULL << 20, read_ull(SYSFS "max_pinned_bytes"));
+	r = create(dev, 2 * MiB, -1);
+	EXPECT_LE(0, r);
+	close(r);
+	EXPECT_EQ(0, write_str(param, "0"));
+	close(dev);
+}
+
+/*
+ * Pages that outlive their region (a pipe holds 4 KiB of one, through
+ * vmsplice) stay counted in pinned_bytes and held_bytes and stay charged to
+ * the user, and the limits hold against them, until the pipe lets go.
+ * @unprivileged: as nobody, against a 2 MiB RLIMIT_MEMLOCK; else as root,
+ * against the module's cap.
+ */
+static int held_pages(bool unprivileged)
+{
+	const char *param = "/sys/module/pinfer/parameters/max_pinned_mb";
+	long pinned = sysfs_long("pinned_bytes");
+	int dev = dev_open(), r, pipes[4][2], i, n;
+	struct iovec iov = { .iov_len = 4096 };
+	char cap[32], got[4096];
+	uint8_t *p;
+
+	if (dev < 0)
+		return 1;
+	snprintf(cap, sizeof(cap), "%ld", pinned / (long)MiB + 4);
+	if (!unprivileged && write_str(param, cap))
+		return 2;
+	if (unprivileged && !become_nobody(2 * MiB))
+		return 3;
+	for (n = 0; n < 4; n++) {
+		r = create(dev, 2 * MiB, -1);
+		if (r < 0)
+			break;
+		p = map(r, 2 * MiB, 0);
+		if (p == MAP_FAILED || pipe(pipes[n]))
+			return 4;
+		memset(p + 4096, 'a' + n, 4096);
+		iov.iov_base = p + 4096;
+		if (vmsplice(pipes[n][1], &iov, 1, 0) != 4096)
+			return 5;
+		munmap(p, 2 * MiB);
+		close(r);
+		/* gone as a region, still pinned */
+		if (sysfs_long("pinned_bytes") != pinned + (n + 1) * (long)(2 * MiB))
+			return 6;
+		if (sysfs_long("held_bytes") < (n + 1) * (long)(2 * MiB))
+			return 7;
+	}
+	if (n != (unprivileged ? 1 : 2) || r != -ENOMEM)
+		return 8;		/* the limit counted the held pages */
+	for (i = 0; i < n; i++) {
+		/* the pipe still reads what was written */
+		if (read(pipes[i][0], got, sizeof(got)) != 4096 || got[0] != 'a' + i ||
+		    got[4095] != 'a' + i)
+			return 9;
+		close(pipes[i][0]);
+		close(pipes[i][1]);
+	}
+	if (wait_pinned(pinned) != pinned || sysfs_long("held_bytes") != 0)
+		return 10;
+	r = create(dev, 2 * MiB, -1);	/* and charged no more */
+	if (r < 0)
+		return 11;
+	close(r);
+	if (!unprivileged && write_str(param, "0"))
+		return 12;
+	return 0;
+}
+
+TEST(pages_held_by_a_pipe_stay_charged_root)
+{
+	int rc = held_pages(false);
+
+	write_str("/sys/module/pinfer/parameters/max_pinned_mb", "0");
+	EXPECT_EQ(0, rc) TH_LOG("failing step %d", rc);
+}
+
+TEST(pages_held_by_a_pipe_stay_charged_unprivileged)
+{
+	pid_t pid = fork();
+	int rc;
+
+	if (pid == 0)
+		_exit(held_pages(true));
+	rc = child_status(pid);
+	EXPECT_EQ(0, rc) TH_LOG("failing step %d", rc);
+}
+
+/* Pinning memory takes /dev/pinfer open for writing. */
+TEST(create_needs_the_device_open_for_writing)
+{
+	struct pinfer_version v = { 0 };
+	int dev = open("/dev/pinfer", O_RDONLY | O_CLOEXEC);
+
+	ASSERT_LE(0, dev);
+	EXPECT_EQ(0, ioctl(dev, PINFER_IOC_VERSION, &v));
+	EXPECT_EQ(-EBADF, create(dev, 2 * MiB, -1));
+	EXPECT_EQ(0, sysfs_long("held_bytes"));
+	close(dev);
+}
+
+/* Model memory is never code: no PROT_EXEC, now or by mprotect. */
+TEST(no_executable_mappings)
+{
+	int dev = dev_open(), r, status;
+	void *p;
+	pid_t pid;
+
+	ASSERT_LE(0, dev);
+	r = create(dev, 4 * MiB, -1);
+	ASSERT_LE(0, r);
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, 2 * MiB, PROT_READ | PROT_EXEC, MAP_SHARED, r, 0));
+	EXPECT_EQ(EPERM, errno);
+	p = map(r, 2 * MiB, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(-1, mprotect(p, 2 * MiB, PROT_READ | PROT_EXEC));
+	EXPECT_EQ(EACCES, errno);
+	munmap(p, 2 * MiB);
+	/* READ_IMPLIES_EXEC processes still map it, without exec */
+	pid = fork();
+	if (pid == 0) {
+		char *q;
+
+		if (personality(READ_IMPLIES_EXEC) == -1)
+			_exit(1);
+		q = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, r, 0);
+		if (q == MAP_FAILED)
+			_exit(2);
+		q[0] = 1;
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	close(r);
 	close(dev);
 }
 
@@ -1023,24 +1466,28 @@ TEST_F_TIMEOUT(slow, cycles_1000, 900)
 /*
  * Random operations from four processes at once, valid and not: create,
  * map, unmap, mlock, bind, prefetch by ioctl and io_uring with random
- * ranges, close with commands in flight, fork, and SIGKILL of a sibling.
- * The kernel must neither crash nor warn (the VM checks its log), and all
- * memory must come back.
+ * ranges, close with commands in flight, fork, SIGKILL of a sibling, and
+ * pages handed to pipes (vmsplice) that outlive their regions. The kernel
+ * must neither crash nor warn (the VM checks its log), and all memory must
+ * come back. @memlock: run as nobody with this RLIMIT_MEMLOCK (0: as root).
  */
-static void random_ops(unsigned int seed, int n)
+static void random_ops(unsigned int seed, int n, uint64_t memlock)
 {
 	struct { int fd; uint8_t *map; uint64_t size, map_size; } reg[4] = { 0 };
 	int dev = dev_open(), file = open_in_dir("rand64m.bin", O_RDONLY);
+	int pipes[4][2];
 	struct io_uring ring;
 	int i, k;
 
 	srandom(seed);
 	if (dev < 0 || file < 0 || io_uring_queue_init(64, &ring, IORING_SETUP_SQE128))
 		_exit(1);
+	if (memlock && !become_nobody(memlock))
+		_exit(2);
 	for (i = 0; i < 4; i++)
-		reg[i].fd = -1;
+		reg[i].fd = pipes[i][0] = pipes[i][1] = -1;
 	for (i = 0; i < n; i++) {
-		int op = random() % 9;
+		int op = random() % 10;
 		uint64_t a = (uint64_t)random() << 12 & (16 * MiB - 1);
 		uint64_t len = random() % 3 ? (random() % 8 + 1) * 4096 :
 			       (uint64_t)random() << 20 >> (random() % 40);
@@ -1112,34 +1559,112 @@ static void random_ops(unsigned int seed, int n)
 					waitpid(pid, NULL, 0);
 			}
 			break;
+		case 9:		/* a page into a pipe, or the pipe closed */
+			if (pipes[k][0] >= 0 && random() % 2) {
+				close(pipes[k][0]);
+				close(pipes[k][1]);
+				pipes[k][0] = pipes[k][1] = -1;
+			} else if (reg[k].map && (pipes[k][0] >= 0 ||
+						  !pipe2(pipes[k], O_NONBLOCK))) {
+				struct iovec iov = {
+					reg[k].map + (a % reg[k].map_size & ~4095ULL), 4096,
+				};
+
+				vmsplice(pipes[k][1], &iov, 1, SPLICE_F_NONBLOCK);
+			}
+			break;
 		}
 	}
 	_exit(0);	/* everything left open goes with the process */
+}
+
+/* Four random_ops() processes, one of them killed midway. */
+static int random_stress(uint64_t memlock, const char *cgroup)
+{
+	pid_t pids[4];
+	int i, status, bad = 0;
+
+	for (i = 0; i < 4; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			char me[32];
+
+			snprintf(me, sizeof(me), "%d", getpid());
+			if (cgroup && write_str(cgroup, me))
+				_exit(3);
+			random_ops(1234 + i, 3000, memlock);
+		}
+	}
+	usleep(500 * 1000);
+	kill(pids[3], SIGKILL);		/* one dies in the middle of it all */
+	for (i = 0; i < 4; i++) {
+		if (waitpid(pids[i], &status, 0) != pids[i])
+			bad++;
+		else if (i < 3 && !(WIFEXITED(status) && !WEXITSTATUS(status)))
+			bad++;
+	}
+	return bad;
 }
 
 TEST_F_TIMEOUT(slow, random_operations_from_four_processes, 900)
 {
 	long pinned = sysfs_long("pinned_bytes");
 	long regions = sysfs_long("regions");
-	pid_t pids[4];
-	int i, status;
 
-	for (i = 0; i < 4; i++) {
-		pids[i] = fork();
-		if (pids[i] == 0)
-			random_ops(1234 + i, 3000);
-	}
-	usleep(500 * 1000);
-	kill(pids[3], SIGKILL);		/* one dies in the middle of it all */
-	for (i = 0; i < 4; i++) {
-		ASSERT_EQ(pids[i], waitpid(pids[i], &status, 0));
-		if (i < 3) {
-			EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
-				TH_LOG("process %d: status %#x", i, status);
-		}
-	}
+	EXPECT_EQ(0, random_stress(0, NULL));
 	EXPECT_EQ(pinned, wait_pinned(pinned));
 	EXPECT_EQ(regions, sysfs_long("regions"));
+	EXPECT_EQ(0, sysfs_long("held_bytes"));
+}
+
+/* memory.current of the cgroup at @dir, in bytes. */
+static long cgroup_current(const char *dir)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/memory.current", dir);
+	return (long)read_ull(path);
+}
+
+/*
+ * The same as nobody, with a 32 MiB RLIMIT_MEMLOCK shared by the four (so
+ * that many creates fail on the limit), in a memory cgroup of its own. At
+ * the end the module's counters, the user's locked_vm (nobody can again
+ * create a region of its whole limit) and the cgroup are back where they
+ * started.
+ */
+TEST_F_TIMEOUT(slow, random_operations_unprivileged, 900)
+{
+	const char *cg = "/sys/fs/cgroup/pinfer-stress";
+	long pinned = sysfs_long("pinned_bytes");
+	long regions = sysfs_long("regions");
+	long before;
+	pid_t pid;
+
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK))
+		SKIP(return, "no cgroup2 mounted");
+	write_str("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+	mkdir(cg, 0755);
+	before = cgroup_current(cg);
+	EXPECT_EQ(0, random_stress(32 * MiB, "/sys/fs/cgroup/pinfer-stress/cgroup.procs"));
+	EXPECT_EQ(pinned, wait_pinned(pinned));
+	EXPECT_EQ(regions, sysfs_long("regions"));
+	EXPECT_EQ(0, sysfs_long("held_bytes"));
+	/* the page cache the buffered prefetches filled is charged there too */
+	write_str("/proc/sys/vm/drop_caches", "3");
+	EXPECT_GT(before + (long)(2 * MiB), cgroup_current(cg))
+		TH_LOG("memory.current %ld, %ld before", cgroup_current(cg), before);
+	pid = fork();
+	if (pid == 0) {
+		int dev = dev_open(), r;
+
+		if (dev < 0 || !become_nobody(32 * MiB))
+			_exit(1);
+		r = create(dev, 32 * MiB, -1);
+		_exit(r < 0 ? 2 : 0);
+	}
+	EXPECT_EQ(0, child_status(pid));
+	rmdir(cg);
 }
 
 TEST_HARNESS_MAIN

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -293,6 +294,67 @@ static void test_kmod_limits(void)
 	pinfer_region_free(r);
 }
 
+/*
+ * A process with THP disabled (PR_SET_THP_DISABLE): 6.1 still maps a kmod
+ * region with 2 MiB entries, 6.12 with 4 KiB ones. Either way the memory
+ * works, and the region's note says so exactly when its entries are small.
+ */
+static void test_kmod_thp_disabled(void)
+{
+	char msg[400] = "";
+	long pmd = -1;
+	int status, fds[2];
+	FILE *f;
+	pid_t pid;
+
+	if (access("/dev/pinfer", F_OK)) {
+		tap_skip("kmod with THP disabled: no /dev/pinfer");
+		return;
+	}
+	if (pipe(fds))
+		return;
+	pid = fork();
+	if (pid == 0) {
+		struct pinfer_region_props info;
+		struct pinfer_region *r;
+		struct pinfer_err err = { 0 };
+		size_t i;
+		char *q;
+
+		close(fds[0]);
+		if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) ||
+		    pinfer_region_create(&r, 4 * MiB, -1, PINFER_PROVIDER_KMOD, &err))
+			_exit(10);
+		q = pinfer_region_ptr(r);
+		for (i = 0; i < 4 * MiB; i++)
+			q[i] = (char)i;
+		for (i = 0; i < 4 * MiB; i++)
+			if (q[i] != (char)i)
+				_exit(11);
+		pinfer_region_props(r, &info);
+		dprintf(fds[1], "%ld %s\n", smaps_kb(q, 4 * MiB, "FilePmdMapped"), info.note);
+		_exit(0);
+	}
+	close(fds[1]);
+	f = fdopen(fds[0], "r");
+	if (!f || fscanf(f, "%ld ", &pmd) != 1 || !fgets(msg, sizeof(msg), f))
+		msg[0] = 0;
+	if (f)
+		fclose(f);
+	msg[strcspn(msg, "\n")] = 0;
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && !WEXITSTATUS(status),
+	   "kmod with THP disabled: every byte writable and read back (status %#x)", status);
+	if (pmd == 4096)
+		ok(!strstr(msg, "4 KiB"), "kmod with THP disabled: 2 MiB entries, no note: %s",
+		   msg);
+	else
+		ok(pmd == 0 && strstr(msg, "4 KiB page-table entries") &&
+		   strstr(msg, "PR_SET_THP_DISABLE"),
+		   "kmod with THP disabled: FilePmdMapped %ld kB, and the note says why: %s",
+		   pmd, msg);
+}
+
 /* pinfer_fail() takes an errno of either sign and gives back the negative one. */
 static void test_fail_sign(void)
 {
@@ -319,5 +381,6 @@ int main(void)
 		test_provider(p);
 	test_auto_and_env();
 	test_memlock_limited();
+	test_kmod_thp_disabled();
 	return tap_end();
 }
