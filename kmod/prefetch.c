@@ -197,18 +197,20 @@ static long pinfer_io_result(const struct pinfer_io *io, long main)
 	return main + io->tail_res;
 }
 
-/* Read synchronously (a sync kiocb: the file system waits for the I/O). */
-static long pinfer_io_read_sync(struct pinfer_io *io)
+/*
+ * Read the tail, then start the main read: synchronous without
+ * @io->iocb.ki_complete (the file system waits for the I/O), else possibly
+ * -EIOCBQUEUED. Returns the main read's result, 0 if there is none.
+ */
+static long pinfer_io_submit(struct pinfer_io *io)
 {
 	struct iov_iter iter;
-	long ret = 0;
 
 	io->tail_res = pinfer_io_read_tail(io);
-	if (io->tail_res >= 0 && io->len) {
-		iov_iter_bvec(&iter, ITER_DEST, io->bvec, io->nr_bvec, io->len);
-		ret = vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
-	}
-	return pinfer_io_result(io, ret);
+	if (io->tail_res < 0 || !io->len)
+		return 0;
+	iov_iter_bvec(&iter, ITER_DEST, io->bvec, io->nr_bvec, io->len);
+	return vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
 }
 
 /*
@@ -258,7 +260,7 @@ long pinfer_prefetch_ioctl(struct pinfer_region *r,
 	io = pinfer_io_start(r, &p);
 	if (IS_ERR(io))
 		return PTR_ERR(io);
-	io->res = pinfer_io_read_sync(io);
+	io->res = pinfer_io_result(io, pinfer_io_submit(io));
 	ret = io->res;
 	pinfer_io_free(io);
 	return ret;
@@ -318,7 +320,6 @@ int pinfer_prefetch_uring_cmd(struct pinfer_region *r,
 {
 	struct pinfer_prefetch p;
 	struct pinfer_io *io;
-	struct iov_iter iter;
 	ssize_t ret;
 
 	if (ioucmd->cmd_op != PINFER_URING_CMD_PREFETCH)
@@ -339,12 +340,7 @@ int pinfer_prefetch_uring_cmd(struct pinfer_region *r,
 	*pinfer_cmd_io(ioucmd) = io;
 	refcount_set(&io->ref, 2);
 	io->iocb.ki_complete = pinfer_io_complete;
-	io->tail_res = pinfer_io_read_tail(io);
-	ret = 0;
-	if (io->tail_res >= 0 && io->len) {
-		iov_iter_bvec(&iter, ITER_DEST, io->bvec, io->nr_bvec, io->len);
-		ret = vfs_iocb_iter_read(io->iocb.ki_filp, &io->iocb, &iter);
-	}
+	ret = pinfer_io_submit(io);
 	if (ret != -EIOCBQUEUED)	/* done already (buffered, or an error) */
 		pinfer_io_complete(&io->iocb, ret);
 	pinfer_io_put(io);
