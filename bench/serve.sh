@@ -7,7 +7,7 @@
 # ignore_eos) at 1, 4 and 16 concurrent clients. Prints aggregate generated
 # tokens/s, time to first token and inter-token latency (p50/p99) of each,
 # and the ratios. llama-server is built from the llama-cpp-python sdist
-# (bench/build-llama-server.sh, pinned version) under build/.
+# (bench/build-llama.sh, pinned version) under build/.
 # Usage: bench/serve.sh [MODEL] [THREADS] [MAX_TOKENS] [REQUESTS_PER_CLIENT]
 # (not part of make check)
 set -euo pipefail
@@ -21,7 +21,7 @@ ctx=512
 levels=1,4,16
 prompt_words=48
 make --no-print-directory -s build/pinfer venv
-llama_server=$(bench/build-llama-server.sh)
+llama_server=$(bench/build-llama.sh native llama-server)/llama-server
 py=build/venv/bin/python
 pick_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() {

@@ -108,7 +108,8 @@ typedef void (*quant_act_fn)(const float *x, void *out, size_t n);
 
 /* The fastest for @type (Q8_0, Q8_1, Q8_K, F32) on this CPU. */
 quant_act_fn quant_act(uint32_t type);
-quant_act_fn quant_act_avx512(uint32_t type);	/* Q8_0, Q8_1; else NULL */
+quant_act_fn quant_act_avx512(uint32_t type);	/* Q8_0, Q8_1, Q8_K; else NULL */
+quant_act_fn quant_act_avx2(uint32_t type);	/* Q8_0, Q8_1, Q8_K; else NULL */
 
 /* Σ row·act over n elements; @act is quantized to quant_vec_dot_type(type). */
 float vec_dot_ref(uint32_t type, size_t n, const void *row, const void *act);
@@ -154,31 +155,37 @@ void softmax_ref(float *x, size_t n, float scale);
  */
 
 /*
- * The integer GEMM's layout: rows of Q4_0, Q4_1 or Q8_0 interleaved 16 at a
- * time, in place (the same bytes as the 16 rows). A group of 16 rows is, per
- * block column b: the 16 rows' scales (fp16), Q4_1's 16 minimums (fp16),
- * then the quants as dwords, dword j of row r at byte 64 j + 4 r:
- *   Q4_0, Q4_1: j < 4, bytes 4j..4j+3 of the block's qs (low nibbles are
- *   elements 4j.., high nibbles 16 + 4j..);
- *   Q8_0: j < 8, bytes 4j..4j+3 of qs, each flipped to unsigned (^ 0x80).
- * A dword of quants times 4 activation bytes is one dpbusd lane per row.
+ * The integer GEMM's layout: rows of Q4_0, Q4_1, Q8_0, Q4_K or Q6_K
+ * interleaved 16 at a time, in place (the same bytes as the 16 rows). A
+ * group of 16 rows is a run of block columns (the 16 rows' block b); in a
+ * column, each field of the block (scales, minimums, quants) is the 16
+ * rows' copies of it side by side, at 16 times the field's offset in the
+ * block, in units: unit j of row r at 16 u j + u r, where u is 2 bytes for
+ * fp16 scales, 1 for K-quant sub-block scales and 4 for quants (the dword
+ * a dpbusd lane multiplies). So a 64-byte load of quants is dword j of all
+ * 16 rows, and a 16-byte load of scales is scale byte i of all 16 rows.
+ * Q8_0's quants are flipped to unsigned (^ 0x80).
+ *   Q4_0, Q4_1: dword j < 4 holds elements 4j.. (low nibbles) and 16 + 4j..
+ *   Q8_0: dword j < 8 holds elements 4j..4j+3
+ *   Q4_K: dword 8c + j (c < 4, j < 8) holds 64c + 4j.. (low) and 64c + 32 + 4j..
+ *   Q6_K: ql and qh as the plain block says, a dword of each at a time
  */
 #define PACK_ROWS 16	/* rows per interleaved group */
 
 /* True for the types that have the interleaved layout. */
 bool quant_repackable(uint32_t type);
 
-/* 16 rows of @nb blocks of @type at @rows -> the interleaved layout, in place; @scratch: room for the 16 rows. */
-void quant_repack16(uint32_t type, void *rows, size_t nb, void *scratch);
+/* 16 rows of @n elements of @type at @rows -> the interleaved layout, in place; @scratch: room for the 16 rows. */
+void quant_repack16(uint32_t type, void *rows, size_t n, void *scratch);
 
-/* y[0..n) = row @r (< 16) of an interleaved group of n / 32 blocks. */
+/* y[0..n) = row @r (< 16) of an interleaved group of rows of n elements. */
 void dequantize_row_repacked(uint32_t type, const void *group, unsigned r, float *y, size_t n);
 
 /*
  * What the GEMM needs of each activation block besides its quants, as 2
  * floats: d, and e = Q4_1: s; Q4_0: 8 Σ q; Q8_0: 128 Σ q (the unsigned
  * weights' offsets times the activations' sum). @act: n / 32 blocks of
- * quant_vec_dot_type(@type).
+ * quant_vec_dot_type(@type). Nothing for the K-quants: Q8_K has its sums.
  */
 void quant_act_side(uint32_t type, const void *act, size_t n, float *side);
 
@@ -192,9 +199,10 @@ typedef void (*gemm16_fn)(size_t n, const void *group, const void *act, size_t a
 			  const float *side, size_t side_stride, size_t nt,
 			  float *out, size_t out_stride);
 
-/* The GEMM for @type on this CPU (AVX-512 VNNI), or NULL. */
+/* The GEMM for @type on this CPU (AVX-512 VNNI or AVX2), or NULL. */
 gemm16_fn quant_gemm16(uint32_t type);
 gemm16_fn quant_gemm16_avx512(uint32_t type);
+gemm16_fn quant_gemm16_avx2(uint32_t type);
 
 /* The per-ISA kernels, for tests: NULL where the ISA has none for @type. */
 vec_dot_fn quant_vec_dot_avx2(uint32_t type);

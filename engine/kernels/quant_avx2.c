@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * AVX2 dot products (built with -mavx2 -mfma -mf16c; called only when
- * pinfer_cpu() finds them). Integer products per block of 32 are exact
- * (maddubs + madd into int32); blocks are scaled and summed in float.
+ * AVX2 kernels (built with -mavx2 -mfma -mf16c; called only when
+ * pinfer_cpu() finds them): dot products of a row, activation quantizers,
+ * attention helpers and the GEMM on packed rows. Integer products per
+ * block are exact (maddubs + madd into int32); Q4_0, Q4_1 and Q8_0 then
+ * take quant.h's float steps, so they give the reference's bits; the
+ * K-quants' row kernels and GEMM give the AVX-512 ones' bits.
  */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "quant.h"
 #include "quant_simd.h"
@@ -33,36 +37,45 @@ static inline __m256i unpack_nibbles(const uint8_t *qs)
 	return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
 }
 
-/* Σ x*y over 32 signed bytes each, as 8 int32 lanes -> float. */
-static inline __m256 dot_i8(__m256i x, __m256i y)
+static inline int hsum_i32(__m256i v)
+{
+	__m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+
+	x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+	x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+	return _mm_cvtsi128_si32(x);
+}
+
+/* Σ x*y over 32 signed bytes each, exactly (|x| as unsigned: -128 too). */
+static inline int dot_i8(__m256i x, __m256i y)
 {
 	__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
 
-	return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+	return hsum_i32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
+/* Q4_0, Q4_1, Q8_0: the block sums exact, the float steps in quant.h's order. */
 static float dot_q4_0(size_t n, const void *row, const void *act)
 {
 	const struct block_q4_0 *w = row;
 	const struct block_q8_0 *a = act;
-	__m256 acc = _mm256_setzero_ps();
+	float sum = 0;
 	size_t i;
 
 	for (i = 0; i < n / QK; i++) {
 		__m256i x = _mm256_sub_epi8(unpack_nibbles(w[i].qs), _mm256_set1_epi8(8));
 		__m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
 
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), dot_i8(x, y), acc);
+		sum += h2f(w[i].d) * h2f(a[i].d) * (float)dot_i8(x, y);
 	}
-	return hsum(acc);
+	return sum;
 }
 
 static float dot_q4_1(size_t n, const void *row, const void *act)
 {
 	const struct block_q4_1 *w = row;
 	const struct block_q8_1 *a = act;
-	__m256 acc = _mm256_setzero_ps();
-	float mins = 0;
+	float sum = 0;
 	size_t i;
 
 	for (i = 0; i < n / QK; i++) {
@@ -70,27 +83,26 @@ static float dot_q4_1(size_t n, const void *row, const void *act)
 		__m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
 		__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
 
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)),
-				      _mm256_cvtepi32_ps(p), acc);
-		mins += h2f(w[i].m) * h2f(a[i].s);
+		sum += h2f(w[i].d) * h2f(a[i].d) * (float)hsum_i32(p);
+		sum += h2f(w[i].m) * h2f(a[i].s);
 	}
-	return hsum(acc) + mins;
+	return sum;
 }
 
 static float dot_q8_0(size_t n, const void *row, const void *act)
 {
 	const struct block_q8_0 *w = row;
 	const struct block_q8_0 *a = act;
-	__m256 acc = _mm256_setzero_ps();
+	float sum = 0;
 	size_t i;
 
 	for (i = 0; i < n / QK; i++) {
 		__m256i x = _mm256_loadu_si256((const __m256i *)w[i].qs);
 		__m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
 
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(a[i].d)), dot_i8(x, y), acc);
+		sum += h2f(w[i].d) * h2f(a[i].d) * (float)dot_i8(x, y);
 	}
-	return hsum(acc);
+	return sum;
 }
 
 /* Float weights, eight at a time; @load8 turns eight of them into floats. */
@@ -263,15 +275,6 @@ void f16_to_f32_row_avx2(const fp16_t *x, float *y, size_t n)
 
 /* ---- K-quants, with Q8_K activations (their bsums hold sums of 16) -------- */
 
-static inline int hsum_i32(__m256i v)
-{
-	__m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-
-	x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
-	x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
-	return _mm_cvtsi128_si32(x);
-}
-
 /*
  * Q4_K and Q5_K: Σ_j d sc_j (q·y)_j - dmin Σ_j m_j (y sums)_j per
  * super-block, the q·y exact in int32; @qh NULL for Q4_K.
@@ -367,6 +370,417 @@ static float dot_q6_K(size_t n, const void *row, const void *act)
 		sum += a[i].d * h2f(w[i].d) * (float)(hsum_i32(acc) - 32 * bias);
 	}
 	return sum;
+}
+
+/* ---- activations to 8 bits: the reference's bits ---------------------------- */
+
+/* roundf's rounding (halves away from zero), exactly: trunc, then the fraction. */
+static inline __m256 round_away(__m256 v)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+	__m256 up = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f),
+				  _CMP_GE_OQ);
+	__m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));	/* ±1 */
+
+	return _mm256_add_ps(t, _mm256_and_ps(up, one));
+}
+
+static inline float amax32(const float *x, int n)
+{
+	__m256 m = _mm256_setzero_ps();
+	int j;
+
+	for (j = 0; j < n; j += 8)
+		m = _mm256_max_ps(m, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(x + j)));
+	return hmax(m);
+}
+
+/* 32 floats times @id, rounded, to 32 bytes at @qs; returns their sum. */
+static inline int quant32(const float *x, __m256 id, int8_t *qs)
+{
+	__m256i q[4], p, s;
+	int j;
+
+	for (j = 0; j < 4; j++)
+		q[j] = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), id)));
+	s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+	p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+	p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+	_mm256_storeu_si256((__m256i *)qs, p);
+	return hsum_i32(s);
+}
+
+static void quant_q8_0(const float *x, void *out, size_t n)
+{
+	struct block_q8_0 *b = out;
+	size_t i;
+
+	for (i = 0; i < n / QK; i++, x += QK) {
+		float d = amax32(x, QK) / 127, id = d ? 1 / d : 0;
+
+		b[i].d = f32_to_fp16(d);
+		quant32(x, _mm256_set1_ps(id), b[i].qs);
+	}
+}
+
+static void quant_q8_1(const float *x, void *out, size_t n)
+{
+	struct block_q8_1 *b = out;
+	size_t i;
+
+	for (i = 0; i < n / QK; i++, x += QK) {
+		float d = amax32(x, QK) / 127, id = d ? 1 / d : 0;
+
+		b[i].d = f32_to_fp16(d);
+		b[i].s = f32_to_fp16(d * quant32(x, _mm256_set1_ps(id), b[i].qs));
+	}
+}
+
+static void quant_q8_K(const float *x, void *out, size_t n)
+{
+	struct block_q8_K *b = out;
+	size_t i;
+	int j, k;
+
+	for (i = 0; i < n / QK_K; i++, x += QK_K) {
+		float amax = amax32(x, QK_K);
+		__m256 id;
+
+		memset(&b[i], 0, sizeof(b[i]));
+		if (!amax)
+			continue;
+		id = _mm256_set1_ps(127 / amax);
+		b[i].d = amax / 127;
+		for (j = 0; j < QK_K / 32; j++) {
+			int16_t sums[2] = { 0, 0 };
+
+			quant32(x + 32 * j, id, b[i].qs + 32 * j);
+			for (k = 0; k < 32; k++)
+				sums[k / 16] += b[i].qs[32 * j + k];
+			b[i].bsums[2 * j] = sums[0];
+			b[i].bsums[2 * j + 1] = sums[1];
+		}
+	}
+}
+
+quant_act_fn quant_act_avx2(uint32_t type)
+{
+	switch (type) {
+	case GGML_TYPE_Q8_0: return quant_q8_0;
+	case GGML_TYPE_Q8_1: return quant_q8_1;
+	case GGML_TYPE_Q8_K: return quant_q8_K;
+	default: return NULL;
+	}
+}
+
+/*
+ * ---- the GEMM on 16 interleaved rows ----------------------------------------
+ * A 64-byte unit of the layout is 16 rows' dwords: two halves of 8 rows, a
+ * register each. maddubs multiplies unsigned by signed bytes into int16
+ * pairs; Q4 nibbles (0..15) times activations (|y| <= 127) leave room to
+ * add 8 of them in int16 (|sum| <= 30480), Q6_K's 6-bit quants 2, Q8_0
+ * (signed, |x| <= 128 through sign()) 1. madd_epi16 then sums the pairs
+ * into int32, by ones or by a row's scale repeated in both halves. The
+ * float steps are the AVX-512 GEMM's, so each row gets the same bits as
+ * the row kernels.
+ */
+
+static inline __m256i bcast(const int8_t *p)
+{
+	int32_t v;
+
+	memcpy(&v, p, 4);
+	return _mm256_set1_epi32(v);
+}
+
+static inline __m256 load8h(const uint8_t *p)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+#define UNROLL _Pragma("GCC unroll 8")
+
+enum kind { K_Q4_0, K_Q4_1, K_Q8_0 };
+
+/* @T (1..4) activations times the group's 16 rows, half by half. */
+static inline __attribute__((always_inline)) void
+gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
+	  size_t as, const float *side, size_t ss, float *out, size_t os)
+{
+	const size_t col = kind == K_Q4_0 ? PACK_ROWS * sizeof(struct block_q4_0) :
+			   kind == K_Q4_1 ? PACK_ROWS * sizeof(struct block_q4_1) :
+			   PACK_ROWS * sizeof(struct block_q8_0);
+	const size_t quants = kind == K_Q4_1 ? 64 : 32;
+	const size_t ablk = kind == K_Q4_1 ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+	const size_t aqs = kind == K_Q4_1 ? offsetof(struct block_q8_1, qs) :
+			   offsetof(struct block_q8_0, qs);
+	const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+	__m256 acc[2][4];
+	size_t b;
+	int h, t, j;
+
+	UNROLL
+	for (t = 0; t < T; t++)
+		acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+	for (b = 0; b < nb; b++, g += col)
+		for (h = 0; h < 2; h++) {
+			const uint8_t *q = g + quants + 32 * h;
+			__m256 dw = load8h(g + 16 * h);
+			__m256 mw = kind == K_Q4_1 ? load8h(g + 32 + 16 * h) : _mm256_setzero_ps();
+			__m256i w[8], wabs[8];
+
+			if (kind == K_Q8_0) {
+				UNROLL
+				for (j = 0; j < 8; j++) {	/* back to signed */
+					w[j] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j)),
+								_mm256_set1_epi8((char)0x80));
+					wabs[j] = _mm256_sign_epi8(w[j], w[j]);
+				}
+			} else {
+				UNROLL
+				for (j = 0; j < 4; j++) {
+					__m256i x = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
+
+					w[j] = _mm256_and_si256(x, low);
+					w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+				}
+			}
+			UNROLL
+			for (t = 0; t < T; t++) {
+				const int8_t *a = (const int8_t *)(act + t * as + b * ablk + aqs);
+				const float *sd = side + t * ss + 2 * b;
+				__m256i s = _mm256_setzero_si256();
+				__m256 isum;
+
+				if (kind == K_Q8_0) {
+					UNROLL
+					for (j = 0; j < 8; j++)
+						s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(
+							wabs[j], _mm256_sign_epi8(bcast(a + 4 * j), w[j])), ones));
+					isum = _mm256_cvtepi32_ps(s);	/* signed: no offset */
+				} else {
+					UNROLL
+					for (j = 0; j < 8; j++)
+						s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[j], bcast(a + 4 * j)));
+					isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s, ones));
+					if (kind == K_Q4_0)	/* the unsigned nibbles' offset: exact */
+						isum = _mm256_sub_ps(isum, _mm256_set1_ps(sd[1]));
+				}
+				acc[h][t] = _mm256_add_ps(acc[h][t], _mm256_mul_ps(
+					_mm256_mul_ps(dw, _mm256_set1_ps(sd[0])), isum));
+				if (kind == K_Q4_1)
+					acc[h][t] = _mm256_add_ps(acc[h][t],
+								  _mm256_mul_ps(mw, _mm256_set1_ps(sd[1])));
+			}
+		}
+	UNROLL
+	for (t = 0; t < T; t++) {
+		_mm256_storeu_ps(out + t * os, acc[0][t]);
+		_mm256_storeu_ps(out + t * os + 8, acc[1][t]);
+	}
+}
+
+/* Q4_K, @T (1..4) activations: as the AVX-512 GEMM, half by half. */
+static inline __attribute__((always_inline)) void
+gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
+	       float *out, size_t os)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q4_K);
+	const __m256i low = _mm256_set1_epi8(0x0f);
+	__m256 acc[2][4];
+	size_t b;
+	int h, t, c, j;
+
+	UNROLL
+	for (t = 0; t < T; t++)
+		acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+	for (b = 0; b < nb; b++, g += col) {
+		__m128i sc[8], mn[8];
+
+		k4_scales16(g + 64, sc, mn);
+		for (h = 0; h < 2; h++) {
+			const __m256 d = load8h(g + 16 * h), dmin = load8h(g + 32 + 16 * h);
+			__m256i isum[4];
+
+			UNROLL
+			for (t = 0; t < T; t++)
+				isum[t] = _mm256_setzero_si256();
+			for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
+				const uint8_t *q = g + 256 + 64 * 8 * c + 32 * h;
+				__m256i p0[4], p1[4];
+
+				UNROLL
+				for (t = 0; t < T; t++)
+					p0[t] = p1[t] = _mm256_setzero_si256();
+				UNROLL
+				for (j = 0; j < 8; j++) {
+					__m256i x = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
+					__m256i lo = _mm256_and_si256(x, low);
+					__m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+
+					UNROLL
+					for (t = 0; t < T; t++) {
+						const int8_t *y = ((const struct block_q8_K *)(act + t * as) + b)->qs +
+								  64 * c + 4 * j;
+
+						p0[t] = _mm256_add_epi16(p0[t], _mm256_maddubs_epi16(lo, bcast(y)));
+						p1[t] = _mm256_add_epi16(p1[t], _mm256_maddubs_epi16(hi, bcast(y + 32)));
+					}
+				}
+				UNROLL
+				for (t = 0; t < T; t++)
+					isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(
+						_mm256_madd_epi16(p0[t], pair16(sc[2 * c], sc[2 * c], h, false)),
+						_mm256_madd_epi16(p1[t], pair16(sc[2 * c + 1], sc[2 * c + 1], h, false))));
+			}
+			UNROLL
+			for (t = 0; t < T; t++) {
+				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+				__m256i msum = _mm256_setzero_si256();
+
+				UNROLL
+				for (j = 0; j < 8; j += 2)
+					msum = _mm256_add_epi32(msum, _mm256_madd_epi16(
+						pair16(mn[j], mn[j + 1], h, false),
+						_mm256_set1_epi32(i16_pair(k4_bsum(a, j), k4_bsum(a, j + 1)))));
+				acc[h][t] = _mm256_add_ps(acc[h][t], _mm256_mul_ps(_mm256_set1_ps(a->d), _mm256_sub_ps(
+					_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[t])),
+					_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum)))));
+			}
+		}
+	}
+	UNROLL
+	for (t = 0; t < T; t++) {
+		_mm256_storeu_ps(out + t * os, acc[0][t]);
+		_mm256_storeu_ps(out + t * os + 8, acc[1][t]);
+	}
+}
+
+/* Q6_K, @T (1..4) activations: as the AVX-512 GEMM, half by half. */
+static inline __attribute__((always_inline)) void
+gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
+	       float *out, size_t os)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+	__m256 acc[2][4];
+	size_t b;
+	int h, t, hh, kq, e, k;
+
+	UNROLL
+	for (t = 0; t < T; t++)
+		acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+	for (b = 0; b < nb; b++, g += col) {
+		prefetch_bytes(g + col, col);
+		for (h = 0; h < 2; h++) {
+			const uint8_t *ql = g + 32 * h, *qh = g + 16 * 128 + 32 * h, *scb = g + 16 * 192;
+			const __m256 d = load8h(g + 16 * 208 + 16 * h);
+			__m256i isum[4], bias[4];
+
+			UNROLL
+			for (t = 0; t < T; t++)
+				isum[t] = bias[t] = _mm256_setzero_si256();
+			for (hh = 0; hh < 2; hh++)		/* 128 elements each */
+				for (kq = 0; kq < 2; kq++)
+					for (e = 0; e < 4; e++) {	/* group 8hh + 2e + kq */
+						int grp = 8 * hh + 2 * e + kq;
+						__m128i s8 = _mm_loadu_si128((const __m128i *)(scb + 16 * grp));
+						__m256i w[4], sc16 = pair16(s8, s8, h, true);
+
+						UNROLL
+						for (k = 0; k < 4; k++) {
+							int dw = 4 * kq + k;
+							__m256i A = _mm256_loadu_si256((const __m256i *)
+								(ql + 64 * (16 * hh + (e & 1) * 8 + dw)));
+							__m256i H = _mm256_loadu_si256((const __m256i *)(qh + 64 * (8 * hh + dw)));
+
+							A = e < 2 ? A : _mm256_srli_epi16(A, 4);
+							H = e == 0 ? _mm256_slli_epi16(H, 4) : e == 1 ? _mm256_slli_epi16(H, 2) :
+							    e == 2 ? H : _mm256_srli_epi16(H, 2);
+							w[k] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(H, m2));
+						}
+						UNROLL
+						for (t = 0; t < T; t++) {
+							const int8_t *y = ((const struct block_q8_K *)(act + t * as) + b)->qs +
+									  128 * hh + 32 * e + 16 * kq;
+							__m256i pa = _mm256_add_epi16(_mm256_maddubs_epi16(w[0], bcast(y)),
+										      _mm256_maddubs_epi16(w[1], bcast(y + 4)));
+							__m256i pb = _mm256_add_epi16(_mm256_maddubs_epi16(w[2], bcast(y + 8)),
+										      _mm256_maddubs_epi16(w[3], bcast(y + 12)));
+
+							isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(
+								_mm256_madd_epi16(pa, sc16), _mm256_madd_epi16(pb, sc16)));
+						}
+					}
+			UNROLL
+			for (t = 0; t < T; t++) {
+				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+				__m256i tot;
+
+				UNROLL
+				for (k = 0; k < 16; k += 2) {
+					__m128i s0 = _mm_loadu_si128((const __m128i *)(scb + 16 * k));
+					__m128i s1 = _mm_loadu_si128((const __m128i *)(scb + 16 * k + 16));
+
+					bias[t] = _mm256_add_epi32(bias[t], _mm256_madd_epi16(pair16(s0, s1, h, true),
+						_mm256_set1_epi32(i16_pair(a->bsums[k], a->bsums[k + 1]))));
+				}
+				tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(bias[t], 5));
+				acc[h][t] = _mm256_add_ps(acc[h][t], _mm256_mul_ps(
+					_mm256_mul_ps(_mm256_set1_ps(a->d), d), _mm256_cvtepi32_ps(tot)));
+			}
+		}
+	}
+	UNROLL
+	for (t = 0; t < T; t++) {
+		_mm256_storeu_ps(out + t * os, acc[0][t]);
+		_mm256_storeu_ps(out + t * os + 8, acc[1][t]);
+	}
+}
+
+/* nt activations, 4 at a time: @tile(T, ...) with T a constant each time. */
+#define GEMM(name, TILE)							\
+static void name(size_t n, const void *group, const void *act, size_t as,	\
+		 const float *side, size_t ss, size_t nt, float *out, size_t os) \
+{										\
+	const uint8_t *a = act;							\
+	size_t t;								\
+										\
+	(void)side, (void)ss;							\
+	for (t = 0; t + 4 <= nt; t += 4)					\
+		TILE(4, a + t * as, side + t * ss, out + t * os);		\
+	a += t * as, side += t * ss, out += t * os;				\
+	switch (nt - t) {							\
+	case 3: TILE(3, a, side, out); break;					\
+	case 2: TILE(2, a, side, out); break;					\
+	case 1: TILE(1, a, side, out); break;					\
+	default: break;								\
+	}									\
+}
+
+#define TILE_Q4_0(T, a_, s_, o_) gemm_tile(K_Q4_0, T, n / QK, group, a_, as, s_, ss, o_, os)
+#define TILE_Q4_1(T, a_, s_, o_) gemm_tile(K_Q4_1, T, n / QK, group, a_, as, s_, ss, o_, os)
+#define TILE_Q8_0(T, a_, s_, o_) gemm_tile(K_Q8_0, T, n / QK, group, a_, as, s_, ss, o_, os)
+#define TILE_Q4_K(T, a_, s_, o_) gemm_q4_K_tile(T, n / QK_K, group, a_, as, o_, os)
+#define TILE_Q6_K(T, a_, s_, o_) gemm_q6_K_tile(T, n / QK_K, group, a_, as, o_, os)
+
+GEMM(gemm_q4_0, TILE_Q4_0)
+GEMM(gemm_q4_1, TILE_Q4_1)
+GEMM(gemm_q8_0, TILE_Q8_0)
+GEMM(gemm_q4_K, TILE_Q4_K)
+GEMM(gemm_q6_K, TILE_Q6_K)
+
+gemm16_fn quant_gemm16_avx2(uint32_t type)
+{
+	switch (type) {
+	case GGML_TYPE_Q4_0: return gemm_q4_0;
+	case GGML_TYPE_Q4_1: return gemm_q4_1;
+	case GGML_TYPE_Q8_0: return gemm_q8_0;
+	case GGML_TYPE_Q4_K: return gemm_q4_K;
+	case GGML_TYPE_Q6_K: return gemm_q6_K;
+	default: return NULL;
+	}
 }
 
 vec_dot_fn quant_vec_dot_avx2(uint32_t type)

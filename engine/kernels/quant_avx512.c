@@ -390,6 +390,35 @@ static void quant_q8_1(const float *x, void *out, size_t n)
 	}
 }
 
+/* Super-blocks of 256 to Q8_K, as the reference: d = amax / 127, q = round(x 127 / amax). */
+static void quant_q8_K(const float *x, void *out, size_t n)
+{
+	struct block_q8_K *b = out;
+	size_t i;
+	int j;
+
+	for (i = 0; i < n / QK_K; i++, x += QK_K) {
+		__m512 mx = _mm512_setzero_ps();
+		float amax;
+		__m512 id;
+
+		for (j = 0; j < 16; j++)
+			mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * j)));
+		amax = _mm512_reduce_max_ps(mx);
+		memset(&b[i], 0, sizeof(b[i]));
+		if (!amax)
+			continue;
+		id = _mm512_set1_ps(127 / amax);
+		b[i].d = amax / 127;
+		for (j = 0; j < 16; j++) {	/* a group of 16: one sum */
+			__m512i q = _mm512_cvtps_epi32(round_away(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * j), id)));
+
+			_mm_storeu_si128((__m128i *)(b[i].qs + 16 * j), _mm512_cvtsepi32_epi8(q));
+			b[i].bsums[j] = (int16_t)_mm512_reduce_add_epi32(q);
+		}
+	}
+}
+
 quant_act_fn quant_act_avx512(uint32_t type)
 {
 	switch (type) {
@@ -397,6 +426,8 @@ quant_act_fn quant_act_avx512(uint32_t type)
 		return quant_q8_0;
 	case GGML_TYPE_Q8_1:
 		return quant_q8_1;
+	case GGML_TYPE_Q8_K:
+		return quant_q8_K;
 	default:
 		return NULL;
 	}
@@ -516,6 +547,206 @@ GEMM(gemm_q4_0, K_Q4_0)
 GEMM(gemm_q4_1, K_Q4_1)
 GEMM(gemm_q8_0, K_Q8_0)
 
+/* ---- the K-quants' GEMM on 16 interleaved rows ------------------------------------ */
+
+/* @x's 16 bytes (lane r: row r) and @y's as int16 pairs, one dword a row */
+static inline __m512i pairs16(__m128i x, __m128i y, bool sgn)
+{
+	return join(pair16(x, y, 0, sgn), pair16(x, y, 1, sgn));
+}
+
+static inline __m512i bcast(const int8_t *p)
+{
+	return _mm512_set1_epi32(load_dword(p));
+}
+
+/*
+ * Q4_K, @T (1..4) activations: per super-block, lane r of isum is row r's
+ * Σ_j sc_j (q·y)_j and of msum its Σ_j m_j (y sums)_j, exact; then the
+ * float steps of the row kernel (dot_k45), so the same bits.
+ */
+static inline __attribute__((always_inline)) void
+gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
+	       float *out, size_t os)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q4_K);
+	const __m512i low = _mm512_set1_epi8(0x0f);
+	__m512 acc[4];
+	size_t b;
+	int t, c, j;
+
+	UNROLL
+	for (t = 0; t < T; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (b = 0; b < nb; b++, g += col) {
+		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+		const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+		__m128i sc[8], mn[8];
+		__m512i isum[4];
+
+		k4_scales16(g + 64, sc, mn);
+		UNROLL
+		for (t = 0; t < T; t++)
+			isum[t] = _mm512_setzero_si512();
+		for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
+			const uint8_t *q = g + 256 + 64 * 8 * c;
+			__m512i lo[8], hi[8];
+
+			UNROLL
+			for (j = 0; j < 8; j++) {
+				__m512i x = _mm512_loadu_si512(q + 64 * j);
+
+				lo[j] = _mm512_and_si512(x, low);
+				hi[j] = _mm512_and_si512(_mm512_srli_epi16(x, 4), low);
+			}
+			UNROLL
+			for (t = 0; t < T; t++) {
+				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+				const int8_t *y = a->qs + 64 * c;
+				__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+				__m512i s2 = _mm512_setzero_si512(), s3 = _mm512_setzero_si512();
+
+				UNROLL
+				for (j = 0; j < 8; j += 2) {
+					s0 = _mm512_dpbusd_epi32(s0, lo[j], bcast(y + 4 * j));
+					s1 = _mm512_dpbusd_epi32(s1, hi[j], bcast(y + 32 + 4 * j));
+					s2 = _mm512_dpbusd_epi32(s2, lo[j + 1], bcast(y + 4 * j + 4));
+					s3 = _mm512_dpbusd_epi32(s3, hi[j + 1], bcast(y + 36 + 4 * j));
+				}
+				isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(
+					_mm512_mullo_epi32(_mm512_add_epi32(s0, s2),
+							   _mm512_cvtepu8_epi32(sc[2 * c])),
+					_mm512_mullo_epi32(_mm512_add_epi32(s1, s3),
+							   _mm512_cvtepu8_epi32(sc[2 * c + 1]))));
+			}
+		}
+		UNROLL
+		for (t = 0; t < T; t++) {
+			const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+			__m512i msum = _mm512_setzero_si512();
+
+			UNROLL
+			for (j = 0; j < 8; j += 2)	/* sub-blocks j and j + 1 */
+				msum = _mm512_add_epi32(msum, _mm512_madd_epi16(
+					pairs16(mn[j], mn[j + 1], false),
+					_mm512_set1_epi32(i16_pair(k4_bsum(a, j), k4_bsum(a, j + 1)))));
+			acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(a->d), _mm512_sub_ps(
+				_mm512_mul_ps(d, _mm512_cvtepi32_ps(isum[t])),
+				_mm512_mul_ps(dmin, _mm512_cvtepi32_ps(msum)))));
+		}
+	}
+	UNROLL
+	for (t = 0; t < T; t++)
+		_mm512_storeu_ps(out + t * os, acc[t]);
+}
+
+/*
+ * Q6_K, @T (1..4) activations: weights q - 32 with q in 0..63; lane r of
+ * isum is row r's Σ_g sc_g ((q·y)_g - 32 (y sums)_g), exact (the offset
+ * taken off each group's sum before its scale multiplies it); then the
+ * float steps of the row kernel (dot_q6_K), so the same bits.
+ */
+static inline __attribute__((always_inline)) void
+gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
+	       float *out, size_t os)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+	__m512 acc[4];
+	size_t b;
+	int t, h, kq, k, e;
+
+	UNROLL
+	for (t = 0; t < T; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (b = 0; b < nb; b++, g += col) {
+		const uint8_t *ql = g, *qh = g + 16 * 128, *scb = g + 16 * 192;
+		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * 208)));
+		__m512i isum[4];
+
+		prefetch_bytes(g + col, col);
+		UNROLL
+		for (t = 0; t < T; t++)
+			isum[t] = _mm512_setzero_si512();
+		for (h = 0; h < 2; h++)		/* 128 elements each */
+			for (kq = 0; kq < 2; kq++) {	/* dwords 4kq..4kq+3 of each quarter */
+				__m512i w[4][4];	/* [quarter e][k]: elements 32e + 4(4kq + k).. */
+				__m512i sc[4];
+
+				UNROLL
+				for (k = 0; k < 4; k++) {
+					int dw = 4 * kq + k;
+					__m512i A = _mm512_loadu_si512(ql + 64 * (16 * h + dw));
+					__m512i B = _mm512_loadu_si512(ql + 64 * (16 * h + 8 + dw));
+					__m512i H = _mm512_loadu_si512(qh + 64 * (8 * h + dw));
+
+					w[0][k] = _mm512_or_si512(_mm512_and_si512(A, m4),
+						_mm512_and_si512(_mm512_slli_epi16(H, 4), m2));
+					w[1][k] = _mm512_or_si512(_mm512_and_si512(B, m4),
+						_mm512_and_si512(_mm512_slli_epi16(H, 2), m2));
+					w[2][k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), m4),
+						_mm512_and_si512(H, m2));
+					w[3][k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(B, 4), m4),
+						_mm512_and_si512(_mm512_srli_epi16(H, 2), m2));
+				}
+				UNROLL
+				for (e = 0; e < 4; e++)	/* group 8h + 2e + kq */
+					sc[e] = _mm512_cvtepi8_epi32(_mm_loadu_si128(
+						(const __m128i *)(scb + 16 * (8 * h + 2 * e + kq))));
+				UNROLL
+				for (t = 0; t < T; t++) {
+					const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+
+					UNROLL
+					for (e = 0; e < 4; e++) {
+						const int8_t *y = a->qs + 128 * h + 32 * e + 16 * kq;
+						int grp = 8 * h + 2 * e + kq;
+						__m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[e][0], bcast(y));
+						__m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[e][1], bcast(y + 4));
+
+						s0 = _mm512_dpbusd_epi32(s0, w[e][2], bcast(y + 8));
+						s1 = _mm512_dpbusd_epi32(s1, w[e][3], bcast(y + 12));
+						s0 = _mm512_sub_epi32(_mm512_add_epi32(s0, s1),
+								      _mm512_set1_epi32(32 * a->bsums[grp]));
+						isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s0, sc[e]));
+					}
+				}
+			}
+		UNROLL
+		for (t = 0; t < T; t++) {
+			const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+
+			acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(a->d), d),
+								     _mm512_cvtepi32_ps(isum[t])));
+		}
+	}
+	UNROLL
+	for (t = 0; t < T; t++)
+		_mm512_storeu_ps(out + t * os, acc[t]);
+}
+
+#define GEMM_K(name, tile)							\
+static void name(size_t n, const void *group, const void *act, size_t as,	\
+		 const float *side, size_t ss, size_t nt, float *out, size_t os) \
+{										\
+	const uint8_t *a = act;							\
+	size_t t;								\
+										\
+	(void)side, (void)ss;							\
+	for (t = 0; t + 4 <= nt; t += 4)					\
+		tile(4, n / QK_K, group, a + t * as, as, out + t * os, os);	\
+	a += t * as, out += t * os;						\
+	switch (nt - t) {							\
+	case 3: tile(3, n / QK_K, group, a, as, out, os); break;		\
+	case 2: tile(2, n / QK_K, group, a, as, out, os); break;		\
+	case 1: tile(1, n / QK_K, group, a, as, out, os); break;		\
+	default: break;								\
+	}									\
+}
+
+GEMM_K(gemm_q4_K, gemm_q4_K_tile)
+GEMM_K(gemm_q6_K, gemm_q6_K_tile)
+
 gemm16_fn quant_gemm16_avx512(uint32_t type)
 {
 	switch (type) {
@@ -525,6 +756,10 @@ gemm16_fn quant_gemm16_avx512(uint32_t type)
 		return gemm_q4_1;
 	case GGML_TYPE_Q8_0:
 		return gemm_q8_0;
+	case GGML_TYPE_Q4_K:
+		return gemm_q4_K;
+	case GGML_TYPE_Q6_K:
+		return gemm_q6_K;
 	default:
 		return NULL;
 	}

@@ -76,6 +76,8 @@ quant_act_fn quant_act(uint32_t type)
 
 	if (cpu->isa >= PINFER_ISA_AVX512 && (f = quant_act_avx512(type)))
 		return f;
+	if (cpu->isa >= PINFER_ISA_AVX2 && (f = quant_act_avx2(type)))
+		return f;
 	switch (type) {
 	case GGML_TYPE_Q8_0: return act_q8_0_ref;
 	case GGML_TYPE_Q8_1: return act_q8_1_ref;
@@ -90,6 +92,8 @@ gemm16_fn quant_gemm16(uint32_t type)
 
 	if (cpu->isa >= PINFER_ISA_AVX512 && cpu->avx512_vnni)
 		return quant_gemm16_avx512(type);
+	if (cpu->isa >= PINFER_ISA_AVX2)
+		return quant_gemm16_avx2(type);
 	return NULL;
 }
 

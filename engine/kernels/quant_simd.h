@@ -65,4 +65,64 @@ static inline void q6k_unpack(const struct block_q6_K *w, int h, __m256i q[4])
 			       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
 }
 
+/*
+ * Ask for @bytes at @p (a block column two ahead, whose loads would
+ * otherwise stall: the column's fields are not read in address order, and
+ * the hardware's prefetchers fall behind). Past the end is harmless.
+ */
+static inline void prefetch_bytes(const uint8_t *p, size_t bytes)
+{
+	size_t i;
+
+	for (i = 0; i < bytes; i += 64)
+		_mm_prefetch((const char *)p + i, _MM_HINT_T0);
+}
+
+/*
+ * The packed layout's Q4_K scales (byte i of 16 rows at s + 16 i): sc[j]
+ * and m[j] lane r = row r's 6-bit scale and min of sub-block j.
+ */
+static inline void k4_scales16(const uint8_t *s, __m128i sc[8], __m128i m[8])
+{
+	const __m128i m6 = _mm_set1_epi8(63), m4 = _mm_set1_epi8(0x0f);
+	const __m128i top = _mm_set1_epi8((char)0xc0);
+	__m128i q[12];
+	int j;
+
+	for (j = 0; j < 12; j++)
+		q[j] = _mm_loadu_si128((const __m128i *)(s + 16 * j));
+	for (j = 0; j < 4; j++) {	/* (q >> 6) << 4 = (q & 0xc0) >> 2 */
+		sc[j] = _mm_and_si128(q[j], m6);
+		m[j] = _mm_and_si128(q[j + 4], m6);
+		sc[j + 4] = _mm_or_si128(_mm_and_si128(q[j + 8], m4),
+					 _mm_srli_epi16(_mm_and_si128(q[j], top), 2));
+		m[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(q[j + 8], 4), m4),
+					_mm_srli_epi16(_mm_and_si128(q[j + 4], top), 2));
+	}
+}
+
+/* @lo and @hi (within int16) as the int16 pair of a dword */
+static inline int i16_pair(int lo, int hi)
+{
+	return (int)(((uint32_t)(uint16_t)hi << 16) | (uint16_t)lo);
+}
+
+/* The sum of a Q8_K block's 32 activations of Q4_K sub-block @j (within int16) */
+static inline int k4_bsum(const struct block_q8_K *a, int j)
+{
+	return a->bsums[2 * j] + a->bsums[2 * j + 1];
+}
+
+/*
+ * Rows 8h..8h+7 of bytes @x (lane r of the 16) and @y side by side as the
+ * int16 pairs (x, y) of 8 dwords, the bytes unsigned or (@sgn) signed: the
+ * other operand of a madd_epi16 by bsum_pair().
+ */
+static inline __m256i pair16(__m128i x, __m128i y, int h, bool sgn)
+{
+	__m128i v = h ? _mm_unpackhi_epi8(x, y) : _mm_unpacklo_epi8(x, y);
+
+	return sgn ? _mm256_cvtepi8_epi16(v) : _mm256_cvtepu8_epi16(v);
+}
+
 #endif

@@ -1,112 +1,99 @@
 // SPDX-License-Identifier: MIT
 /*
- * The integer GEMM's interleaved layout (quant.h): rows of Q4_0, Q4_1 and
- * Q8_0 rearranged 16 at a time in place, a row read back out of a group,
- * and the per-block floats the GEMM takes beside the activations.
+ * The GEMM's interleaved layout (quant.h): rows of Q4_0, Q4_1, Q8_0, Q4_K
+ * and Q6_K rearranged 16 at a time in place, a row read back out of a
+ * group, and the per-block floats the GEMM takes beside the activations.
+ *
+ * A block is a run of fields (scales, quants), each cut into units of 1, 2
+ * or 4 bytes; in a group's block column, field f of the 16 rows starts at
+ * 16 times its offset in the block, and unit j of row r lies at
+ * 16 u j + u r within it: the 16 rows' unit j side by side. One table per
+ * type says it all; packing and unpacking walk the same table.
  */
 #include <string.h>
 
 #include "quant.h"
 
-bool quant_repackable(uint32_t type)
-{
-	return type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q8_0;
-}
-
-/* Where a group's block column @b, its scales, minimums and quants, start. */
-struct col {
-	size_t bytes;		/* of a column: 16 blocks */
-	size_t mins, quants;	/* offsets in the column */
-	unsigned dwords;	/* quant dwords per row */
+struct field {
+	unsigned short off, len;	/* in the plain block */
+	unsigned char unit;		/* bytes kept together */
+	unsigned char flip;		/* xor'ed into each byte (Q8_0's signs) */
 };
 
-static struct col column(uint32_t type)
+struct layout {
+	unsigned nf;
+	struct field f[4];
+};
+
+static const struct layout *layout_of(uint32_t type)
 {
+	static const struct layout q4_0 = { 2, { { 0, 2, 2, 0 }, { 2, 16, 4, 0 } } },
+		q4_1 = { 3, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 16, 4, 0 } } },
+		q8_0 = { 2, { { 0, 2, 2, 0 }, { 2, 32, 4, 0x80 } } },
+		q4_K = { 4, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 12, 1, 0 }, { 16, 128, 4, 0 } } },
+		q6_K = { 4, { { 0, 128, 4, 0 }, { 128, 64, 4, 0 }, { 192, 16, 1, 0 },
+			      { 208, 2, 2, 0 } } };
+
 	switch (type) {
-	case GGML_TYPE_Q4_0:
-		return (struct col){ PACK_ROWS * sizeof(struct block_q4_0), 0, 32, 4 };
-	case GGML_TYPE_Q4_1:
-		return (struct col){ PACK_ROWS * sizeof(struct block_q4_1), 32, 64, 4 };
-	default:
-		return (struct col){ PACK_ROWS * sizeof(struct block_q8_0), 0, 32, 8 };
+	case GGML_TYPE_Q4_0: return &q4_0;
+	case GGML_TYPE_Q4_1: return &q4_1;
+	case GGML_TYPE_Q8_0: return &q8_0;
+	case GGML_TYPE_Q4_K: return &q4_K;
+	case GGML_TYPE_Q6_K: return &q6_K;
+	default: return NULL;
 	}
 }
 
-/* Row r's block @b in the plain layout: its d, m (Q4_1) and quant bytes. */
-static void plain_block(uint32_t type, const uint8_t *row, size_t b, const fp16_t **d,
-			const fp16_t **m, const uint8_t **qs)
+bool quant_repackable(uint32_t type)
 {
-	if (type == GGML_TYPE_Q4_0) {
-		const struct block_q4_0 *x = (const struct block_q4_0 *)row + b;
+	return layout_of(type) != NULL;
+}
 
-		*d = &x->d, *m = NULL, *qs = x->qs;
-	} else if (type == GGML_TYPE_Q4_1) {
-		const struct block_q4_1 *x = (const struct block_q4_1 *)row + b;
+/* Plain block @blk of row @r <-> its place in the packed block column @col. */
+static void move_block(const struct layout *l, uint8_t *col, uint8_t *blk, unsigned r,
+		       bool pack)
+{
+	unsigned f, j, k;
 
-		*d = &x->d, *m = &x->m, *qs = x->qs;
-	} else {
-		const struct block_q8_0 *x = (const struct block_q8_0 *)row + b;
+	for (f = 0; f < l->nf; f++) {
+		const struct field *fd = &l->f[f];
+		uint8_t *p = col + PACK_ROWS * fd->off + fd->unit * r, *b = blk + fd->off;
 
-		*d = &x->d, *m = NULL, *qs = (const uint8_t *)x->qs;
+		for (j = 0; j < fd->len; j += fd->unit, p += PACK_ROWS * fd->unit)
+			for (k = 0; k < fd->unit; k++) {
+				if (pack)
+					p[k] = b[j + k] ^ fd->flip;
+				else
+					b[j + k] = p[k] ^ fd->flip;
+			}
 	}
 }
 
-void quant_repack16(uint32_t type, void *rows, size_t nb, void *scratch)
+void quant_repack16(uint32_t type, void *rows, size_t n, void *scratch)
 {
-	struct col c = column(type);
-	size_t row_bytes = nb * c.bytes / PACK_ROWS, b;
-	uint8_t flip = type == GGML_TYPE_Q8_0 ? 0x80 : 0;
+	const struct ggml_type_info *ti = ggml_type_get(type);
+	const struct layout *l = layout_of(type);
+	size_t nb = n / ti->block_elems, row_bytes = nb * ti->block_bytes, b;
 	uint8_t *tmp = scratch, *out = rows;
-	unsigned r, j, k;
+	unsigned r;
 
 	memcpy(tmp, rows, PACK_ROWS * row_bytes);
-	for (b = 0; b < nb; b++, out += c.bytes)
-		for (r = 0; r < PACK_ROWS; r++) {
-			const fp16_t *d, *m;
-			const uint8_t *qs;
-
-			plain_block(type, tmp + r * row_bytes, b, &d, &m, &qs);
-			memcpy(out + 2 * r, d, 2);
-			if (m)
-				memcpy(out + c.mins + 2 * r, m, 2);
-			for (j = 0; j < c.dwords; j++)
-				for (k = 0; k < 4; k++)
-					out[c.quants + 64 * j + 4 * r + k] = qs[4 * j + k] ^ flip;
-		}
+	for (b = 0; b < nb; b++, out += PACK_ROWS * ti->block_bytes)
+		for (r = 0; r < PACK_ROWS; r++)
+			move_block(l, out, tmp + r * row_bytes + b * ti->block_bytes, r, true);
 }
 
 void dequantize_row_repacked(uint32_t type, const void *group, unsigned r, float *y, size_t n)
 {
-	struct col c = column(type);
+	const struct ggml_type_info *ti = ggml_type_get(type);
+	const struct layout *l = layout_of(type);
+	uint8_t blk[256];	/* the largest block: Q6_K's 210 bytes */
 	const uint8_t *col = group;
 	size_t b;
-	unsigned i;
 
-	for (b = 0; b < n / QK; b++, col += c.bytes, y += QK) {
-		const uint8_t *q = col + c.quants + 4 * r;
-		fp16_t dh, mh = 0;
-		float d, m;
-
-		memcpy(&dh, col + 2 * r, 2);
-		if (type == GGML_TYPE_Q4_1)
-			memcpy(&mh, col + c.mins + 2 * r, 2);
-		d = fp16_to_f32(dh);
-		m = fp16_to_f32(mh);
-		for (i = 0; i < QK; i++) {
-			uint8_t v = q[64 * (i % 16 / 4) + i % 4];
-
-			switch (type) {
-			case GGML_TYPE_Q4_0:
-				y[i] = ((i < 16 ? v & 0xf : v >> 4) - 8) * d;
-				break;
-			case GGML_TYPE_Q4_1:
-				y[i] = (i < 16 ? v & 0xf : v >> 4) * d + m;
-				break;
-			default:	/* Q8_0: dword i / 4 */
-				y[i] = (int8_t)(q[64 * (i / 4) + i % 4] ^ 0x80) * d;
-				break;
-			}
-		}
+	for (b = 0; b < n / ti->block_elems; b++, col += PACK_ROWS * ti->block_bytes) {
+		move_block(l, (uint8_t *)col, blk, r, false);
+		dequantize_row_ref(type, blk, y + b * ti->block_elems, ti->block_elems);
 	}
 }
 
@@ -118,6 +105,8 @@ void quant_act_side(uint32_t type, const void *act, size_t n, float *side)
 	size_t b;
 	int i, sum;
 
+	if (quant_vec_dot_type(type) == GGML_TYPE_Q8_K)
+		return;		/* Q8_K blocks carry their own sums */
 	for (b = 0; b < n / QK; b++, side += 2) {
 		if (type == GGML_TYPE_Q4_1) {
 			side[0] = fp16_to_f32(a1[b].d);

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * Matrix products of a layer's weights with a batch of activations, by
- * four paths: the integer GEMM on packed rows (Q4_0, Q4_1, Q8_0 on AVX-512
- * VNNI), OpenBLAS sgemm on tiles of dequantized rows (large batches), the
- * 8-bit dot product kernels (generation), and the reference mode's float
- * dot products in double.
+ * four paths: the integer GEMM on packed rows (Q4_0, Q4_1, Q8_0, Q4_K and
+ * Q6_K on AVX-512 VNNI or AVX2, every batch size), OpenBLAS sgemm on tiles
+ * of dequantized rows (large batches of the other types), the 8-bit dot
+ * product kernels (small batches of the other types, and rows of streamed
+ * layers, which are packed only for large batches), and the reference
+ * mode's float dot products in double.
  */
 #include "session.h"
 
@@ -136,7 +138,8 @@ static void quant_inputs(void *arg, size_t b, size_t e, int thread)
 
 /*
  * llm_matmul(), with the inputs quantized to 8 bits: matrices packed for the GEMM
- * (Q4_0, Q4_1, Q8_0 on AVX-512 VNNI) take every batch size through it;
+ * (quant_repackable() types where quant_gemm16() has a kernel) take every
+ * batch size through it;
  * others take large batches through OpenBLAS sgemm on tiles of dequantized
  * rows with the float inputs (when libopenblas is there), small ones
  * (generation) through the dot product kernels.

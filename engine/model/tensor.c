@@ -50,7 +50,7 @@ static void pack_groups(void *arg, size_t b, size_t e, int thread)
 	size_t group = PACK_ROWS * p->t->row_bytes, g;
 
 	for (g = b; g < e; g++)
-		quant_repack16(p->t->type, (uint8_t *)p->t->data + g * group, p->t->cols / QK,
+		quant_repack16(p->t->type, (uint8_t *)p->t->data + g * group, p->t->cols,
 			       p->scratch + (size_t)thread * group);
 }
 

@@ -4,9 +4,11 @@
  * reference, on random rows of 1, 2, 3, 17 and 48 blocks (odd counts and
  * counts that are not a multiple of any vector width), with activations
  * quantized by the reference. Integer parts are exact, so results agree to
- * float rounding of the block sums; the AVX-512 kernels for Q4_0, Q4_1 and
- * Q8_0 (and the GEMM on packed rows) keep the reference's order of float
- * operations and agree bit for bit.
+ * float rounding of the block sums; the Q4_0, Q4_1 and Q8_0 kernels of
+ * both ISAs keep the reference's order of float operations and agree bit
+ * for bit. The GEMM on packed rows, of both ISAs and all five packed
+ * types, against that ISA's row kernel (bit for bit) and the reference;
+ * the SIMD activation quantizers against the reference's bytes.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -38,7 +40,7 @@ static void check(const char *isa, vec_dot_fn f, uint32_t type, size_t n)
 		mag += fabs((double)w[i] * x[i]);
 	want = vec_dot_ref(type, n, row, act);
 	got = f(n, row, act);
-	if (!strcmp(isa, "avx512-vnni") && quant_repackable(type))	/* quant.h's order: same bits */
+	if (type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q8_0)	/* quant.h's order */
 		ok(got == want, "%s %s, %zu elements: %.9g, reference %.9g (bit for bit)",
 		   isa, ti->name, n, got, want);
 	else
@@ -51,16 +53,19 @@ static void check(const char *isa, vec_dot_fn f, uint32_t type, size_t n)
 }
 
 /*
- * 16 random rows of @type, packed; nt activations: the GEMM gives what the
- * reference dot product gives for each row and activation, bit for bit,
- * and each row reads back out of the group as the reference dequantizes it.
+ * 16 random rows of @type, packed; nt activations: @gemm gives what @dot
+ * (that ISA's row kernel) gives for each row and activation, bit for bit,
+ * which for Q4_0, Q4_1 and Q8_0 is the reference's (quant.h's order) and
+ * for the K-quants within float rounding of it; and each row reads back
+ * out of the group as the reference dequantizes it.
  */
-static bool gemm_case(uint32_t type, size_t nblk, size_t nt)
+static bool gemm_case(gemm16_fn gemm, vec_dot_fn dot, uint32_t type, size_t nblk, size_t nt)
 {
 	const struct ggml_type_info *ti = ggml_type_get(type);
 	uint32_t atype = quant_vec_dot_type(type);
-	size_t n = nblk * QK, rb = nblk * ti->block_bytes;
-	size_t as = (nblk * ggml_type_get(atype)->block_bytes + 63) / 64 * 64, ss = 2 * nblk;
+	size_t n = nblk * ti->block_elems, rb = nblk * ti->block_bytes;
+	size_t as = (n / ggml_type_get(atype)->block_elems * ggml_type_get(atype)->block_bytes + 63) /
+		    64 * 64, ss = 2 * (n / QK);
 	uint8_t *rows = malloc(PACK_ROWS * rb), *packed = malloc(PACK_ROWS * rb), *scratch = malloc(PACK_ROWS * rb);
 	uint8_t *act = malloc(nt * as);
 	float *side = malloc(nt * ss * sizeof(float)), *out = malloc(nt * PACK_ROWS * sizeof(float));
@@ -71,18 +76,25 @@ static bool gemm_case(uint32_t type, size_t nblk, size_t nt)
 
 	random_row(type, rows, PACK_ROWS * n);
 	memcpy(packed, rows, PACK_ROWS * rb);
-	quant_repack16(type, packed, nblk, scratch);
+	quant_repack16(type, packed, n, scratch);
 	for (t = 0; t < nt; t++) {
 		for (i = 0; i < n; i++)
 			x[i] = uniform(-3, 3);
 		quantize_row_act_ref(atype, x, act + t * as, n);
 		quant_act_side(type, act + t * as, n, side + t * ss);
 	}
-	quant_gemm16_avx512(type)(n, packed, act, as, side, ss, nt, out, PACK_ROWS);
+	gemm(n, packed, act, as, side, ss, nt, out, PACK_ROWS);
 	for (r = 0; r < PACK_ROWS; r++) {
-		for (t = 0; t < nt; t++)
-			same = same && out[t * PACK_ROWS + r] == vec_dot_ref(type, n, rows + r * rb, act + t * as);
 		dequantize_row_ref(type, rows + r * rb, y, n);
+		for (t = 0; t < nt; t++) {
+			float got = out[t * PACK_ROWS + r], want = vec_dot_ref(type, n, rows + r * rb, act + t * as);
+			double mag = 0;
+
+			for (i = 0; i < n; i++)
+				mag += fabs(y[i] * 3.0);
+			same = same && got == dot(n, rows + r * rb, act + t * as) &&
+			       fabsf(got - want) <= 1e-5 * mag + 1e-6;
+		}
 		dequantize_row_repacked(type, packed, (unsigned)r, y2, n);
 		same = same && !memcmp(y, y2, n * sizeof(float));
 	}
@@ -98,54 +110,61 @@ static bool gemm_case(uint32_t type, size_t nblk, size_t nt)
 	return same;
 }
 
-static void check_gemm(void)
+static void check_gemm(const char *isa, gemm16_fn (*gemm_of)(uint32_t), vec_dot_fn (*dot_of)(uint32_t))
 {
-	static const uint32_t types[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0 };
-	static const size_t blocks[] = { 1, 2, 3, 17, 48 }, nts[] = { 1, 2, 3, 7, 8, 9, 20 };
+	static const uint32_t types[] = {
+		GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
+	};
+	static const size_t blocks[] = { 1, 2, 3, 17, 48 }, nts[] = { 1, 2, 3, 4, 5, 7, 8, 9, 20 };
 	size_t t, b, k;
 
-	for (t = 0; t < 3; t++)
+	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++)
 		for (b = 0; b < 5; b++) {
 			bool same = true;
 
 			for (k = 0; k < sizeof(nts) / sizeof(nts[0]); k++)
-				same = gemm_case(types[t], blocks[b], nts[k]) && same;
-			ok(same, "avx512-vnni GEMM on 16 packed %s rows of %zu blocks, 1 to 20 "
-			   "activations: the reference's dot products bit for bit, rows read back",
-			   ggml_type_name(types[t]), blocks[b]);
+				same = gemm_case(gemm_of(types[t]), dot_of(types[t]), types[t], blocks[b],
+						 nts[k]) && same;
+			ok(same, "%s GEMM on 16 packed %s rows of %zu blocks, 1 to 20 activations: "
+			   "the row kernel's results bit for bit, the reference's within rounding, "
+			   "rows read back", isa, ggml_type_name(types[t]), blocks[b]);
 		}
 }
 
 /*
- * The SIMD activation quantizers against the reference, bit for bit: random
- * rows, and a row of ties (x / d = k + 1/2 exactly: roundf goes away from 0).
+ * The SIMD activation quantizers of @isa against the reference, bit for
+ * bit: random rows, a row of ties (x / d = k + 1/2 exactly: roundf goes
+ * away from 0), and zeros (a block of all zeros: d = 0).
  */
-static void check_quant_act(void)
+static void check_quant_act(const char *isa, quant_act_fn (*act_of)(uint32_t))
 {
-	static const uint32_t types[] = { GGML_TYPE_Q8_0, GGML_TYPE_Q8_1 };
-	float x[4 * QK];
-	uint8_t want[4 * 36], got[4 * 36];
+	static const uint32_t types[] = { GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K };
+	enum { N = 2 * QK_K };
+	float x[N];
+	uint8_t want[2 * sizeof(struct block_q8_K)], got[sizeof(want)];
 	size_t t, i, k;
 
-	for (t = 0; t < 2; t++) {
-		quant_act_fn f = quant_act_avx512(types[t]);
-		size_t bytes = 4 * ggml_type_get(types[t])->block_bytes;
+	for (t = 0; t < 3; t++) {
+		const struct ggml_type_info *ti = ggml_type_get(types[t]);
+		quant_act_fn f = act_of(types[t]);
+		size_t bytes = N / ti->block_elems * ti->block_bytes;
 		bool same = true;
 
-		for (k = 0; k < 20; k++) {
-			for (i = 0; i < 4 * QK; i++)
+		for (k = 0; k < 21; k++) {
+			for (i = 0; i < N; i++)
 				x[i] = k < 10 ? uniform(-3, 3) * (float)(k + 1) : 0;
-			if (k >= 10)	/* ties: amax 127, so d = 1 */
-				for (i = 0; i < 4 * QK; i++)
+			if (k >= 10 && k < 20)	/* ties: amax 127, so d = 1 */
+				for (i = 0; i < N; i++)
 					x[i] = i % QK == 0 ? 127 : (float)((int)(i % 61) - 30) + 0.5f;
 			if (k == 19)
 				x[5] = -0.0f, x[6] = 1e-30f;
-			quantize_row_act_ref(types[t], x, want, 4 * QK);
-			f(x, got, 4 * QK);
+			quantize_row_act_ref(types[t], x, want, N);
+			memset(got, 0x55, sizeof(got));
+			f(x, got, N);
 			same = same && !memcmp(want, got, bytes);
 		}
-		ok(same, "avx512 quantization of activations to %s: the reference's bytes, ties included",
-		   ggml_type_name(types[t]));
+		ok(same, "%s quantization of activations to %s: the reference's bytes, ties and zeros included",
+		   isa, ti->name);
 	}
 }
 
@@ -219,11 +238,15 @@ int main(void)
 	if (!covered)
 		tap_skip("this CPU has neither AVX2 nor AVX-512 VNNI");
 	if (cpu->detected >= PINFER_ISA_AVX512 && cpu->avx512_vnni)
-		check_gemm();
-	if (cpu->detected >= PINFER_ISA_AVX512 && cpu->avx512_vnni)
-		check_quant_act();
+		check_gemm("avx512-vnni", quant_gemm16_avx512, quant_vec_dot_avx512);
+	if (cpu->detected >= PINFER_ISA_AVX2)
+		check_gemm("avx2", quant_gemm16_avx2, quant_vec_dot_avx2);
+	if (cpu->detected >= PINFER_ISA_AVX512)
+		check_quant_act("avx512", quant_act_avx512);
+	if (cpu->detected >= PINFER_ISA_AVX2)
+		check_quant_act("avx2", quant_act_avx2);
 	else
-		tap_skip("no AVX-512 VNNI: no GEMM on packed rows to test");
+		tap_skip("no AVX2: no GEMM on packed rows nor SIMD quantizers to test");
 	if (cpu->detected >= PINFER_ISA_AVX2) {	/* attention helpers */
 		float q[69], o[69], o2[69], d = 0, want_o;
 		fp16_t k[69];

@@ -55,7 +55,7 @@ static void as_loaded(const struct llm_tensor *t, uint8_t *buf)
 	size_t g;
 
 	for (g = 0; scratch && g < t->rows / PACK_ROWS; g++)
-		quant_repack16(t->type, buf + g * PACK_ROWS * t->row_bytes, t->cols / QK, scratch);
+		quant_repack16(t->type, buf + g * PACK_ROWS * t->row_bytes, t->cols, scratch);
 	free(scratch);
 }
 
