@@ -77,7 +77,10 @@ while True:
 	loadpid=$!
 }
 stop_load() {
-	[ -n "$loadpid" ] && kill "$loadpid" 2>/dev/null && wait "$loadpid" 2>/dev/null
+	if [ -n "$loadpid" ]; then
+		kill "$loadpid" 2>/dev/null || true
+		wait "$loadpid" 2>/dev/null || true
+	fi
 	loadpid=
 }
 trap stop_load EXIT
@@ -90,7 +93,7 @@ for isa in $isas; do
 		for row in "${rows[@]}"; do
 			label=${row%%|*} file=${row#*|}
 			echo "($isa, $load: $label)" >&2
-			[ "$load" = loaded ] && start_load
+			if [ "$load" = loaded ]; then start_load; fi
 			ours=$(PINFER_CPU=$cpu build/pinfer bench -m "$file" -t "$threads" -p "$pp" -n "$tg" \
 				-r "$reps" --json)
 			theirs=$("$llama" -m "$file" -t "$threads" -p "$pp" -n "$tg" -r "$reps" -o json 2>/dev/null)

@@ -48,9 +48,8 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 	/* attention */
 	for (b = 0; b < nb; b++)
 		rmsnorm(s->xb + b * E, x + b * E, ly->attn_norm.data, E, c->rms_eps);
-	llm_matmul(s, &ly->wq, &ly->bq, s->xb, nb, s->q);
-	llm_matmul(s, &ly->wk, &ly->bk, s->xb, nb, s->k);
-	llm_matmul(s, &ly->wv, &ly->bv, s->xb, nb, s->v);
+	llm_matmuls(s, (const struct llm_mm[]){ { &ly->wq, &ly->bq, s->q }, { &ly->wk, &ly->bk, s->k },
+						{ &ly->wv, &ly->bv, s->v } }, 3, s->xb, nb);
 	for (b = 0; b < nb; b++) {
 		size_t at = llm_kv_at(s, s->ttab[b0 + b], l, s->tpos[b0 + b]);
 		fp16_t *kh = (fp16_t *)(s->kcache + at), *vh = (fp16_t *)(s->vcache + at);
@@ -73,8 +72,8 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 	/* feed-forward: down(silu(gate x) * up x) */
 	for (b = 0; b < nb; b++)
 		rmsnorm(s->xb + b * E, x + b * E, ly->ffn_norm.data, E, c->rms_eps);
-	llm_matmul(s, &ly->w_gate, NULL, s->xb, nb, s->hb);
-	llm_matmul(s, &ly->w_up, NULL, s->xb, nb, s->hb2);
+	llm_matmuls(s, (const struct llm_mm[]){ { &ly->w_gate, NULL, s->hb }, { &ly->w_up, NULL, s->hb2 } },
+		    2, s->xb, nb);
 	for (i = 0; i < nb * F; i++)
 		s->hb[i] = s->hb[i] / (1.0f + expf(-s->hb[i])) * s->hb2[i];
 	llm_matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);

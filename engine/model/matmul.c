@@ -137,15 +137,70 @@ static void quant_inputs(void *arg, size_t b, size_t e, int thread)
 }
 
 /*
- * llm_matmul(), with the inputs quantized to 8 bits: matrices packed for the GEMM
- * (quant_repackable() types where quant_gemm16() has a kernel) take every
- * batch size through it;
- * others take large batches through OpenBLAS sgemm on tiles of dequantized
- * rows with the float inputs (when libopenblas is there), small ones
- * (generation) through the dot product kernels.
+ * @nb inputs to 8 bits for @w's type, into s->act (and the GEMM's floats
+ * of their blocks into s->side when @gemm), strides into @t.
  */
-void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
-		const struct llm_tensor *bias, const float *in, size_t nb, float *out)
+static void quantize_inputs(struct llm_session *s, const struct llm_tensor *w, const float *in,
+			    size_t nb, bool gemm, struct matmul_task *t)
+{
+	int atype = quant_vec_dot_type(w->type);
+	uint64_t bytes = 0;
+	struct quant_task q = {
+		.in = in, .cols = w->cols, .wtype = w->type, .quant = quant_act(atype),
+		.act = s->act, .side = gemm ? s->side : NULL, .side_stride = w->cols / QK * 2,
+	};
+
+	/* packed, not maxd apart: strides of 4 KiB multiples alias in L1 */
+	ggml_row_bytes(atype, w->cols, &bytes);
+	q.act_stride = (bytes + 63) / 64 * 64;
+	if (s->pool && nb > 1)
+		pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, quant_inputs, &q);
+	else
+		quant_inputs(&q, 0, nb, 0);
+	t->act = s->act;
+	t->act_stride = q.act_stride;
+	t->side = s->side;
+	t->side_stride = q.side_stride;
+}
+
+static void add_bias(const struct llm_tensor *w, const struct llm_tensor *bias, size_t nb,
+		     float *out)
+{
+	size_t i, k;
+
+	if (bias && bias->data)
+		for (k = 0; k < nb; k++)
+			for (i = 0; i < w->rows; i++)
+				out[k * w->rows + i] += ((const float *)bias->data)[i];
+}
+
+static size_t groups_of(const struct llm_tensor *w)
+{
+	return w->rows / PACK_ROWS + (w->rows % PACK_ROWS != 0);
+}
+
+/*
+ * How a packed product's groups are handed out: one at a time for batches;
+ * for one input (generation), runs of several, taken as threads come free,
+ * so that a thread that lost its CPU for a while holds nobody up, while
+ * each run still streams a long stretch of memory.
+ */
+static void run_groups(struct llm_session *s, size_t items, size_t nb, pinfer_for_fn fn, void *arg)
+{
+	size_t chunk = 1;
+
+	if (!s->pool) {
+		fn(arg, 0, items, 0);
+		return;
+	}
+	if (nb == 1)
+		chunk = items / (8 * (size_t)pinfer_pool_threads(s->pool));
+	pinfer_parallel_for(s->pool, items, chunk ? chunk : 1, PINFER_DYNAMIC, fn, arg);
+}
+
+/* One product, by whichever path suits it (llm_matmuls()). */
+static void matmul_one(struct llm_session *s, const struct llm_tensor *w,
+		       const struct llm_tensor *bias, const float *in, size_t nb, float *out)
 {
 	int atype = quant_vec_dot_type(w->type);
 	struct matmul_task t = {
@@ -154,7 +209,6 @@ void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
 		.dot = s->exact ? NULL : quant_vec_dot(w->type, NULL),
 		.gemm = s->exact || !w->packed ? NULL : quant_gemm16(w->type),
 	};
-	size_t i, k;
 
 	if (!t.gemm && nb >= GEMM_MIN && !s->exact && !s->invariant && blas_available()) {
 		struct gemm_task g = {
@@ -168,45 +222,90 @@ void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
 			pinfer_parallel_for(s->pool, n_tiles, 1, PINFER_DYNAMIC, gemm_tiles, &g);
 		else
 			gemm_tiles(&g, 0, n_tiles, 0);
-		goto bias;
+		add_bias(w, bias, nb, out);
+		return;
 	}
-	if (atype != GGML_TYPE_F32 && !s->exact) {
-		uint64_t bytes = 0;
-		struct quant_task q = {
-			.in = in, .cols = w->cols, .wtype = w->type, .quant = quant_act(atype),
-			.act = s->act, .side = t.gemm ? s->side : NULL,
-			.side_stride = w->cols / QK * 2,
-		};
-
-		/* packed, not maxd apart: strides of 4 KiB multiples alias in L1 */
-		ggml_row_bytes(atype, w->cols, &bytes);
-		q.act_stride = (bytes + 63) / 64 * 64;
-		if (s->pool && nb > 1)
-			pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, quant_inputs, &q);
-		else
-			quant_inputs(&q, 0, nb, 0);
-		t.act = s->act;
-		t.act_stride = q.act_stride;
-		t.side = s->side;
-		t.side_stride = q.side_stride;
-	}
+	if (atype != GGML_TYPE_F32 && !s->exact)
+		quantize_inputs(s, w, in, nb, t.gemm != NULL, &t);
 	llm_stream_pump(s->m);	/* between operations: keep the reads going */
-	if (t.gemm) {
-		size_t items = w->rows / PACK_ROWS + (w->rows % PACK_ROWS != 0);
-
-		if (s->pool)
-			pinfer_parallel_for(s->pool, items, 1,
-					    nb > 1 ? PINFER_DYNAMIC : PINFER_STATIC, matmul_groups, &t);
-		else
-			matmul_groups(&t, 0, items, 0);
-	} else if (s->pool) {
+	if (t.gemm)
+		run_groups(s, groups_of(w), nb, matmul_groups, &t);
+	else if (s->pool)
 		pinfer_parallel_for(s->pool, w->rows, 16, PINFER_STATIC, matmul_rows, &t);
-	} else {
+	else
 		matmul_rows(&t, 0, w->rows, 0);
+	add_bias(w, bias, nb, out);
+}
+
+/* Several packed products of the same input: their groups end to end. */
+struct fused_task {
+	struct matmul_task t[LLM_MATMULS_MAX];
+	size_t start[LLM_MATMULS_MAX + 1];	/* each product's first item */
+	size_t n;
+};
+
+static void fused_groups(void *arg, size_t b, size_t e, int thread)
+{
+	const struct fused_task *f = arg;
+	size_t i;
+
+	for (i = 0; i < f->n; i++) {
+		size_t lo = b > f->start[i] ? b : f->start[i];
+		size_t hi = e < f->start[i + 1] ? e : f->start[i + 1];
+
+		if (lo < hi)
+			matmul_groups((void *)&f->t[i], lo - f->start[i], hi - f->start[i], thread);
 	}
-bias:
-	if (bias && bias->data)
-		for (k = 0; k < nb; k++)
-			for (i = 0; i < w->rows; i++)
-				out[k * w->rows + i] += ((const float *)bias->data)[i];
+}
+
+/*
+ * The products of @n (at most LLM_MATMULS_MAX) matrices with the same @nb
+ * inputs @in, with the inputs quantized to 8 bits: matrices packed for the
+ * GEMM (quant_repackable() types where quant_gemm16() has a kernel) take
+ * every batch size through it, and when all @n are packed and of one type
+ * the inputs are quantized once and their groups handed out as one task
+ * (one hand-off to the pool, one wait) — each row's result the same bits
+ * either way. Others take large batches through OpenBLAS sgemm on tiles of
+ * dequantized rows with the float inputs (when libopenblas is there), small
+ * ones (generation) through the dot product kernels.
+ */
+void llm_matmuls(struct llm_session *s, const struct llm_mm *ops, size_t n, const float *in,
+		 size_t nb)
+{
+	const struct llm_tensor *w0 = ops[0].w;
+	struct fused_task f = { .n = n };
+	bool fuse = n > 1 && !s->exact && w0->packed && quant_gemm16(w0->type);
+	size_t i;
+
+	for (i = 1; i < n && fuse; i++)
+		fuse = ops[i].w->packed && ops[i].w->type == w0->type && ops[i].w->cols == w0->cols;
+	if (!fuse) {
+		for (i = 0; i < n; i++)
+			matmul_one(s, ops[i].w, ops[i].bias, in, nb, ops[i].out);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		f.t[i] = (struct matmul_task){
+			.w = ops[i].w, .in = in, .nb = nb, .out = ops[i].out,
+			.dot = quant_vec_dot(w0->type, NULL), .gemm = quant_gemm16(w0->type),
+		};
+		f.start[i + 1] = f.start[i] + groups_of(ops[i].w);
+	}
+	quantize_inputs(s, w0, in, nb, true, &f.t[0]);
+	for (i = 1; i < n; i++) {
+		f.t[i].act = f.t[0].act, f.t[i].act_stride = f.t[0].act_stride;
+		f.t[i].side = f.t[0].side, f.t[i].side_stride = f.t[0].side_stride;
+	}
+	llm_stream_pump(s->m);
+	run_groups(s, f.start[n], nb, fused_groups, &f);
+	for (i = 0; i < n; i++)
+		add_bias(ops[i].w, ops[i].bias, nb, ops[i].out);
+}
+
+void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
+		const struct llm_tensor *bias, const float *in, size_t nb, float *out)
+{
+	struct llm_mm op = { w, bias, out };
+
+	llm_matmuls(s, &op, 1, in, nb);
 }

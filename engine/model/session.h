@@ -72,6 +72,22 @@ struct llm_session {
 void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
 		const struct llm_tensor *bias, const float *in, size_t nb, float *out);
 
+/* One product of llm_matmuls(): out[b] = w in[b] (+ bias). */
+struct llm_mm {
+	const struct llm_tensor *w, *bias;
+	float *out;
+};
+
+#define LLM_MATMULS_MAX 3
+
+/*
+ * llm_matmul() of @n (<= LLM_MATMULS_MAX) matrices with the same inputs
+ * (Q, K and V; gate and up): the inputs quantized once and the products
+ * run as one task where the matrices allow it.
+ */
+void llm_matmuls(struct llm_session *s, const struct llm_mm *ops, size_t n, const float *in,
+		 size_t nb);
+
 /* cos and sin of each rotated pair's angle at position @pos (n_rot floats). */
 void llm_rope_angles(const struct llm_model *m, uint32_t pos, float *cs);
 /* Rotate each of @n_heads heads' first n_rot dimensions by the angles @cs. */
