@@ -92,6 +92,7 @@ struct conversation {
 	char system[512];
 	int32_t *hist;
 	size_t n_hist;
+	bool cut;		/* the last answer ended before its end-of-turn token */
 };
 
 static int parse(int argc, char **argv, struct run_opts *o)
@@ -426,6 +427,7 @@ static int generate(struct conversation *e, const char *text, const uint8_t *pla
 	}
 	free(ids);
 	t1 = cli_now();
+	e->cut = true;
 	l = malloc(e->m->cfg.n_vocab * sizeof(*l));
 	while (l && gen < n_predict) {
 		int32_t tok;
@@ -435,6 +437,7 @@ static int generate(struct conversation *e, const char *text, const uint8_t *pla
 		gen++;
 		e->hist[e->n_hist++] = tok;
 		if (tok == tokenizer_eos(e->tok) || tokenizer_is_control(e->tok, tok)) {
+			e->cut = false;
 			ret = llm_eval(e->s, tok, &logits, &err);	/* keep the turn's end */
 			break;
 		}
@@ -482,15 +485,26 @@ static void defaults(struct run_opts *o, bool chat)
 /*
  * The template's text for @msgs, and in *@plain (unless --special) a mask
  * of the bytes that are the messages' own text: there, text that looks
- * like a special token is just text.
+ * like a special token is just text. After an answer cut off at -n, the
+ * template's end of the assistant's turn comes first, as if the model had
+ * written it.
  */
 static char *format(const struct conversation *e, const struct run_opts *o,
 		    const struct chat_msg *msgs, size_t n, int first, uint8_t **plain)
 {
-	size_t spans[4], i;
+	const char *end = !first && e->cut ? chat_turn_end(e->tmpl) : "";
+	size_t spans[4], i, skip = strlen(end);
 	char *text = chat_format(e->tmpl, msgs, n, first, spans);
 
 	*plain = NULL;
+	if (text && skip) {
+		char *with = malloc(skip + strlen(text) + 1);
+
+		if (with)
+			stpcpy(stpcpy(with, end), text);
+		free(text);
+		text = with;
+	}
 	if (!text || o->special)
 		return text;
 	*plain = calloc(strlen(text) + 1, 1);
@@ -499,7 +513,7 @@ static char *format(const struct conversation *e, const struct run_opts *o,
 		return NULL;
 	}
 	for (i = 0; i < n; i++)
-		memset(*plain + spans[2 * i], 1, spans[2 * i + 1] - spans[2 * i]);
+		memset(*plain + skip + spans[2 * i], 1, spans[2 * i + 1] - spans[2 * i]);
 	return text;
 }
 

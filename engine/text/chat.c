@@ -65,6 +65,13 @@ const char *chat_template_name(enum chat_template t)
 	return names[t];
 }
 
+const char *chat_turn_end(enum chat_template t)
+{
+	static const char *const ends[] = { "", "<|im_end|>", " </s>", "<|eot_id|>" };
+
+	return ends[t];
+}
+
 struct buf {
 	char *p;
 	size_t n, cap;

@@ -19,6 +19,13 @@ enum chat_template chat_detect(const struct gguf *g, char *default_system, size_
 const char *chat_template_name(enum chat_template t);
 
 /*
+ * The text that closes the assistant's turn ("<|im_end|>" for ChatML; ""
+ * without a template): what a later turn follows when the model's answer
+ * was cut off before it wrote its end-of-turn token.
+ */
+const char *chat_turn_end(enum chat_template t);
+
+/*
  * The text for @n messages, ending with the assistant's turn opened, as the
  * model's Jinja template renders them (Llama 2 and 3 trim the contents).
  * @first: the conversation's start, where a beginning-of-text marker

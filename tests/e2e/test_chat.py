@@ -11,7 +11,8 @@ each put into a GGUF file's tokenizer.chat_template:
   rendering with the generation prompt, byte for byte;
 - a later turn, formatted as `pinfer chat` does after the assistant's reply
   and end-of-turn token, continues the first turn's text into exactly the
-  rendering of the whole conversation.
+  rendering of the whole conversation; so does it after a reply cut off
+  before its end-of-turn token, closed with chat_turn_end().
 """
 import os
 import subprocess
@@ -86,8 +87,8 @@ def fmt(path, messages, later=False):
     for m in messages:
         args += [m["role"], m["content"]]
     p = subprocess.run(args, capture_output=True)
-    name, system, text = p.stdout.decode().split("\n", 2)
-    return p.returncode, name, system, text
+    name, system, turn_end, text = p.stdout.decode().split("\n", 3)
+    return p.returncode, name, system, text, turn_end
 
 
 def main():
@@ -100,7 +101,7 @@ def main():
             w.write_kv_data_to_file()
             w.write_tensors_to_file()
             w.close()
-            rc, got, system, _ = fmt(path, CONVERSATIONS[0])
+            rc, got, system, _, turn_end = fmt(path, CONVERSATIONS[0])
             want_sys = "You are a helpful AI assistant named SmolLM, trained by Hugging Face" \
                 if name == "chatml" else ""
             ok(rc == 0 and got == name and system == want_sys,
@@ -111,19 +112,24 @@ def main():
                 sent = conv if conv[0]["role"] == "system" or not want_sys else \
                     [{"role": "system", "content": want_sys}] + conv
                 want = render(template, bos, eos, conv)
-                rc, _, _, text = fmt(path, sent)
+                rc, _, _, text, _ = fmt(path, sent)
                 ok(rc == 0 and text == want,
                    f"{name}: conversation {i} ({len(conv)} messages) formatted as the "
                    "template renders it", f"got  {text!r}\nwant {want!r}")
             # a second turn, as pinfer chat feeds it after the reply and its end token
             conv = CONVERSATIONS[2]
-            _, _, _, first = fmt(path, conv[:2])
-            _, _, _, later = fmt(path, conv[3:], later=True)
+            _, _, _, first, _ = fmt(path, conv[:2])
+            _, _, _, later, _ = fmt(path, conv[3:], later=True)
             reply = " Four. " if name == "llama2" else "Four."   # llama2: ' ' + reply + ' '
             text = first + reply + eos + later
             want = render(template, bos, eos, conv)
             ok(text == want, f"{name}: first turn + reply + {eos} + the later turn's text = "
                "the whole conversation's rendering", f"got  {text!r}\nwant {want!r}")
+            # the reply cut off at -n: chat closes the turn with chat_turn_end()
+            text = first + reply.rstrip(" ") + turn_end + later
+            ok(text == want, f"{name}: first turn + a reply without its end + {turn_end!r} + "
+               "the later turn's text = the whole conversation's rendering",
+               f"got  {text!r}\nwant {want!r}")
     end()
 
 

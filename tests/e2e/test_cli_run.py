@@ -3,9 +3,9 @@
 independent reference's (tests/reference/llama_ref.py) on the prompt's
 tokens, decoded by this test, up to the first near tie; the figures go to
 stderr; greedy and seeded sampling are reproducible; chat keeps the
-conversation (the second turn recalls a name the first gave); bad command
-lines and impossible requests are clear errors with the right exit
-status."""
+conversation (its second turn is the reference's continuation of the whole
+conversation's tokens, not a fresh run's); bad command lines and impossible
+requests are clear errors with the right exit status."""
 import os
 import subprocess
 import sys
@@ -53,18 +53,39 @@ def test_run():
 
 
 def test_chat():
+    """chat keeps the conversation: its second turn is the reference's
+    greedy continuation of the whole conversation's tokens (the first
+    turn's prompt, its answer as the engine took it, then the second turn's
+    new tokens; an answer cut off at -n is closed with <|im_end|> first),
+    and differs from a fresh run of the second question alone."""
     q1, q2 = "My name is Ada. Please remember it.", "What is my name?"
-    args = ("-m", MODEL, "-n", "24", "--temp", "0")
-    p = run("chat", *args, stdin=f"{q1}\n{q2}\n".encode())
-    out = p.stdout.decode()
-    one = run("run", *args, "-p", q1).stdout.decode()
-    two = run("run", *args, "-p", q2).stdout.decode()
-    ok(p.returncode == 0 and out.startswith(one + "\n"),
-       "chat: the first turn answers as run does", p.stderr.decode())
-    rest = out[len(one) + 1:].rstrip("\n")
-    ok("Ada" in rest and "Ada" not in two,
-       "chat: the second turn recalls the name the first gave (a fresh run of it does not)",
-       f"turn 2: {rest!r}\nfresh: {two!r}")
+    n = 24
+    args = ("-m", MODEL, "-n", str(n), "--temp", "0")
+    p = run("chat", *args, "--verbose-prompt", stdin=f"{q1}\n{q2}\n".encode())
+    out, err = p.stdout, p.stderr.decode()
+    one = run("run", *args, "-p", q1).stdout
+    two = run("run", *args, "-p", q2).stdout
+    ok(p.returncode == 0 and out.startswith(one + b"\n"),
+       "chat: the first turn answers as run does", err)
+    ids1, ids2 = prompt_ids(err, 0), prompt_ids(err, 1)
+    rest = out[len(one) + 1:].rstrip(b"\n")
+    taken = []
+    bad = None if ids1 and ids2 else "no prompt ids for two turns"
+    if bad is None:
+        _, _, bad = follows_reference(MODEL, ids1, one, n, taken)
+    ended = len(taken) < n or taken[-1] == 2
+    ok(bad is None and ids2[0] == (198 if ended else 2) and
+       ids2[1 - ended:4 - ended] == [198, 1, 4093],
+       "chat: the second turn's new tokens follow the first answer"
+       + (" and its <|im_end|>" if ended else ", closed with <|im_end|> (cut off at -n)"),
+       f"{bad}\nturn 2's ids: {ids2}")
+    steps, ties, bad = follows_reference(MODEL, ids1 + taken + ids2, rest, n) \
+        if bad is None else (0, [], bad)
+    ok(bad is None and rest != two.rstrip(b"\n"),
+       f"chat: the second turn {rest.decode(errors='replace')!r} is the reference's "
+       f"{steps} tokens after the whole conversation"
+       + (f" (near ties at {ties})" if ties else "") + ", not a fresh run's",
+       f"{bad}\nfresh: {two!r}\n{err}")
 
 
 def test_errors():

@@ -26,16 +26,21 @@ def byte_decoder():
     return {chr(c): b for b, c in zip(bs, cs)}
 
 
-def prompt_ids(stderr):
-    line = [x for x in stderr.splitlines() if x.startswith("pinfer: prompt tokens:")]
-    return [int(x) for x in line[0].split(":")[2].split()] if line else []
+def prompt_ids(stderr, turn=0):
+    """The token ids `--verbose-prompt` printed for turn @turn (chat prints
+    one line per turn, each with only that turn's new tokens)."""
+    lines = [x for x in stderr.splitlines() if x.startswith("pinfer: prompt tokens:")]
+    return [int(x) for x in lines[turn].split(":")[2].split()] if turn < len(lines) else []
 
 
-def follows_reference(model, ids, out, n):
+def follows_reference(model, ids, out, n, taken=None):
     """(steps followed, steps at a near tie where the engine took another,
     what went wrong or None) for the engine's answer @out (bytes) after
     @ids, at most @n tokens; the answer may end where the reference's
-    choice (or one tied with it) is a control token."""
+    choice (or one tied with it) is a control token. @taken (a list, or
+    None) receives the ids the engine took, the control token that ended
+    the answer included."""
+    taken = [] if taken is None else taken
     r = gguf.GGUFReader(model)
     dec = byte_decoder()
     f = r.fields["tokenizer.ggml.tokens"]
@@ -52,6 +57,7 @@ def follows_reference(model, ids, out, n):
         if at == len(out) and any(types[t] == 3 for t in cands):
             if types[best] != 3:
                 ties.append(step)
+            taken.append(next(t for t in cands if types[t] == 3))
             return steps, ties, None  # the engine ended the answer there
         took = [t for t in cands if types[t] != 3 and out.startswith(vocab[t], at)]
         if not took:
@@ -59,6 +65,7 @@ def follows_reference(model, ids, out, n):
         if took[0] != best:
             ties.append(step)
         at += len(vocab[took[0]])
+        taken.append(took[0])
         steps += 1
         logits = ref.step(took[0])
     return steps, ties, None if at == len(out) else f"the engine wrote more than {n} tokens"

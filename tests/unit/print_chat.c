@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Helper for tests/e2e/test_chat.py: the chat template chat_detect() finds
- * in MODEL's metadata on the first line, then chat_format() of the
- * messages (first turn of a conversation, or a later one with --later).
+ * in MODEL's metadata on the first line, its default system prompt on the
+ * second, chat_turn_end() on the third, then chat_format() of the messages
+ * (first turn of a conversation, or a later one with --later).
  *   print_chat [--later] MODEL [ROLE TEXT]...
  */
 #include <stdio.h>
@@ -34,7 +35,7 @@ int main(int argc, char **argv)
 		msgs[n++] = (struct chat_msg){ argv[i], argv[i + 1] };
 	t = chat_detect(g, sys, sizeof(sys));
 	text = chat_format(t, msgs, n, !later, NULL);
-	printf("%s\n%s\n%s", chat_template_name(t), sys, text ? text : "");
+	printf("%s\n%s\n%s\n%s", chat_template_name(t), sys, chat_turn_end(t), text ? text : "");
 	free(text);
 	gguf_close(g);
 	return text ? 0 : 1;
