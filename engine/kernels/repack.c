@@ -53,19 +53,19 @@ bool quant_repackable(uint32_t type)
 static void move_block(const struct layout *l, uint8_t *col, uint8_t *blk, unsigned r,
 		       bool pack)
 {
-	unsigned f, j, k;
+	unsigned f, j;
 
 	for (f = 0; f < l->nf; f++) {
 		const struct field *fd = &l->f[f];
 		uint8_t *p = col + PACK_ROWS * fd->off + fd->unit * r, *b = blk + fd->off;
 
-		for (j = 0; j < fd->len; j += fd->unit, p += PACK_ROWS * fd->unit)
-			for (k = 0; k < fd->unit; k++) {
-				if (pack)
-					p[k] = b[j + k] ^ fd->flip;
-				else
-					b[j + k] = p[k] ^ fd->flip;
-			}
+		for (j = 0; j < fd->len; j += fd->unit, p += PACK_ROWS * fd->unit) {
+			uint32_t v = 0;	/* a unit, whole: 1, 2 or 4 bytes */
+
+			memcpy(&v, pack ? b + j : p, fd->unit);
+			v ^= fd->flip * 0x01010101u;
+			memcpy(pack ? p : b + j, &v, fd->unit);
+		}
 	}
 }
 

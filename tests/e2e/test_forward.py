@@ -18,7 +18,7 @@ the independent numpy reference (tests/reference/llama_ref.py):
   8-bit rounding and summation order may flip those; each is reported);
 - the same checks on F16, Q8_0, Q4_0, Q4_K and Q6_K versions written by
   pinfer quantize (read by the reference through gguf's own reader);
-- batches (the GEMM on packed rows, or sgemm from 32 tokens), RoPE scaling on synthetic models, a Q8_0
+- batches (the GEMM on packed rows, AVX2 and AVX-512, or sgemm from 32 tokens), RoPE scaling on synthetic models, a Q8_0
   KV cache: see their functions;
 - bad input: an unsupported architecture, a missing tensor, a tensor of the
   wrong shape, a token out of the vocabulary, more tokens than the context:
@@ -172,32 +172,35 @@ def batch_logits(tokens, exact=False, cpu=None):
 
 def test_batch(ref):
     """Prompts are fed as batches, each weight row read once per batch.
-    With AVX-512 VNNI, Q4_0, Q4_1 and Q8_0 matrices are packed for the
-    integer GEMM, which serves every batch size with the dot product's
-    arithmetic (tests/unit/test_kernels.c); from 32 tokens on, attention
-    runs as sgemm over a block of tokens, so a batch is one more 8-bit path:
-    a 70-token batch's last logits within the 8-bit limit of the reference,
-    the same argmax. Otherwise (here with PINFER_CPU=avx2, and for other
-    types) from 32 tokens on a batch's products are sgemm on dequantized
-    weights with float inputs, more exact than 8-bit inputs: within 1.5% of
-    the reference's (measured 1.0%, against 2.3% fed one by one). Below 32
-    tokens, and in reference mode, a batch gives token-by-token's logits bit
-    for bit on every path."""
+    With AVX2 or AVX-512 VNNI, Q4_0, Q4_1, Q8_0, Q4_K and Q6_K matrices are
+    packed for the integer GEMM, which serves every batch size with the dot
+    product's arithmetic, the same bits on both ISAs (tests/unit/
+    test_kernels.c); from 32 tokens on, attention runs as sgemm over a block
+    of tokens, so a batch is one more 8-bit path: a 70-token batch's last
+    logits within the 8-bit limit of the reference, the same argmax.
+    Without SIMD (here PINFER_CPU=scalar, and for other types) from 32
+    tokens on a batch's products are sgemm on dequantized weights with float
+    inputs, more exact than 8-bit inputs: within 1.5% of the reference's
+    (measured 1.0%, against 2.3% fed one by one). Below 32 tokens, and in
+    reference mode, a batch gives token-by-token's logits bit for bit on
+    every path."""
     toks = PROMPTS[0] * 5      # 70 tokens
     want = ref.forward(toks)[-1]
     vnni = cpu_has("avx512_vnni") and cpu_has("avx512bw")
-    for cpu, limit in (("avx2", 0.015), (None, 0.06)) if vnni else (("avx2", 0.015),):
+    paths = [("scalar", 0.015, "sgemm on dequantized weights, PINFER_CPU=scalar")]
+    if cpu_has("avx2"):
+        paths.append(("avx2", 0.06, "the AVX2 GEMM on packed rows, PINFER_CPU=avx2"))
+    if vnni:
+        paths.append((None, 0.06, "the AVX-512 GEMM on packed rows"))
+    else:
+        skip("no AVX-512 VNNI: no AVX-512 GEMM on packed rows")
+    for cpu, limit, path in paths:
         bat, got = batch_logits(toks, cpu=cpu)
         rel = np.abs(got - want).max() / (want.max() - want.min()) if got.size == want.size else 1
-        path = "sgemm, PINFER_CPU=avx2" if cpu else "the GEMM on packed rows"
         ok(bat.returncode == 0 and rel < limit and got.argmax() == want.argmax(),
            f"70 tokens as one batch ({path}): the last logits within {100 * rel:.3f}% of the "
            f"reference's (limit {100 * limit:.1f}%), the same argmax", bat.stderr.decode())
-    cases = [(False, 20, "avx2"), (True, 70, None)]
-    if vnni:
-        cases.append((False, 20, None))
-    else:
-        skip("no AVX-512 VNNI: no GEMM on packed rows")
+    cases = [(False, 20, cpu) for cpu, _, _ in paths] + [(True, 70, None)]
     for exact, n, cpu in cases:
         t = toks[:n]
         env = dict(os.environ, PINFER_EXACT="1" if exact else "0")
@@ -206,8 +209,7 @@ def test_batch(ref):
         seq = subprocess.run([HELPER, MODEL, *map(str, t)], capture_output=True, env=env)
         bat, got = batch_logits(t, exact, cpu)
         last = np.frombuffer(seq.stdout, np.float32).reshape(len(t), -1)[-1]
-        path = "reference mode" if exact else \
-            "8-bit, " + ("PINFER_CPU=avx2" if cpu else "the GEMM on packed rows")
+        path = "reference mode" if exact else "8-bit, PINFER_CPU=" + (cpu or "(this CPU's best)")
         ok(bat.returncode == 0 and np.array_equal(got, last),
            f"{path}: {n} tokens fed as a batch give the same logits as one by one, "
            "bit for bit", bat.stderr.decode())
