@@ -641,10 +641,12 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 }
 
 /*
- * Q6_K, @T (1..4) activations: weights q - 32 with q in 0..63; lane r of
- * isum is row r's Σ_g sc_g ((q·y)_g - 32 (y sums)_g), exact (the offset
- * taken off each group's sum before its scale multiplies it); then the
- * float steps of the row kernel (dot_q6_K), so the same bits.
+ * Q6_K, @T (1..8) activations: weights q - 32 with q in 0..63; lane r of
+ * isum is row r's Σ_g sc_g ((q·y)_g - 32 (y sums)_g), exact (each group's
+ * sum starts at its offset, -32 (y sums)_g, before its scale multiplies
+ * it); then the float steps of the row kernel (dot_q6_K), so the same
+ * bits. One group of 16 rows' 16 weights at a time, 4 registers, unpacked
+ * once for all T activations: the 16 accumulators stay in registers.
  */
 static inline __attribute__((always_inline)) void
 gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
@@ -652,7 +654,7 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 {
 	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
 	const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
-	__m512 acc[4];
+	__m512 acc[8];
 	size_t b;
 	int t, h, kq, k, e;
 
@@ -662,56 +664,45 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 	for (b = 0; b < nb; b++, g += col) {
 		const uint8_t *ql = g, *qh = g + 16 * 128, *scb = g + 16 * 192;
 		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * 208)));
-		__m512i isum[4];
+		__m512i isum[8];
 
 		prefetch_bytes(g + col, col);
 		UNROLL
 		for (t = 0; t < T; t++)
 			isum[t] = _mm512_setzero_si512();
 		for (h = 0; h < 2; h++)		/* 128 elements each */
-			for (kq = 0; kq < 2; kq++) {	/* dwords 4kq..4kq+3 of each quarter */
-				__m512i w[4][4];	/* [quarter e][k]: elements 32e + 4(4kq + k).. */
-				__m512i sc[4];
-
-				UNROLL
-				for (k = 0; k < 4; k++) {
-					int dw = 4 * kq + k;
-					__m512i A = _mm512_loadu_si512(ql + 64 * (16 * h + dw));
-					__m512i B = _mm512_loadu_si512(ql + 64 * (16 * h + 8 + dw));
-					__m512i H = _mm512_loadu_si512(qh + 64 * (8 * h + dw));
-
-					w[0][k] = _mm512_or_si512(_mm512_and_si512(A, m4),
-						_mm512_and_si512(_mm512_slli_epi16(H, 4), m2));
-					w[1][k] = _mm512_or_si512(_mm512_and_si512(B, m4),
-						_mm512_and_si512(_mm512_slli_epi16(H, 2), m2));
-					w[2][k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), m4),
-						_mm512_and_si512(H, m2));
-					w[3][k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(B, 4), m4),
-						_mm512_and_si512(_mm512_srli_epi16(H, 2), m2));
-				}
-				UNROLL
-				for (e = 0; e < 4; e++)	/* group 8h + 2e + kq */
-					sc[e] = _mm512_cvtepi8_epi32(_mm_loadu_si128(
-						(const __m128i *)(scb + 16 * (8 * h + 2 * e + kq))));
-				UNROLL
-				for (t = 0; t < T; t++) {
-					const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+			UNROLL
+			for (e = 0; e < 4; e++)	/* quarter e: elements 32e.. of the 128 */
+				for (kq = 0; kq < 2; kq++) {	/* its dwords 4kq..4kq+3 */
+					const int grp = 8 * h + 2 * e + kq;
+					const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(
+						(const __m128i *)(scb + 16 * grp)));
+					__m512i w[4];
 
 					UNROLL
-					for (e = 0; e < 4; e++) {
-						const int8_t *y = a->qs + 128 * h + 32 * e + 16 * kq;
-						int grp = 8 * h + 2 * e + kq;
-						__m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[e][0], bcast(y));
-						__m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[e][1], bcast(y + 4));
+					for (k = 0; k < 4; k++) {
+						int dw = 4 * kq + k;
+						__m512i L = _mm512_loadu_si512(ql + 64 * (16 * h + 8 * (e & 1) + dw));
+						__m512i H = _mm512_loadu_si512(qh + 64 * (8 * h + dw));
 
-						s0 = _mm512_dpbusd_epi32(s0, w[e][2], bcast(y + 8));
-						s1 = _mm512_dpbusd_epi32(s1, w[e][3], bcast(y + 12));
-						s0 = _mm512_sub_epi32(_mm512_add_epi32(s0, s1),
-								      _mm512_set1_epi32(32 * a->bsums[grp]));
-						isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s0, sc[e]));
+						if (e >= 2)
+							L = _mm512_srli_epi16(L, 4);
+						H = e == 0 ? _mm512_slli_epi16(H, 4) : e == 1 ? _mm512_slli_epi16(H, 2) :
+						    e == 2 ? H : _mm512_srli_epi16(H, 2);
+						w[k] = _mm512_or_si512(_mm512_and_si512(L, m4), _mm512_and_si512(H, m2));
+					}
+					UNROLL
+					for (t = 0; t < T; t++) {
+						const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+						const int8_t *y = a->qs + 128 * h + 32 * e + 16 * kq;
+						__m512i s = _mm512_set1_epi32(-32 * a->bsums[grp]);
+
+						UNROLL
+						for (k = 0; k < 4; k++)
+							s = _mm512_dpbusd_epi32(s, w[k], bcast(y + 4 * k));
+						isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
 					}
 				}
-			}
 		UNROLL
 		for (t = 0; t < T; t++) {
 			const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
@@ -725,7 +716,8 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 		_mm512_storeu_ps(out + t * os, acc[t]);
 }
 
-#define GEMM_K(name, tile)							\
+/* The K-quant GEMMs: tiles of @T activations, then the rest (fewer than @T) by one smaller tile. */
+#define GEMM_K(name, tile, T)							\
 static void name(size_t n, const void *group, const void *act, size_t as,	\
 		 const float *side, size_t ss, size_t nt, float *out, size_t os) \
 {										\
@@ -733,10 +725,14 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 	size_t t;								\
 										\
 	(void)side, (void)ss;							\
-	for (t = 0; t + 4 <= nt; t += 4)					\
-		tile(4, n / QK_K, group, a + t * as, as, out + t * os, os);	\
+	for (t = 0; t + T <= nt; t += T)					\
+		tile(T, n / QK_K, group, a + t * as, as, out + t * os, os);	\
 	a += t * as, out += t * os;						\
 	switch (nt - t) {							\
+	case 7: if (T > 7) tile(7, n / QK_K, group, a, as, out, os); break; \
+	case 6: if (T > 6) tile(6, n / QK_K, group, a, as, out, os); break; \
+	case 5: if (T > 5) tile(5, n / QK_K, group, a, as, out, os); break; \
+	case 4: if (T > 4) tile(4, n / QK_K, group, a, as, out, os); break; \
 	case 3: tile(3, n / QK_K, group, a, as, out, os); break;		\
 	case 2: tile(2, n / QK_K, group, a, as, out, os); break;		\
 	case 1: tile(1, n / QK_K, group, a, as, out, os); break;		\
@@ -744,8 +740,8 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 	}									\
 }
 
-GEMM_K(gemm_q4_K, gemm_q4_K_tile)
-GEMM_K(gemm_q6_K, gemm_q6_K_tile)
+GEMM_K(gemm_q4_K, gemm_q4_K_tile, 4)
+GEMM_K(gemm_q6_K, gemm_q6_K_tile, 8)
 
 gemm16_fn quant_gemm16_avx512(uint32_t type)
 {
