@@ -34,6 +34,9 @@ static const char bench_help[] =
 	"      --mem SIZE     memory budget (as for pinfer run): layers that do not\n"
 	"                     fit stream from the file (and no memory bandwidth probe)\n"
 	"      --ring N       slots of the streaming ring (default 4)\n"
+	"      --expert-slots N, --expert-policy lru|lfu\n"
+	"                     mixture of experts: the expert cache (as for pinfer run);\n"
+	"                     its counters are printed for each test\n"
 	"      --json         one JSON object per test\n";
 
 /*
@@ -114,7 +117,10 @@ static double mem_read_bw(struct pinfer_pool *pool)
 	return best;
 }
 
-/* Bytes of weights a generated token reads: every matrix, once. */
+/*
+ * Bytes of weights a generated token reads: every matrix once; of a layer's
+ * experts, the n_expert_used it runs.
+ */
 static uint64_t weight_bytes(const struct llm_model *m)
 {
 	uint64_t b = m->output.rows * m->output.row_bytes;
@@ -122,20 +128,37 @@ static uint64_t weight_bytes(const struct llm_model *m)
 
 	for (i = 0; i < m->cfg.n_layer; i++) {
 		const struct llm_layer *l = &m->layers[i];
-		const struct llm_tensor *t[] = { &l->wq, &l->wk, &l->wv, &l->wo,
-						 &l->w_gate, &l->w_up, &l->w_down };
+		const struct llm_tensor *t[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up,
+						 &l->w_down, &l->gate_inp, &l->gate_exps, &l->up_exps,
+						 &l->down_exps };
 		size_t k;
 
 		for (k = 0; k < sizeof(t) / sizeof(t[0]); k++)
-			b += t[k]->rows * t[k]->row_bytes;
+			b += t[k]->rows * t[k]->row_bytes * (t[k]->n_mat > 1 ? m->cfg.n_expert_used : 1);
 	}
 	return b;
+}
+
+/* The expert cache's counters between @a and @b, over @tokens tokens of @test. */
+static void print_experts(const struct llm_expert_stats *a, const struct llm_expert_stats *b,
+			  uint64_t tokens, const char *test)
+{
+	uint64_t hits = b->hits - a->hits, misses = b->misses - a->misses, bytes = b->bytes - a->bytes;
+	uint64_t pred = b->predicted - a->predicted, right = b->predicted_right - a->predicted_right;
+	double read_s = b->read_s - a->read_s;
+
+	printf("%s experts: %.1f%% hits (%" PRIu64 " of %" PRIu64 "); read %.1f MiB per token, %.2f GB/s while reading; read ahead guessed %.1f%%, %" PRIu64 " of %" PRIu64 " read ahead used; compute waited %.2f s\n",
+	       test, hits + misses ? 100.0 * hits / (hits + misses) : 0.0, hits, hits + misses,
+	       bytes / 1048576.0 / (tokens ? tokens : 1), read_s > 0 ? bytes / read_s / 1e9 : 0.0,
+	       pred ? 100.0 * right / pred : 0.0, b->prefetch_used - a->prefetch_used,
+	       b->prefetched - a->prefetched, b->wait_s - a->wait_s);
 }
 
 /* One test's figures as one line of JSON. */
 static void print_json(const char *name, size_t size, const char *backend, int threads,
 		       const char *test, double mean, double sd, const struct llm_model *m,
-		       double membw)
+		       double membw, const struct llm_expert_stats *x0,
+		       const struct llm_expert_stats *x1, uint64_t tokens)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *text;
@@ -152,6 +175,18 @@ static void print_json(const char *name, size_t size, const char *backend, int t
 	cJSON_AddNumberToObject(o, "resident_layers", m->plan.n_resident);
 	cJSON_AddNumberToObject(o, "layers", m->cfg.n_layer);
 	cJSON_AddNumberToObject(o, "mem_read_gbs", membw);
+	if (m->experts) {
+		cJSON_AddNumberToObject(o, "expert_slots", m->plan.expert_slots);
+		cJSON_AddNumberToObject(o, "expert_hits", (double)(x1->hits - x0->hits));
+		cJSON_AddNumberToObject(o, "expert_misses", (double)(x1->misses - x0->misses));
+		cJSON_AddNumberToObject(o, "expert_bytes_per_token",
+					(double)(x1->bytes - x0->bytes) / (tokens ? tokens : 1));
+		cJSON_AddNumberToObject(o, "expert_read_gbs", x1->read_s > x0->read_s ?
+					(x1->bytes - x0->bytes) / (x1->read_s - x0->read_s) / 1e9 : 0);
+		cJSON_AddNumberToObject(o, "expert_guess_right", x1->predicted > x0->predicted ?
+					(double)(x1->predicted_right - x0->predicted_right) /
+					(x1->predicted - x0->predicted) : 0);
+	}
 	text = cJSON_PrintUnformatted(o);
 	if (text)
 		puts(text);
@@ -169,6 +204,8 @@ int cmd_bench(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'M' },
 		{ "ring", required_argument, NULL, 'R' },
 		{ "node", required_argument, NULL, 'N' },
+		{ "expert-slots", required_argument, NULL, 'E' },
+		{ "expert-policy", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -228,6 +265,18 @@ int cmd_bench(int argc, char **argv)
 				return EXIT_USAGE;
 			lo.ring = (uint32_t)num;
 			break;
+		case 'E':
+			if (cli_int("--expert-slots", optarg, 1, 1 << 24, &num))
+				return EXIT_USAGE;
+			lo.expert_slots = (uint32_t)num;
+			break;
+		case 'L':
+			if (strcmp(optarg, "lru") && strcmp(optarg, "lfu")) {
+				cli_error("--expert-policy %s: not one of lru, lfu", optarg);
+				return EXIT_USAGE;
+			}
+			lo.expert_policy = strcmp(optarg, "lru") ? LLM_EXPERTS_LFU : LLM_EXPERTS_LRU;
+			break;
 		case 'h':
 			fputs(bench_help, stdout);
 			return EXIT_OK;
@@ -260,9 +309,9 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	}
 	pinfer_region_props(m->region, &rp);
-	quant_vec_dot(m->layers[0].w_up.type, &isa);
+	quant_vec_dot(m->cfg.n_expert ? m->layers[0].up_exps.type : m->layers[0].w_up.type, &isa);
 	/* the probe's buffer is outside any budget: only without one */
-	membw = !lo.mem && !m->plan.ring;
+	membw = !lo.mem && !m->plan.ring && !m->experts;
 	if (!json) {
 		printf("| %-28s | %9s | %-22s | %7s | %8s | %16s |\n", "model", "size",
 		       "backend", "threads", "test", "t/s");
@@ -274,6 +323,7 @@ int cmd_bench(int argc, char **argv)
 		int n = t ? tg : pp;
 		double v[64], mean = 0, var = 0, warm;
 		char test[16], backend[64], name[512];
+		struct llm_expert_stats x0, x1;
 		const char *base = strrchr(model, '/');
 
 		if (!n)
@@ -288,12 +338,15 @@ int cmd_bench(int argc, char **argv)
 		}
 		/* a warm-up run first, untimed, as llama-bench does */
 		for (r = -1; r < reps && r < 64; r++) {
+			if (r == 0)
+				llm_model_expert_stats(m, &x0);
 			if (one_run(s, m, n, !t, 1234u + r, r < 0 ? &warm : &v[r], &err)) {
 				cli_error("%s", err.msg);
 				goto out;
 			}
 			mean += r < 0 ? 0 : v[r];
 		}
+		llm_model_expert_stats(m, &x1);
 		llm_session_free(s);
 		s = NULL;
 		mean /= r;
@@ -302,7 +355,7 @@ int cmd_bench(int argc, char **argv)
 		var = r > 1 ? sqrt(var / (r - 1)) : 0;
 		if (json)
 			print_json(name, rp.size, backend, pinfer_pool_threads(pool), test, mean, var, m,
-				   t && membw ? mem_read_bw(pool) : 0.0);
+				   t && membw ? mem_read_bw(pool) : 0.0, &x0, &x1, (uint64_t)n * r);
 		else
 			printf("| %-28.28s | %5zu MiB | %-22.22s | %7d | %8s | %8.2f ± %5.2f |\n",
 			       name, rp.size >> 20, backend, pinfer_pool_threads(pool), test,
@@ -315,6 +368,8 @@ int cmd_bench(int argc, char **argv)
 				       pinfer_pool_threads(pool), mem_read_bw(pool));
 			putchar('\n');
 		}
+		if (!json && m->experts)
+			print_experts(&x0, &x1, (uint64_t)n * r, test);
 		if (t && !json && m->plan.ring)
 			printf("of which %.1f MiB stream from the file (layers %" PRIu32 "-%" PRIu32 ", %" PRIu32 " slots): %.2f GB/s from the drive\n",
 			       m->plan.streamed / 1048576.0, m->plan.n_resident, m->cfg.n_layer - 1,

@@ -54,6 +54,11 @@ int cli_parse_mem(const char *s, uint64_t *out);
 /* A progress bar on stderr: "pinfer: <what> NN% [===   ]" (a pinfer_progress_fn). */
 void cli_progress(uint64_t done, uint64_t total, void *what);
 
+struct llm_model;
+
+/* The expert cache's counters, one line on stderr. */
+void cli_print_expert_stats(const struct llm_model *m);
+
 /*
  * On SIGINT, SIGTERM, SIGHUP: remove gguf_out_open()'s file, then die of
  * the signal; SIGXFSZ ignored (a write past ulimit -f fails with EFBIG).

@@ -2,6 +2,7 @@
 /* pinfer: the command-line front end. Each subcommand lives in its own file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <numa.h>
 
 #include "cli.h"
+#include "model/model.h"
 #include "cpu.h"
 #include "text/unicode.h"
 
@@ -197,6 +199,19 @@ void cli_progress(uint64_t done, uint64_t total, void *what)
 		"========================================");
 	if (done == total)
 		fputc('\n', stderr);
+}
+
+void cli_print_expert_stats(const struct llm_model *m)
+{
+	struct llm_expert_stats st;
+	uint64_t need;
+
+	llm_model_expert_stats(m, &st);
+	need = st.hits + st.misses;
+	fprintf(stderr, "pinfer: experts: %" PRIu64 " hits, %" PRIu64 " misses (%.1f%% hits); read ahead %" PRIu64 ", %" PRIu64 " of them used; guessed %.1f%% of the experts layers needed; read %.1f MiB, %.2f GB/s while reading; compute waited %.2f s\n",
+		st.hits, st.misses, need ? 100.0 * st.hits / need : 0.0, st.prefetched,
+		st.prefetch_used, st.predicted ? 100.0 * st.predicted_right / st.predicted : 0.0,
+		st.bytes / 1048576.0, st.read_s > 0 ? st.bytes / st.read_s / 1e9 : 0.0, st.wait_s);
 }
 
 static void usage(FILE *f)

@@ -27,7 +27,7 @@ static const char quantize_help[] =
 	"Writes the GGUF model IN to OUT with its weight matrices in TYPE:\n"
 	"f32, f16, q8_0, q4_0, q4_1, q4_k or q6_k. Vectors (norms, biases) stay\n"
 	"f32; matrices whose rows are not whole blocks of TYPE (256 elements for\n"
-	"the K types) keep their type.\n";
+	"the K types) and the routers of mixture-of-experts layers keep their type.\n";
 
 static const struct { const char *name; uint32_t type, ftype; } targets[] = {
 	{ "f32", GGML_TYPE_F32, 0 }, { "f16", GGML_TYPE_F16, 1 },
@@ -36,11 +36,19 @@ static const struct { const char *name; uint32_t type, ftype; } targets[] = {
 	{ "q6_k", GGML_TYPE_Q6_K, 18 },
 };
 
-/* The type tensor @t gets: TYPE for matrices of whole blocks, else its own. */
+/*
+ * The type tensor @t gets: TYPE for matrices of whole blocks, else its own;
+ * a MoE router (ffn_gate_inp) keeps its own, as llama.cpp's quantizer does:
+ * small, and which experts run hangs on it.
+ */
 static uint32_t new_type(const struct gguf_tensor *t, uint32_t type)
 {
+	static const char router[] = "ffn_gate_inp.weight";
 	const struct ggml_type_info *ti = ggml_type_get(type);
 
+	if (t->name.len >= sizeof(router) - 1 &&
+	    !memcmp(t->name.ptr + t->name.len - (sizeof(router) - 1), router, sizeof(router) - 1))
+		return t->type;
 	if (t->n_dims < 2 || t->dims[0] % ti->block_elems)
 		return t->n_dims < 2 ? GGML_TYPE_F32 : t->type;
 	return type;

@@ -56,6 +56,11 @@ static const char run_help[] =
 	"                         stream from the file through a ring of slots\n"
 	"      --ring N           slots of the streaming ring (default 4)\n"
 	"      --stream-layers N  stream at least the last N layers (benchmarks)\n"
+	"      --expert-slots N   mixture of experts: an expert cache of N experts\n"
+	"                         (default: one as large as the budget allows, only\n"
+	"                         when the model does not fit)\n"
+	"      --expert-policy P  which cached expert a new one replaces: lru (default)\n"
+	"                         or lfu\n"
 	"      --kv-type TYPE     KV cache: f16 (default) or q8_0 (half the memory)\n"
 	"      --verbose-prompt   print the prompt's token ids on stderr\n"
 	"      --plan             print the placement plan and exit\n"
@@ -69,7 +74,8 @@ struct run_opts {
 	bool raw, chat, plan, special, verbose_prompt;
 	enum llm_kv_type kv;
 	uint64_t mem;
-	long long ring, stream_layers;
+	long long ring, stream_layers, expert_slots;
+	enum llm_expert_policy expert_policy;
 	double drive_bw;
 	enum pinfer_provider provider;
 	struct sampler_params sp;
@@ -121,6 +127,8 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ "special", no_argument, NULL, 15 },
 		{ "node", required_argument, NULL, 16 },
 		{ "verbose-prompt", no_argument, NULL, 17 },
+		{ "expert-slots", required_argument, NULL, 18 },
+		{ "expert-policy", required_argument, NULL, 19 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -192,6 +200,14 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			o->node = (int)v;
 			break;
 		case 17: o->verbose_prompt = true; break;
+		case 18: bad = cli_int("--expert-slots", optarg, 1, 1 << 24, &o->expert_slots); break;
+		case 19:
+			if (strcmp(optarg, "lru") && strcmp(optarg, "lfu")) {
+				cli_error("--expert-policy %s: not one of lru, lfu", optarg);
+				return EXIT_USAGE;
+			}
+			o->expert_policy = strcmp(optarg, "lru") ? LLM_EXPERTS_LFU : LLM_EXPERTS_LRU;
+			break;
 		case 'h':
 			fputs(run_help, stdout);
 			return -1;
@@ -221,7 +237,8 @@ static struct llm_load_opts load_opts(const struct run_opts *o)
 	return (struct llm_load_opts){
 		.provider = o->provider, .node = o->node, .mem = o->mem, .ring = (uint32_t)o->ring,
 		.n_ctx = o->n_ctx, .stream_layers = (uint32_t)o->stream_layers,
-		.threads = (uint32_t)o->threads,
+		.threads = (uint32_t)o->threads, .expert_slots = (uint32_t)o->expert_slots,
+		.expert_policy = o->expert_policy,
 	};
 }
 
@@ -244,20 +261,32 @@ static int print_plan(const struct run_opts *o)
 	       o->model, p.n_layer, p.weights / MIB, p.n_ctx);
 	printf("  budget          %10.1f MiB (%s)\n", p.budget / MIB, p.budget_why);
 	printf("  resident        %10.1f MiB: embeddings, output, norms (%.1f MiB)",
-	       (p.region - (uint64_t)p.ring * p.slot) / MIB, p.fixed / MIB);
-	if (p.n_resident)
+	       (p.region - (uint64_t)p.ring * p.slot - (uint64_t)p.expert_slots * p.expert_slot) / MIB,
+	       p.fixed / MIB);
+	if (p.expert_slots)
+		printf(" + layers 0-%" PRIu32 " but their experts", p.n_layer - 1);
+	else if (p.n_resident)
 		printf(" + layers 0-%" PRIu32, p.n_resident - 1);
 	printf(" (%" PRIu32 " of %" PRIu32 " layers)\n", p.n_resident, p.n_layer);
-	printf("  ring            %10.1f MiB: %" PRIu32 " slots of %.1f MiB\n",
-	       (double)p.ring * p.slot / MIB, p.ring, p.slot / MIB);
+	if (p.expert_slots)
+		printf("  expert cache    %10.1f MiB: %" PRIu32 " experts (of %" PRIu64 ") in slots of %.2f MiB\n",
+		       (double)p.expert_slots * p.expert_slot / MIB, p.expert_slots,
+		       (uint64_t)p.n_experts * p.n_layer, p.expert_slot / MIB);
+	else
+		printf("  ring            %10.1f MiB: %" PRIu32 " slots of %.1f MiB\n",
+		       (double)p.ring * p.slot / MIB, p.ring, p.slot / MIB);
 	printf("  KV cache, buffers %8.1f MiB\n", p.session / MIB);
 	printf("  total           %10.1f MiB\n", (p.region + p.session) / MIB);
-	if (!p.ring) {
+	if (!p.ring && !p.expert_slots) {
 		printf("  streamed               0 MiB per token: the whole model is resident\n");
 	} else {
-		printf("  streamed        %10.1f MiB per token: layers %" PRIu32 "-%" PRIu32 "%s\n",
-		       p.streamed / MIB, p.n_resident, p.n_layer - 1,
-		       p.streamed ? "" : " (the ring holds them all: read once)");
+		if (p.expert_slots)
+			printf("  streamed        %10.1f MiB per token at most: %" PRIu32 " experts of %.2f MiB in each of %" PRIu32 " layers, when none is cached\n",
+			       p.streamed / MIB, p.n_experts_used, p.expert_bytes / MIB, p.n_layer);
+		else
+			printf("  streamed        %10.1f MiB per token: layers %" PRIu32 "-%" PRIu32 "%s\n",
+			       p.streamed / MIB, p.n_resident, p.n_layer - 1,
+			       p.streamed ? "" : " (the ring holds them all: read once)");
 		if (o->drive_bw > 0)
 			printf("  floor           %10.4f s/token at %.1f GB/s\n",
 			       p.streamed / (o->drive_bw * 1e9), o->drive_bw);
@@ -304,13 +333,23 @@ static int start(struct conversation *e, const struct run_opts *o)
 		snprintf(e->system, sizeof(e->system), "%s", o->system);
 	pinfer_region_props(e->m->region, &rp);
 	fprintf(stderr, "pinfer: %s: %s, %" PRIu32 " layers, vocab %" PRIu32 ", %zu MiB\n",
-		o->model, e->m->cfg.arch == LLM_ARCH_QWEN2 ? "qwen2" : "llama",
-		e->m->cfg.n_layer, e->m->cfg.n_vocab, rp.size >> 20);
+		o->model, llm_arch_name(e->m->cfg.arch), e->m->cfg.n_layer, e->m->cfg.n_vocab,
+		rp.size >> 20);
+	if (e->m->cfg.n_expert)
+		fprintf(stderr, "pinfer: experts: %" PRIu32 " of %" PRIu32 " per token in each layer, each of %" PRIu32 "\n",
+			e->m->cfg.n_expert_used, e->m->cfg.n_expert, e->m->cfg.n_ff_exp);
 	fprintf(stderr, "pinfer: memory: %s provider, %zu KiB pages, %s%s%s\n",
 		pinfer_provider_name(rp.provider), rp.page_size >> 10,
 		rp.locked ? "locked" : "not locked", rp.note[0] ? "; " : "", rp.note);
 	if (e->m->load_note[0])
 		fprintf(stderr, "pinfer: loading: %s\n", e->m->load_note);
+	if (e->m->plan.expert_slots)
+		fprintf(stderr, "pinfer: expert cache: %" PRIu32 " of %" PRIu64 " experts in %.1f MiB (%s); attention, routers, norms resident (%.1f MiB); budget %.1f MiB (%s)\n",
+			e->m->plan.expert_slots, (uint64_t)e->m->cfg.n_expert * e->m->cfg.n_layer,
+			(double)e->m->plan.expert_slots * e->m->plan.expert_slot / MIB,
+			e->m->plan.expert_policy == LLM_EXPERTS_LFU ? "lfu" : "lru",
+			(e->m->plan.region - (uint64_t)e->m->plan.expert_slots * e->m->plan.expert_slot) / MIB,
+			e->m->plan.budget / MIB, e->m->plan.budget_why);
 	if (e->m->plan.ring)
 		fprintf(stderr, "pinfer: streaming: layers %" PRIu32 "-%" PRIu32 " (%.1f MiB per token) through %" PRIu32 " slots of %.1f MiB; %.1f MiB resident; budget %.1f MiB (%s)\n",
 			e->m->plan.n_resident, e->m->cfg.n_layer - 1, e->m->plan.streamed / MIB,
@@ -464,6 +503,8 @@ static int generate(struct conversation *e, const char *text, const uint8_t *pla
 		fprintf(stderr, "pinfer: streamed %.1f MiB in %" PRIu64 " layer reads; compute waited %.2f s for them\n",
 			st.bytes / MIB, st.reads, st.wait_s);
 	}
+	if (!quiet_stats && e->m->plan.expert_slots)
+		cli_print_expert_stats(e->m);
 	return EXIT_OK;
 }
 

@@ -22,12 +22,19 @@ static const char synth_help[] =
 	"Writes a valid GGUF model with random weights and a small byte-level\n"
 	"vocabulary, of the shapes of a known model (or of the given ones).\n\n"
 	"  -o, --output FILE   where to write it (through FILE.tmp)\n"
-	"      --arch ARCH     llama or qwen2 (default llama)\n"
+	"      --arch ARCH     llama, qwen2, qwen3 or qwen3moe (default llama)\n"
 	"      --params SIZE   a preset, below\n"
 	"      --type TYPE     matrices: f32, f16, bf16, q4_0, q4_1, q8_0, q4_k,\n"
 	"                      q5_k or q6_k (default q4_0)\n"
-	"      --embd N, --layers N, --ff N, --heads N, --kv-heads N\n"
-	"                      shapes (override the preset's)\n"
+	"      --embd N, --layers N, --ff N, --heads N, --kv-heads N, --head-dim N\n"
+	"                      shapes (override the preset's; --ff is each expert's\n"
+	"                      width in a model with experts)\n"
+	"      --experts N     a mixture of N experts per layer (llama: Mixtral's\n"
+	"                      layout; qwen3moe has them always)\n"
+	"      --experts-used K  experts per token (default 2, or the preset's)\n"
+	"      --skew S        routing skewed: router row of the expert ranked r\n"
+	"                      (a random order per layer) scaled by (1 + r)^-S, so\n"
+	"                      low ranks win far more often (default 0: uniform)\n"
 	"      --vocab N       vocabulary size, at least 260 (default 512)\n"
 	"      --ctx N         context length (default 4096)\n"
 	"      --seed N        random seed (default 1)\n"
@@ -72,11 +79,17 @@ int cmd_synth(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "rope-scale", required_argument, NULL, 12 },
 		{ "rope-freqs", no_argument, NULL, 13 },
+		{ "head-dim", required_argument, NULL, 14 },
+		{ "experts", required_argument, NULL, 15 },
+		{ "experts-used", required_argument, NULL, 16 },
+		{ "skew", required_argument, NULL, 17 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *out = NULL, *arch = "llama", *params = NULL, *type = NULL;
 	long long dims[7] = { -1, -1, -1, -1, -1, -1, -1 };	/* embd .. ctx */
+	long long head_dim = -1, experts = -1, used = -1;
+	double skew = 0;
 	struct synth_spec s = {
 		.n_vocab = 512, .ctx = 4096, .type = GGML_TYPE_Q4_0, .seed = 1,
 	};
@@ -104,6 +117,10 @@ int cmd_synth(int argc, char **argv)
 		case 11: bad = cli_u64("--seed", optarg, &seed); break;
 		case 12: bad = cli_real("--rope-scale", optarg, 1e-3, 1e6, &rope_scale); break;
 		case 13: rope_freqs = true; break;
+		case 14: bad = cli_int("--head-dim", optarg, 2, 1024, &head_dim); break;
+		case 15: bad = cli_int("--experts", optarg, 1, 1024, &experts); break;
+		case 16: bad = cli_int("--experts-used", optarg, 1, 1024, &used); break;
+		case 17: bad = cli_real("--skew", optarg, 0, 16, &skew); break;
 		case 't':
 			bad = cli_int("-t", optarg, 0, 1024, &v);
 			threads = (int)v;
@@ -125,15 +142,17 @@ int cmd_synth(int argc, char **argv)
 			  optind != argc ? argv[optind] : "");
 		return EXIT_USAGE;
 	}
-	if (strcmp(arch, "llama") && strcmp(arch, "qwen2")) {
-		cli_error("synth: --arch %s: not one of llama, qwen2", arch);
+	for (s.arch = LLM_ARCH_LLAMA; s.arch <= LLM_ARCH_QWEN3MOE; s.arch++)
+		if (!strcmp(arch, llm_arch_name(s.arch)))
+			break;
+	if (s.arch > LLM_ARCH_QWEN3MOE) {
+		cli_error("synth: --arch %s: not one of llama, qwen2, qwen3, qwen3moe", arch);
 		return EXIT_USAGE;
 	}
 	if (params && synth_preset(&s, arch, params, &err)) {
 		cli_error("%s", err.msg);
 		return EXIT_USAGE;
 	}
-	s.arch = strcmp(arch, "qwen2") ? LLM_ARCH_LLAMA : LLM_ARCH_QWEN2;
 	if (!params && (dims[0] < 0 || dims[1] < 0 || dims[2] < 0 || dims[3] < 0)) {
 		cli_error("synth: give --params, or --embd, --layers, --ff and --heads (see --help)");
 		return EXIT_USAGE;
@@ -148,6 +167,25 @@ int cmd_synth(int argc, char **argv)
 	DIM(5, n_vocab);
 	DIM(6, ctx);
 #undef DIM
+	if (head_dim > 0)
+		s.head_dim = (uint32_t)head_dim;
+	else if (!params && s.arch >= LLM_ARCH_QWEN3)
+		s.head_dim = 128;	/* Qwen3's */
+	if (experts > 0) {
+		s.n_expert = (uint32_t)experts;
+		s.n_expert_used = s.n_expert_used ? s.n_expert_used : 2;
+	}
+	if (used > 0)
+		s.n_expert_used = (uint32_t)used;
+	if (s.arch == LLM_ARCH_QWEN3MOE && !s.n_expert) {
+		cli_error("synth: --arch qwen3moe needs --experts N (or a preset)");
+		return EXIT_USAGE;
+	}
+	if ((used > 0 || skew > 0) && !s.n_expert) {
+		cli_error("synth: --experts-used and --skew need --experts N");
+		return EXIT_USAGE;
+	}
+	s.skew = (float)skew;
 	s.seed = seed;
 	s.rope_scale = (float)rope_scale;
 	s.rope_freqs = rope_freqs;
@@ -176,5 +214,9 @@ int cmd_synth(int argc, char **argv)
 	fprintf(stderr, "pinfer: wrote %s: %s, %" PRIu32 " layers, embedding %" PRIu32 ", %s, %.1f MiB in %.2f s\n",
 		out, arch, s.n_layer, s.n_embd, ggml_type_name(s.type),
 		synth_bytes(&s) / 1048576.0, cli_now() - t0);
+	if (s.n_expert)
+		fprintf(stderr, "pinfer: %" PRIu32 " of %" PRIu32 " experts of %" PRIu32 " per token, routing %s (skew %g)\n",
+			s.n_expert_used, s.n_expert, s.n_ff, s.skew > 0 ? "skewed" : "uniform",
+			(double)s.skew);
 	return EXIT_OK;
 }

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * The forward pass of a batch of tokens, llama2.c style, layer by layer
- * over all of them: embed, then per layer attention (RMSNorm, Q/K/V, RoPE,
- * KV cache, softmax over the past, output projection, residual) and SwiGLU
- * feed-forward (RMSNorm, gate and up, SiLU, down, residual), then the
+ * over all of them: embed, then per layer attention (RMSNorm, Q/K/V, the
+ * per-head q/k norms of qwen3, RoPE, KV cache, softmax over the past,
+ * output projection, residual) and SwiGLU feed-forward (RMSNorm, gate and
+ * up, SiLU, down, residual; or the experts the router picks: moe.c), then the
  * final norm and the logits of the last token. Each layer's weights come
  * from the placement (llm_stream_acquire: resident, or read into the ring)
  * and are used once per call, LLM_BATCH tokens at a time.
@@ -38,8 +39,8 @@ static void rmsnorm(float *o, const float *x, const float *w, size_t n, float ep
  * and RoPE angles @cs; token b is at position s->tpos[b] of the sequence
  * whose block table is s->ttab[b].
  */
-static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32_t l,
-			size_t b0, size_t nb, float *x, const float *cs)
+static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32_t l,
+		       size_t b0, size_t nb, float *x, const float *cs, struct pinfer_err *err)
 {
 	const struct llm_config *c = &s->m->cfg;
 	const struct attn_kernels *ak = attn_kernels();
@@ -54,6 +55,14 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 		size_t at = llm_kv_at(s, s->ttab[b0 + b], l, s->tpos[b0 + b]);
 		fp16_t *kh = (fp16_t *)(s->kcache + at), *vh = (fp16_t *)(s->vcache + at);
 
+		if (c->qk_norm) {
+			for (i = 0; i < c->n_head; i++)
+				rmsnorm(s->q + b * qd + i * c->head_dim, s->q + b * qd + i * c->head_dim,
+					ly->q_norm.data, c->head_dim, c->rms_eps);
+			for (i = 0; i < c->n_head_kv; i++)
+				rmsnorm(s->k + b * kvd + i * c->head_dim, s->k + b * kvd + i * c->head_dim,
+					ly->k_norm.data, c->head_dim, c->rms_eps);
+		}
 		llm_rope(c, s->q + b * qd, c->n_head, cs + b * c->n_rot);
 		llm_rope(c, s->k + b * kvd, c->n_head_kv, cs + b * c->n_rot);
 		if (s->kv_type == LLM_KV_Q8_0) {
@@ -69,9 +78,16 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 	for (i = 0; i < nb * E; i++)
 		x[i] += s->tmp[i];
 
-	/* feed-forward: down(silu(gate x) * up x) */
+	/* feed-forward: down(silu(gate x) * up x), or a mixture of such experts */
 	for (b = 0; b < nb; b++)
 		rmsnorm(s->xb + b * E, x + b * E, ly->ffn_norm.data, E, c->rms_eps);
+	if (c->n_expert) {
+		int ret = llm_moe(s, ly, l, nb, s->moe, err);
+
+		for (i = 0; i < nb * E && !ret; i++)
+			x[i] += s->moe[i];
+		return ret;
+	}
 	llm_matmuls(s, (const struct llm_mm[]){ { &ly->w_gate, NULL, s->hb }, { &ly->w_up, NULL, s->hb2 } },
 		    2, s->xb, nb);
 	for (i = 0; i < nb * F; i++)
@@ -79,6 +95,7 @@ static void layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint3
 	llm_matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);
 	for (i = 0; i < nb * E; i++)
 		x[i] += s->tmp[i];
+	return 0;
 }
 
 /* Grow *@p to @n elements of @size bytes; false when out of memory. */
@@ -145,10 +162,12 @@ static int run_layers(struct llm_session *s, const int32_t *tokens, size_t n,
 		ret = llm_stream_acquire(m, l, s->pool, n >= GEMM_MIN, err);
 		if (ret)
 			return ret;
-		for (i = 0; i < n; i += LLM_BATCH)
-			layer_chunk(s, &m->layers[l], l, i, n - i < LLM_BATCH ? n - i : LLM_BATCH,
-				    s->x + i * E, s->rope_cs + i * c->n_rot);
+		for (i = 0; i < n && !ret; i += LLM_BATCH)
+			ret = layer_chunk(s, &m->layers[l], l, i, n - i < LLM_BATCH ? n - i : LLM_BATCH,
+					  s->x + i * E, s->rope_cs + i * c->n_rot, err);
 		llm_stream_release(m, l);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }

@@ -26,9 +26,16 @@
 
 #define MAX_LAYERS 1024
 
-static const char *arch_prefix(enum llm_arch a)
+#define MAX_EXPERTS 1024
+
+static const char *const arch_names[] = {
+	[LLM_ARCH_LLAMA] = "llama", [LLM_ARCH_QWEN2] = "qwen2",
+	[LLM_ARCH_QWEN3] = "qwen3", [LLM_ARCH_QWEN3MOE] = "qwen3moe",
+};
+
+const char *llm_arch_name(enum llm_arch a)
 {
-	return a == LLM_ARCH_QWEN2 ? "qwen2" : "llama";
+	return arch_names[a];
 }
 
 /* An unsigned integer value, whatever integer type the file used. */
@@ -113,31 +120,93 @@ static int read_rope_scaling(const struct gguf *g, const char *p, struct llm_con
 	return 0;
 }
 
+/*
+ * The head size: attention.key_length where the file has it (qwen3's heads
+ * are not embedding / heads wide), equal to value_length; else embedding /
+ * heads.
+ */
+static int read_head_dim(const struct gguf *g, const char *p, struct llm_config *c,
+			 struct pinfer_err *err)
+{
+	uint32_t kl = 0, vl = 0;
+	int rk, rv;
+
+	rk = meta_u32(g, p, "attention.key_length", &kl, false, err);
+	if (rk < 0 || (rv = meta_u32(g, p, "attention.value_length", &vl, false, err)) < 0)
+		return err->code;
+	if (rk == 1 && c->n_embd % c->n_head)
+		return pinfer_fail(err, EINVAL, "inconsistent sizes: embedding %" PRIu32 " is not a multiple of %" PRIu32 " heads, and %sattention.key_length is missing",
+				   c->n_embd, c->n_head, p);
+	c->head_dim = rk == 1 ? c->n_embd / c->n_head : kl;
+	if (rv == 1)
+		vl = c->head_dim;
+	if (!c->head_dim || c->head_dim % 2 || c->head_dim > 1024 || vl != c->head_dim)
+		return pinfer_fail(err, EINVAL, "%sattention.key_length %" PRIu32 " and value_length %" PRIu32 ": heads must be equal, even and at most 1024 wide",
+				   p, c->head_dim, vl);
+	return 0;
+}
+
+/*
+ * The feed-forward's width, and the experts: expert_count (absent or 0: a
+ * dense model; qwen3moe must have them), expert_used_count, and
+ * expert_feed_forward_length (Mixtral's files leave it out: then
+ * feed_forward_length is each expert's). In a MoE model n_ff is an expert's.
+ */
+static int read_experts(const struct gguf *g, const char *p, struct llm_config *c,
+			struct pinfer_err *err)
+{
+	int r;
+
+	c->n_ff = 0;
+	if (meta_u32(g, p, "expert_count", &c->n_expert, false, err) < 0)
+		return err->code;
+	if (!c->n_expert) {
+		if (c->arch == LLM_ARCH_QWEN3MOE)
+			return pinfer_fail(err, EINVAL, "metadata key %sexpert_count is missing", p);
+		return meta_u32(g, p, "feed_forward_length", &c->n_ff, true, err);
+	}
+	if ((r = meta_u32(g, p, "expert_used_count", &c->n_expert_used, true, err)) ||
+	    meta_u32(g, p, "feed_forward_length", &c->n_ff, false, err) < 0 ||
+	    (r = meta_u32(g, p, "expert_feed_forward_length", &c->n_ff_exp, false, err)) < 0)
+		return r < 0 ? r : err->code;
+	if (r == 1)
+		c->n_ff_exp = c->n_ff;
+	if (c->n_expert > MAX_EXPERTS || !c->n_expert_used || c->n_expert_used > c->n_expert)
+		return pinfer_fail(err, EINVAL, "%sexpert_count %" PRIu32 " and expert_used_count %" PRIu32 ": need 1 <= used <= count <= %d",
+				   p, c->n_expert, c->n_expert_used, MAX_EXPERTS);
+	if (!c->n_ff_exp)
+		return pinfer_fail(err, EINVAL, "metadata key %sexpert_feed_forward_length is missing", p);
+	c->n_ff = c->n_ff_exp;
+	return 0;
+}
+
 static int read_config(const struct gguf *g, struct llm_config *c,
 		       struct pinfer_err *err)
 {
 	const struct gguf_kv *kv = gguf_find_kv(g, "general.architecture");
 	char p[16];
+	size_t a;
 	int ret;
 
 	if (!kv || kv->value.type != GGUF_TYPE_STRING)
 		return pinfer_fail(err, EINVAL, "general.architecture is missing");
-	if (gguf_str_eq(kv->value.str, "llama")) {
-		c->arch = LLM_ARCH_LLAMA;
-		c->rope = LLM_ROPE_NORM;
-	} else if (gguf_str_eq(kv->value.str, "qwen2")) {
-		c->arch = LLM_ARCH_QWEN2;
-		c->rope = LLM_ROPE_NEOX;
-	} else {
-		return pinfer_fail(err, ENOTSUP, "architecture '%.*s' is not supported (supported: llama, qwen2)",
+	for (a = 0; a < sizeof(arch_names) / sizeof(arch_names[0]); a++)
+		if (gguf_str_eq(kv->value.str, arch_names[a]))
+			break;
+	if (a == sizeof(arch_names) / sizeof(arch_names[0]))
+		return pinfer_fail(err, ENOTSUP, "architecture '%.*s' is not supported (supported: llama, qwen2, qwen3, qwen3moe)",
 				   (int)(kv->value.str.len > 40 ? 40 : kv->value.str.len),
 				   kv->value.str.ptr);
-	}
-	snprintf(p, sizeof(p), "%s.", arch_prefix(c->arch));
+	c->arch = (enum llm_arch)a;
+	c->rope = c->arch == LLM_ARCH_LLAMA ? LLM_ROPE_NORM : LLM_ROPE_NEOX;
+	c->qk_norm = c->arch == LLM_ARCH_QWEN3 || c->arch == LLM_ARCH_QWEN3MOE;
+	snprintf(p, sizeof(p), "%s.", llm_arch_name(c->arch));
 	if ((ret = meta_u32(g, p, "embedding_length", &c->n_embd, true, err)) ||
 	    (ret = meta_u32(g, p, "block_count", &c->n_layer, true, err)) ||
-	    (ret = meta_u32(g, p, "feed_forward_length", &c->n_ff, true, err)) ||
 	    (ret = meta_u32(g, p, "attention.head_count", &c->n_head, true, err)))
+		return ret;
+	ret = read_experts(g, p, c, err);
+	if (ret)
 		return ret;
 	c->n_head_kv = c->n_head;
 	c->ctx_train = 2048;
@@ -149,13 +218,15 @@ static int read_config(const struct gguf *g, struct llm_config *c,
 	    meta_f32(g, p, "attention.layer_norm_rms_epsilon", &c->rms_eps, err) < 0)
 		return err->code;
 	if (!c->n_embd || !c->n_head || !c->n_head_kv || !c->n_ff ||
-	    c->n_embd % c->n_head || c->n_head % c->n_head_kv)
+	    c->n_head % c->n_head_kv)
 		return pinfer_fail(err, EINVAL, "inconsistent sizes: embedding %" PRIu32 ", %" PRIu32 " heads, %" PRIu32 " KV heads, FFN %" PRIu32,
 				   c->n_embd, c->n_head, c->n_head_kv, c->n_ff);
 	if (!c->n_layer || c->n_layer > MAX_LAYERS)
 		return pinfer_fail(err, EINVAL, "%sblock_count %" PRIu32 " is not in 1..%d",
 				   p, c->n_layer, MAX_LAYERS);
-	c->head_dim = c->n_embd / c->n_head;
+	ret = read_head_dim(g, p, c, err);
+	if (ret)
+		return ret;
 	c->n_rot = c->head_dim;
 	if (meta_u32(g, p, "rope.dimension_count", &c->n_rot, false, err) < 0)
 		return err->code;
@@ -174,35 +245,77 @@ static int read_config(const struct gguf *g, struct llm_config *c,
 }
 
 /*
- * Find tensor @name with @cols x @rows (rows 1 for vectors); vectors must be
- * F32, matrices a type the engine computes with.
+ * Find tensor @name with @cols x @rows (rows 1 for vectors), or with @mats
+ * > 1, @mats such matrices stacked (3-D); vectors must be F32, matrices a
+ * type the engine computes with.
  */
-static int bind(const struct gguf *g, const char *name, uint64_t cols,
-		uint64_t rows, bool optional, struct llm_tensor *t,
-		struct pinfer_err *err)
+static int bind(const struct gguf *g, const char *name, uint64_t cols, uint64_t rows,
+		uint32_t mats, bool optional, struct llm_tensor *t, struct pinfer_err *err)
 {
 	const struct gguf_tensor *gt = gguf_find_tensor(g, name);
-	uint64_t want_rows = rows;
+	uint32_t want_dims = mats > 1 ? 3 : rows > 1 ? 2 : 1;
 
 	if (!gt) {
 		if (optional)
 			return 1;
 		return pinfer_fail(err, EINVAL, "tensor %s is missing", name);
 	}
-	if (gt->dims[0] != cols || gt->n_elems / gt->dims[0] != want_rows ||
-	    gt->n_dims > 2)
+	if (gt->dims[0] != cols || gt->n_elems != cols * rows * mats ||
+	    gt->n_dims > (want_dims > 2 ? 3 : 2) ||
+	    (mats > 1 && (gt->n_dims != 3 || gt->dims[1] != rows))) {
+		if (mats > 1)
+			return pinfer_fail(err, EINVAL, "tensor %s has %" PRIu32 " dimensions of %" PRIu64 " x %" PRIu64 " x %" PRIu64 ", expected %" PRIu64 " x %" PRIu64 " x %" PRIu32,
+					   name, gt->n_dims, gt->dims[0],
+					   gt->n_dims > 1 ? gt->dims[1] : 1,
+					   gt->n_dims > 2 ? gt->dims[2] : 1, cols, rows, mats);
 		return pinfer_fail(err, EINVAL, "tensor %s has shape %" PRIu64 " x %" PRIu64 ", expected %" PRIu64 " x %" PRIu64,
 				   name, gt->dims[0], gt->n_elems / gt->dims[0], cols, rows);
+	}
 	if (rows == 1 ? gt->type != GGML_TYPE_F32 : !quant_supported(gt->type))
 		return pinfer_fail(err, ENOTSUP, "tensor %s has type %s, which the engine cannot use here (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)",
 				   name, ggml_type_name(gt->type));
 	t->type = gt->type;
+	t->n_mat = mats;
 	t->cols = cols;
 	t->rows = rows;
-	t->row_bytes = gt->bytes / rows;
+	t->row_bytes = gt->bytes / (rows * mats);
 	t->data = NULL;		/* placed once loaded */
 	t->file_off = gt->offset;
 	t->bytes = gt->bytes;
+	return 0;
+}
+
+/* A layer's experts (router and stacked matrices), or the old layout's refusal. */
+static int bind_experts(const struct gguf *g, uint32_t i, const struct llm_config *c,
+			struct llm_layer *l, struct pinfer_err *err)
+{
+	struct { const char *suffix; uint64_t cols, rows; uint32_t mats; struct llm_tensor *t; }
+	ts[] = {
+		{ "ffn_gate_inp.weight", c->n_embd, c->n_expert, 1, &l->gate_inp },
+		{ "ffn_gate_exps.weight", c->n_embd, c->n_ff_exp, c->n_expert, &l->gate_exps },
+		{ "ffn_up_exps.weight", c->n_embd, c->n_ff_exp, c->n_expert, &l->up_exps },
+		{ "ffn_down_exps.weight", c->n_ff_exp, c->n_embd, c->n_expert, &l->down_exps },
+	};
+	char n[96];
+	size_t k;
+	int ret;
+
+	for (k = 0; k < sizeof(ts) / sizeof(ts[0]); k++) {
+		snprintf(n, sizeof(n), "blk.%" PRIu32 ".%s", i, ts[k].suffix);
+		if (k == 1 && c->n_expert > 1 && !gguf_find_tensor(g, n)) {
+			snprintf(n, sizeof(n), "blk.%" PRIu32 ".ffn_gate.0.weight", i);
+			if (gguf_find_tensor(g, n))
+				return pinfer_fail(err, ENOTSUP, "tensor %s: experts as separate tensors (an old GGUF layout) are not supported; convert the model again (stacked blk.N.ffn_gate_exps.weight)",
+						   n);
+			snprintf(n, sizeof(n), "blk.%" PRIu32 ".%s", i, ts[k].suffix);
+		}
+		ret = bind(g, n, ts[k].cols, ts[k].rows, ts[k].mats, false, ts[k].t, err);
+		if (ret)
+			return ret;
+	}
+	if (l->gate_exps.type != l->up_exps.type)
+		return pinfer_fail(err, ENOTSUP, "blk.%" PRIu32 ": ffn_gate_exps is %s and ffn_up_exps %s; they must be of one type",
+				   i, ggml_type_name(l->gate_exps.type), ggml_type_name(l->up_exps.type));
 	return 0;
 }
 
@@ -216,7 +329,7 @@ static int bind_all(struct llm_model *m, struct pinfer_err *err)
 	int ret;
 
 #define BIND(name_, cols_, rows_, opt_, dst_) \
-	(ret = bind(g, name_, cols_, rows_, opt_, dst_, err)) < 0
+	(ret = bind(g, name_, cols_, rows_, 1, opt_, dst_, err)) < 0
 
 	if (BIND("token_embd.weight", c->n_embd, c->n_vocab, false, &m->token_embd) ||
 	    BIND("output_norm.weight", c->n_embd, 1, false, &m->output_norm) ||
@@ -238,14 +351,22 @@ static int bind_all(struct llm_model *m, struct pinfer_err *err)
 		    LAYER("attn_k.weight", c->n_embd, kvd, false, &l->wk) ||
 		    LAYER("attn_v.weight", c->n_embd, kvd, false, &l->wv) ||
 		    LAYER("attn_output.weight", qd, c->n_embd, false, &l->wo) ||
-		    LAYER("ffn_norm.weight", c->n_embd, 1, false, &l->ffn_norm) ||
-		    LAYER("ffn_gate.weight", c->n_embd, c->n_ff, false, &l->w_gate) ||
-		    LAYER("ffn_up.weight", c->n_embd, c->n_ff, false, &l->w_up) ||
-		    LAYER("ffn_down.weight", c->n_ff, c->n_embd, false, &l->w_down))
+		    LAYER("ffn_norm.weight", c->n_embd, 1, false, &l->ffn_norm))
 			return ret;
 		if (bias && (LAYER("attn_q.bias", qd, 1, false, &l->bq) ||
 			     LAYER("attn_k.bias", kvd, 1, false, &l->bk) ||
 			     LAYER("attn_v.bias", kvd, 1, false, &l->bv)))
+			return ret;
+		if (c->qk_norm && (LAYER("attn_q_norm.weight", c->head_dim, 1, false, &l->q_norm) ||
+				   LAYER("attn_k_norm.weight", c->head_dim, 1, false, &l->k_norm)))
+			return ret;
+		if (c->n_expert)
+			ret = bind_experts(g, i, c, l, err);
+		else if (LAYER("ffn_gate.weight", c->n_embd, c->n_ff, false, &l->w_gate) ||
+			 LAYER("ffn_up.weight", c->n_embd, c->n_ff, false, &l->w_up) ||
+			 LAYER("ffn_down.weight", c->n_ff, c->n_embd, false, &l->w_down))
+			return ret;
+		if (ret < 0)
 			return ret;
 #undef LAYER
 	}
@@ -440,8 +561,10 @@ int llm_model_load(struct llm_model **out, const char *path,
 	ret = llm_layout_place(m, &lay, pinfer_region_ptr(m->region), err);
 	if (ret || (ret = check_vectors(m, err)) || (ret = pack_resident(m, opts->pool, err)))
 		goto fail;
-	if (m->plan.ring) {
-		ret = llm_stream_start(m, &lay, l, err);	/* the stream owns l */
+	if (m->plan.ring || m->plan.expert_slots) {
+		/* the stream, or the expert cache, owns l */
+		ret = m->plan.ring ? llm_stream_start(m, &lay, l, err) :
+		      llm_experts_start(m, &lay, l, err);
 		l = NULL;
 		if (ret)
 			goto fail;
@@ -464,7 +587,8 @@ void llm_model_free(struct llm_model *m)
 {
 	if (!m)
 		return;
-	llm_stream_free(m->stream);	/* first: its reads write into the region */
+	llm_stream_free(m->stream);	/* first: their reads write into the region */
+	llm_experts_free(m->experts);
 	pinfer_region_free(m->region);
 	gguf_close(m->gguf);
 	free(m->layers);

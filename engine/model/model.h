@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Llama-family models (architectures llama and qwen2) from GGUF files: the
+ * Llama-family models (architectures llama, qwen2, qwen3 and qwen3moe, and
+ * llama with experts: Mixtral) from GGUF files: the
  * configuration from the metadata, the weights loaded into a libpinfer
  * region and used in place (tensor pointers point into the region), and the
  * forward pass over a KV cache.
@@ -20,7 +21,10 @@
 
 #include "libpinfer.h"
 
-enum llm_arch { LLM_ARCH_LLAMA, LLM_ARCH_QWEN2 };
+enum llm_arch { LLM_ARCH_LLAMA, LLM_ARCH_QWEN2, LLM_ARCH_QWEN3, LLM_ARCH_QWEN3MOE };
+
+/* The architecture's name in GGUF (general.architecture, the keys' prefix). */
+const char *llm_arch_name(enum llm_arch a);
 enum llm_rope { LLM_ROPE_NORM, LLM_ROPE_NEOX };	/* pairs (2i, 2i+1) | (i, i+d/2) */
 
 struct llm_config {
@@ -30,12 +34,25 @@ struct llm_config {
 	uint32_t head_dim, n_rot, ctx_train;
 	float rope_theta, rms_eps;
 	float rope_freq_scale;	/* positions times this: 1 / linear scaling factor */
+	bool qk_norm;		/* q and k RMS-normed per head before RoPE (qwen3) */
+	/*
+	 * Mixture of experts (n_expert > 0): each layer's feed-forward is
+	 * n_expert_used of n_expert experts of n_ff_exp, chosen per token by
+	 * the router: softmax over its logits, the top n_expert_used, their
+	 * weights renormalised to sum to 1 (Qwen3-MoE and Mixtral alike).
+	 */
+	uint32_t n_expert, n_expert_used, n_ff_exp;
 };
 
-/* A weight matrix of @rows rows of @cols elements, in the region. */
+/*
+ * A weight matrix of @rows rows of @cols elements, in the region; or
+ * @n_mat such matrices one after the other (a layer's experts: a 3-D
+ * tensor, each expert's matrix contiguous), each packed on its own.
+ */
 struct llm_tensor {
 	uint32_t type;
-	uint64_t cols, rows;
+	uint32_t n_mat;		/* matrices: 1, or n_expert */
+	uint64_t cols, rows;	/* of one matrix */
 	const void *data;	/* NULL for a streamed layer's matrix between uses */
 	size_t row_bytes;
 	bool packed;		/* rows 0..rows/16*16 interleaved for the GEMM (quant.h) */
@@ -44,7 +61,16 @@ struct llm_tensor {
 
 struct llm_layer {
 	struct llm_tensor attn_norm, wq, wk, wv, wo, bq, bk, bv;	/* b*: qwen2 */
-	struct llm_tensor ffn_norm, w_gate, w_up, w_down;
+	struct llm_tensor q_norm, k_norm;	/* qwen3: head_dim each */
+	struct llm_tensor ffn_norm, w_gate, w_up, w_down;	/* dense */
+	struct llm_tensor gate_inp;	/* MoE: the router, n_expert rows */
+	struct llm_tensor gate_exps, up_exps, down_exps;	/* MoE: n_expert matrices each */
+};
+
+/* Which expert the cache gives up for a new one. */
+enum llm_expert_policy {
+	LLM_EXPERTS_LRU,	/* the least recently used */
+	LLM_EXPERTS_LFU,	/* the least often used (ties: least recently) */
 };
 
 /*
@@ -63,9 +89,24 @@ struct llm_plan {
 	uint32_t ring;		/* slots; 0: nothing streams */
 	uint64_t slot;		/* bytes per slot: the largest streamed layer */
 	uint64_t region;	/* the region: resident part + ring */
-	uint64_t streamed;	/* bytes read per token (0 when the ring holds them all) */
+	uint64_t streamed;	/* bytes read per token (0 when the ring holds them all);
+				   with an expert cache: when every expert a token
+				   uses is a miss */
 	uint64_t minimum;	/* the smallest budget this ring size works with */
+	/*
+	 * A mixture-of-experts model that does not fit: every layer resident
+	 * but its experts, which go through a cache of expert_slots slots of
+	 * expert_slot bytes (one expert's three matrices each).
+	 */
+	uint32_t n_experts, n_experts_used;	/* per layer: the model's */
+	uint32_t expert_slots;
+	uint64_t expert_slot;	/* bytes: the room of its three matrices, */
+	uint64_t expert_span[3];	/* gate, up, down: whole pages of any layer's */
+	uint64_t expert_bytes;	/* one expert's three matrices, in the file (the largest) */
+	enum llm_expert_policy expert_policy;
 };
+
+struct llm_experts;
 
 struct llm_stream;
 
@@ -78,6 +119,7 @@ struct llm_model {
 	struct gguf *gguf;
 	struct llm_plan plan;
 	struct llm_stream *stream;	/* NULL: every layer is resident */
+	struct llm_experts *experts;	/* NULL: every expert is resident */
 	char load_note[200];	/* how reads fall short of io_uring, or empty */
 };
 
@@ -90,6 +132,9 @@ struct llm_load_opts {
 	uint32_t ring;		/* slots of the streaming ring; 0: the default (4) */
 	uint32_t n_ctx;		/* the context sessions will use; 0: the model's */
 	uint32_t stream_layers;	/* stream at least this many (the last) layers */
+	uint32_t expert_slots;	/* MoE: an expert cache of this many slots, even
+				   when everything fits; 0: one when it does not */
+	enum llm_expert_policy expert_policy;
 	struct pinfer_pool *pool;	/* packs the weights for the GEMM; NULL: this thread */
 	uint32_t threads;	/* threads sessions will use (their buffers); 0: the
 				   pool's, or else 1 */
@@ -122,6 +167,20 @@ struct llm_stream_stats {
 
 void llm_model_stream_stats(const struct llm_model *m, struct llm_stream_stats *st);
 
+/* What the expert cache has done since the model was loaded. */
+struct llm_expert_stats {
+	uint64_t hits, misses;	/* experts a layer needed: there, or read */
+	uint64_t prefetched;	/* read ahead for the next layer */
+	uint64_t prefetch_used;	/* of those, needed before being evicted */
+	uint64_t predicted, predicted_right;	/* experts a layer needed, and of them
+						   the ones the read-ahead had guessed */
+	uint64_t bytes;		/* read into slots */
+	double wait_s;		/* compute waiting for reads */
+	double read_s;		/* time with reads in flight */
+};
+
+void llm_model_expert_stats(const struct llm_model *m, struct llm_expert_stats *st);
+
 /*
  * Bytes a session of @n_ctx with a pool of @threads allocates at most (an
  * fp16 KV cache and its buffers).
@@ -130,6 +189,15 @@ uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t 
 
 /* A sequence's state: the KV cache (fp16) and scratch buffers. */
 struct llm_session;
+
+/* What a session's mixture-of-experts layers did: tokens through them, experts run. */
+struct llm_moe_stats {
+	uint64_t tokens;	/* token-layers routed */
+	uint64_t picks;		/* expert choices (tokens x n_expert_used) */
+	uint64_t runs;		/* expert matrices sets used (an expert once per block) */
+};
+
+void llm_session_moe_stats(const struct llm_session *s, struct llm_moe_stats *st);
 
 int llm_session_create(struct llm_session **out, const struct llm_model *m,
 		       uint32_t n_ctx, struct pinfer_pool *pool,

@@ -74,4 +74,39 @@ void llm_stream_release(const struct llm_model *m, uint32_t layer);
 /* Keep the reads flowing (never blocks); called between operations. */
 void llm_stream_pump(const struct llm_model *m);
 
+/*
+ * The expert cache (experts.c), for a plan with expert_slots: slots after
+ * the resident part of the region, filled by @l (the cache owns it).
+ */
+int llm_experts_start(struct llm_model *m, const struct llm_layout *lay,
+		      struct pinfer_loader *l, struct pinfer_err *err);
+void llm_experts_free(struct llm_experts *x);
+
+/* The three matrices of one expert. */
+struct llm_expert_mats {
+	struct llm_tensor gate, up, down;
+};
+
+/*
+ * Experts @ids[0..n) of @layer, ready to use, into @out: views into the
+ * region when they are resident, else into the cache's slots, the misses
+ * read in one submission (and packed for the GEMM, as resident ones are,
+ * over @pool); they stay until llm_experts_release(). A read error is kept:
+ * every later acquire fails with it.
+ */
+int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_t *ids,
+			size_t n, struct llm_expert_mats *out, struct pinfer_pool *pool,
+			struct pinfer_err *err);
+void llm_experts_release(const struct llm_model *m, uint32_t layer);
+/* How many experts one acquire may ask for: the slots (every expert, resident). */
+uint32_t llm_experts_capacity(const struct llm_model *m);
+
+/*
+ * Start reading experts @ids of @layer (the next layer's likely ones) into
+ * slots that no acquired expert holds, without waiting; and remember them
+ * as the guess that the layer's acquire scores.
+ */
+void llm_experts_prefetch(const struct llm_model *m, uint32_t layer, const uint32_t *ids,
+			  size_t n);
+
 #endif

@@ -30,11 +30,12 @@ static int cmp_piece(const void *x, const void *y)
 }
 
 /*
- * The resident pieces when layers [0, r) are resident: each resident
- * tensor's pages, sorted, merged where they overlap or touch, laid out.
+ * The resident pieces when layers [0, r) are resident (and of them, with
+ * @no_experts, all but the experts): each resident tensor's pages, sorted,
+ * merged where they overlap or touch, laid out.
  */
 static size_t layout_pieces(const struct llm_tensor_ref *refs, size_t n_refs, uint32_t r,
-			    struct llm_piece *out, uint64_t *bytes)
+			    bool no_experts, struct llm_piece *out, uint64_t *bytes)
 {
 	size_t i, n = 0, k;
 	uint64_t off = 0;
@@ -42,8 +43,8 @@ static size_t layout_pieces(const struct llm_tensor_ref *refs, size_t n_refs, ui
 	for (i = 0; i < n_refs; i++) {
 		const struct llm_tensor *t = refs[i].t;
 
-		if (refs[i].layer >= (int32_t)r && t->rows > 1)
-			continue;	/* a streamed matrix */
+		if ((refs[i].layer >= (int32_t)r && t->rows > 1) || (no_experts && t->n_mat > 1))
+			continue;	/* a streamed matrix, or an expert */
 		out[n++] = (struct llm_piece){ page_down(t->file_off),
 					       page_up(t->file_off + t->bytes), 0 };
 	}
@@ -77,6 +78,65 @@ static uint64_t largest_span(const uint64_t *sa, const uint64_t *sb, uint32_t fr
 	for (; from < to; from++)
 		max = sb[from] - sa[from] > max ? sb[from] - sa[from] : max;
 	return max;
+}
+
+/* Pages a slice of @bytes bytes at any offset can span: one more than whole ones. */
+static uint64_t slice_span(uint64_t bytes)
+{
+	return page_up(bytes) + LLM_PAGE;
+}
+
+/*
+ * A mixture-of-experts model with an expert cache: every layer resident but
+ * its experts; as many slots of one expert (its three matrices' pages) as
+ * the budget leaves room for, or --expert-slots; at least expert_used_count.
+ */
+static int plan_experts(struct llm_model *m, const struct llm_load_opts *o,
+			const struct llm_tensor_ref *refs, size_t n_refs, struct llm_piece *pieces,
+			struct llm_plan *p, struct llm_layout *lay, struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	uint64_t res = 0, per, all = (uint64_t)c->n_layer * c->n_expert, room;
+	uint32_t i;
+	int k;
+
+	for (i = 0; i < c->n_layer; i++) {
+		const struct llm_layer *ly = &m->layers[i];
+		const struct llm_tensor *t[3] = { &ly->gate_exps, &ly->up_exps, &ly->down_exps };
+		uint64_t bytes = 0;
+
+		for (k = 0; k < 3; k++) {
+			uint64_t mat = t[k]->rows * t[k]->row_bytes;
+
+			bytes += mat;
+			if (slice_span(mat) > p->expert_span[k])
+				p->expert_span[k] = slice_span(mat);
+		}
+		p->expert_bytes = bytes > p->expert_bytes ? bytes : p->expert_bytes;
+	}
+	p->expert_slot = p->expert_span[0] + p->expert_span[1] + p->expert_span[2];
+	p->n_experts = c->n_expert;
+	p->n_experts_used = c->n_expert_used;
+	p->expert_policy = o->expert_policy;
+	lay->n = layout_pieces(refs, n_refs, c->n_layer, true, pieces, &res);
+	per = (uint64_t)c->n_layer * c->n_expert_used * p->expert_bytes;
+	p->minimum = res + c->n_expert_used * p->expert_slot + p->session;
+	room = p->budget > res + p->session ? (p->budget - res - p->session) / p->expert_slot : 0;
+	if (o->expert_slots)
+		room = o->expert_slots < room ? o->expert_slots : room;
+	room = room < all ? room : all;
+	if (room < c->n_expert_used)
+		return pinfer_fail(err, ENOMEM, "a memory budget of %.1f MiB (%s) is below this model's minimum of %.1f MiB (%" PRIu64 " bytes): attention, routers, embeddings, output and norms %.1f MiB, %" PRIu32 " experts of %.1f MiB, KV cache and buffers for a context of %" PRIu32 " %.1f MiB (give a larger --mem, or a smaller --ctx)",
+				   p->budget / MIB, p->budget_why, p->minimum / MIB, p->minimum,
+				   res / MIB, c->n_expert_used, p->expert_slot / MIB, p->n_ctx,
+				   p->session / MIB);
+	p->expert_slots = (uint32_t)room;
+	p->n_resident = c->n_layer;
+	p->region = res + room * p->expert_slot;
+	p->streamed = per;
+	lay->pieces = pieces;
+	lay->resident = res;
+	return 0;
 }
 
 int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t session,
@@ -129,7 +189,7 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t s
 	/* the minimum: only the fixed part resident, the smallest ring */
 	t = o->ring ? o->ring : 2;
 	t = t < n ? t : n;
-	layout_pieces(refs, n_refs, 0, pieces, &fixed_pages);
+	layout_pieces(refs, n_refs, 0, false, pieces, &fixed_pages);
 	p->minimum = fixed_pages + t * largest_span(sa, sb, 0, n) + p->session;
 	/* What can be pinned bounds the default budget, unless even the
 	 * minimum cannot be: then the memory is not locked, and it says so. */
@@ -147,8 +207,18 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t s
 
 	/* Everything resident if it fits; else the most layers with a ring of
 	 * the size asked for, or of 4, 3 or 2 slots. */
-	layout_pieces(refs, n_refs, n, pieces, &res);
+	layout_pieces(refs, n_refs, n, false, pieces, &res);
 	fit = !o->stream_layers && res + p->session <= p->budget;
+	if (c->n_expert && !o->stream_layers && (!fit || o->expert_slots)) {
+		ret = plan_experts(m, o, refs, n_refs, pieces, p, lay, err);
+		if (!ret) {
+			lay->span_a = sa;
+			lay->span_b = sb;
+			pieces = NULL;
+			sa = sb = NULL;
+		}
+		goto out;
+	}
 	if (o->ring)
 		tries[n_tries++] = o->ring;
 	else
@@ -159,7 +229,7 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t s
 		for (r = top + 1; r-- > 0 && !fit;) {	/* r = top .. 0 resident layers */
 			k = tries[t] < n - r ? tries[t] : n - r;
 			slot = largest_span(sa, sb, r, n);
-			layout_pieces(refs, n_refs, r, pieces, &res);
+			layout_pieces(refs, n_refs, r, false, pieces, &res);
 			fit = res + k * slot + p->session <= p->budget;
 			if (fit)
 				break;
@@ -172,7 +242,7 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t s
 				  p->n_ctx, p->session / MIB);
 		goto out;
 	}
-	n_pieces = layout_pieces(refs, n_refs, r, pieces, &res);
+	n_pieces = layout_pieces(refs, n_refs, r, false, pieces, &res);
 	p->n_resident = r;
 	p->ring = r < n ? k : 0;
 	p->slot = r < n ? slot : 0;

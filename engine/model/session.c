@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernels/quant.h"
+#include "placement.h"
 
 /*
  * One of a session's buffers: the address of its pointer in the session
@@ -25,7 +26,7 @@ struct buffer {
 			   tokens (reserve() in forward.c) */
 };
 
-#define MAX_BUFFERS 24
+#define MAX_BUFFERS 40
 
 /*
  * The buffers of session @s, whose model, dimensions, KV type and context
@@ -66,6 +67,22 @@ static size_t buffers(struct llm_session *s, size_t threads, struct buffer *out)
 	SCRATCH(kf, (size_t)s->n_ctx * s->kv_dim * f);	/* touched as used */
 	SCRATCH(vf, (size_t)s->n_ctx * s->kv_dim * f);
 	SCRATCH(scores, threads * ATTN_BLOCK * s->n_ctx * f);
+	if (c->n_expert) {
+		size_t k = c->n_expert_used;
+
+		SCRATCH(route, B * c->n_expert * f);
+		SCRATCH(sel, B * k * sizeof(uint32_t));
+		SCRATCH(selw, B * k * f);
+		SCRATCH(etok, B * k * sizeof(uint32_t));
+		SCRATCH(efirst, (c->n_expert + 1) * sizeof(uint32_t));
+		SCRATCH(xe, B * c->n_embd * f);
+		SCRATCH(moe, B * c->n_embd * f);
+		SCRATCH(used, c->n_expert * sizeof(uint32_t));
+		SCRATCH(emats, c->n_expert * sizeof(struct llm_expert_mats));
+		SCRATCH(pred, c->n_expert * sizeof(uint32_t));
+		SCRATCH(psel, k * sizeof(uint32_t));
+		SCRATCH(pselw, k * f);
+	}
 #undef SCRATCH
 #undef BUF
 	return n;
@@ -80,6 +97,7 @@ static void dimensions(struct llm_session *s, enum llm_kv_type kv)
 	s->qd = (size_t)c->n_head * c->head_dim;
 	s->maxd = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
 	s->maxd = s->maxd > s->qd ? s->maxd : s->qd;
+	s->maxd = s->maxd > c->n_expert ? s->maxd : c->n_expert;
 	s->kv_type = kv;
 	s->kv_row = kv == LLM_KV_Q8_0 ? s->kv_dim / QK * sizeof(struct block_q8_0) :
 		    s->kv_dim * sizeof(fp16_t);
@@ -218,6 +236,11 @@ uint32_t llm_session_pos(const struct llm_session *s)
 void llm_session_reset(struct llm_session *s)
 {
 	s->pos = 0;
+}
+
+void llm_session_moe_stats(const struct llm_session *s, struct llm_moe_stats *st)
+{
+	*st = s->moe_stats;
 }
 
 uint32_t llm_session_ctx(const struct llm_session *s)

@@ -10,6 +10,8 @@
 
 #include "model.h"
 
+struct llm_expert_mats;
+
 #define LLM_BATCH 256	/* tokens evaluated together, at most */
 #define GEMM_MIN 32	/* batches at least this large: sgemm on dequantized tiles,
 			   and streamed layers packed for the integer GEMM */
@@ -63,6 +65,20 @@ struct llm_session {
 	float *tiles;	/* [thread][GEMM_ROWS][maxd] dequantized weight rows */
 	float *kf, *vf;	/* [n_ctx][kv_dim] one layer's cache as floats (batches) */
 	float *scores;	/* [thread][ATTN_BLOCK][n_ctx] a batch's attention scores */
+	/* mixture of experts (n_expert > 0), for a block of b tokens */
+	float *route;	/* [b][n_expert] the router's logits */
+	uint32_t *sel;	/* [b][n_expert_used] each token's experts */
+	float *selw;	/* [b][n_expert_used] and their weights */
+	uint32_t *etok;	/* [b * n_expert_used] the tokens of each expert, in turn */
+	uint32_t *efirst;	/* [n_expert + 1] expert e's are etok[efirst[e]..] */
+	float *xe;	/* [b][n_embd] the inputs of one expert's tokens */
+	float *moe;	/* [b][n_embd] the experts' weighted sum */
+	uint32_t *used;	/* [n_expert] the experts the block uses, in order */
+	struct llm_expert_mats *emats;	/* [n_expert] their matrices */
+	uint32_t *pred;	/* [n_expert] the next layer's likely experts */
+	uint32_t *psel;	/* [n_expert_used] one token's guess */
+	float *pselw;	/* [n_expert_used] */
+	struct llm_moe_stats moe_stats;
 };
 
 /*
@@ -87,6 +103,17 @@ struct llm_mm {
  */
 void llm_matmuls(struct llm_session *s, const struct llm_mm *ops, size_t n, const float *in,
 		 size_t nb);
+
+/*
+ * The mixture-of-experts feed-forward of layer @ly (@l) for the block's
+ * @nb tokens, whose normed inputs are in s->xb: the sum of each token's
+ * experts weighted by the router, into @out ([nb][n_embd]). A token's
+ * experts are summed in the order of their numbers, whatever the batch.
+ * The experts come from the placement (resident, or the expert cache,
+ * which fails when a read does).
+ */
+int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_t nb,
+	    float *out, struct pinfer_err *err);
 
 /* cos and sin of each rotated pair's angle at position @pos (n_rot floats). */
 void llm_rope_angles(const struct llm_model *m, uint32_t pos, float *cs);

@@ -62,6 +62,8 @@ static const char *tensor_at(const struct llm_model *m, uint32_t layer, uint64_t
 		{ &ly->wq, "attn_q" }, { &ly->wk, "attn_k" }, { &ly->wv, "attn_v" },
 		{ &ly->wo, "attn_output" }, { &ly->w_gate, "ffn_gate" },
 		{ &ly->w_up, "ffn_up" }, { &ly->w_down, "ffn_down" },
+		{ &ly->gate_inp, "ffn_gate_inp" }, { &ly->gate_exps, "ffn_gate_exps" },
+		{ &ly->up_exps, "ffn_up_exps" }, { &ly->down_exps, "ffn_down_exps" },
 	};
 	const char *best = NULL;
 	uint64_t best_off = UINT64_MAX;
@@ -70,6 +72,8 @@ static const char *tensor_at(const struct llm_model *m, uint32_t layer, uint64_t
 	for (i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
 		const struct llm_tensor *t = mats[i].t;
 
+		if (!t->bytes)
+			continue;
 		if (t->file_off <= off && off < t->file_off + t->bytes) {
 			best = mats[i].name;
 			break;
@@ -191,23 +195,33 @@ void llm_stream_free(struct llm_stream *st)
 	free(st);
 }
 
-/* A layer's seven matrices: what streams. */
-static void layer_mats(struct llm_layer *ly, struct llm_tensor *mats[7])
+#define LAYER_MATS 11
+
+/* A layer's matrices (dense or experts): what streams; their number. */
+static size_t layer_mats(struct llm_layer *ly, struct llm_tensor *mats[LAYER_MATS])
 {
-	mats[0] = &ly->wq, mats[1] = &ly->wk, mats[2] = &ly->wv, mats[3] = &ly->wo;
-	mats[4] = &ly->w_gate, mats[5] = &ly->w_up, mats[6] = &ly->w_down;
+	struct llm_tensor *all[LAYER_MATS] = {
+		&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down,
+		&ly->gate_inp, &ly->gate_exps, &ly->up_exps, &ly->down_exps,
+	};
+	size_t i, n = 0;
+
+	for (i = 0; i < LAYER_MATS; i++)
+		if (all[i]->bytes)
+			mats[n++] = all[i];
+	return n;
 }
 
 int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_pool *pool,
 		       bool pack, struct pinfer_err *err)
 {
 	struct llm_stream *st = m->stream;
-	struct llm_tensor *mats[7];
+	struct llm_tensor *mats[LAYER_MATS];
 	struct llm_slot *s;
 	bool fresh = false;
 	uint8_t *at;
 	uint64_t q, a;
-	size_t i;
+	size_t i, n;
 
 	if (!st || layer < st->first)
 		return 0;
@@ -241,8 +255,8 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 	}
 	at = st->base + st->ring_off + slot_of(st, q) * st->slot_bytes;
 	a = st->span_a[layer];
-	layer_mats(&m->layers[layer], mats);
-	for (i = 0; i < 7; i++) {
+	n = layer_mats(&m->layers[layer], mats);
+	for (i = 0; i < n; i++) {
 		struct llm_tensor *t = mats[i];
 
 		t->data = at + (t->file_off - a);
@@ -262,13 +276,13 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 void llm_stream_release(const struct llm_model *m, uint32_t layer)
 {
 	struct llm_stream *st = m->stream;
-	struct llm_tensor *mats[7];
-	size_t i;
+	struct llm_tensor *mats[LAYER_MATS];
+	size_t i, n;
 
 	if (!st || layer < st->first)
 		return;
-	layer_mats(&m->layers[layer], mats);
-	for (i = 0; i < 7; i++)
+	n = layer_mats(&m->layers[layer], mats);
+	for (i = 0; i < n; i++)
 		mats[i]->data = NULL;
 	submit(st, st->use + st->k);
 	st->use++;

@@ -33,20 +33,30 @@
 
 static const struct preset {
 	const char *arch, *params, *like;
-	uint32_t embd, layers, ff, heads, kv_heads;
+	uint32_t embd, layers, ff, heads, kv_heads, head_dim, experts, used;
 } presets[] = {
-	{ "llama", "135M", "SmolLM2-135M", 576, 30, 1536, 9, 3 },
-	{ "llama", "360M", "SmolLM2-360M", 960, 32, 2560, 15, 5 },
-	{ "llama", "1B", "TinyLlama-1.1B", 2048, 22, 5632, 32, 4 },
-	{ "llama", "3B", "Llama-3.2-3B", 3072, 28, 8192, 24, 8 },
-	{ "llama", "7B", "Llama-2-7B", 4096, 32, 11008, 32, 32 },
-	{ "llama", "8B", "Llama-3-8B", 4096, 32, 14336, 32, 8 },
-	{ "llama", "13B", "Llama-2-13B", 5120, 40, 13824, 40, 40 },
-	{ "llama", "70B", "Llama-3-70B", 8192, 80, 28672, 64, 8 },
-	{ "qwen2", "0.5B", "Qwen2-0.5B", 896, 24, 4864, 14, 2 },
-	{ "qwen2", "1.5B", "Qwen2-1.5B", 1536, 28, 8960, 12, 2 },
-	{ "qwen2", "7B", "Qwen2-7B", 3584, 28, 18944, 28, 4 },
+	{ "llama", "135M", "SmolLM2-135M", 576, 30, 1536, 9, 3, 0, 0, 0 },
+	{ "llama", "360M", "SmolLM2-360M", 960, 32, 2560, 15, 5, 0, 0, 0 },
+	{ "llama", "1B", "TinyLlama-1.1B", 2048, 22, 5632, 32, 4, 0, 0, 0 },
+	{ "llama", "3B", "Llama-3.2-3B", 3072, 28, 8192, 24, 8, 0, 0, 0 },
+	{ "llama", "7B", "Llama-2-7B", 4096, 32, 11008, 32, 32, 0, 0, 0 },
+	{ "llama", "8B", "Llama-3-8B", 4096, 32, 14336, 32, 8, 0, 0, 0 },
+	{ "llama", "13B", "Llama-2-13B", 5120, 40, 13824, 40, 40, 0, 0, 0 },
+	{ "llama", "70B", "Llama-3-70B", 8192, 80, 28672, 64, 8, 0, 0, 0 },
+	{ "qwen2", "0.5B", "Qwen2-0.5B", 896, 24, 4864, 14, 2, 0, 0, 0 },
+	{ "qwen2", "1.5B", "Qwen2-1.5B", 1536, 28, 8960, 12, 2, 0, 0, 0 },
+	{ "qwen2", "7B", "Qwen2-7B", 3584, 28, 18944, 28, 4, 0, 0, 0 },
+	{ "qwen3", "0.6B", "Qwen3-0.6B", 1024, 28, 3072, 16, 8, 128, 0, 0 },
+	{ "qwen3", "8B", "Qwen3-8B", 4096, 36, 12288, 32, 8, 128, 0, 0 },
+	{ "llama", "8x7B", "Mixtral-8x7B", 4096, 32, 14336, 32, 8, 0, 8, 2 },
+	{ "qwen3moe", "30B-A3B", "Qwen3-30B-A3B", 2048, 48, 768, 32, 4, 128, 128, 8 },
 };
+
+static enum llm_arch arch_of(const char *name)
+{
+	return !strcmp(name, "qwen2") ? LLM_ARCH_QWEN2 : !strcmp(name, "qwen3") ? LLM_ARCH_QWEN3 :
+	       !strcmp(name, "qwen3moe") ? LLM_ARCH_QWEN3MOE : LLM_ARCH_LLAMA;
+}
 
 #define N_PRESETS (sizeof(presets) / sizeof(presets[0]))
 
@@ -59,7 +69,7 @@ const char *synth_presets(void)
 		return buf;
 	for (i = 0; i < N_PRESETS && n < sizeof(buf); i++)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n,
-				      "  --arch %-5s --params %-5s shapes of %s\n",
+				      "  --arch %-8s --params %-7s shapes of %s\n",
 				      presets[i].arch, presets[i].params, presets[i].like);
 	return buf;
 }
@@ -75,9 +85,10 @@ int synth_preset(struct synth_spec *s, const char *arch, const char *params,
 		if (strcmp(p->arch, arch) || strcasecmp(p->params, params))
 			continue;
 		*s = (struct synth_spec){
-			.arch = strcmp(arch, "qwen2") ? LLM_ARCH_LLAMA : LLM_ARCH_QWEN2,
+			.arch = arch_of(arch),
 			.n_embd = p->embd, .n_layer = p->layers, .n_ff = p->ff,
-			.n_head = p->heads, .n_head_kv = p->kv_heads, .n_vocab = 512,
+			.n_head = p->heads, .n_head_kv = p->kv_heads, .head_dim = p->head_dim,
+			.n_expert = p->experts, .n_expert_used = p->used, .n_vocab = 512,
 			.ctx = 4096, .type = GGML_TYPE_Q4_0, .seed = 1,
 		};
 		return 0;
@@ -88,11 +99,14 @@ int synth_preset(struct synth_spec *s, const char *arch, const char *params,
 
 /* ---- the tensor table ---------------------------------------------------------- */
 
-enum kind { K_MATRIX, K_NORM, K_BIAS, K_FREQ };
+enum kind { K_MATRIX, K_NORM, K_BIAS, K_FREQ, K_ROUTER };
 
 struct stensor {
 	char name[48];
-	uint64_t cols, rows;	/* rows 1: a vector */
+	uint64_t cols, rows;	/* rows 1: a vector; of all the matrices (3-D: mats) */
+	uint32_t mats;		/* 1, or the experts stacked */
+	uint32_t layer;
+	float gain;		/* the output's RMS for a unit-RMS input (matrices) */
 	uint32_t type;
 	enum kind kind;
 	uint64_t row_bytes, offset;	/* offset in the data section */
@@ -105,19 +119,22 @@ struct table {
 };
 
 static void add(struct table *tb, const char *name, uint64_t cols, uint64_t rows,
-		uint32_t type, enum kind kind)
+		uint32_t mats, uint32_t layer, uint32_t type, enum kind kind)
 {
 	struct stensor *t = &tb->t[tb->n++];
 
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->cols = cols;
-	t->rows = rows;
+	t->rows = rows * mats;
+	t->mats = mats;
+	t->layer = layer;
+	t->gain = 1;
 	t->type = kind == K_MATRIX ? type : GGML_TYPE_F32;
 	t->kind = kind;
 	if (!ggml_row_bytes(t->type, cols, &t->row_bytes))
 		t->row_bytes = 0;	/* refused by make_table() */
 	t->offset = tb->data_bytes;
-	tb->data_bytes = (tb->data_bytes + t->row_bytes * rows + SYNTH_ALIGN - 1) /
+	tb->data_bytes = (tb->data_bytes + t->row_bytes * t->rows + SYNTH_ALIGN - 1) /
 			 SYNTH_ALIGN * SYNTH_ALIGN;
 }
 
@@ -130,43 +147,72 @@ static int make_table(const struct synth_spec *s, struct table *tb,
 	uint32_t i;
 	size_t k;
 
+	hd = s->head_dim ? s->head_dim : s->n_head ? s->n_embd / s->n_head : 0;
 	if (!s->n_embd || !s->n_head || !s->n_head_kv || !s->n_ff || !s->n_layer ||
-	    !s->n_vocab || s->n_vocab < 260 || s->n_embd % s->n_head ||
-	    s->n_head % s->n_head_kv || (s->n_embd / s->n_head) % 2 || s->n_layer > 1024)
-		return pinfer_fail(err, EINVAL, "synth: inconsistent shapes: embedding %" PRIu32 ", %" PRIu32 " layers, %" PRIu32 " heads, %" PRIu32 " KV heads, FFN %" PRIu32 ", vocabulary %" PRIu32 " (at least 260)",
-				   s->n_embd, s->n_layer, s->n_head, s->n_head_kv, s->n_ff,
-				   s->n_vocab);
-	hd = s->n_embd / s->n_head;
+	    !s->n_vocab || s->n_vocab < 260 || (!s->head_dim && s->n_embd % s->n_head) ||
+	    s->n_head % s->n_head_kv || !hd || hd % 2 || s->n_layer > 1024 ||
+	    (s->arch == LLM_ARCH_QWEN3MOE && !s->n_expert) ||
+	    (s->n_expert && (!s->n_expert_used || s->n_expert_used > s->n_expert ||
+			     s->n_expert > 1024)))
+		return pinfer_fail(err, EINVAL, "synth: inconsistent shapes: embedding %" PRIu32 ", %" PRIu32 " layers, %" PRIu32 " heads of %" PRIu64 ", %" PRIu32 " KV heads, FFN %" PRIu32 ", vocabulary %" PRIu32 " (at least 260), %" PRIu32 " of %" PRIu32 " experts",
+				   s->n_embd, s->n_layer, s->n_head, hd, s->n_head_kv, s->n_ff,
+				   s->n_vocab, s->n_expert_used, s->n_expert);
 	qd = hd * s->n_head;
 	kvd = hd * s->n_head_kv;
-	tb->t = calloc(4 + (size_t)s->n_layer * 12, sizeof(*tb->t));
+	tb->t = calloc(4 + (size_t)s->n_layer * 16, sizeof(*tb->t));
 	if (!tb->t)
 		return pinfer_fail(err, ENOMEM, "synth: out of memory");
 	if (s->rope_freqs)
-		add(tb, "rope_freqs.weight", hd / 2, 1, 0, K_FREQ);
-	add(tb, "token_embd.weight", s->n_embd, s->n_vocab, s->type, K_MATRIX);
+		add(tb, "rope_freqs.weight", hd / 2, 1, 1, 0, 0, K_FREQ);
+	add(tb, "token_embd.weight", s->n_embd, s->n_vocab, 1, 0, s->type, K_MATRIX);
 	for (i = 0; i < s->n_layer; i++) {
-#define T(suffix_, cols_, rows_, kind_) \
+#define T(suffix_, cols_, rows_, mats_, kind_) \
 	(snprintf(n, sizeof(n), "blk.%" PRIu32 ".%s", i, suffix_), \
-	 add(tb, n, cols_, rows_, s->type, kind_))
-		T("attn_norm.weight", s->n_embd, 1, K_NORM);
+	 add(tb, n, cols_, rows_, mats_, i, s->type, kind_))
+		T("attn_norm.weight", s->n_embd, 1, 1, K_NORM);
 		if (s->arch == LLM_ARCH_QWEN2) {
-			T("attn_q.bias", qd, 1, K_BIAS);
-			T("attn_k.bias", kvd, 1, K_BIAS);
-			T("attn_v.bias", kvd, 1, K_BIAS);
+			T("attn_q.bias", qd, 1, 1, K_BIAS);
+			T("attn_k.bias", kvd, 1, 1, K_BIAS);
+			T("attn_v.bias", kvd, 1, 1, K_BIAS);
 		}
-		T("attn_q.weight", s->n_embd, qd, K_MATRIX);
-		T("attn_k.weight", s->n_embd, kvd, K_MATRIX);
-		T("attn_v.weight", s->n_embd, kvd, K_MATRIX);
-		T("attn_output.weight", qd, s->n_embd, K_MATRIX);
-		T("ffn_norm.weight", s->n_embd, 1, K_NORM);
-		T("ffn_gate.weight", s->n_embd, s->n_ff, K_MATRIX);
-		T("ffn_up.weight", s->n_embd, s->n_ff, K_MATRIX);
-		T("ffn_down.weight", s->n_ff, s->n_embd, K_MATRIX);
+		T("attn_q.weight", s->n_embd, qd, 1, K_MATRIX);
+		T("attn_k.weight", s->n_embd, kvd, 1, K_MATRIX);
+		T("attn_v.weight", s->n_embd, kvd, 1, K_MATRIX);
+		T("attn_output.weight", qd, s->n_embd, 1, K_MATRIX);
+		if (s->arch == LLM_ARCH_QWEN3 || s->arch == LLM_ARCH_QWEN3MOE) {
+			T("attn_q_norm.weight", hd, 1, 1, K_NORM);
+			T("attn_k_norm.weight", hd, 1, 1, K_NORM);
+		}
+		T("ffn_norm.weight", s->n_embd, 1, 1, K_NORM);
+		if (s->n_expert) {
+			T("ffn_gate_inp.weight", s->n_embd, s->n_expert, 1, K_ROUTER);
+			T("ffn_gate_exps.weight", s->n_embd, s->n_ff, s->n_expert, K_MATRIX);
+			T("ffn_up_exps.weight", s->n_embd, s->n_ff, s->n_expert, K_MATRIX);
+			T("ffn_down_exps.weight", s->n_ff, s->n_embd, s->n_expert, K_MATRIX);
+			continue;
+		}
+		T("ffn_gate.weight", s->n_embd, s->n_ff, 1, K_MATRIX);
+		T("ffn_up.weight", s->n_embd, s->n_ff, 1, K_MATRIX);
+		T("ffn_down.weight", s->n_ff, s->n_embd, 1, K_MATRIX);
 #undef T
 	}
-	add(tb, "output_norm.weight", s->n_embd, 1, 0, K_NORM);
-	add(tb, "output.weight", s->n_embd, s->n_vocab, s->type, K_MATRIX);
+	add(tb, "output_norm.weight", s->n_embd, 1, 1, 0, 0, K_NORM);
+	add(tb, "output.weight", s->n_embd, s->n_vocab, 1, 0, s->type, K_MATRIX);
+	/*
+	 * As trained models are: the residual stream starts at about unit RMS
+	 * (embedding rows of unit RMS elements) and each layer adds a small
+	 * part to it (its output projections' gain 1/sqrt(2 layers)), so a
+	 * token's identity carries through the depth: routers see different
+	 * tokens differently.
+	 */
+	for (k = 0; k < tb->n; k++) {
+		const char *nm = tb->t[k].name;
+
+		if (!strcmp(nm, "token_embd.weight"))
+			tb->t[k].gain = sqrtf((float)s->n_embd);
+		else if (strstr(nm, "attn_output.") || strstr(nm, "ffn_down"))
+			tb->t[k].gain = 1 / sqrtf(2.0f * (float)s->n_layer);
+	}
 	for (k = 0; k < tb->n; k++)
 		if (!tb->t[k].row_bytes)
 			return pinfer_fail(err, EINVAL, "synth: %s has rows of %" PRIu64 " elements, not whole blocks of %s (%" PRIu32 ")",
@@ -207,6 +253,25 @@ static float uniform(uint64_t *st)	/* in [-1, 1) */
 	return (float)(next(st) >> 40) / (float)(1 << 23) - 1.0f;
 }
 
+float synth_router_scale(const struct synth_spec *s, uint32_t layer, uint32_t expert)
+{
+	uint64_t st = mix(s->seed ^ mix(0x5eedull << 40 ^ layer)) | 1;
+	uint32_t rank = 0, e;
+	uint64_t key = 0, mine = 0;
+
+	if (!(s->skew > 0))
+		return 1;
+	/* the layer's random order: expert e's key is the e-th draw; rank = keys below its */
+	for (e = 0; e <= expert; e++)
+		mine = next(&st);
+	st = mix(s->seed ^ mix(0x5eedull << 40 ^ layer)) | 1;
+	for (e = 0; e < s->n_expert; e++) {
+		key = next(&st);
+		rank += key < mine || (key == mine && e < expert);
+	}
+	return powf(1.0f + (float)rank, -s->skew);
+}
+
 static void put_fp16(uint8_t *p, float v)
 {
 	fp16_t h = f32_to_fp16(v);
@@ -219,12 +284,25 @@ static void put_fp16(uint8_t *p, float v)
  * of a row's elements is about 1/sqrt(cols). The divisors are the RMS of
  * the quantized integers (times the sub-block scales) of each format.
  */
-static void fill(const struct stensor *t, uint8_t *buf, uint64_t n, uint64_t *st)
+static void fill(const struct synth_spec *s, const struct stensor *t, uint8_t *buf,
+		 uint64_t row, uint64_t n, uint64_t *st)
 {
 	const struct ggml_type_info *ti = ggml_type_get(t->type);
 	uint64_t bytes = n * t->row_bytes, nb = bytes / ti->block_bytes, i;
-	float g = 1.0f / sqrtf((float)t->cols);
+	float g = t->gain / sqrtf((float)t->cols);
 
+	if (t->kind == K_ROUTER) {	/* F32 rows, each of its expert's scale */
+		float *v = (float *)buf;
+		uint64_t r, k;
+
+		for (r = 0; r < n; r++) {
+			float sc = synth_router_scale(s, t->layer, (uint32_t)(row + r));
+
+			for (k = 0; k < t->cols; k++)
+				*v++ = g * 1.7f * uniform(st) * sc;
+		}
+		return;
+	}
 	if (t->kind != K_MATRIX) {	/* F32 vectors */
 		float *v = (float *)buf;
 
@@ -260,16 +338,18 @@ static void fill(const struct stensor *t, uint8_t *buf, uint64_t n, uint64_t *st
 			memcpy(b, &u, 2);
 			break;
 		}
-		case GGML_TYPE_Q4_0:
-			put_fp16(b, g / 4.64f);
+		case GGML_TYPE_Q4_0:	/* quants 0..15 less 8: a mean of -0.5, so a
+					   random sign per block, or every row would
+					   share a direction */
+			put_fp16(b, (next(st) & 1 ? g : -g) / 4.64f);
 			break;
 		case GGML_TYPE_Q4_1:
 			d = g / 4.61f;
 			put_fp16(b, d);
 			put_fp16(b + 2, -7.5f * d);
 			break;
-		case GGML_TYPE_Q8_0:
-			put_fp16(b, g / 73.9f);
+		case GGML_TYPE_Q8_0:	/* -128..127: the same */
+			put_fp16(b, (next(st) & 1 ? g : -g) / 73.9f);
 			break;
 		case GGML_TYPE_Q4_K:
 			d = g / 320.0f;
@@ -319,7 +399,7 @@ static void make_units(void *arg, size_t b, size_t e, int thread)
 
 		if (atomic_load(&j->error))
 			return;
-		fill(t, j->bufs[thread], u->n, &st);
+		fill(j->s, t, j->bufs[thread], u->row, u->n, &st);
 		while (w < len) {
 			ssize_t r = pwrite(j->fd, j->bufs[thread] + w, len - w, (off_t)(off + w));
 
@@ -368,7 +448,9 @@ static const char chatml[] =
 /* Metadata: the architecture's keys and a byte-level tokenizer of n_vocab. */
 static int write_meta(struct gguf_writer *w, const struct synth_spec *s, size_t n_tensors)
 {
-	const char *a = s->arch == LLM_ARCH_QWEN2 ? "qwen2" : "llama";
+	const char *a = llm_arch_name(s->arch);
+	bool qwen = s->arch != LLM_ARCH_LLAMA, qwen3 = qwen && s->arch != LLM_ARCH_QWEN2;
+	uint32_t hd = s->head_dim ? s->head_dim : s->n_embd / s->n_head;
 	char (*names)[24] = calloc(s->n_vocab, sizeof(*names));
 	const char **tok = calloc(s->n_vocab, sizeof(*tok));
 	int32_t *types = calloc(s->n_vocab, sizeof(*types));
@@ -398,7 +480,9 @@ static int write_meta(struct gguf_writer *w, const struct synth_spec *s, size_t 
 	gguf_put(w, "GGUF", 4);
 	gguf_put_u32(w, 3);
 	gguf_put_u64(w, n_tensors);
-	gguf_put_u64(w, 21 + (s->rope_scale > 0 ? 2 : 0));	/* the key-value pairs below */
+	/* the key-value pairs below */
+	gguf_put_u64(w, 21 + (s->rope_scale > 0 ? 2 : 0) + (s->head_dim ? 2 : 0) +
+		     (s->n_expert ? 3 : 0));
 	gguf_put_kv_str(w, "general.architecture", a);
 	gguf_put_kv_str(w, "general.name", "pinfer synth");
 	gguf_put_kv_u32(w, "general.file_type", 0);
@@ -407,12 +491,22 @@ static int write_meta(struct gguf_writer *w, const struct synth_spec *s, size_t 
 	ARCH_U32("context_length", s->ctx);
 	ARCH_U32("embedding_length", s->n_embd);
 	ARCH_U32("block_count", s->n_layer);
-	ARCH_U32("feed_forward_length", s->n_ff);
+	/* a MoE model's dense width (unused): as Qwen3-30B-A3B's files have it */
+	ARCH_U32("feed_forward_length", s->n_expert && qwen3 ? s->n_ff * 8 : s->n_ff);
 	ARCH_U32("attention.head_count", s->n_head);
 	ARCH_U32("attention.head_count_kv", s->n_head_kv);
-	ARCH_U32("rope.dimension_count", s->n_embd / s->n_head);
-	ARCH_F32("rope.freq_base", s->arch == LLM_ARCH_QWEN2 ? 1000000.0f : 10000.0f);
-	ARCH_F32("attention.layer_norm_rms_epsilon", 1e-5f);
+	if (s->head_dim) {
+		ARCH_U32("attention.key_length", hd);
+		ARCH_U32("attention.value_length", hd);
+	}
+	if (s->n_expert) {
+		ARCH_U32("expert_count", s->n_expert);
+		ARCH_U32("expert_used_count", s->n_expert_used);
+		ARCH_U32("expert_feed_forward_length", s->n_ff);
+	}
+	ARCH_U32("rope.dimension_count", hd);
+	ARCH_F32("rope.freq_base", qwen ? 1000000.0f : 10000.0f);
+	ARCH_F32("attention.layer_norm_rms_epsilon", qwen3 ? 1e-6f : 1e-5f);
 	if (s->rope_scale > 0) {
 		snprintf(key, sizeof(key), "%s.rope.scaling.type", a);
 		gguf_put_kv_str(w, key, "linear");
@@ -484,9 +578,9 @@ int synth_write(const struct synth_spec *s, const char *path,
 		goto out;
 	}
 	for (k = 0; k < tb.n; k++) {
-		uint64_t dims[2] = { tb.t[k].cols, tb.t[k].rows };
+		uint64_t dims[3] = { tb.t[k].cols, tb.t[k].rows / tb.t[k].mats, tb.t[k].mats };
 
-		gguf_put_tensor_info(&w, tb.t[k].name, tb.t[k].rows > 1 ? 2 : 1, dims,
+		gguf_put_tensor_info(&w, tb.t[k].name, tb.t[k].mats > 1 ? 3 : tb.t[k].rows > 1 ? 2 : 1, dims,
 				     tb.t[k].type, tb.t[k].offset);
 	}
 	gguf_pad(&w, SYNTH_ALIGN);

@@ -30,10 +30,16 @@ size_t llm_model_tensors(struct llm_model *m, struct llm_tensor_ref *out)
 		REF(&l->bq, li);
 		REF(&l->bk, li);
 		REF(&l->bv, li);
+		REF(&l->q_norm, li);
+		REF(&l->k_norm, li);
 		REF(&l->ffn_norm, li);
 		REF(&l->w_gate, li);
 		REF(&l->w_up, li);
 		REF(&l->w_down, li);
+		REF(&l->gate_inp, li);
+		REF(&l->gate_exps, li);
+		REF(&l->up_exps, li);
+		REF(&l->down_exps, li);
 	}
 #undef REF
 	return n;
@@ -41,23 +47,25 @@ size_t llm_model_tensors(struct llm_model *m, struct llm_tensor_ref *out)
 
 struct pack_task {
 	struct llm_tensor *t;
+	size_t groups;		/* per matrix */
 	uint8_t *scratch;	/* a group's bytes per thread */
 };
 
+/* Groups [b, e) of all the matrices: group g of matrix g / groups. */
 static void pack_groups(void *arg, size_t b, size_t e, int thread)
 {
 	const struct pack_task *p = arg;
-	size_t group = PACK_ROWS * p->t->row_bytes, g;
+	size_t group = PACK_ROWS * p->t->row_bytes, mat = p->t->rows * p->t->row_bytes, g;
 
 	for (g = b; g < e; g++)
-		quant_repack16(p->t->type, (uint8_t *)p->t->data + g * group, p->t->cols,
-			       p->scratch + (size_t)thread * group);
+		quant_repack16(p->t->type, (uint8_t *)p->t->data + g / p->groups * mat +
+			       g % p->groups * group, p->t->cols, p->scratch + (size_t)thread * group);
 }
 
 int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool)
 {
-	struct pack_task p = { .t = t };
-	size_t groups = t->rows / PACK_ROWS;
+	struct pack_task p = { .t = t, .groups = t->rows / PACK_ROWS };
+	size_t groups = p.groups * t->n_mat;
 
 	if (t->packed || !t->data || !groups || !quant_repackable(t->type) ||
 	    !quant_gemm16(t->type))
@@ -72,6 +80,17 @@ int llm_tensor_pack(struct llm_tensor *t, struct pinfer_pool *pool)
 	free(p.scratch);
 	t->packed = true;
 	return 0;
+}
+
+void llm_tensor_mat(const struct llm_tensor *t, uint32_t i, struct llm_tensor *view)
+{
+	uint64_t bytes = t->rows * t->row_bytes;
+
+	*view = *t;
+	view->n_mat = 1;
+	view->bytes = bytes;
+	view->file_off = t->file_off + i * bytes;
+	view->data = t->data ? (const uint8_t *)t->data + i * bytes : NULL;
 }
 
 void llm_tensor_row(const struct llm_tensor *w, size_t r, size_t i, size_t n, float *y)

@@ -227,7 +227,7 @@ def test_bad_input():
     with tempfile.TemporaryDirectory() as tmp:
         cases = [
             ("an unsupported architecture", patched(tmp, "a.gguf", [(arch_off, b"gpt2x")]),
-             [1], "architecture 'gpt2x' is not supported (supported: llama, qwen2)"),
+             [1], "architecture 'gpt2x' is not supported (supported: llama, qwen2, qwen3, qwen3moe)"),
             ("a missing tensor", patched(tmp, "m.gguf", [(name_off + len("blk.3.ffn_u"), b"q")]),
              [1], "tensor blk.3.ffn_up.weight is missing"),
             ("a tensor of the wrong shape", patched(tmp, "s.gguf", [(dim_off, struct.pack("<Q", 288))]),

@@ -2,6 +2,10 @@
 """An independent reference forward pass of llama-family GGUF models, in
 numpy, for the tests: weights from the PyPI gguf package's reader and
 dequantizers, activations in float64, no code shared with the engine.
+Architectures llama (with experts: Mixtral), qwen2, qwen3 (per-head
+RMSNorm of q and k before RoPE; heads of attention.key_length) and qwen3moe
+(a mixture of experts: softmax over the router's logits, the top
+expert_used_count, their weights renormalised to sum to 1).
 
     ref = LlamaRef(path); logits = ref.forward(token_ids)  # (n, vocab)
 """
@@ -28,15 +32,17 @@ class LlamaRef:
             return field.parts[field.data[0]][0].item()
 
         arch = bytes(f["general.architecture"].parts[f["general.architecture"].data[0]]).decode()
-        assert arch in ("llama", "qwen2"), arch
-        self.neox = arch == "qwen2"
+        assert arch in ("llama", "qwen2", "qwen3", "qwen3moe"), arch
+        self.neox = arch != "llama"
         self.n_embd = val(f"{arch}.embedding_length")
         self.n_layer = val(f"{arch}.block_count")
         self.n_head = val(f"{arch}.attention.head_count")
         self.n_kv = val(f"{arch}.attention.head_count_kv", self.n_head)
         self.eps = val(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
         self.theta = val(f"{arch}.rope.freq_base", 10000.0)
-        self.hd = self.n_embd // self.n_head
+        self.hd = val(f"{arch}.attention.key_length", self.n_embd // self.n_head)
+        self.n_expert = val(f"{arch}.expert_count", 0)
+        self.n_used = val(f"{arch}.expert_used_count", 0)
         self.n_rot = val(f"{arch}.rope.dimension_count", self.hd)
         # RoPE scaling: linear divides positions by the factor; a
         # rope_freqs tensor divides each pair's frequency
@@ -47,12 +53,43 @@ class LlamaRef:
         self.w = {}
         for t in r.tensors:
             a = dequantize(t.data, t.tensor_type).astype(np.float64)
-            self.w[t.name] = a.reshape(-1) if len(t.shape) == 1 else a.reshape(int(t.shape[1]), int(t.shape[0]))
+            shape = [int(d) for d in t.shape][::-1]   # slowest first
+            self.w[t.name] = a.reshape(-1) if len(shape) == 1 else a.reshape(shape)
         self.out = self.w.get("output.weight", self.w["token_embd.weight"])
         self.freq_div = self.w.get("rope_freqs.weight", np.ones(self.n_rot // 2))
 
     def rmsnorm(self, x, w):
         return x / np.sqrt(np.mean(x * x) + self.eps) * w
+
+    def head_norm(self, p, q, k):
+        """qwen3: each head of q (t, heads, hd) and k RMS-normed with its weights."""
+        if p + "attn_q_norm.weight" not in self.w:
+            return q, k
+
+        def norm(x, wt):
+            return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * wt
+        return norm(q, self.w[p + "attn_q_norm.weight"]), norm(k, self.w[p + "attn_k_norm.weight"])
+
+    def ffn(self, p, h):
+        """The feed-forward of the normed inputs h (t, embd): SwiGLU, or the
+        experts the router picks for each row."""
+        w = self.w
+
+        def swiglu(g, u):
+            return g / (1 + np.exp(-g)) * u
+        if not self.n_expert:
+            g, u = h @ w[p + "ffn_gate.weight"].T, h @ w[p + "ffn_up.weight"].T
+            return swiglu(g, u) @ w[p + "ffn_down.weight"].T
+        logits = h @ w[p + "ffn_gate_inp.weight"].T
+        G, U, D = (w[p + f"ffn_{m}_exps.weight"] for m in ("gate", "up", "down"))
+        out = np.zeros_like(h)
+        for t in range(h.shape[0]):
+            prob = np.exp(logits[t] - logits[t].max())
+            prob /= prob.sum()
+            top = np.argsort(-logits[t], kind="stable")[:self.n_used]
+            for e, wt in zip(top, prob[top] / prob[top].sum()):
+                out[t] += wt * (D[e] @ swiglu(G[e] @ h[t], U[e] @ h[t]))
+        return out
 
     def rope(self, x, pos):
         """x: (heads, hd); rotate the first n_rot dims of each head."""
@@ -86,8 +123,9 @@ class LlamaRef:
             q = w[p + "attn_q.weight"] @ h + w.get(p + "attn_q.bias", 0)
             k = w[p + "attn_k.weight"] @ h + w.get(p + "attn_k.bias", 0)
             v = w[p + "attn_v.weight"] @ h + w.get(p + "attn_v.bias", 0)
-            q = self.rope(q.reshape(self.n_head, hd), pos)
-            k, v = self.rope(k.reshape(self.n_kv, hd), pos), v.reshape(self.n_kv, hd)
+            q, k = self.head_norm(p, q.reshape(self.n_head, hd), k.reshape(self.n_kv, hd))
+            q = self.rope(q, pos)
+            k, v = self.rope(k, pos), v.reshape(self.n_kv, hd)
             if self.kv_store:
                 k, v = self.kv_store(k), self.kv_store(v)
             self.ks[i].append(k)
@@ -101,9 +139,7 @@ class LlamaRef:
             o = np.einsum("ht,thd->hd", att, V).reshape(-1)
             x = x + w[p + "attn_output.weight"] @ o
             h = self.rmsnorm(x, w[p + "ffn_norm.weight"])
-            g = w[p + "ffn_gate.weight"] @ h
-            u = w[p + "ffn_up.weight"] @ h
-            x = x + w[p + "ffn_down.weight"] @ (g / (1 + np.exp(-g)) * u)
+            x = x + self.ffn(p, h[None, :])[0]
         return self.out @ self.rmsnorm(x, w["output_norm.weight"])
 
     def rope_all(self, x, pos):
@@ -140,8 +176,9 @@ class LlamaRef:
             q = h @ w[p + "attn_q.weight"].T + w.get(p + "attn_q.bias", 0)
             k = h @ w[p + "attn_k.weight"].T + w.get(p + "attn_k.bias", 0)
             v = h @ w[p + "attn_v.weight"].T + w.get(p + "attn_v.bias", 0)
-            q = self.rope_all(q.reshape(n, self.n_head, hd), pos)
-            k, v = self.rope_all(k.reshape(n, self.n_kv, hd), pos), v.reshape(n, self.n_kv, hd)
+            q, k = self.head_norm(p, q.reshape(n, self.n_head, hd), k.reshape(n, self.n_kv, hd))
+            q = self.rope_all(q, pos)
+            k, v = self.rope_all(k, pos), v.reshape(n, self.n_kv, hd)
             if self.kv_store:
                 k = np.stack([self.kv_store(r) for r in k])
                 v = np.stack([self.kv_store(r) for r in v])
@@ -153,9 +190,7 @@ class LlamaRef:
             o = np.einsum("hst,thd->shd", att, V).reshape(n, -1)
             x = x + o @ w[p + "attn_output.weight"].T
             h = norm(x, w[p + "ffn_norm.weight"])
-            g = h @ w[p + "ffn_gate.weight"].T
-            u = h @ w[p + "ffn_up.weight"].T
-            x = x + (g / (1 + np.exp(-g)) * u) @ w[p + "ffn_down.weight"].T
+            x = x + self.ffn(p, h)
         return norm(x, w["output_norm.weight"]) @ self.out.T
 
     def greedy(self, tokens, n):

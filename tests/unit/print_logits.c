@@ -7,7 +7,9 @@
  *                                      fed as one batch (llm_eval_batch)
  * Threads: PINFER_THREADS (default 2). PINFER_EXACT=1: the reference mode.
  * PINFER_CTX: the context size (default the model's). PINFER_KV=q8_0: a
- * Q8_0 KV cache.
+ * Q8_0 KV cache. PINFER_EXPERT_SLOTS=N: a mixture-of-experts model's
+ * experts through a cache of N (PINFER_EXPERT_POLICY=lfu: that policy);
+ * its counters on stderr.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ int main(int argc, char **argv)
 	struct pinfer_pool *pool = NULL;
 	struct llm_model *m = NULL;
 	struct pinfer_err err = { 0 };
+	struct llm_load_opts lo = { .provider = PINFER_PROVIDER_AUTO, .node = -1 };
 	const float *logits = NULL;
 	int32_t next;
 
@@ -38,8 +41,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	threads = env ? atoi(env) : 2;
+	if (getenv("PINFER_EXPERT_SLOTS"))
+		lo.expert_slots = (uint32_t)atoi(getenv("PINFER_EXPERT_SLOTS"));
+	if (getenv("PINFER_EXPERT_POLICY") && !strcmp(getenv("PINFER_EXPERT_POLICY"), "lfu"))
+		lo.expert_policy = LLM_EXPERTS_LFU;
 	if (pinfer_pool_create(&pool, threads, -1, &err) ||
-	    llm_model_load(&m, argv[first], NULL, &err) ||
+	    llm_model_load(&m, argv[first], &lo, &err) ||
 	    llm_session_create_kv(&s, m, getenv("PINFER_CTX") ? atoi(getenv("PINFER_CTX")) : 0,
 				  getenv("PINFER_KV") && !strcmp(getenv("PINFER_KV"), "q8_0") ?
 				  LLM_KV_Q8_0 : LLM_KV_F16, pool, &err))
@@ -71,6 +78,16 @@ int main(int argc, char **argv)
 	}
 	ret = 0;
 out:
+	if (m && m->experts) {
+		struct llm_expert_stats st;
+
+		llm_model_expert_stats(m, &st);
+		fprintf(stderr, "experts: %llu hits %llu misses %llu prefetched %llu prefetch_used %llu predicted %llu predicted_right %llu bytes\n",
+			(unsigned long long)st.hits, (unsigned long long)st.misses,
+			(unsigned long long)st.prefetched, (unsigned long long)st.prefetch_used,
+			(unsigned long long)st.predicted, (unsigned long long)st.predicted_right,
+			(unsigned long long)st.bytes);
+	}
 	if (ret && err.msg[0])
 		fprintf(stderr, "print_logits: %s\n", err.msg);
 	llm_session_free(s);

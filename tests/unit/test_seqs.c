@@ -182,12 +182,18 @@ int main(void)
 	struct pinfer_err err = { 0 };
 	const char *real = getenv("PINFER_TEST_MODEL") ? getenv("PINFER_TEST_MODEL") :
 			   "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-	char qwen[600];
+	char qwen[600], moe[600];
 	/* qwen2 (biases, grouped heads) in Q4_K: never packed, so its batches
 	   would take the sgemm paths if the call allowed them */
 	struct synth_spec sp = {
 		.arch = LLM_ARCH_QWEN2, .n_embd = 256, .n_layer = 4, .n_ff = 512, .n_head = 4,
 		.n_head_kv = 2, .n_vocab = 300, .ctx = 256, .type = GGML_TYPE_Q4_K, .seed = 7,
+	};
+	/* qwen3moe: each sequence's tokens routed among 16 experts, 4 each */
+	struct synth_spec mp = {
+		.arch = LLM_ARCH_QWEN3MOE, .n_embd = 256, .n_layer = 3, .n_ff = 256, .n_head = 4,
+		.n_head_kv = 2, .head_dim = 64, .n_expert = 16, .n_expert_used = 4, .skew = 0.5f,
+		.n_vocab = 300, .ctx = 256, .type = GGML_TYPE_Q8_0, .seed = 9,
 	};
 
 	if (pinfer_pool_create(&pool, 2, -1, &err)) {
@@ -204,6 +210,12 @@ int main(void)
 	       err.msg))
 		check_model("synthetic qwen2", qwen);
 	unlink(qwen);
+	snprintf(moe, sizeof(moe), "%s/pinfer-seqs-qwen3moe-%d.gguf",
+		 getenv("PINFER_TEST_DIR") ? getenv("PINFER_TEST_DIR") : "/var/tmp", (int)getpid());
+	if (ok(!synth_write(&mp, moe, pool, NULL, NULL, &err), "a synthetic qwen3moe model%s",
+	       err.msg))
+		check_model("synthetic qwen3moe", moe);
+	unlink(moe);
 	pinfer_pool_free(pool);
 	return tap_end();
 }

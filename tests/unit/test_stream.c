@@ -44,6 +44,7 @@ struct run {
 	uint32_t n_vocab;
 	struct llm_plan plan;
 	struct llm_stream_stats after_prompt, after_all;
+	struct llm_expert_stats experts;
 	bool resident_intact;	/* resident weights equal the file's after the run */
 	char err[320];
 };
@@ -96,11 +97,12 @@ static bool resident_intact(const struct llm_model *m, const char *path)
 	return same;
 }
 
-static int run_model(const char *path, enum pinfer_provider prov, uint64_t mem,
-		     uint32_t ring, uint32_t stream_layers, struct run *out)
+static int run_model_slots(const char *path, enum pinfer_provider prov, uint64_t mem,
+			   uint32_t ring, uint32_t stream_layers, uint32_t slots, struct run *out)
 {
 	struct llm_load_opts o = { .provider = prov, .node = -1, .mem = mem, .ring = ring,
-				   .n_ctx = 128, .stream_layers = stream_layers };
+				   .n_ctx = 128, .stream_layers = stream_layers,
+				   .expert_slots = slots };
 	struct pinfer_err err = { 0 };
 	struct llm_session *s = NULL;
 	struct llm_model *m = NULL;
@@ -132,6 +134,7 @@ static int run_model(const char *path, enum pinfer_provider prov, uint64_t mem,
 		       m->cfg.n_vocab * sizeof(float));
 	}
 	llm_model_stream_stats(m, &out->after_all);
+	llm_model_expert_stats(m, &out->experts);
 	out->resident_intact = resident_intact(m, path);
 out:
 	if (ret)
@@ -139,6 +142,12 @@ out:
 	llm_session_free(s);
 	llm_model_free(m);
 	return ret;
+}
+
+static int run_model(const char *path, enum pinfer_provider prov, uint64_t mem,
+		     uint32_t ring, uint32_t stream_layers, struct run *out)
+{
+	return run_model_slots(path, prov, mem, ring, stream_layers, 0, out);
 }
 
 static bool same(const struct run *a, const struct run *b)
@@ -423,6 +432,105 @@ static void synthetic(const enum pinfer_provider *provs, int n_provs)
 	unlink(qwen);
 }
 
+/*
+ * A qwen3moe model through expert caches of one token's experts, more, and
+ * all of them, on every provider: the resident run's bits; the minimum
+ * budget (attention resident, one token's experts) stated and enough; a
+ * file cut short under it: the read of an expert fails naming it, and stays.
+ */
+static void experts(const enum pinfer_provider *provs, int n_provs)
+{
+	const uint32_t slots[] = { 4, 7, 48 };
+	struct synth_spec sp = {
+		.arch = LLM_ARCH_QWEN3MOE, .n_embd = 256, .n_layer = 3, .n_ff = 256, .n_head = 4,
+		.n_head_kv = 2, .head_dim = 64, .n_expert = 16, .n_expert_used = 4, .skew = 0.5f,
+		.n_vocab = 300, .ctx = 128, .type = GGML_TYPE_Q8_0, .seed = 3,
+	};
+	struct llm_load_opts o = { .provider = PINFER_PROVIDER_AUTO, .node = -1, .n_ctx = 128 };
+	struct pinfer_err err = { 0 };
+	struct llm_session *s = NULL;
+	struct llm_model *m = NULL;
+	struct run ref, r;
+	struct llm_plan p;
+	char path[600];
+	const float *lg;
+	size_t i;
+	int k, ret, ret2;
+
+	snprintf(path, sizeof(path), "%s/stream-moe-%d.gguf", dir, (int)getpid());
+	if (!ok(!synth_write(&sp, path, pool, NULL, NULL, &err), "synthetic qwen3moe%s", err.msg))
+		return;
+	if (!ok(!run_model(path, provs[0], 0, 0, 0, &ref) && !ref.plan.expert_slots,
+		"synthetic qwen3moe: the resident run (the reference)%s", ref.err))
+		goto out;
+	for (i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
+		for (k = 0; k < n_provs; k++) {
+			ret = run_model_slots(path, provs[k], 0, 0, 0, slots[i], &r);
+			ok(!ret && r.plan.expert_slots == slots[i] && same(&ref, &r) &&
+			   r.resident_intact && r.experts.misses > 0,
+			   "qwen3moe, %s provider, a cache of %" PRIu32 " of 48 experts: logits equal the resident run's bit for bit (%" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " read ahead, %" PRIu64 " bytes)%s%s",
+			   prov_names[provs[k]], slots[i], r.experts.hits, r.experts.misses,
+			   r.experts.prefetched, r.experts.bytes, ret ? ": " : "", r.err);
+			free(r.logits);
+		}
+	o.mem = 1 << 20;
+	ok(llm_model_plan(&p, path, &o, &err) == -ENOMEM && strstr(err.msg, "minimum") &&
+	   strstr(err.msg, "4 experts"),
+	   "qwen3moe, a budget of 1 MiB: refused, stating the minimum: %s", err.msg);
+	ret = run_model(path, provs[0], p.minimum, 0, 0, &r);
+	ok(!ret && r.plan.expert_slots == 4 && same(&ref, &r),
+	   "qwen3moe at the stated minimum (%" PRIu64 " bytes): a cache of 4 experts, the same logits%s",
+	   p.minimum, r.err);
+	free(r.logits);
+	ok(run_model(path, provs[0], p.minimum - 1, 0, 0, &r) == -ENOMEM, "one byte less is refused: %s",
+	   r.err);
+	free(r.logits);
+
+	/* cut short under the cache: layer 2's experts are read later */
+	for (k = 0; k < n_provs && k < 2; k++) {
+		char cut[600], want[64];
+
+		snprintf(cut, sizeof(cut), "%s/stream-moe-cut.gguf", dir);
+		if (copy_file(path, cut))
+			break;
+		o = (struct llm_load_opts){ .provider = provs[k], .node = -1, .n_ctx = 128,
+					    .expert_slots = 4 };
+		memset(&err, 0, sizeof(err));
+		ret = llm_model_load(&m, cut, &o, &err);
+		if (!ret)
+			ret = llm_session_create(&s, m, 128, pool, &err);
+		if (ok(!ret, "qwen3moe cut file, %s: loads with a cache of 4%s", prov_names[provs[k]],
+		       err.msg)) {
+			ret = truncate(cut, (off_t)(m->layers[2].gate_exps.file_off + 100));
+			snprintf(want, sizeof(want), "of layer 2");
+			if (provs[k] == PINFER_PROVIDER_KMOD) {
+				ok(ret == -1 && errno == ETXTBSY && !llm_eval(s, 1, &lg, &err),
+				   "qwen3moe cut file, kmod: truncating the bound file is refused (%s), the model runs on%s",
+				   strerror(errno), err.msg);
+			} else {
+				ret = ret ? -errno : llm_eval(s, 1, &lg, &err);
+				ok(ret < 0 && strstr(err.msg, "reading expert") && strstr(err.msg, want) &&
+				   strstr(err.msg, "offset"),
+				   "qwen3moe cut file, %s: the read of a layer 2 expert fails naming it and the offset: %s",
+				   prov_names[provs[k]], err.msg);
+				memset(&err, 0, sizeof(err));
+				ret2 = llm_eval(s, 1, &lg, &err);
+				ok(ret2 == ret && strstr(err.msg, want),
+				   "qwen3moe cut file, %s: the error stays for the next call: %s",
+				   prov_names[provs[k]], err.msg);
+			}
+		}
+		llm_session_free(s);
+		llm_model_free(m);
+		s = NULL;
+		m = NULL;
+		unlink(cut);
+	}
+out:
+	free(ref.logits);
+	unlink(path);
+}
+
 static const char *real_model(void)
 {
 	static char path[600];
@@ -505,6 +613,9 @@ int main(void)
 	t0 = now();
 	synthetic(provs, n_provs);
 	printf("# synthetic models: %.1f s\n", now() - t0);
+	t0 = now();
+	experts(provs, n_provs);
+	printf("# the expert cache: %.1f s\n", now() - t0);
 	if (getenv("PINFER_TEST_VM"))
 		n_prompt = 8;	/* under TCG: below the batch GEMM's 32 */
 	t0 = now();
