@@ -143,15 +143,17 @@ static uint64_t weight_bytes(const struct llm_model *m)
 static void print_experts(const struct llm_expert_stats *a, const struct llm_expert_stats *b,
 			  uint64_t tokens, const char *test)
 {
-	uint64_t hits = b->hits - a->hits, misses = b->misses - a->misses, bytes = b->bytes - a->bytes;
+	uint64_t hits = b->hits - a->hits, ahead = b->prefetch_used - a->prefetch_used;
+	uint64_t misses = b->misses - a->misses, bytes = b->bytes - a->bytes;
 	uint64_t pred = b->predicted - a->predicted, right = b->predicted_right - a->predicted_right;
+	uint64_t need = hits + ahead + misses ? hits + ahead + misses : 1;
 	double read_s = b->read_s - a->read_s;
 
-	printf("%s experts: %.1f%% hits (%" PRIu64 " of %" PRIu64 "); read %.1f MiB per token, %.2f GB/s while reading; read ahead guessed %.1f%%, %" PRIu64 " of %" PRIu64 " read ahead used; compute waited %.2f s\n",
-	       test, hits + misses ? 100.0 * hits / (hits + misses) : 0.0, hits, hits + misses,
-	       bytes / 1048576.0 / (tokens ? tokens : 1), read_s > 0 ? bytes / read_s / 1e9 : 0.0,
-	       pred ? 100.0 * right / pred : 0.0, b->prefetch_used - a->prefetch_used,
-	       b->prefetched - a->prefetched, b->wait_s - a->wait_s);
+	printf("%s experts: %.1f%% cached, %.1f%% read ahead, %.1f%% missed (of %" PRIu64 "); read %.1f MiB per token, %.2f GB/s while reading; guesses %.1f%% right; compute waited %.2f s\n",
+	       test, 100.0 * hits / need, 100.0 * ahead / need, 100.0 * misses / need,
+	       hits + ahead + misses, bytes / 1048576.0 / (tokens ? tokens : 1),
+	       read_s > 0 ? bytes / read_s / 1e9 : 0.0, pred ? 100.0 * right / pred : 0.0,
+	       b->wait_s - a->wait_s);
 }
 
 /* One test's figures as one line of JSON. */
@@ -178,6 +180,7 @@ static void print_json(const char *name, size_t size, const char *backend, int t
 	if (m->experts) {
 		cJSON_AddNumberToObject(o, "expert_slots", m->plan.expert_slots);
 		cJSON_AddNumberToObject(o, "expert_hits", (double)(x1->hits - x0->hits));
+		cJSON_AddNumberToObject(o, "expert_read_ahead", (double)(x1->prefetch_used - x0->prefetch_used));
 		cJSON_AddNumberToObject(o, "expert_misses", (double)(x1->misses - x0->misses));
 		cJSON_AddNumberToObject(o, "expert_bytes_per_token",
 					(double)(x1->bytes - x0->bytes) / (tokens ? tokens : 1));

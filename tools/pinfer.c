@@ -207,10 +207,12 @@ void cli_print_expert_stats(const struct llm_model *m)
 	uint64_t need;
 
 	llm_model_expert_stats(m, &st);
-	need = st.hits + st.misses;
-	fprintf(stderr, "pinfer: experts: %" PRIu64 " hits, %" PRIu64 " misses (%.1f%% hits); read ahead %" PRIu64 ", %" PRIu64 " of them used; guessed %.1f%% of the experts layers needed; read %.1f MiB, %.2f GB/s while reading; compute waited %.2f s\n",
-		st.hits, st.misses, need ? 100.0 * st.hits / need : 0.0, st.prefetched,
-		st.prefetch_used, st.predicted ? 100.0 * st.predicted_right / st.predicted : 0.0,
+	need = st.hits + st.prefetch_used + st.misses;
+	need = need ? need : 1;
+	fprintf(stderr, "pinfer: experts needed %" PRIu64 ": %.1f%% cached, %.1f%% read ahead, %.1f%% missed; read ahead %" PRIu64 " (%.1f%% of guesses right); read %.1f MiB, %.2f GB/s while reading; compute waited %.2f s\n",
+		st.hits + st.prefetch_used + st.misses, 100.0 * st.hits / need,
+		100.0 * st.prefetch_used / need, 100.0 * st.misses / need, st.prefetched,
+		st.predicted ? 100.0 * st.predicted_right / st.predicted : 0.0,
 		st.bytes / 1048576.0, st.read_s > 0 ? st.bytes / st.read_s / 1e9 : 0.0, st.wait_s);
 }
 

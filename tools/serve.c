@@ -854,6 +854,18 @@ static enum MHD_Result metrics(struct conn *cn)
 	    (w.locked ? w.size : 0) + (st.kv_region.locked ? st.kv_region.size : 0));
 	METRIC(&b, "stream_bytes_total", "counter", "Bytes of weights read from the drive while serving (streamed layers).");
 	put(&b, "pinfer_stream_bytes_total %" PRIu64 "\n", st.stream.bytes);
+	if (sv->m->experts) {
+		METRIC(&b, "experts_total", "counter", "Experts the layers needed: in the cache (cached), there because read ahead (read_ahead), read while the layer waited (missed).");
+		put(&b, "pinfer_experts_total{found=\"cached\"} %" PRIu64 "\n", st.experts.hits);
+		put(&b, "pinfer_experts_total{found=\"read_ahead\"} %" PRIu64 "\n", st.experts.prefetch_used);
+		put(&b, "pinfer_experts_total{found=\"missed\"} %" PRIu64 "\n", st.experts.misses);
+		METRIC(&b, "experts_read_ahead_total", "counter", "Experts read ahead for the next layer (used or not).");
+		put(&b, "pinfer_experts_read_ahead_total %" PRIu64 "\n", st.experts.prefetched);
+		METRIC(&b, "expert_bytes_total", "counter", "Bytes of experts read from the drive.");
+		put(&b, "pinfer_expert_bytes_total %" PRIu64 "\n", st.experts.bytes);
+		METRIC(&b, "expert_read_seconds_total", "counter", "Seconds with expert reads in flight.");
+		put(&b, "pinfer_expert_read_seconds_total %.3f\n", st.experts.read_s);
+	}
 	return respond(cn, 200, "text/plain; version=0.0.4", b);
 }
 

@@ -13,9 +13,12 @@
  * never given up; among the others the policy picks: least recently used,
  * or least often (ties: least recently).
  *
- * An expert read into a slot is packed for the GEMM before its first use,
- * as resident ones are when loaded: the same kernels on the same bytes, so
- * the same results bit for bit whatever the cache's size.
+ * An expert read into a slot is used in the file's layout, as a streamed
+ * layer is, until a batch large enough to repay the pass over its memory
+ * (GEMM_MIN tokens) uses it: then it is packed for the GEMM as resident ones
+ * are when loaded. Either layout gives the same bits (the kernels keep one
+ * order of operations), so the results are the resident run's whatever the
+ * cache's size.
  */
 #include "placement.h"
 
@@ -262,18 +265,15 @@ static int submit(struct llm_experts *x, const struct pinfer_range *rg, size_t n
 	return 0;
 }
 
-/* Wait for slot @i's reads (and so every slot of the same ticket). */
-static int wait_slot(struct llm_experts *x, int32_t i)
+/*
+ * @ticket is done (@ret: 0, or its error @e): its slots are ready (or
+ * empty again); the time with reads in flight ends when none is left.
+ */
+static void finish(struct llm_experts *x, int ticket, int ret, const struct pinfer_err *e)
 {
-	struct xslot *s = &x->slots[i];
-	struct pinfer_err e = { 0 };
-	int ticket = s->ticket, ret;
-	double t0 = now();
-	uint32_t j;
 	bool more = false;
+	uint32_t j;
 
-	ret = pinfer_load_wait(x->loader, ticket, &e);
-	x->stats.wait_s += now() - t0;
 	for (j = 0; j < x->n_slots; j++) {
 		struct xslot *o = &x->slots[j];
 
@@ -284,7 +284,7 @@ static int wait_slot(struct llm_experts *x, int32_t i)
 			continue;
 		}
 		if (ret) {
-			failed(x, (uint32_t)o->layer, (uint32_t)o->expert, &e);
+			failed(x, (uint32_t)o->layer, (uint32_t)o->expert, e);
 			x->where[(size_t)o->layer * x->model->cfg.n_expert + (uint32_t)o->expert] = -1;
 			*o = (struct xslot){ .layer = -1, .expert = -1 };
 			continue;
@@ -296,11 +296,45 @@ static int wait_slot(struct llm_experts *x, int32_t i)
 		x->stats.read_s += now() - x->busy_since;
 		x->busy_since = 0;
 	}
+}
+
+/* Wait for slot @i's reads (and so every slot of the same ticket). */
+static int wait_slot(struct llm_experts *x, int32_t i)
+{
+	struct pinfer_err e = { 0 };
+	int ticket = x->slots[i].ticket, ret;
+	double t0 = now();
+
+	ret = pinfer_load_wait(x->loader, ticket, &e);
+	x->stats.wait_s += now() - t0;
+	finish(x, ticket, ret, &e);
 	return ret ? x->error.code : 0;
 }
 
+/*
+ * Collect the reads that are done, without blocking: their slots become
+ * ready (and can be given up), their tickets are closed.
+ */
+static void reap(struct llm_experts *x)
+{
+	uint32_t j;
+
+	pinfer_load_pump(x->loader);
+	for (j = 0; j < x->n_slots; j++) {
+		struct xslot *o = &x->slots[j];
+		struct pinfer_err e = { 0 };
+		int ret;
+
+		if (o->state != SLOT_LOADING || !o->ticket)
+			continue;
+		ret = pinfer_load_poll(x->loader, o->ticket, &e);
+		if (ret)
+			finish(x, o->ticket, ret < 0 ? ret : 0, &e);
+	}
+}
+
 int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_t *ids,
-			size_t n, struct llm_expert_mats *out, struct pinfer_pool *pool,
+			size_t n, struct llm_expert_mats *out, bool pack, struct pinfer_pool *pool,
 			struct pinfer_err *err)
 {
 	struct llm_experts *x = m->experts;
@@ -327,6 +361,7 @@ int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_
 		free(fresh);
 		return pinfer_fail(err, ENOMEM, "expert cache: out of memory");
 	}
+	reap(x);
 	x->stamp++;
 	for (i = 0; i < n; i++) {	/* pin what is there, so that misses do not evict it */
 		slot[i] = x->where[(size_t)layer * E + ids[i]];
@@ -338,11 +373,12 @@ int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_
 			x->stats.misses++;
 			continue;
 		}
-		x->stats.hits++;
 		x->slots[slot[i]].pin = x->stamp;
-		if (x->slots[slot[i]].prefetched) {
+		if (x->slots[slot[i]].prefetched) {	/* there because it was guessed */
 			x->slots[slot[i]].prefetched = false;
 			x->stats.prefetch_used++;
+		} else {
+			x->stats.hits++;
 		}
 	}
 	for (i = 0; i < n; i++) {
@@ -379,7 +415,7 @@ int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_
 			break;
 		s->last = ++x->clock;
 		s->uses++;
-		if (!s->packed) {
+		if (pack && !s->packed) {
 			views(x, ly, ids[i], s, x->base + x->off + (uint64_t)slot[i] * x->slot_bytes,
 			      &out[i]);
 			if (llm_tensor_pack(&out[i].gate, pool) || llm_tensor_pack(&out[i].up, pool) ||
@@ -420,6 +456,7 @@ void llm_experts_prefetch(const struct llm_model *m, uint32_t layer, const uint3
 
 	if (!x || x->error.code || layer >= m->cfg.n_layer)
 		return;
+	reap(x);
 	memset(x->guess, 0, m->cfg.n_expert);
 	x->guess_layer = (int32_t)layer;
 	for (i = 0; i < n; i++) {

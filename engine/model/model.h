@@ -169,9 +169,11 @@ void llm_model_stream_stats(const struct llm_model *m, struct llm_stream_stats *
 
 /* What the expert cache has done since the model was loaded. */
 struct llm_expert_stats {
-	uint64_t hits, misses;	/* experts a layer needed: there, or read */
-	uint64_t prefetched;	/* read ahead for the next layer */
-	uint64_t prefetch_used;	/* of those, needed before being evicted */
+	/* each expert a layer needed was one of: */
+	uint64_t hits;		/* in the cache from an earlier use */
+	uint64_t prefetch_used;	/* there because the read-ahead guessed it */
+	uint64_t misses;	/* read then, the layer waiting */
+	uint64_t prefetched;	/* experts read ahead (used or not) */
 	uint64_t predicted, predicted_right;	/* experts a layer needed, and of them
 						   the ones the read-ahead had guessed */
 	uint64_t bytes;		/* read into slots */

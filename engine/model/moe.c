@@ -103,7 +103,8 @@ int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_
 	for (u0 = 0; u0 < n_used; u0 += cap) {
 		uint32_t nu = n_used - u0 < cap ? n_used - u0 : cap;
 
-		ret = llm_experts_acquire(s->m, l, s->used + u0, nu, s->emats, s->pool, err);
+		ret = llm_experts_acquire(s->m, l, s->used + u0, nu, s->emats, nb >= GEMM_MIN,
+					  s->pool, err);
 		if (ret)
 			return ret;
 		if (u0 + nu == n_used && s->m->experts && l + 1 < c->n_layer)

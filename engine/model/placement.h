@@ -90,12 +90,13 @@ struct llm_expert_mats {
 /*
  * Experts @ids[0..n) of @layer, ready to use, into @out: views into the
  * region when they are resident, else into the cache's slots, the misses
- * read in one submission (and packed for the GEMM, as resident ones are,
- * over @pool); they stay until llm_experts_release(). A read error is kept:
- * every later acquire fails with it.
+ * read in one submission (and, with @pack, packed for the GEMM over @pool
+ * unless they are already: a batch large enough to repay it); they stay
+ * until llm_experts_release(). A read error is kept: every later acquire
+ * fails with it.
  */
 int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_t *ids,
-			size_t n, struct llm_expert_mats *out, struct pinfer_pool *pool,
+			size_t n, struct llm_expert_mats *out, bool pack, struct pinfer_pool *pool,
 			struct pinfer_err *err);
 void llm_experts_release(const struct llm_model *m, uint32_t layer);
 /* How many experts one acquire may ask for: the slots (every expert, resident). */

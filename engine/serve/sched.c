@@ -69,6 +69,7 @@ struct sched {
 	double win_t0, last_step, gen_rate;
 	uint64_t win_gen;
 	struct llm_stream_stats stream;
+	struct llm_expert_stats experts;
 };
 
 static double now_s(void)
@@ -394,6 +395,7 @@ static void *sched_main(void *arg)
 			s->win_gen = s->gen_tokens;
 		}
 		llm_model_stream_stats(s->m, &s->stream);
+		llm_model_expert_stats(s->m, &s->experts);
 	}
 	for (i = 0; i < s->o.parallel; i++)
 		if (s->slots[i].r)
@@ -665,6 +667,7 @@ void sched_stats(struct sched *s, struct sched_stats *st)
 		st->blocks_cached += !s->blocks.ref[i] && s->blocks.published[i];
 	st->block_hits = s->blocks.hits;
 	st->stream = s->stream;
+	st->experts = s->experts;
 	pthread_mutex_unlock(&s->mu);
 	pinfer_region_props(s->kv, &st->kv_region);
 }

@@ -56,6 +56,7 @@ struct sched_stats {
 	uint64_t block_hits;
 	struct pinfer_region_props kv_region;
 	struct llm_stream_stats stream;
+	struct llm_expert_stats experts;	/* a mixture of experts' cache */
 };
 
 struct sched;

@@ -18,6 +18,8 @@ pinfer synth writes in those layouts:
 - a batch (under 32 tokens: no sgemm) gives the last position's logits bit
   for bit as one by one; a run whose layers stream (--mem at the minimum)
   answers exactly as the resident one;
+- pinfer serve at its minimum budget: answers through the expert cache, and
+  /metrics counts the experts (real HTTP on loopback);
 - quantize keeps the router's type (llama.cpp's rule);
 - bad files: one clear error naming the key or tensor, exit 1.
 """
@@ -251,6 +253,43 @@ def test_batch_and_stream():
            streamed[2])
 
 
+def test_serve():
+    """pinfer serve on a MoE model through its expert cache: answers, and /metrics counts it."""
+    import socket
+    import time
+    import urllib.request
+    path = synth("qwen3moe", "q4_k")
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    rc, _, err = run("run", "-m", path, "--plan", "--mem", "1")   # the plan serve makes
+    m = re.search(r"minimum of [0-9.]+ MiB \((\d+) bytes\)", err)
+    srv = subprocess.Popen([PINFER, "serve", "-m", path, "--port", str(port), "--ctx", "512",
+                            "--parallel", "2", "--mem", m.group(1) if m else "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        body, metrics = None, ""
+        for _ in range(100):
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
+                                             data=b'{"prompt": "hello there", "max_tokens": 8, "temperature": 0}',
+                                             headers={"Content-Type": "application/json"})
+                body = urllib.request.urlopen(req, timeout=30).read().decode()
+                metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        found = dict(re.findall(r'pinfer_experts_total\{found="(\w+)"\} (\d+)', metrics))
+        ok(body and '"completion_tokens"' in body and len(found) == 3 and
+           sum(map(int, found.values())) > 0 and int(found.get("missed", 0)) > 0 and
+           re.search(r"pinfer_expert_bytes_total [1-9]", metrics),
+           f"serve at its minimum budget (an expert cache): answers, and /metrics counts the experts {found}",
+           (body or "") + metrics[-400:])
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+
+
 def test_quantize():
     src = synth("qwen3moe", "f32")
     out = os.path.join(TMP, "quant.gguf")
@@ -345,6 +384,7 @@ test_reference()
 test_kld()
 test_expert_cache()
 test_batch_and_stream()
+test_serve()
 test_quantize()
 test_bad_input()
 for f in os.listdir(TMP):

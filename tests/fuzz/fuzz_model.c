@@ -3,7 +3,8 @@
  * libFuzzer target for what reads a model after its header: the bytes are
  * a GGUF file (in a memfd); its configuration is read and checked, its
  * tensors bound, its placement planned, and when that succeeds the model
- * is loaded (plain memory, a budget of 64 MiB), its tokenizer loaded and
+ * is loaded (plain memory, a budget of 64 MiB; a mixture of experts, for
+ * inputs of odd size, through an expert cache of 2), its tokenizer loaded and
  * checked against it, and one token evaluated. Whatever the file says,
  * each step ends in success or an error, never a crash, a leak or a hang.
  */
@@ -54,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	o.expert_slots = size & 1 ? 2 : 0;	/* mixtures of experts: half through a cache */
 	if (!llm_model_plan(&plan, path, &o, &err) && !llm_model_load(&m, path, &o, &err)) {
 		if (!tokenizer_load(&tok, m->gguf, &err))
 			llm_model_check_tokenizer(m, tok, &err);

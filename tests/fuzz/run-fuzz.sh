@@ -53,7 +53,13 @@ seeds() {
 		--kv-heads 2 --vocab 300 --ctx 64 -o "$out/seeds/model/qwen2-q4_0.gguf" 2>/dev/null &&
 	build/pinfer synth --arch llama --type f16 --embd 32 --layers 1 --ff 32 --heads 2 \
 		--vocab 280 --ctx 64 --rope-freqs --rope-scale 2 \
-		-o "$out/seeds/model/llama-f16-rope.gguf" 2>/dev/null
+		-o "$out/seeds/model/llama-f16-rope.gguf" 2>/dev/null &&
+	build/pinfer synth --arch qwen3moe --type q8_0 --embd 32 --layers 2 --ff 32 --heads 2 \
+		--kv-heads 1 --head-dim 32 --experts 4 --experts-used 2 --vocab 280 --ctx 64 \
+		-o "$out/seeds/model/qwen3moe-q8_0.gguf" 2>/dev/null &&
+	build/pinfer synth --arch llama --type q4_0 --embd 32 --layers 1 --ff 32 --heads 2 \
+		--experts 3 --experts-used 2 --vocab 280 --ctx 64 \
+		-o "$out/seeds/model/mixtral-q4_0.gguf" 2>/dev/null
 }
 
 # run TARGET ARGS...: the target on its corpus and seeds; prints "EXECS FINDINGS"
