@@ -280,9 +280,14 @@ static int print_plan(const struct run_opts *o)
 	if (!p.ring && !p.expert_slots) {
 		printf("  streamed               0 MiB per token: the whole model is resident\n");
 	} else {
-		if (p.expert_slots)
+		if (p.expert_slots) {
+			double cached = (double)p.expert_slots / ((double)p.n_experts * p.n_layer);
+
 			printf("  streamed        %10.1f MiB per token at most: %" PRIu32 " experts of %.2f MiB in each of %" PRIu32 " layers, when none is cached\n",
 			       p.streamed / MIB, p.n_experts_used, p.expert_bytes / MIB, p.n_layer);
+			printf("  expected        %10.1f MiB per token with uniform routing (the cache holds %.0f%% of the experts; skewed routing reads less)\n",
+			       p.streamed * (1 - cached) / MIB, 100 * cached);
+		}
 		else
 			printf("  streamed        %10.1f MiB per token: layers %" PRIu32 "-%" PRIu32 "%s\n",
 			       p.streamed / MIB, p.n_resident, p.n_layer - 1,

@@ -33,6 +33,8 @@
 
 enum slot_state { SLOT_EMPTY, SLOT_LOADING, SLOT_READY };
 
+#define XGROUP 8	/* experts read per ticket: one layer's misses in a few */
+
 struct xslot {
 	int32_t layer, expert;	/* what it holds (-1: nothing) */
 	enum slot_state state;
@@ -54,6 +56,10 @@ struct llm_experts {
 	int32_t *where;		/* [layer * n_expert + e]: its slot, or -1 */
 	uint8_t *guess;		/* [n_expert]: the read-ahead's guess for guess_layer */
 	int32_t guess_layer;
+	int32_t *acq_slot;	/* [n_expert]: the last acquire's experts' slots, */
+	uint32_t *acq_id;	/* their numbers */
+	uint32_t acq_layer;
+	size_t acq_n;
 	enum llm_expert_policy policy;
 	uint64_t clock, stamp;	/* uses; the current acquire */
 	double busy_since;	/* reads in flight since (0: none) */
@@ -104,10 +110,14 @@ int llm_experts_start(struct llm_model *m, const struct llm_layout *lay,
 
 	if (!x || !(x->slots = calloc(m->plan.expert_slots, sizeof(*x->slots))) ||
 	    !(x->where = malloc(cells * sizeof(*x->where))) ||
-	    !(x->guess = calloc(c->n_expert, 1))) {
+	    !(x->guess = calloc(c->n_expert, 1)) ||
+	    !(x->acq_slot = calloc(c->n_expert, sizeof(*x->acq_slot))) ||
+	    !(x->acq_id = calloc(c->n_expert, sizeof(*x->acq_id)))) {
 		if (x) {
 			free(x->slots);
 			free(x->where);
+			free(x->guess);
+			free(x->acq_slot);
 		}
 		free(x);
 		pinfer_loader_free(l);
@@ -139,6 +149,8 @@ void llm_experts_free(struct llm_experts *x)
 	free(x->slots);
 	free(x->where);
 	free(x->guess);
+	free(x->acq_slot);
+	free(x->acq_id);
 	free(x);
 }
 
@@ -334,8 +346,7 @@ static void reap(struct llm_experts *x)
 }
 
 int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_t *ids,
-			size_t n, struct llm_expert_mats *out, bool pack, struct pinfer_pool *pool,
-			struct pinfer_err *err)
+			size_t n, struct llm_expert_mats *out, struct pinfer_err *err)
 {
 	struct llm_experts *x = m->experts;
 	const struct llm_layer *ly = &m->layers[layer];
@@ -404,29 +415,18 @@ int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_
 		x->slots[slot[i]].pin = x->stamp;
 		fresh[n_fresh++] = slot[i];
 	}
-	if (!ret)
-		ret = submit(x, rg, n_rg, fresh, n_fresh);
+	/* in groups, so that the first experts can be used while later ones arrive */
+	for (i = 0; i < n_fresh && !ret; i += XGROUP)
+		ret = submit(x, rg + 3 * i, 3 * (n_fresh - i < XGROUP ? n_fresh - i : XGROUP),
+			     fresh + i, n_fresh - i < XGROUP ? n_fresh - i : XGROUP);
 	for (i = 0; i < n && !ret; i++) {
-		struct xslot *s = &x->slots[slot[i]];
-
-		if (s->state == SLOT_LOADING)
-			ret = wait_slot(x, slot[i]);
-		if (ret)
-			break;
-		s->last = ++x->clock;
-		s->uses++;
-		if (pack && !s->packed) {
-			views(x, ly, ids[i], s, x->base + x->off + (uint64_t)slot[i] * x->slot_bytes,
-			      &out[i]);
-			if (llm_tensor_pack(&out[i].gate, pool) || llm_tensor_pack(&out[i].up, pool) ||
-			    llm_tensor_pack(&out[i].down, pool)) {
-				ret = pinfer_fail(err, ENOMEM, "expert cache: out of memory packing");
-				break;
-			}
-			s->packed = true;
-		}
-		views(x, ly, ids[i], s, x->base + x->off + (uint64_t)slot[i] * x->slot_bytes, &out[i]);
+		x->acq_slot[i] = slot[i];
+		x->acq_id[i] = ids[i];
+		views(x, ly, ids[i], &x->slots[slot[i]],
+		      x->base + x->off + (uint64_t)slot[i] * x->slot_bytes, &out[i]);
 	}
+	x->acq_layer = layer;
+	x->acq_n = ret ? 0 : n;
 	free(rg);
 	free(slot);
 	free(fresh);
@@ -434,6 +434,39 @@ int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_
 		goto failed;
 	return ret;
 failed:
+	if (err)
+		*err = x->error;
+	return x->error.code;
+}
+
+int llm_experts_ready(const struct llm_model *m, size_t i, struct llm_expert_mats *out, bool pack,
+		      struct pinfer_pool *pool, struct pinfer_err *err)
+{
+	struct llm_experts *x = m->experts;
+	struct xslot *s;
+	int ret = 0;
+
+	if (!x)
+		return 0;
+	if (x->error.code || i >= x->acq_n)
+		goto failed;
+	s = &x->slots[x->acq_slot[i]];
+	if (s->state == SLOT_LOADING && (ret = wait_slot(x, x->acq_slot[i])))
+		goto failed;
+	s->last = ++x->clock;
+	s->uses++;
+	if (pack && !s->packed) {
+		if (llm_tensor_pack(&out->gate, pool) || llm_tensor_pack(&out->up, pool) ||
+		    llm_tensor_pack(&out->down, pool))
+			return pinfer_fail(err, ENOMEM, "expert cache: out of memory packing");
+		s->packed = true;
+	}
+	views(x, &m->layers[x->acq_layer], x->acq_id[i], s,
+	      x->base + x->off + (uint64_t)x->acq_slot[i] * x->slot_bytes, out);
+	return 0;
+failed:
+	if (!x->error.code)
+		return pinfer_fail(err, EINVAL, "expert cache: expert %zu was not acquired", i);
 	if (err)
 		*err = x->error;
 	return x->error.code;

@@ -103,8 +103,7 @@ int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_
 	for (u0 = 0; u0 < n_used; u0 += cap) {
 		uint32_t nu = n_used - u0 < cap ? n_used - u0 : cap;
 
-		ret = llm_experts_acquire(s->m, l, s->used + u0, nu, s->emats, nb >= GEMM_MIN,
-					  s->pool, err);
+		ret = llm_experts_acquire(s->m, l, s->used + u0, nu, s->emats, err);
 		if (ret)
 			return ret;
 		if (u0 + nu == n_used && s->m->experts && l + 1 < c->n_layer)
@@ -112,6 +111,10 @@ int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_
 		for (u = 0; u < nu; u++) {
 			const struct llm_expert_mats *xm = &s->emats[u];
 			size_t first, cnt;
+
+			ret = llm_experts_ready(s->m, u, &s->emats[u], nb >= GEMM_MIN, s->pool, err);
+			if (ret)
+				return ret;
 
 			e = s->used[u0 + u];
 			first = e ? s->efirst[e - 1] : 0;

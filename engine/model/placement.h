@@ -88,16 +88,19 @@ struct llm_expert_mats {
 };
 
 /*
- * Experts @ids[0..n) of @layer, ready to use, into @out: views into the
- * region when they are resident, else into the cache's slots, the misses
- * read in one submission (and, with @pack, packed for the GEMM over @pool
- * unless they are already: a batch large enough to repay it); they stay
- * until llm_experts_release(). A read error is kept: every later acquire
- * fails with it.
+ * Experts @ids[0..n) of @layer into @out: views into the region when they
+ * are resident, else into the cache's slots, the misses' reads sent at
+ * once (a few experts per ticket); they stay until llm_experts_release().
+ * Each is usable after llm_experts_ready(@i), which waits for its reads
+ * and, with @pack, packs it for the GEMM over @pool unless it is already
+ * (a batch large enough to repay it): so the first experts compute while
+ * the later ones arrive. A read error is kept: every later call fails
+ * with it.
  */
 int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_t *ids,
-			size_t n, struct llm_expert_mats *out, bool pack, struct pinfer_pool *pool,
-			struct pinfer_err *err);
+			size_t n, struct llm_expert_mats *out, struct pinfer_err *err);
+int llm_experts_ready(const struct llm_model *m, size_t i, struct llm_expert_mats *out, bool pack,
+		      struct pinfer_pool *pool, struct pinfer_err *err);
 void llm_experts_release(const struct llm_model *m, uint32_t layer);
 /* How many experts one acquire may ask for: the slots (every expert, resident). */
 uint32_t llm_experts_capacity(const struct llm_model *m);
