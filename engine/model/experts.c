@@ -199,6 +199,13 @@ static void failed(struct llm_experts *x, uint32_t layer, uint32_t e, const stru
 		    e, layer, layer, v.file_off, why->msg);
 }
 
+/* Slot @s holds nothing again (its reads failed, or were never sent). */
+static void forget(struct llm_experts *x, struct xslot *s)
+{
+	x->where[(size_t)s->layer * x->model->cfg.n_expert + (uint32_t)s->expert] = -1;
+	*s = (struct xslot){ .layer = -1, .expert = -1 };
+}
+
 static int wait_slot(struct llm_experts *x, int32_t i);
 
 /*
@@ -211,8 +218,11 @@ static int32_t place(struct llm_experts *x, uint32_t layer, uint32_t e, struct p
 {
 	const struct llm_model *m = x->model;
 	const struct llm_layer *ly = &m->layers[layer];
+	uint64_t at, end = m->gguf->file_size;
 	int32_t i = victim(x);
+	struct xslot *s;
 	uint32_t j;
+	int k;
 
 	for (j = 0; i < 0 && wait && j < x->n_slots; j++)
 		if (x->slots[j].state == SLOT_LOADING && x->slots[j].pin != x->stamp &&
@@ -221,10 +231,6 @@ static int32_t place(struct llm_experts *x, uint32_t layer, uint32_t e, struct p
 				return -1;
 			i = victim(x);
 		}
-	struct xslot *s;
-	uint64_t at, end = m->gguf->file_size;
-	int k;
-
 	if (i < 0)
 		return -1;
 	s = &x->slots[i];
@@ -265,8 +271,7 @@ static int submit(struct llm_experts *x, const struct pinfer_range *rg, size_t n
 			struct xslot *s = &x->slots[slots[i]];
 
 			failed(x, (uint32_t)s->layer, (uint32_t)s->expert, &e);
-			x->where[(size_t)s->layer * x->model->cfg.n_expert + (uint32_t)s->expert] = -1;
-			*s = (struct xslot){ .layer = -1, .expert = -1 };
+			forget(x, s);
 		}
 		return x->error.code;
 	}
@@ -297,8 +302,7 @@ static void finish(struct llm_experts *x, int ticket, int ret, const struct pinf
 		}
 		if (ret) {
 			failed(x, (uint32_t)o->layer, (uint32_t)o->expert, e);
-			x->where[(size_t)o->layer * x->model->cfg.n_expert + (uint32_t)o->expert] = -1;
-			*o = (struct xslot){ .layer = -1, .expert = -1 };
+			forget(x, o);
 			continue;
 		}
 		o->state = SLOT_READY;
@@ -399,12 +403,8 @@ int llm_experts_acquire(const struct llm_model *m, uint32_t layer, const uint32_
 		if (slot[i] < 0) {
 			size_t j;
 
-			for (j = 0; j < n_fresh; j++) {	/* placed, never submitted */
-				struct xslot *s = &x->slots[fresh[j]];
-
-				x->where[(size_t)s->layer * E + (uint32_t)s->expert] = -1;
-				*s = (struct xslot){ .layer = -1, .expert = -1 };
-			}
+			for (j = 0; j < n_fresh; j++)	/* placed, never submitted */
+				forget(x, &x->slots[fresh[j]]);
 			if (!x->error.code)
 				ret = pinfer_fail(err, ENOSPC, "expert cache: %" PRIu32 " slots cannot hold layer %" PRIu32 "'s %zu experts at once",
 						  x->n_slots, layer, n);

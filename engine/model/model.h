@@ -192,14 +192,6 @@ uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t 
 /* A sequence's state: the KV cache (fp16) and scratch buffers. */
 struct llm_session;
 
-/* What a session's mixture-of-experts layers did: tokens through them, experts run. */
-struct llm_moe_stats {
-	uint64_t tokens;	/* token-layers routed */
-	uint64_t picks;		/* expert choices (tokens x n_expert_used) */
-	uint64_t runs;		/* expert matrices sets used (an expert once per block) */
-};
-
-void llm_session_moe_stats(const struct llm_session *s, struct llm_moe_stats *st);
 
 int llm_session_create(struct llm_session **out, const struct llm_model *m,
 		       uint32_t n_ctx, struct pinfer_pool *pool,

@@ -97,8 +97,6 @@ int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_
 		for (j = 0; j < k; j++)
 			s->etok[s->efirst[s->sel[b * k + j]]++] = (uint32_t)(b * k + j);
 	memset(out, 0, nb * E * sizeof(*out));
-	s->moe_stats.tokens += nb;
-	s->moe_stats.picks += nb * k;
 	/* the experts in the order of their numbers, as many at a time as the cache holds */
 	for (u0 = 0; u0 < n_used; u0 += cap) {
 		uint32_t nu = n_used - u0 < cap ? n_used - u0 : cap;
@@ -119,7 +117,6 @@ int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_
 			e = s->used[u0 + u];
 			first = e ? s->efirst[e - 1] : 0;
 			cnt = s->efirst[e] - first;
-			s->moe_stats.runs++;
 			for (i = 0; i < cnt; i++)
 				memcpy(s->xe + i * E, s->xb + s->etok[first + i] / k * E, E * sizeof(float));
 			llm_matmuls(s, (const struct llm_mm[]){ { &xm->gate, NULL, s->hb },

@@ -238,11 +238,6 @@ void llm_session_reset(struct llm_session *s)
 	s->pos = 0;
 }
 
-void llm_session_moe_stats(const struct llm_session *s, struct llm_moe_stats *st)
-{
-	*st = s->moe_stats;
-}
-
 uint32_t llm_session_ctx(const struct llm_session *s)
 {
 	return s->n_ctx;

@@ -78,7 +78,6 @@ struct llm_session {
 	uint32_t *pred;	/* [n_expert] the next layer's likely experts */
 	uint32_t *psel;	/* [n_expert_used] one token's guess */
 	float *pselw;	/* [n_expert_used] */
-	struct llm_moe_stats moe_stats;
 };
 
 /*
