@@ -47,7 +47,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPER_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 
 .PHONY: all help deps venv model demo check check-asan fuzz kmod kmod-clean \
-	checkpatch clean distclean tests vm-kernels vm-setup dkms-install bench-runtime \
+	checkpatch clean distclean tests vm-kernels vm-setup dkms-install bench-runtime bench-kernels \
 	bench-tokenize
 
 all: $(PINFER)
@@ -143,6 +143,13 @@ $(BUILD)/bench/barrier: bench/barrier.c bench/bench.h $(LIBPINFER)
 $(BUILD)/bench/load: bench/load.c bench/bench.h $(LIBPINFER)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
+
+$(BUILD)/bench/kernels: bench/kernels.c bench/bench.h $(LIBENGINE) $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests/unit -std=c11 $(WARN) $(CFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
+
+bench-kernels: $(BUILD)/bench/kernels
+	@$(BUILD)/bench/kernels
 
 bench-runtime: $(BUILD)/bench/barrier $(BUILD)/bench/load
 	@bench/runtime.sh

@@ -609,7 +609,6 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 			for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
 				const uint8_t *q = g + 256 + 64 * 8 * c + 32 * h;
 				__m256i p0[4], p1[4];
-
 				UNROLL
 				for (t = 0; t < T; t++)
 					p0[t] = p1[t] = _mm256_setzero_si256();
@@ -657,6 +656,82 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 	}
 }
 
+/*
+ * Q6_K, one activation (generation): the tile's sums, but each half's
+ * quants read once, in address order (as the AVX-512 gemv_q6_K): a ql
+ * dword feeds quarters e and e + 2, a qh dword all four; int16 pair sums
+ * of two steps at a time go to int32 through the group's scale.
+ */
+static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, float *out)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+	const struct block_q8_K *a = (const struct block_q8_K *)act;
+	__m256 acc[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
+	size_t b;
+	int h, hh, kq, k, e;
+
+	for (b = 0; b < nb; b++, g += col, a++)
+		for (h = 0; h < 2; h++) {	/* rows 8h..8h+7 */
+			const uint8_t *ql = g + 32 * h, *qh = g + 16 * 128 + 32 * h, *scb = g + 16 * 192;
+			const __m256 d = load8h(g + 16 * 208 + 16 * h);
+			__m256i isum = _mm256_setzero_si256(), bias = _mm256_setzero_si256();
+
+			for (hh = 0; hh < 2; hh++)	/* 128 elements each */
+				UNROLL
+				for (kq = 0; kq < 2; kq++) {
+					__m256i sc[4], p[4];
+
+					prefetch_share(g, col, 8 * h + 4 * hh + 2 * kq, 16);
+					UNROLL
+					for (e = 0; e < 4; e++) {
+						__m128i s8 = _mm_loadu_si128((const __m128i *)
+							(scb + 16 * (8 * hh + 2 * e + kq)));
+
+						sc[e] = pair16(s8, s8, h, true);
+					}
+					UNROLL
+					for (k = 0; k < 4; k++) {
+						const int dw = 4 * kq + k;
+						const __m256i A = _mm256_loadu_si256((const __m256i *)(ql + 64 * (16 * hh + dw)));
+						const __m256i B = _mm256_loadu_si256((const __m256i *)(ql + 64 * (16 * hh + 8 + dw)));
+						const __m256i H = _mm256_loadu_si256((const __m256i *)(qh + 64 * (8 * hh + dw)));
+						const int8_t *y = a->qs + 128 * hh + 16 * kq + 4 * k;
+						__m256i w[4];
+
+						w[0] = _mm256_or_si256(_mm256_and_si256(A, m4),
+								       _mm256_and_si256(_mm256_slli_epi16(H, 4), m2));
+						w[1] = _mm256_or_si256(_mm256_and_si256(B, m4),
+								       _mm256_and_si256(_mm256_slli_epi16(H, 2), m2));
+						w[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
+								       _mm256_and_si256(H, m2));
+						w[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+								       _mm256_and_si256(_mm256_srli_epi16(H, 2), m2));
+						UNROLL
+						for (e = 0; e < 4; e++) {
+							__m256i m = _mm256_maddubs_epi16(w[e], bcast(y + 32 * e));
+
+							p[e] = k & 1 ? _mm256_add_epi16(p[e], m) : m;
+							if (k & 1)	/* two steps' pairs fit int16 */
+								isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p[e], sc[e]));
+						}
+					}
+				}
+			UNROLL
+			for (k = 0; k < 16; k += 2) {
+				__m128i s0 = _mm_loadu_si128((const __m128i *)(scb + 16 * k));
+				__m128i s1 = _mm_loadu_si128((const __m128i *)(scb + 16 * k + 16));
+
+				bias = _mm256_add_epi32(bias, _mm256_madd_epi16(pair16(s0, s1, h, true),
+					_mm256_set1_epi32(i16_pair(a->bsums[k], a->bsums[k + 1]))));
+			}
+			acc[h] = _mm256_add_ps(acc[h], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(a->d), d),
+					_mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(bias, 5)))));
+		}
+	_mm256_storeu_ps(out, acc[0]);
+	_mm256_storeu_ps(out + 8, acc[1]);
+}
+
 /* Q6_K, @T (1..4) activations: as the AVX-512 GEMM, half by half. */
 static inline __attribute__((always_inline)) void
 gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
@@ -668,11 +743,14 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 	size_t b;
 	int h, t, hh, kq, e, k;
 
+	if (T == 1) {
+		gemv_q6_K(nb, g, act, out);
+		return;
+	}
 	UNROLL
 	for (t = 0; t < T; t++)
 		acc[0][t] = acc[1][t] = _mm256_setzero_ps();
 	for (b = 0; b < nb; b++, g += col) {
-		prefetch_bytes(g + col, col);
 		for (h = 0; h < 2; h++) {
 			const uint8_t *ql = g + 32 * h, *qh = g + 16 * 128 + 32 * h, *scb = g + 16 * 192;
 			const __m256 d = load8h(g + 16 * 208 + 16 * h);

@@ -591,7 +591,6 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 		for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
 			const uint8_t *q = g + 256 + 64 * 8 * c;
 			__m512i lo[8], hi[8];
-
 			UNROLL
 			for (j = 0; j < 8; j++) {
 				__m512i x = _mm512_loadu_si512(q + 64 * j);
@@ -641,6 +640,73 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 }
 
 /*
+ * Q6_K, one activation (generation): the same sums as gemm_q6_K_tile's,
+ * but the block column's quants are read once each, in address order: a
+ * dword of ql holds the low bits of quarters e and e + 2, one of qh the
+ * high bits of all four, so each step loads two ql lines and one qh line
+ * and feeds four groups' sums (eight kept at a time).
+ */
+static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, float *out)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+	const struct block_q8_K *a = (const struct block_q8_K *)act;
+	__m512 acc = _mm512_setzero_ps();
+	size_t b;
+	int h, e, kq, k;
+
+	for (b = 0; b < nb; b++, g += col, a++) {
+		const uint8_t *ql = g, *qh = g + 16 * 128, *scb = g + 16 * 192;
+		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * 208)));
+		__m512i isum = _mm512_setzero_si512();
+
+		for (h = 0; h < 2; h++) {	/* 128 elements each */
+			__m512i s[4][2];
+
+			UNROLL
+			for (e = 0; e < 4; e++)
+				UNROLL
+				for (kq = 0; kq < 2; kq++)
+					s[e][kq] = _mm512_set1_epi32(-32 * a->bsums[8 * h + 2 * e + kq]);
+			UNROLL
+			for (kq = 0; kq < 2; kq++)
+				UNROLL
+				for (k = 0; k < 4; k++) {
+					const int dw = 4 * kq + k;
+					prefetch_share(g, col, 8 * h + dw, 16);
+					const __m512i A = _mm512_loadu_si512(ql + 64 * (16 * h + dw));
+					const __m512i B = _mm512_loadu_si512(ql + 64 * (16 * h + 8 + dw));
+					const __m512i H = _mm512_loadu_si512(qh + 64 * (8 * h + dw));
+					const int8_t *y = a->qs + 128 * h + 16 * kq + 4 * k;
+					__m512i w[4];
+
+					w[0] = _mm512_or_si512(_mm512_and_si512(A, m4),
+							       _mm512_and_si512(_mm512_slli_epi16(H, 4), m2));
+					w[1] = _mm512_or_si512(_mm512_and_si512(B, m4),
+							       _mm512_and_si512(_mm512_slli_epi16(H, 2), m2));
+					w[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), m4),
+							       _mm512_and_si512(H, m2));
+					w[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(B, 4), m4),
+							       _mm512_and_si512(_mm512_srli_epi16(H, 2), m2));
+					UNROLL
+					for (e = 0; e < 4; e++)
+						s[e][kq] = _mm512_dpbusd_epi32(s[e][kq], w[e], bcast(y + 32 * e));
+				}
+			UNROLL
+			for (e = 0; e < 4; e++)
+				UNROLL
+				for (kq = 0; kq < 2; kq++)
+					isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s[e][kq],
+						_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)
+							(scb + 16 * (8 * h + 2 * e + kq))))));
+		}
+		acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(a->d), d),
+						       _mm512_cvtepi32_ps(isum)));
+	}
+	_mm512_storeu_ps(out, acc);
+}
+
+/*
  * Q6_K, @T (1..8) activations: weights q - 32 with q in 0..63; lane r of
  * isum is row r's Σ_g sc_g ((q·y)_g - 32 (y sums)_g), exact (each group's
  * sum starts at its offset, -32 (y sums)_g, before its scale multiplies
@@ -658,6 +724,10 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 	size_t b;
 	int t, h, kq, k, e;
 
+	if (T == 1) {
+		gemv_q6_K(nb, g, act, out);
+		return;
+	}
 	UNROLL
 	for (t = 0; t < T; t++)
 		acc[t] = _mm512_setzero_ps();
@@ -666,7 +736,6 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * 208)));
 		__m512i isum[8];
 
-		prefetch_bytes(g + col, col);
 		UNROLL
 		for (t = 0; t < T; t++)
 			isum[t] = _mm512_setzero_si512();
