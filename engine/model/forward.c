@@ -232,6 +232,38 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 	return 0;
 }
 
+int llm_eval_all(struct llm_session *s, const int32_t *tokens, size_t n,
+		 const float **logits, struct pinfer_err *err)
+{
+	size_t *rows, b;
+	int ret;
+
+	ret = check_tokens(&s->m->cfg, tokens, n, err);
+	if (ret)
+		return ret;
+	if (!n || n > s->n_ctx - s->pos)
+		return pinfer_fail(err, ENOSPC, "the context of %" PRIu32 " tokens is full", s->n_ctx);
+	rows = malloc(n * sizeof(*rows));
+	if (!rows)
+		return pinfer_fail(err, ENOMEM, "session: out of memory for %zu rows of logits", n);
+	ret = reserve(s, n, err);
+	for (b = 0; b < n && !ret; b++) {
+		s->tpos[b] = s->pos + (uint32_t)b;
+		s->ttab[b] = s->own_table;
+		rows[b] = b;
+	}
+	if (!ret)
+		ret = run_layers(s, tokens, n, err);
+	if (!ret)
+		ret = output_logits(s, rows, n, err);
+	free(rows);
+	if (ret)
+		return ret;
+	s->pos += (uint32_t)n;
+	*logits = s->logits;
+	return 0;
+}
+
 int llm_eval(struct llm_session *s, int32_t token, const float **logits,
 	     struct pinfer_err *err)
 {

@@ -234,6 +234,13 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 		   const float **logits, struct pinfer_err *err);
 
 /*
+ * As llm_eval_batch(), but the logits after every one of the @n tokens:
+ * n rows of n_vocab floats (perplexity), valid until the next call.
+ */
+int llm_eval_all(struct llm_session *s, const int32_t *tokens, size_t n,
+		 const float **logits, struct pinfer_err *err);
+
+/*
  * Many sequences in one pass (the server's continuous batching): a paged
  * KV cache of blocks of LLM_KV_BLOCK positions of every layer, in memory
  * the caller gives, and each sequence's block table naming its blocks.

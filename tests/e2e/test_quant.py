@@ -178,8 +178,53 @@ def test_fp16():
        f"{np.count_nonzero(to16 != want16)} differ")
 
 
+def tensor_types(path):
+    return {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
+
+
+def test_mix():
+    """pinfer quantize's choice per tensor, llama.cpp's rules (tools/quantize.c):
+    the output layer (or the tied embedding) at Q6_K for the 4-bit types, Q8_0
+    where its rows are not whole 256-blocks; rows that are not whole blocks
+    of TYPE: Q8_0 for q6_k, their own type for q4_k."""
+    pinfer = os.path.join(os.path.dirname(HELPER), "..", "pinfer")
+    with tempfile.TemporaryDirectory() as tmp:
+        def quantize(src, qtype):
+            out = os.path.join(tmp, f"{os.path.basename(src)}.{qtype}.gguf")
+            p = subprocess.run([pinfer, "quantize", src, out, qtype], capture_output=True)
+            return tensor_types(out) if p.returncode == 0 else {}
+
+        # SmolLM2: embedding tied to the output, 576 columns (not a multiple of 256)
+        want = {
+            "q4_0": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q4_0,
+                     "blk.0.ffn_down.weight": T.Q4_0, "output_norm.weight": T.F32},
+            "q8_0": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q8_0},
+            "q4_k": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q4_1,
+                     "blk.0.ffn_down.weight": T.Q4_K},
+            "q6_k": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q8_0,
+                     "blk.0.ffn_down.weight": T.Q6_K},
+            "f16": {"token_embd.weight": T.F16, "blk.0.attn_q.weight": T.F16},
+        }
+        for qtype, w in want.items():
+            got = quantize(MODEL, qtype)
+            ok(all(got.get(k) == v for k, v in w.items()),
+               f"SmolLM2 to {qtype}: " + ", ".join(f"{k} {v.name}" for k, v in w.items()),
+               {k: got.get(k) for k in w})
+        # an untied output of 256 columns: Q6_K; the embedding as the rest
+        src = os.path.join(tmp, "untied.gguf")
+        subprocess.run([pinfer, "synth", "--embd", "256", "--layers", "1", "--ff", "512", "--heads",
+                        "4", "--type", "f32", "-o", src], capture_output=True, check=True)
+        for qtype, out_t, emb_t in (("q4_0", T.Q6_K, T.Q4_0), ("q4_k", T.Q6_K, T.Q4_K),
+                                     ("q8_0", T.Q8_0, T.Q8_0)):
+            got = quantize(src, qtype)
+            ok(got.get("output.weight") == out_t and got.get("token_embd.weight") == emb_t,
+               f"untied output to {qtype}: output {out_t.name}, token_embd {emb_t.name}",
+               {k: got.get(k) for k in ("output.weight", "token_embd.weight")})
+
+
 test_random_blocks()
 test_model_tensors()
+test_mix()
 test_activation_quant()
 test_weight_quant()
 test_fp16()

@@ -5,6 +5,8 @@
  *   print_logits --greedy N MODEL ID...  then N greedy tokens (int32)
  *   print_logits --batch MODEL ID...   the last position's logits, the ids
  *                                      fed as one batch (llm_eval_batch)
+ *   print_logits --all MODEL ID...     every position's, fed as one batch
+ *                                      (llm_eval_all)
  * Threads: PINFER_THREADS (default 2). PINFER_EXACT=1: the reference mode.
  * PINFER_CTX: the context size (default the model's). PINFER_KV=q8_0: a
  * Q8_0 KV cache. PINFER_EXPERT_SLOTS=N: a mixture-of-experts model's
@@ -35,6 +37,9 @@ int main(int argc, char **argv)
 	} else if (argc > 2 && !strcmp(argv[1], "--batch")) {
 		batch = 1;
 		first = 2;
+	} else if (argc > 2 && !strcmp(argv[1], "--all")) {
+		batch = 2;
+		first = 2;
 	}
 	if (argc < first + 2) {
 		fprintf(stderr, "usage: print_logits [--greedy N] MODEL ID...\n");
@@ -58,8 +63,13 @@ int main(int argc, char **argv)
 
 		for (i = first + 1; i < argc && n < 4096; i++)
 			ids[n++] = atoi(argv[i]);
-		ret = llm_eval_batch(s, ids, n, &logits, &err) ||
-		      fwrite(logits, 4, m->cfg.n_vocab, stdout) != m->cfg.n_vocab;
+		if (batch == 2)
+			ret = llm_eval_all(s, ids, n, &logits, &err) ||
+			      fwrite(logits, 4, (size_t)n * m->cfg.n_vocab, stdout) !=
+				      (size_t)n * m->cfg.n_vocab;
+		else
+			ret = llm_eval_batch(s, ids, n, &logits, &err) ||
+			      fwrite(logits, 4, m->cfg.n_vocab, stdout) != m->cfg.n_vocab;
 		goto out;
 	}
 	for (i = first + 1; i < argc; i++) {
