@@ -98,6 +98,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBENGINE) $(LIBPINFER)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# pinfer doctor's checks, without the CLI (and its JSON and HTTP libraries)
+$(BUILD)/tests/test_doctor: $(BUILD)/obj/tests/unit/test_doctor.o $(BUILD)/obj/tools/doctor_checks.o \
+		$(LIBENGINE) $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 tests: $(PINFER) $(UNIT_BINS) $(HELPER_BINS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
@@ -198,7 +204,8 @@ checkpatch:
 VM_CFLAGS := -std=gnu11 -O2 -g -Wall -Werror -D_GNU_SOURCE -static -Iuapi \
 	-Ibuild/linux-source/tools/testing/selftests
 VM_BINS := build/vm/bin/pinfer_test build/vm/bin/test_region \
-	build/vm/bin/test_loader build/vm/bin/test_pool build/vm/bin/test_stream
+	build/vm/bin/test_loader build/vm/bin/test_pool build/vm/bin/test_stream \
+	build/vm/bin/test_doctor
 
 build/linux-source/.stamp:
 	@tools/scripts/linux-source.sh >/dev/null
@@ -211,6 +218,12 @@ build/vm/bin/%: tests/kmod/%.c uapi/pinfer.h build/linux-source/.stamp
 build/vm/bin/test_%: tests/unit/test_%.c $(RUNTIME_SRC) $(wildcard runtime/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -static -o $@ $< $(RUNTIME_SRC) $(LDLIBS)
+
+# The doctor's checks, static, to see the module from inside the VM.
+build/vm/bin/test_doctor: $(BUILD)/obj/tests/unit/test_doctor.o $(BUILD)/obj/tools/doctor_checks.o \
+		$(LIBENGINE) $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) -static -o $@ $^ $(LDLIBS)
 
 # The engine's streaming test: the same objects as on the host, linked static.
 build/vm/bin/test_stream: $(BUILD)/obj/tests/unit/test_stream.o $(LIBENGINE) $(LIBPINFER)
