@@ -3,8 +3,11 @@
 #ifndef PINFER_CLI_H
 #define PINFER_CLI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "libpinfer.h"
 
 enum {
 	EXIT_OK = 0,
@@ -51,8 +54,13 @@ int cli_parse_size(const char *s, uint64_t *out);
 /* --mem's value, or -1 after saying why it is not a size. */
 int cli_parse_mem(const char *s, uint64_t *out);
 
-/* A progress bar on stderr: "pinfer: <what> NN% [===   ]" (a pinfer_progress_fn). */
+/*
+ * A progress bar on stderr: "pinfer: <what> NN% [===   ] M of N MiB, G GB/s"
+ * (a pinfer_progress_fn over bytes; at most ten updates a second).
+ */
 void cli_progress(uint64_t done, uint64_t total, void *what);
+/* cli_progress when stderr is a terminal and not @quiet (-q), else NULL. */
+pinfer_progress_fn cli_progress_fn(bool quiet);
 
 struct llm_model;
 

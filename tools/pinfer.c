@@ -196,11 +196,30 @@ int cli_parse_mem(const char *s, uint64_t *out)
 
 void cli_progress(uint64_t done, uint64_t total, void *what)
 {
-	fprintf(stderr, "\rpinfer: %s %3d%% [%-40.*s]", (const char *)what,
-		(int)(100 * done / total), (int)(40 * done / total),
-		"========================================");
+	static const void *cur;
+	static double t0, last;
+	double now = cli_now(), dt;
+
+	if (what != cur || done == 0) {	/* a new piece of work */
+		cur = what;
+		t0 = last = now;
+	}
+	if (done < total && now - last < 0.1)
+		return;		/* ten lines a second at most */
+	last = now;
+	dt = now - t0;
+	fprintf(stderr, "\rpinfer: %s %3d%% [%-20.*s] %.0f of %.0f MiB, %.2f GB/s", (const char *)what,
+		total ? (int)(100 * done / total) : 100, total ? (int)(20 * done / total) : 20,
+		"====================", done / 1048576.0, total / 1048576.0,
+		dt > 0 ? done / dt / 1e9 : 0.0);
+	fputs("\033[K", stderr);	/* the rest of a longer line before */
 	if (done == total)
 		fputc('\n', stderr);
+}
+
+pinfer_progress_fn cli_progress_fn(bool quiet)
+{
+	return !quiet && isatty(2) ? cli_progress : NULL;
 }
 
 void cli_print_expert_stats(const struct llm_model *m)

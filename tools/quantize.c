@@ -24,14 +24,15 @@
 #include "kernels/quant.h"
 
 static const char quantize_help[] =
-	"usage: pinfer quantize IN OUT TYPE\n\n"
+	"usage: pinfer quantize [-q] IN OUT TYPE\n\n"
 	"Writes the GGUF model IN to OUT with its weight matrices in TYPE:\n"
 	"f32, f16, q8_0, q4_0, q4_1, q4_k or q6_k, as llama.cpp's quantizer chooses:\n"
 	"the output layer (or the token embedding the model ties to it) at Q6_K for\n"
 	"the 4-bit types (Q8_0 where its rows are not whole 256-element blocks);\n"
 	"vectors (norms, biases) f32; the routers of mixture-of-experts layers in\n"
 	"their own type; matrices whose rows are not whole blocks of TYPE: Q8_0 for\n"
-	"q6_k, else their own type.\n";
+	"q6_k, else their own type. A progress bar on stderr when it is a terminal;\n"
+	"-q: none.\n";
 
 static const struct { const char *name; uint32_t type, ftype; } targets[] = {
 	{ "f32", GGML_TYPE_F32, 0 }, { "f16", GGML_TYPE_F16, 1 },
@@ -137,6 +138,8 @@ int cmd_quantize(int argc, char **argv)
 	struct gguf *g = NULL;
 	uint32_t type = 0, ftype = 0, *types = NULL;
 	bool tied = true;
+	pinfer_progress_fn progress = cli_progress_fn(false);
+	uint64_t done = 0, total = 0;
 	uint64_t i, off, *offs = NULL;
 	size_t k;
 	int in = -1, ret = EXIT_FAIL, e;
@@ -145,6 +148,13 @@ int cmd_quantize(int argc, char **argv)
 		fputs(quantize_help, stdout);
 		return EXIT_OK;
 	}
+	for (k = 1; k < (size_t)argc; k++)	/* -q anywhere: the rest are positional */
+		if (!strcmp(argv[k], "-q") || !strcmp(argv[k], "--quiet")) {
+			progress = NULL;
+			memmove(argv + k, argv + k + 1, (argc - k) * sizeof(*argv));
+			argc--;
+			break;
+		}
 	if (argc != 4) {
 		fputs(quantize_help, stderr);
 		return EXIT_USAGE;
@@ -233,7 +243,11 @@ int cmd_quantize(int argc, char **argv)
 	}
 	gguf_pad(&o, g->alignment);
 
-	/* data, in the order of the offsets given above */
+	/* data, in the order of the offsets given above; progress in bytes read */
+	for (i = 0; i < g->n_tensors; i++)
+		total += g->tensors[i].bytes;
+	if (progress)
+		progress(0, total, (void *)"quantizing");
 	for (i = 0; i < g->n_tensors && !o.bad; i++) {
 		e = convert(in, &g->tensors[i], types[i], &o);
 		if (e) {
@@ -242,12 +256,10 @@ int cmd_quantize(int argc, char **argv)
 			goto out;
 		}
 		gguf_pad(&o, g->alignment);
-		if (isatty(2))
-			fprintf(stderr, "\rpinfer: quantize %" PRIu64 "/%" PRIu64 " tensors", i + 1,
-				g->n_tensors);
+		done += g->tensors[i].bytes;
+		if (progress)
+			progress(done, total, (void *)"quantizing");
 	}
-	if (isatty(2))
-		fputc('\n', stderr);
 	if (gguf_out_commit(&o, &err)) {
 		cli_error("quantize: %s", err.msg);
 		goto out;

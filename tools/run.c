@@ -65,13 +65,15 @@ static const char run_help[] =
 	"      --verbose-prompt   print the prompt's token ids on stderr\n"
 	"      --plan             print the placement plan and exit\n"
 	"      --drive-bw GB/s    the drive's read bandwidth, for --plan's floor\n"
+	"  -q, --quiet            no progress bar while loading (shown only when\n"
+	"                         stderr is a terminal)\n"
 	"  -h, --help\n";
 
 struct run_opts {
 	const char *model, *prompt, *system;
 	int n_predict, threads, node;
 	uint32_t n_ctx;
-	bool raw, chat, plan, special, verbose_prompt;
+	bool raw, chat, plan, special, verbose_prompt, quiet;
 	enum llm_kv_type kv;
 	uint64_t mem;
 	long long ring, stream_layers, expert_slots;
@@ -129,6 +131,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ "verbose-prompt", no_argument, NULL, 17 },
 		{ "expert-slots", required_argument, NULL, 18 },
 		{ "expert-policy", required_argument, NULL, 19 },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -136,7 +139,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 	double d;
 	int c, bad = 0;
 
-	while ((c = getopt_long(argc, argv, "m:p:n:t:s:c:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:n:t:s:c:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
 		case 'p': o->prompt = optarg; break;
@@ -200,6 +203,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			o->node = (int)v;
 			break;
 		case 17: o->verbose_prompt = true; break;
+		case 'q': o->quiet = true; break;
 		case 18: bad = cli_int("--expert-slots", optarg, 1, 1 << 24, &o->expert_slots); break;
 		case 19:
 			if (strcmp(optarg, "lru") && strcmp(optarg, "lfu")) {
@@ -314,8 +318,7 @@ static int start(struct conversation *e, const struct run_opts *o)
 	int ret;
 
 	e->verbose_prompt = o->verbose_prompt;
-	if (isatty(2))
-		lo.progress = cli_progress;
+	lo.progress = cli_progress_fn(o->quiet);
 	lo.progress_arg = (void *)"loading";
 	ret = pinfer_pool_create(&e->pool, o->threads, o->node, &err);
 	lo.pool = e->pool;	/* packs the weights at load */

@@ -41,6 +41,7 @@ static const char synth_help[] =
 	"      --rope-scale F  linear RoPE scaling by F (rope.scaling.* keys)\n"
 	"      --rope-freqs    a rope_freqs tensor (Llama 3.1's) of random factors\n"
 	"  -t, --threads N     threads making the data (default: one per CPU)\n"
+	"  -q, --quiet         no progress bar (shown only when stderr is a terminal)\n"
 	"  -h, --help\n\n"
 	"presets:\n";
 
@@ -77,6 +78,7 @@ int cmd_synth(int argc, char **argv)
 		{ "ctx", required_argument, NULL, 10 },
 		{ "seed", required_argument, NULL, 11 },
 		{ "threads", required_argument, NULL, 't' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "rope-scale", required_argument, NULL, 12 },
 		{ "rope-freqs", no_argument, NULL, 13 },
 		{ "head-dim", required_argument, NULL, 14 },
@@ -97,14 +99,14 @@ int cmd_synth(int argc, char **argv)
 	struct pinfer_err err = { 0 };
 	uint64_t seed = 1;
 	double rope_scale = 0;
-	bool rope_freqs = false;
+	bool rope_freqs = false, quiet = false;
 	char opt[32];
 	long long v;
 	int c, threads = 0, ret, bad = 0;
 	double t0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:t:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 1: arch = optarg; break;
@@ -125,6 +127,7 @@ int cmd_synth(int argc, char **argv)
 			bad = cli_int("-t", optarg, 0, 1024, &v);
 			threads = (int)v;
 			break;
+		case 'q': quiet = true; break;
 		case 'h':
 			fputs(synth_help, stdout);
 			fputs(synth_presets(), stdout);
@@ -205,7 +208,7 @@ int cmd_synth(int argc, char **argv)
 	}
 	t0 = cli_now();
 	cli_remove_output_on_signals();
-	ret = synth_write(&s, out, pool, isatty(2) ? cli_progress : NULL, (void *)"writing", &err);
+	ret = synth_write(&s, out, pool, cli_progress_fn(quiet), (void *)"writing", &err);
 	pinfer_pool_free(pool);
 	if (ret) {
 		cli_error("%s", err.msg);

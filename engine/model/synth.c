@@ -594,10 +594,14 @@ int synth_write(const struct synth_spec *s, const char *path,
 		.s = s, .tb = &tb, .units = units, .bufs = bufs, .fd = fileno(w.f),
 		.data_off = w.pos, .total = tb.data_bytes, .progress = progress, .arg = arg,
 	};
+	if (progress)
+		progress(0, j.total, arg);
 	if (pool)
 		pinfer_parallel_for(pool, n_units, 1, PINFER_DYNAMIC, make_units, &j);
 	else
 		make_units(&j, 0, n_units, 0);
+	if (progress && !atomic_load(&j.error))	/* thread 0 may not write the last unit */
+		progress(atomic_load(&j.done), j.total, arg);
 	if (atomic_load(&j.error)) {
 		int e = atomic_load(&j.error);
 

@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: MIT
+"""Progress on stderr for long work, only when stderr is a terminal (run
+under script(1), which gives the command a pseudo-terminal) and not with
+-q: loading (pinfer run), quantize and synth each show a bar with bytes
+done of the total and GB/s, ending at 100%; piped, or with -q, nothing."""
+import os
+import shlex
+import subprocess
+import tempfile
+
+from tap import MODEL, PINFER, end, ok, skip_all
+
+if not os.path.exists(MODEL):
+    skip_all(f"{MODEL} missing (make model)")
+if subprocess.run(["which", "script"], capture_output=True).returncode:
+    skip_all("script(1) is missing (util-linux)")
+
+
+def on_tty(args):
+    """stdout and stderr of @args as a terminal shows them."""
+    p = subprocess.run(["script", "-qec", shlex.join(args), "/dev/null"], capture_output=True)
+    return p.returncode, p.stdout.decode(errors="replace").replace("\r", "\n")
+
+
+def piped(args):
+    p = subprocess.run(args, capture_output=True)
+    return p.returncode, p.stderr.decode(errors="replace")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, "q.gguf")
+    cases = [
+        ("quantize", "quantizing", [PINFER, "quantize", MODEL, out, "q8_0"],
+         [PINFER, "quantize", "-q", MODEL, out, "q8_0"]),
+        ("synth", "writing", [PINFER, "synth", "--params", "135M", "-o", out],
+         [PINFER, "synth", "--params", "135M", "-q", "-o", out]),
+        ("run", "loading", [PINFER, "run", "-p", "hi", "-n", "1", "--temp", "0"],
+         [PINFER, "run", "-q", "-p", "hi", "-n", "1", "--temp", "0"]),
+    ]
+    for name, what, args, quiet in cases:
+        rc, text = on_tty(args)
+        bars = [ln for ln in text.splitlines() if ln.startswith(f"pinfer: {what} ")]
+        ok(rc == 0 and bars and "100%" in bars[-1] and " MiB, " in bars[-1] and
+           bars[-1].rstrip("\x1b[K").endswith("GB/s"),
+           f"{name} on a terminal: '{bars[-1].rstrip(chr(27) + '[K') if bars else None}'", text[-600:])
+        rc, text = on_tty(quiet)
+        ok(rc == 0 and f"pinfer: {what} " not in text, f"{name} -q on a terminal: no bar", text[-600:])
+        rc, text = piped(args)
+        ok(rc == 0 and f"pinfer: {what} " not in text, f"{name} piped: no bar", text[-600:])
+end()
