@@ -10,12 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 threads=${2:-$(nproc)}
-venv=build/bench-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
-	echo "(building llama.cpp through pip install llama-cpp-python into $venv)"
-	/usr/bin/python3 -m venv "$venv"
-	"$venv/bin/pip" install -q numpy llama-cpp-python==0.3.36
-fi
+venv=$(bench/bench-venv.sh)
 make --no-print-directory -s build/pinfer
 ours=$(build/pinfer bench -m "$model" -t "$threads" -p 512 -n 128 -r 3 --json)
 "$venv/bin/python" - "$model" "$threads" "$ours" <<'PY'

@@ -13,12 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-$(nproc)}
-venv=build/bench-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp, gguf' 2>/dev/null; then
-	echo "(building llama.cpp through pip install llama-cpp-python into $venv)"
-	/usr/bin/python3 -m venv "$venv"
-	"$venv/bin/pip" install -q numpy gguf==0.17.1 llama-cpp-python==0.3.36
-fi
+venv=$(bench/bench-venv.sh)
 make --no-print-directory -s build/pinfer tests
 dir=build/moe-accuracy
 mkdir -p "$dir"

@@ -36,12 +36,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/moe.sh: run as root (cgroups, drop_caches)" >&2; exit 2; }
-venv=build/bench-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
-	echo "(building llama.cpp through pip install llama-cpp-python into $venv)"
-	/usr/bin/python3 -m venv "$venv"
-	"$venv/bin/pip" install -q numpy gguf==0.17.1 llama-cpp-python==0.3.36
-fi
+venv=$(bench/bench-venv.sh)
 make --no-print-directory -s build/pinfer
 dir=build/bench-models
 mkdir -p "$dir"

@@ -15,15 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 params=${1:-8B} type=${2:-q4_1} limit=${3:-3072} threads=${4:-$(nproc)} n=${5:-4}
-venv=build/bench-venv
 model=build/bench/synth-$params-$type.gguf
 
 [ "$(id -u)" = 0 ] || { echo "bench/stream.sh: run as root (a cgroup limits memory)" >&2; exit 1; }
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
-	echo "(building llama.cpp through pip install llama-cpp-python into $venv)"
-	/usr/bin/python3 -m venv "$venv"
-	"$venv/bin/pip" install -q numpy llama-cpp-python==0.3.36
-fi
+venv=$(bench/bench-venv.sh)
 make --no-print-directory -s build/pinfer
 mkdir -p build/bench
 [ -f "$model" ] || build/pinfer synth --params "$params" --type "$type" -o "$model"
