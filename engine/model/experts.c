@@ -26,8 +26,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "format/gguf.h"
 #include "tensor.h"
 
@@ -66,14 +66,6 @@ struct llm_experts {
 	struct pinfer_err error;
 	struct llm_expert_stats stats;
 };
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t page_down(uint64_t x) { return x / LLM_PAGE * LLM_PAGE; }
 static uint64_t page_up(uint64_t x) { return (x + LLM_PAGE - 1) / LLM_PAGE * LLM_PAGE; }
@@ -278,7 +270,7 @@ static int submit(struct llm_experts *x, const struct pinfer_range *rg, size_t n
 	for (i = 0; i < n_slots; i++)
 		x->slots[slots[i]].ticket = ticket;
 	if (!x->busy_since)
-		x->busy_since = now();
+		x->busy_since = mono_now();
 	return 0;
 }
 
@@ -309,7 +301,7 @@ static void finish(struct llm_experts *x, int ticket, int ret, const struct pinf
 		o->ticket = 0;
 	}
 	if (!more && x->busy_since) {
-		x->stats.read_s += now() - x->busy_since;
+		x->stats.read_s += mono_now() - x->busy_since;
 		x->busy_since = 0;
 	}
 }
@@ -319,10 +311,10 @@ static int wait_slot(struct llm_experts *x, int32_t i)
 {
 	struct pinfer_err e = { 0 };
 	int ticket = x->slots[i].ticket, ret;
-	double t0 = now();
+	double t0 = mono_now();
 
 	ret = pinfer_load_wait(x->loader, ticket, &e);
-	x->stats.wait_s += now() - t0;
+	x->stats.wait_s += mono_now() - t0;
 	finish(x, ticket, ret, &e);
 	return ret ? x->error.code : 0;
 }

@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "format/gguf.h"
 #include "tensor.h"
 
@@ -138,14 +138,6 @@ void llm_model_stream_stats(const struct llm_model *m, struct llm_stream_stats *
 		memset(st, 0, sizeof(*st));
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 		     struct pinfer_loader *l, struct pinfer_err *err)
 {
@@ -237,10 +229,10 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 	s = &st->slots[slot_of(st, q)];
 	if (!s->ready) {
 		struct pinfer_err e = { 0 };
-		double t0 = now();
+		double t0 = mono_now();
 		int ret = pinfer_load_wait(st->loader, s->ticket, &e);
 
-		st->stats.wait_s += now() - t0;
+		st->stats.wait_s += mono_now() - t0;
 		if (ret) {
 			s->ticket = 0;
 			s->layer = -1;

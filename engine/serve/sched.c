@@ -6,8 +6,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "blocks.h"
 
 #define BLOCK LLM_KV_BLOCK
@@ -71,14 +71,6 @@ struct sched {
 	struct llm_stream_stats stream;
 	struct llm_expert_stats experts;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void req_put(struct sched_req *r)	/* under s->mu */
 {
@@ -388,7 +380,7 @@ static void *sched_main(void *arg)
 				slot_end(s, sl, SCHED_ERROR);
 			}
 		}
-		s->last_step = now_s();
+		s->last_step = mono_now();
 		if (s->last_step - s->win_t0 >= 2) {
 			s->gen_rate = (s->gen_tokens - s->win_gen) / (s->last_step - s->win_t0);
 			s->win_t0 = s->last_step;
@@ -458,7 +450,7 @@ int sched_create(struct sched **out, const struct llm_model *m, const struct tok
 			goto fail;
 		}
 	}
-	s->win_t0 = now_s();
+	s->win_t0 = mono_now();
 	if (pthread_create(&s->thread, NULL, sched_main, s)) {
 		ret = pinfer_fail(err, EAGAIN, "serve: cannot start the scheduler's thread");
 		goto fail;
@@ -656,7 +648,7 @@ void sched_stats(struct sched *s, struct sched_stats *st)
 	st->gen_tokens = s->gen_tokens;
 	st->cached_tokens = s->cached_tokens;
 	st->steps = s->steps;
-	st->gen_rate = now_s() - s->last_step > 2 ? 0 : s->gen_rate;
+	st->gen_rate = mono_now() - s->last_step > 2 ? 0 : s->gen_rate;
 	st->queued = s->q_len;
 	st->parallel = s->o.parallel;
 	for (i = 0; i < s->o.parallel; i++)
