@@ -204,10 +204,15 @@ static int output_logits(struct llm_session *s, const size_t *rows, size_t k,
 	return 0;
 }
 
-int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
-		   const float **logits, struct pinfer_err *err)
+/*
+ * Feed @n tokens at the next positions; the logits after the @k tokens
+ * @rows of them into s->logits. On failure s->pos stays: the tokens were
+ * not fed.
+ */
+static int feed(struct llm_session *s, const int32_t *tokens, size_t n, const size_t *rows,
+		size_t k, const float **logits, struct pinfer_err *err)
 {
-	size_t b, last = n - 1;
+	size_t b;
 	int ret;
 
 	ret = check_tokens(&s->m->cfg, tokens, n, err);
@@ -224,44 +229,35 @@ int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
 	}
 	ret = run_layers(s, tokens, n, err);
 	if (!ret)
-		ret = output_logits(s, &last, 1, err);
+		ret = output_logits(s, rows, k, err);
 	if (ret)
-		return ret;	/* s->pos stays: these tokens were not fed */
+		return ret;
 	s->pos += (uint32_t)n;
 	*logits = s->logits;
 	return 0;
 }
 
+int llm_eval_batch(struct llm_session *s, const int32_t *tokens, size_t n,
+		   const float **logits, struct pinfer_err *err)
+{
+	size_t last = n - 1;
+
+	return feed(s, tokens, n, &last, 1, logits, err);
+}
+
 int llm_eval_all(struct llm_session *s, const int32_t *tokens, size_t n,
 		 const float **logits, struct pinfer_err *err)
 {
-	size_t *rows, b;
+	size_t *rows = malloc((n ? n : 1) * sizeof(*rows)), b;
 	int ret;
 
-	ret = check_tokens(&s->m->cfg, tokens, n, err);
-	if (ret)
-		return ret;
-	if (!n || n > s->n_ctx - s->pos)
-		return pinfer_fail(err, ENOSPC, "the context of %" PRIu32 " tokens is full", s->n_ctx);
-	rows = malloc(n * sizeof(*rows));
 	if (!rows)
 		return pinfer_fail(err, ENOMEM, "session: out of memory for %zu rows of logits", n);
-	ret = reserve(s, n, err);
-	for (b = 0; b < n && !ret; b++) {
-		s->tpos[b] = s->pos + (uint32_t)b;
-		s->ttab[b] = s->own_table;
+	for (b = 0; b < n; b++)
 		rows[b] = b;
-	}
-	if (!ret)
-		ret = run_layers(s, tokens, n, err);
-	if (!ret)
-		ret = output_logits(s, rows, n, err);
+	ret = feed(s, tokens, n, rows, n, logits, err);
 	free(rows);
-	if (ret)
-		return ret;
-	s->pos += (uint32_t)n;
-	*logits = s->logits;
-	return 0;
+	return ret;
 }
 
 int llm_eval(struct llm_session *s, int32_t token, const float **logits,
