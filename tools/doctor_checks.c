@@ -28,6 +28,7 @@
 #include "cpu.h"
 #include "doctor.h"
 #include "kernels/quant.h"
+#include "libpinfer.h"
 #include "pinfer.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -261,12 +262,18 @@ static void check_module(struct ctx *c)
 {
 	struct pinfer_version v = { 0 };
 	struct stat st;
-	uint64_t cap = 0;
-	char fix[512], cap_s[64] = "?";
+	uint64_t cap = 0, pinned = 0;	/* bytes */
+	char fix[512], cap_s[96] = "?";
 	int fd;
 
-	if (!read_u64("/sys/module/pinfer/parameters/max_pinned_mb", &cap))
-		snprintf(cap_s, sizeof(cap_s), cap ? "%" PRIu64 " MiB" : "none", cap);
+	if (!pinfer_kmod_limits(&cap, &pinned)) {
+		if (cap)
+			snprintf(cap_s, sizeof(cap_s), "%.0f MiB", cap / MIB);
+		else
+			snprintf(cap_s, sizeof(cap_s), "none");
+		snprintf(cap_s + strlen(cap_s), sizeof(cap_s) - strlen(cap_s), ", %.0f MiB pinned now",
+			 pinned / MIB);
+	}
 	if (stat("/dev/pinfer", &st)) {
 		report(c, "pinfer.ko", DOCTOR_WARN,
 		       "modprobe pinfer (installed with make dkms-install; see Documentation/pinfer.rst)",
@@ -291,7 +298,7 @@ static void check_module(struct ctx *c)
 		report(c, "pinfer.ko", DOCTOR_FAIL,
 		       "make dkms-install && modprobe -r pinfer && modprobe pinfer",
 		       "/dev/pinfer speaks ABI %u, this pinfer %u", v.abi_version, PINFER_ABI_VERSION);
-	} else if (c->o->model_bytes && cap && cap * (1ull << 20) < c->o->model_bytes) {
+	} else if (c->o->model_bytes && cap && cap < c->o->model_bytes) {
 		snprintf(fix, sizeof(fix), "echo %.0f > /sys/module/pinfer/parameters/max_pinned_mb",
 			 c->o->model_bytes / MIB + 1);
 		report(c, "pinfer.ko", DOCTOR_WARN, fix,

@@ -665,7 +665,6 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, float *out)
 {
 	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
-	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
 	const struct block_q8_K *a = (const struct block_q8_K *)act;
 	__m256 acc[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
 	size_t b;
@@ -699,14 +698,7 @@ static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, fl
 						const int8_t *y = a->qs + 128 * hh + 16 * kq + 4 * k;
 						__m256i w[4];
 
-						w[0] = _mm256_or_si256(_mm256_and_si256(A, m4),
-								       _mm256_and_si256(_mm256_slli_epi16(H, 4), m2));
-						w[1] = _mm256_or_si256(_mm256_and_si256(B, m4),
-								       _mm256_and_si256(_mm256_slli_epi16(H, 2), m2));
-						w[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
-								       _mm256_and_si256(H, m2));
-						w[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
-								       _mm256_and_si256(_mm256_srli_epi16(H, 2), m2));
+						q6k_split(A, B, H, w);
 						UNROLL
 						for (e = 0; e < 4; e++) {
 							__m256i m = _mm256_maddubs_epi16(w[e], bcast(y + 32 * e));

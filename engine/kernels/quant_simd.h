@@ -45,15 +45,13 @@ static inline int q6k_bias(const struct block_q6_K *w, const struct block_q8_K *
 }
 
 /*
- * Half @h (128 elements) of a Q6_K super-block as unsigned bytes 0..63:
- * q[k] holds elements 32k..32k+31 of the half (groups 2k and 2k+1).
+ * 32 bytes of Q6_K's low bits @l0 and @l1 (ql: quarters e and e + 2 in
+ * each byte's two nibbles) and high bits @qh (all four quarters) as
+ * unsigned bytes 0..63: q[e] is quarter e.
  */
-static inline void q6k_unpack(const struct block_q6_K *w, int h, __m256i q[4])
+static inline void q6k_split(__m256i l0, __m256i l1, __m256i qh, __m256i q[4])
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
-	__m256i l0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
-	__m256i l1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
-	__m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
 
 	q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
 			       _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
@@ -63,6 +61,17 @@ static inline void q6k_unpack(const struct block_q6_K *w, int h, __m256i q[4])
 			       _mm256_and_si256(qh, m2));
 	q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
 			       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+}
+
+/*
+ * Half @h (128 elements) of a Q6_K super-block as unsigned bytes 0..63:
+ * q[k] holds elements 32k..32k+31 of the half (groups 2k and 2k+1).
+ */
+static inline void q6k_unpack(const struct block_q6_K *w, int h, __m256i q[4])
+{
+	q6k_split(_mm256_loadu_si256((const __m256i *)(w->ql + 64 * h)),
+		  _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32)),
+		  _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h)), q);
 }
 
 /*
