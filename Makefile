@@ -99,8 +99,14 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBENGINE) $(LIBPINFER)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # pinfer doctor's checks, without the CLI (and its JSON and HTTP libraries)
-$(BUILD)/tests/test_doctor: $(BUILD)/obj/tests/unit/test_doctor.o $(BUILD)/obj/tools/doctor_checks.o \
+$(BUILD)/tests/test_doctor: $(BUILD)/obj/tests/unit/test_doctor.o $(BUILD)/obj/tools/doctor_checks.o $(BUILD)/obj/tools/sysfile.o \
 		$(LIBENGINE) $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# pinfer stat's readings, likewise
+$(BUILD)/tests/test_stat: $(BUILD)/obj/tests/unit/test_stat.o $(BUILD)/obj/tools/stat_collect.o \
+		$(BUILD)/obj/tools/sysfile.o $(LIBENGINE) $(LIBPINFER)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -205,7 +211,7 @@ VM_CFLAGS := -std=gnu11 -O2 -g -Wall -Werror -D_GNU_SOURCE -static -Iuapi \
 	-Ibuild/linux-source/tools/testing/selftests
 VM_BINS := build/vm/bin/pinfer_test build/vm/bin/test_region \
 	build/vm/bin/test_loader build/vm/bin/test_pool build/vm/bin/test_stream \
-	build/vm/bin/test_doctor
+	build/vm/bin/test_doctor build/vm/bin/test_stat
 
 build/linux-source/.stamp:
 	@tools/scripts/linux-source.sh >/dev/null
@@ -220,8 +226,13 @@ build/vm/bin/test_%: tests/unit/test_%.c $(RUNTIME_SRC) $(wildcard runtime/*.h)
 	$(CC) $(CPPFLAGS) -std=c11 $(WARN) $(CFLAGS) -static -o $@ $< $(RUNTIME_SRC) $(LDLIBS)
 
 # The doctor's checks, static, to see the module from inside the VM.
-build/vm/bin/test_doctor: $(BUILD)/obj/tests/unit/test_doctor.o $(BUILD)/obj/tools/doctor_checks.o \
+build/vm/bin/test_doctor: $(BUILD)/obj/tests/unit/test_doctor.o $(BUILD)/obj/tools/doctor_checks.o $(BUILD)/obj/tools/sysfile.o \
 		$(LIBENGINE) $(LIBPINFER)
+	@mkdir -p $(@D)
+	$(CC) -static -o $@ $^ $(LDLIBS)
+
+build/vm/bin/test_stat: $(BUILD)/obj/tests/unit/test_stat.o $(BUILD)/obj/tools/stat_collect.o \
+		$(BUILD)/obj/tools/sysfile.o $(LIBENGINE) $(LIBPINFER)
 	@mkdir -p $(@D)
 	$(CC) -static -o $@ $^ $(LDLIBS)
 

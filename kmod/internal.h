@@ -20,6 +20,8 @@
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
+#include <linux/numa.h>
+#include <linux/sched.h>
 #include <linux/sched/user.h>
 #include <linux/types.h>
 
@@ -47,18 +49,31 @@ struct pinfer_region {
 
 	atomic64_t bytes_loaded;
 	atomic_t inflight;
+
+	/* For debugfs' list of regions (region.c) */
+	struct list_head live;		/* on the live list while open */
+	u64 id;				/* 1, 2, ... in order of creation */
+	pid_t tgid;			/* the creator */
+	char comm[TASK_COMM_LEN];
 };
 
-/* Global accounting (main.c). */
+/* Global accounting and statistics, shown in sysfs (main.c). */
 extern atomic64_t pinfer_pinned_bytes;
+extern atomic64_t pinfer_node_pinned_bytes[MAX_NUMNODES];
 extern atomic64_t pinfer_held_bytes;
 extern atomic_t pinfer_nr_regions;
+extern atomic_t pinfer_prefetch_inflight;
+extern atomic64_t pinfer_prefetch_commands;	/* finished, since loading */
+extern atomic64_t pinfer_prefetch_errors;	/* of them, failed */
+extern atomic64_t pinfer_prefetch_bytes;	/* read by them */
 u64 pinfer_max_pinned_bytes(void);
 
 /* region.c */
 long pinfer_region_create(struct pinfer_region_create __user *uarg);
 void pinfer_region_put(struct pinfer_region *r);
 void pinfer_region_exit(void);
+void pinfer_debugfs_init(void);
+void pinfer_debugfs_exit(void);
 
 /* prefetch.c */
 long pinfer_prefetch_ioctl(struct pinfer_region *r,

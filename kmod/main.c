@@ -19,8 +19,13 @@
 #include "internal.h"
 
 atomic64_t pinfer_pinned_bytes = ATOMIC64_INIT(0);
+atomic64_t pinfer_node_pinned_bytes[MAX_NUMNODES];
 atomic64_t pinfer_held_bytes = ATOMIC64_INIT(0);
 atomic_t pinfer_nr_regions = ATOMIC_INIT(0);
+atomic_t pinfer_prefetch_inflight = ATOMIC_INIT(0);
+atomic64_t pinfer_prefetch_commands = ATOMIC64_INIT(0);
+atomic64_t pinfer_prefetch_errors = ATOMIC64_INIT(0);
+atomic64_t pinfer_prefetch_bytes = ATOMIC64_INIT(0);
 
 static unsigned long max_pinned_mb;
 
@@ -94,20 +99,24 @@ static const struct file_operations pinfer_dev_fops = {
 	.llseek = noop_llseek,
 };
 
-/* /sys/class/misc/pinfer/{pinned_bytes,held_bytes,max_pinned_bytes,regions} */
-static ssize_t pinned_bytes_show(struct device *dev,
-				 struct device_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%lld\n", atomic64_read(&pinfer_pinned_bytes));
-}
-static DEVICE_ATTR_RO(pinned_bytes);
+/*
+ * /sys/class/misc/pinfer/: what the module holds and has read, one value per
+ * file (node_pinned_bytes: one per node with memory), for pinfer stat and
+ * pinfer doctor (Documentation/pinfer.rst).
+ */
+#define PINFER_ATTR_ATOMIC64(name, var)					\
+static ssize_t name##_show(struct device *dev,				\
+			   struct device_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%lld\n", (long long)atomic64_read(&(var))); \
+}									\
+static DEVICE_ATTR_RO(name)
 
-static ssize_t held_bytes_show(struct device *dev,
-			       struct device_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%lld\n", atomic64_read(&pinfer_held_bytes));
-}
-static DEVICE_ATTR_RO(held_bytes);
+PINFER_ATTR_ATOMIC64(pinned_bytes, pinfer_pinned_bytes);
+PINFER_ATTR_ATOMIC64(held_bytes, pinfer_held_bytes);
+PINFER_ATTR_ATOMIC64(prefetch_commands, pinfer_prefetch_commands);
+PINFER_ATTR_ATOMIC64(prefetch_errors, pinfer_prefetch_errors);
+PINFER_ATTR_ATOMIC64(prefetch_bytes, pinfer_prefetch_bytes);
 
 static ssize_t max_pinned_bytes_show(struct device *dev,
 				     struct device_attribute *attr, char *buf)
@@ -123,11 +132,36 @@ static ssize_t regions_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(regions);
 
+static ssize_t prefetch_inflight_show(struct device *dev,
+				      struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%d\n", atomic_read(&pinfer_prefetch_inflight));
+}
+static DEVICE_ATTR_RO(prefetch_inflight);
+
+/* "N0=BYTES N1=BYTES ...": each node with memory, as numa_maps writes them */
+static ssize_t node_pinned_bytes_show(struct device *dev,
+				      struct device_attribute *attr, char *buf)
+{
+	int nid, len = 0;
+
+	for_each_node_state(nid, N_MEMORY)
+		len += sysfs_emit_at(buf, len, "%sN%d=%lld", len ? " " : "", nid,
+				     (long long)atomic64_read(&pinfer_node_pinned_bytes[nid]));
+	return len + sysfs_emit_at(buf, len, "\n");
+}
+static DEVICE_ATTR_RO(node_pinned_bytes);
+
 static struct attribute *pinfer_attrs[] = {
 	&dev_attr_pinned_bytes.attr,
 	&dev_attr_held_bytes.attr,
 	&dev_attr_max_pinned_bytes.attr,
 	&dev_attr_regions.attr,
+	&dev_attr_node_pinned_bytes.attr,
+	&dev_attr_prefetch_inflight.attr,
+	&dev_attr_prefetch_commands.attr,
+	&dev_attr_prefetch_errors.attr,
+	&dev_attr_prefetch_bytes.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(pinfer);
@@ -142,17 +176,24 @@ static struct miscdevice pinfer_misc = {
 
 static int __init pinfer_init(void)
 {
+	int ret;
+
 	BUILD_BUG_ON(sizeof(struct pinfer_version) != 16);
 	BUILD_BUG_ON(sizeof(struct pinfer_region_create) != 40);
 	BUILD_BUG_ON(sizeof(struct pinfer_region_info) != 48);
 	BUILD_BUG_ON(sizeof(struct pinfer_bind_file) != 16);
 	BUILD_BUG_ON(sizeof(struct pinfer_prefetch) != 32);
-	return misc_register(&pinfer_misc);
+	pinfer_debugfs_init();
+	ret = misc_register(&pinfer_misc);
+	if (ret)
+		pinfer_debugfs_exit();
+	return ret;
 }
 
 static void __exit pinfer_exit(void)
 {
 	misc_deregister(&pinfer_misc);
+	pinfer_debugfs_exit();
 	pinfer_region_exit();
 }
 

@@ -156,10 +156,16 @@ static void pinfer_io_free(struct pinfer_io *io)
 {
 	struct pinfer_region *r = io->region;
 
-	if (io->res > 0)
+	if (io->res > 0) {
 		atomic64_add(io->res, &r->bytes_loaded);
+		atomic64_add(io->res, &pinfer_prefetch_bytes);
+	} else if (io->res < 0) {
+		atomic64_inc(&pinfer_prefetch_errors);
+	}
+	atomic64_inc(&pinfer_prefetch_commands);
 	pinfer_unbind_file(io->iocb.ki_filp);
 	kfree(io);
+	atomic_dec(&pinfer_prefetch_inflight);
 	atomic_dec(&r->inflight);
 	pinfer_region_put(r);
 }
@@ -240,6 +246,7 @@ static struct pinfer_io *pinfer_io_start(struct pinfer_region *r,
 		ret = -ENOMEM;
 		goto undo_inflight;
 	}
+	atomic_inc(&pinfer_prefetch_inflight);
 	return io;
 
 undo_inflight:

@@ -14,6 +14,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/fs_context.h>
 #include <linux/gfp.h>
@@ -24,6 +25,7 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/user.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/workqueue.h>
@@ -122,6 +124,7 @@ static int pinfer_account(struct pinfer_region *r)
 	if (atomic64_add_return(r->size, &pinfer_pinned_bytes) >
 	    pinfer_max_pinned_bytes())
 		goto undo_global;
+	atomic64_add(r->size, &pinfer_node_pinned_bytes[r->nid]);
 	if (!capable(CAP_IPC_LOCK)) {
 		r->user = get_uid(current_user());
 		ret = pinfer_charge_user(r->user, r->size >> PAGE_SHIFT);
@@ -134,6 +137,7 @@ static int pinfer_account(struct pinfer_region *r)
 undo_user:
 	free_uid(r->user);
 	r->user = NULL;
+	atomic64_sub(r->size, &pinfer_node_pinned_bytes[r->nid]);
 undo_global:
 	atomic64_sub(r->size, &pinfer_pinned_bytes);
 	return ret;
@@ -146,6 +150,7 @@ static void pinfer_uncharge_page(struct pinfer_region *r)
 		atomic_long_sub(PINFER_PAGE_BYTES >> PAGE_SHIFT,
 				&r->user->locked_vm);
 	atomic64_sub(PINFER_PAGE_BYTES, &pinfer_pinned_bytes);
+	atomic64_sub(PINFER_PAGE_BYTES, &pinfer_node_pinned_bytes[r->nid]);
 	r->nr_charged--;
 }
 
@@ -154,6 +159,76 @@ static void pinfer_unshow_pinned(struct pinfer_region *r)
 {
 	atomic64_sub(r->size >> PAGE_SHIFT, &r->pin_mm->pinned_vm);
 	mmdrop(r->pin_mm);
+}
+
+/* ---- the open regions, listed in debugfs ---------------------------------- */
+
+static LIST_HEAD(pinfer_live_list);
+static DEFINE_MUTEX(pinfer_live_lock);	/* nests outside a region's lock */
+static u64 pinfer_last_id;
+static struct dentry *pinfer_debugfs_dir;
+
+static void pinfer_live_add(struct pinfer_region *r)
+{
+	r->tgid = task_tgid_nr(current);
+	get_task_comm(r->comm, current);
+	mutex_lock(&pinfer_live_lock);
+	r->id = ++pinfer_last_id;
+	list_add_tail(&r->live, &pinfer_live_list);
+	mutex_unlock(&pinfer_live_lock);
+	atomic_inc(&pinfer_nr_regions);
+}
+
+static void pinfer_live_del(struct pinfer_region *r)
+{
+	atomic_dec(&pinfer_nr_regions);
+	mutex_lock(&pinfer_live_lock);
+	list_del(&r->live);
+	mutex_unlock(&pinfer_live_lock);
+}
+
+/*
+ * /sys/kernel/debug/pinfer/regions: a line per open region, "ID PID COMM
+ * NODE SIZE LOADED INFLIGHT FILE" (FILE "-" when none is bound); spaces,
+ * tabs, newlines and backslashes in COMM and FILE written as octal escapes,
+ * as /proc/mounts writes them.
+ */
+static int pinfer_regions_show(struct seq_file *m, void *unused)
+{
+	static const char esc[] = " \t\n\\";
+	struct pinfer_region *r;
+
+	mutex_lock(&pinfer_live_lock);
+	list_for_each_entry(r, &pinfer_live_list, live) {
+		seq_printf(m, "%llu %d ", r->id, r->tgid);
+		seq_escape(m, r->comm, esc);
+		seq_printf(m, " %d %llu %lld %d ", r->nid, r->size,
+			   (long long)atomic64_read(&r->bytes_loaded),
+			   atomic_read(&r->inflight));
+		mutex_lock(&r->lock);
+		if (r->backing)
+			seq_file_path(m, r->backing, esc);
+		else
+			seq_puts(m, "-");
+		mutex_unlock(&r->lock);
+		seq_putc(m, '\n');
+	}
+	mutex_unlock(&pinfer_live_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(pinfer_regions);
+
+/* Nothing depends on debugfs: without it (or on failure) there is no list. */
+void pinfer_debugfs_init(void)
+{
+	pinfer_debugfs_dir = debugfs_create_dir(KBUILD_MODNAME, NULL);
+	debugfs_create_file("regions", 0400, pinfer_debugfs_dir, NULL,
+			    &pinfer_regions_fops);
+}
+
+void pinfer_debugfs_exit(void)
+{
+	debugfs_remove_recursive(pinfer_debugfs_dir);
 }
 
 /* ---- freeing, now or once the pages are no longer held --------------------- */
@@ -246,9 +321,9 @@ static void pinfer_region_release(struct kref *ref)
 {
 	struct pinfer_region *r = container_of(ref, struct pinfer_region, ref);
 
+	pinfer_live_del(r);
 	if (r->backing)
 		pinfer_unbind_file(r->backing);
-	atomic_dec(&pinfer_nr_regions);
 	pinfer_unshow_pinned(r);
 	if (pinfer_free_idle_pages(r)) {
 		pinfer_region_free(r);
@@ -473,7 +548,7 @@ long pinfer_region_create(struct pinfer_region_create __user *uarg)
 	r->pin_mm = current->mm;	/* shown in its VmPin, as io_uring does */
 	mmgrab(r->pin_mm);
 	atomic64_add(r->size >> PAGE_SHIFT, &r->pin_mm->pinned_vm);
-	atomic_inc(&pinfer_nr_regions);
+	pinfer_live_add(r);
 
 	/* From here on the region is complete: the file's release frees it. */
 	file = pinfer_region_file(r);

@@ -82,5 +82,6 @@ int cmd_synth(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
 
 #endif

@@ -30,6 +30,7 @@
 #include "kernels/quant.h"
 #include "libpinfer.h"
 #include "pinfer.h"
+#include "sysfile.h"
 
 #define MIB (1024.0 * 1024.0)
 #define GIB (1024.0 * MIB)
@@ -39,36 +40,6 @@ const char *doctor_status_name(enum doctor_status s)
 	static const char *const names[] = { "OK", "INFO", "WARN", "FAIL" };
 
 	return names[s];
-}
-
-/* The first line of @path, trimmed, in @buf: 0, or -errno. */
-static int read_line(const char *path, char *buf, size_t cap)
-{
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	if (!f)
-		return -errno;
-	if (!fgets(buf, (int)cap, f))
-		buf[0] = 0;
-	fclose(f);
-	n = strlen(buf);
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-		buf[--n] = 0;
-	return 0;
-}
-
-static int read_u64(const char *path, uint64_t *v)
-{
-	char buf[64];
-	char *end;
-	int e = read_line(path, buf, sizeof(buf));
-
-	if (e)
-		return e;
-	errno = 0;
-	*v = strtoull(buf, &end, 10);
-	return errno || end == buf ? -EINVAL : 0;
 }
 
 /* The [selected] word of a sysfs choice ("always [madvise] never"), in @out. */
@@ -119,14 +90,14 @@ static void check_thp(struct ctx *c)
 	int e;
 
 	snprintf(path, sizeof(path), "%senabled", base);
-	if ((e = read_line(path, line, sizeof(line)))) {
+	if ((e = sysfile_line(path, line, sizeof(line)))) {
 		report(c, "thp", DOCTOR_INFO, NULL, "%s: %s (no transparent hugepages: the thp provider is unavailable)",
 		       path, strerror(-e));
 		return;
 	}
 	selected(line, en, sizeof(en));
 	snprintf(path, sizeof(path), "%sdefrag", base);
-	if (read_line(path, line, sizeof(line)))
+	if (sysfile_line(path, line, sizeof(line)))
 		snprintf(line, sizeof(line), "?");
 	selected(line, df, sizeof(df));
 	if (!strcmp(en, "never"))
@@ -146,7 +117,7 @@ static void check_thp(struct ctx *c)
 static void check_swappiness(struct ctx *c)
 {
 	uint64_t v;
-	int e = read_u64("/proc/sys/vm/swappiness", &v);
+	int e = sysfile_u64("/proc/sys/vm/swappiness", &v);
 
 	if (e)
 		report(c, "swappiness", DOCTOR_INFO, NULL, "/proc/sys/vm/swappiness: %s", strerror(-e));
@@ -167,11 +138,11 @@ static int pool(int n, unsigned kb, uint64_t *nr, uint64_t *fr)
 
 	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/hugepages/hugepages-%ukB/nr_hugepages",
 		 n, kb);
-	if ((e = read_u64(path, nr)))
+	if ((e = sysfile_u64(path, nr)))
 		return e;
 	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/hugepages/hugepages-%ukB/free_hugepages",
 		 n, kb);
-	return read_u64(path, fr);
+	return sysfile_u64(path, fr);
 }
 
 static int node_count(void)
@@ -316,7 +287,7 @@ static void check_io_uring(struct ctx *c)
 {
 	struct io_uring ring;
 	uint64_t dis = 0;
-	bool sysctl = !read_u64("/proc/sys/kernel/io_uring_disabled", &dis);
+	bool sysctl = !sysfile_u64("/proc/sys/kernel/io_uring_disabled", &dis);
 	int e = io_uring_queue_init(4, &ring, 0);
 
 	if (!e) {
@@ -342,7 +313,7 @@ static void check_governor(struct ctx *c)
 		if (access(path, F_OK))
 			break;
 		snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/cpufreq/scaling_governor", cpu);
-		if (read_line(path, gov, sizeof(gov)))
+		if (sysfile_line(path, gov, sizeof(gov)))
 			continue;
 		n++;
 		perf += !strcmp(gov, "performance");
@@ -364,7 +335,7 @@ static void check_smt(struct ctx *c)
 {
 	uint64_t on;
 
-	if (read_u64("/sys/devices/system/cpu/smt/active", &on))
+	if (sysfile_u64("/sys/devices/system/cpu/smt/active", &on))
 		report(c, "smt", DOCTOR_INFO, NULL, "/sys/devices/system/cpu/smt/active: not readable");
 	else if (on)
 		report(c, "smt", DOCTOR_INFO, NULL,
@@ -451,7 +422,7 @@ static int disk_of(unsigned maj, unsigned min, char *disk, size_t cap)
 		if (d->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/sys/block/%s/dev", d->d_name);
-		if (!read_line(path, buf, sizeof(buf)) && !strcmp(buf, want))
+		if (!sysfile_line(path, buf, sizeof(buf)) && !strcmp(buf, want))
 			goto found;
 		snprintf(path, sizeof(path), "/sys/block/%s", d->d_name);
 		sub = opendir(path);
@@ -459,7 +430,7 @@ static int disk_of(unsigned maj, unsigned min, char *disk, size_t cap)
 			if (strncmp(p->d_name, d->d_name, strlen(d->d_name)))
 				continue;
 			snprintf(path, sizeof(path), "/sys/block/%s/%.200s/dev", d->d_name, p->d_name);
-			if (!read_line(path, buf, sizeof(buf)) && !strcmp(buf, want)) {
+			if (!sysfile_line(path, buf, sizeof(buf)) && !strcmp(buf, want)) {
 				closedir(sub);
 				goto found;
 			}
@@ -516,12 +487,12 @@ static void check_model_file(struct ctx *c)
 		return;
 	}
 	snprintf(p, sizeof(p), "/sys/block/%s/queue/read_ahead_kb", disk);
-	read_line(p, ra, sizeof(ra));
+	sysfile_line(p, ra, sizeof(ra));
 	snprintf(p, sizeof(p), "/sys/block/%s/queue/scheduler", disk);
-	if (!read_line(p, sched, sizeof(sched)))
+	if (!sysfile_line(p, sched, sizeof(sched)))
 		selected(sched, sched_sel, sizeof(sched_sel));
 	snprintf(p, sizeof(p), "/sys/block/%s/queue/rotational", disk);
-	read_line(p, rot, sizeof(rot));
+	sysfile_line(p, rot, sizeof(rot));
 	report(c, "drive", !strcmp(rot, "1") ? DOCTOR_WARN : DOCTOR_INFO,
 	       !strcmp(rot, "1") ? "an SSD (NVMe) for models that stream" : NULL,
 	       "%s: %s, scheduler %s, read-ahead %s KiB (pinfer reads with O_DIRECT; read-ahead matters to mmap readers)",
@@ -544,7 +515,7 @@ static uint64_t cgroup_limit(char *where, size_t cap)
 			for (;;) {
 				snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max",
 					 strcmp(rel, "/") ? rel : "");
-				if (!read_u64(path, &v) && (!best || v < best)) {
+				if (!sysfile_u64(path, &v) && (!best || v < best)) {
 					best = v;
 					snprintf(where, cap, "%s", path);
 				}
@@ -558,7 +529,7 @@ static uint64_t cgroup_limit(char *where, size_t cap)
 			rel += 8;
 			snprintf(path, sizeof(path), "/sys/fs/cgroup/memory%s/memory.limit_in_bytes",
 				 strcmp(rel, "/") ? rel : "");
-			if (!read_u64(path, &v) && v < (1ull << 62) && (!best || v < best)) {
+			if (!sysfile_u64(path, &v) && v < (1ull << 62) && (!best || v < best)) {
 				best = v;
 				snprintf(where, cap, "%s", path);
 			}

@@ -37,6 +37,7 @@ static const struct command commands[] = {
 	{ "inspect", cmd_inspect, "print a GGUF file's metadata and tensor table" },
 	{ "serve", cmd_serve, "serve the model over the OpenAI HTTP API (continuous batching)" },
 	{ "synth", cmd_synth, "write a model of real shapes with random weights" },
+	{ "stat", cmd_stat, "live view of pinfer.ko's regions, pinned memory, prefetch and a server" },
 	{ "doctor", cmd_doctor, "check this machine for running models, with the fix for each problem" },
 	{ "perplexity", cmd_perplexity, "perplexity of a model on a text (as llama-perplexity), KL to a base" },
 };

@@ -5,8 +5,8 @@
 # emulated NVMe drive, load pinfer.ko, run the uapi tests
 # (tests/kmod/pinfer_test.c, kselftest harness), the runtime's tests and
 # the engine's streaming test (now with the kmod and hugetlb providers
-# available, files and SmolLM2 on the NVMe drive) and pinfer doctor's
-# checks (the module seen from user space), unload the module, and check the kernel log written after the
+# available, files and SmolLM2 on the NVMe drive), pinfer doctor's
+# checks and pinfer stat's readings (the module seen from user space), unload the module, and check the kernel log written after the
 # module was loaded for Oops, WARNING:, BUG:, leaks and bad page states.
 # Each program runs under its own time limit in the guest (seconds, below:
 # about three times what it takes under TCG with the host's other core
@@ -19,8 +19,8 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
 declare -A limit=([pinfer_test]=240 [test_region]=120 [test_loader]=240 [test_pool]=120
-	[test_stream]=600 [test_doctor]=60)
-programs=(pinfer_test test_region test_loader test_pool test_stream test_doctor)
+	[test_stream]=600 [test_doctor]=60 [test_stat]=60)
+programs=(pinfer_test test_region test_loader test_pool test_stream test_doctor test_stat)
 specs=() vm_limit=180	# booting, loading drivers, the kernel log
 for p in "${programs[@]}"; do
 	specs+=("$p=${limit[$p]}")
