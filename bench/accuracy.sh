@@ -1,8 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # Quantization quality, pinfer and llama.cpp side by side: for the default
-# model (Q4_1) and its F16, Q8_0, Q4_0, Q4_K and Q6_K versions written by
-# pinfer quantize, the mean KL divergence of each engine's next-token
+# model (Q4_1) and its versions written by pinfer quantize (f16, q8_0, q4_0,
+# q5_0, q5_1, q4_k, q4_k_m, q5_k_m, q6_k; written afresh each run), the mean KL divergence of each engine's next-token
 # distribution from the numpy reference's (tests/reference/llama_ref.py,
 # float64 on the same dequantized weights) and their top-1 agreement, over
 # the 332 positions of tests/reference/text.txt (tests/reference/kld.py:
@@ -17,11 +17,11 @@ threads=${1:-$(nproc)}
 venv=$(bench/bench-venv.sh)
 make --no-print-directory -s build/pinfer tests model
 mkdir -p build/accuracy
-for t in f16 q8_0 q4_0 q4_k q6_k; do
-	[ -f "build/accuracy/$t.gguf" ] ||
-		build/pinfer quantize models/SmolLM2-135M-Instruct.Q4_1.gguf "build/accuracy/$t.gguf" "$t"
+types="f16 q8_0 q4_0 q5_0 q5_1 q4_k q4_k_m q5_k_m q6_k"
+for t in $types; do
+	build/pinfer quantize -q models/SmolLM2-135M-Instruct.Q4_1.gguf "build/accuracy/$t.gguf" "$t"
 done
-PINFER_THREADS=$threads "$venv/bin/python" - "$threads" <<'PY'
+PINFER_THREADS=$threads "$venv/bin/python" - "$threads" $types <<'PY'
 import os, subprocess, sys
 import numpy as np
 sys.path.insert(0, "tests/reference")
@@ -31,7 +31,7 @@ from llama_ref import LlamaRef
 
 threads = int(sys.argv[1])
 files = [("q4_1", "models/SmolLM2-135M-Instruct.Q4_1.gguf")] + \
-    [(t, f"build/accuracy/{t}.gguf") for t in ("f16", "q8_0", "q4_0", "q4_k", "q6_k")]
+    [(t, f"build/accuracy/{t}.gguf") for t in sys.argv[2:]]
 flags = open("/proc/cpuinfo").read()
 paths = [None] + (["avx2"] if "avx512bw" in flags else []) + ["scalar"]
 print(f"mean KL(reference || engine), top-1 agreement; {threads} threads")

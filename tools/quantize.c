@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * pinfer quantize IN OUT TYPE: the model in another tensor type, so every
- * kernel can run on a real model. Metadata is copied byte for byte (with
- * general.file_type updated); matrices whose rows are whole blocks of TYPE
- * are converted row by row (dequantized, then quantized), the others and
- * all vectors are kept; the file is written to a new OUT.XXXXXX and renamed
+ * pinfer quantize IN OUT TYPE: the model in another tensor type (or mix of
+ * types, new_type()), as llama.cpp's quantizer writes it. Metadata is
+ * copied byte for byte (with general.file_type updated); each tensor is
+ * converted row by row (dequantized, then quantized, or copied when its
+ * type stays); the file is written to a new OUT.XXXXXX and renamed
  * (gguf_out_open()), removed on any failure and on SIGINT, SIGTERM, SIGHUP.
  */
 #include <errno.h>
@@ -25,20 +25,43 @@
 
 static const char quantize_help[] =
 	"usage: pinfer quantize [-q] IN OUT TYPE\n\n"
-	"Writes the GGUF model IN to OUT with its weight matrices in TYPE:\n"
-	"f32, f16, q8_0, q4_0, q4_1, q4_k or q6_k, as llama.cpp's quantizer chooses:\n"
-	"the output layer (or the token embedding the model ties to it) at Q6_K for\n"
-	"the 4-bit types (Q8_0 where its rows are not whole 256-element blocks);\n"
-	"vectors (norms, biases) f32; the routers of mixture-of-experts layers in\n"
-	"their own type; matrices whose rows are not whole blocks of TYPE: Q8_0 for\n"
-	"q6_k, else their own type. A progress bar on stderr when it is a terminal;\n"
-	"-q: none.\n";
+	"Writes the GGUF model IN to OUT with its weight matrices in TYPE, choosing\n"
+	"each tensor's type by llama.cpp's quantizer's rules:\n"
+	"  f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q5_k, q6_k: every matrix in that\n"
+	"      type, but the output layer (or the token embedding the model ties to\n"
+	"      it) at Q6_K (all but f32, f16, q8_0);\n"
+	"  q4_k (llama.cpp's Q4_K_S): Q4_K, attn_v in the first 4 layers and\n"
+	"      ffn_down in the first eighth at Q5_K, the output at Q6_K;\n"
+	"  q4_k_m, q5_k_m: Q4_K or Q5_K, with attn_v and ffn_down at Q6_K in the\n"
+	"      first and last eighth of the layers and every third between, the\n"
+	"      output at Q6_K;\n"
+	"  with 8 experts (Mixtral) attn_k and attn_v at Q8_0, and for q4_k and\n"
+	"  q4_k_m attn_output at Q5_K.\n"
+	"A matrix whose rows are not whole blocks of its type falls back as\n"
+	"llama.cpp's does: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0 (others keep\n"
+	"their own type). Vectors (norms, biases) are f32, the routers of\n"
+	"mixture-of-experts layers keep their type. A progress bar on stderr when it\n"
+	"is a terminal; -q: none.\n";
 
-static const struct { const char *name; uint32_t type, ftype; } targets[] = {
-	{ "f32", GGML_TYPE_F32, 0 }, { "f16", GGML_TYPE_F16, 1 },
-	{ "q4_0", GGML_TYPE_Q4_0, 2 }, { "q4_1", GGML_TYPE_Q4_1, 3 },
-	{ "q8_0", GGML_TYPE_Q8_0, 7 }, { "q4_k", GGML_TYPE_Q4_K, 14 },
-	{ "q6_k", GGML_TYPE_Q6_K, 18 },
+enum mix { MIX_NONE, MIX_Q4_K_S, MIX_Q4_K_M, MIX_Q5_K_M };
+
+/* ftype: general.file_type, llama.cpp's numbering */
+static const struct { const char *name; uint32_t type, ftype; enum mix mix; } targets[] = {
+	{ "f32", GGML_TYPE_F32, 0, MIX_NONE }, { "f16", GGML_TYPE_F16, 1, MIX_NONE },
+	{ "q4_0", GGML_TYPE_Q4_0, 2, MIX_NONE }, { "q4_1", GGML_TYPE_Q4_1, 3, MIX_NONE },
+	{ "q8_0", GGML_TYPE_Q8_0, 7, MIX_NONE }, { "q5_0", GGML_TYPE_Q5_0, 8, MIX_NONE },
+	{ "q5_1", GGML_TYPE_Q5_1, 9, MIX_NONE }, { "q4_k", GGML_TYPE_Q4_K, 14, MIX_Q4_K_S },
+	{ "q4_k_m", GGML_TYPE_Q4_K, 15, MIX_Q4_K_M }, { "q5_k", GGML_TYPE_Q5_K, 16, MIX_NONE },
+	{ "q5_k_m", GGML_TYPE_Q5_K, 17, MIX_Q5_K_M }, { "q6_k", GGML_TYPE_Q6_K, 18, MIX_NONE },
+};
+
+/* What the per-tensor rules need to know of the model. */
+struct plan {
+	uint32_t type;		/* TYPE */
+	enum mix mix;
+	bool tied;		/* no output.weight: token_embd.weight is the output */
+	uint32_t n_layer;	/* blk.N. tensors: the largest N + 1 */
+	uint64_t n_expert;	/* ARCH.expert_count, 0 for none */
 };
 
 static bool name_is(const struct gguf_tensor *t, const char *name)
@@ -46,40 +69,116 @@ static bool name_is(const struct gguf_tensor *t, const char *name)
 	return t->name.len == strlen(name) && !memcmp(t->name.ptr, name, t->name.len);
 }
 
-/*
- * The type tensor @t gets, following llama.cpp's quantizer:
- * - the output layer (output.weight, or token_embd.weight when the model
- *   ties the two: @tied) at more bits than a 4-bit TYPE: Q6_K where its rows
- *   are whole super-blocks of 256, else Q8_0 (Q8_0 and float TYPEs as
- *   asked). Its errors go straight into every logit: SmolLM2's tied
- *   embedding at Q4_0 cost 9% of perplexity (Documentation/engine.md);
- * - a MoE router (ffn_gate_inp) keeps its own type: small, and which
- *   experts run hangs on it;
- * - vectors (norms, biases) are F32;
- * - rows that are not whole blocks of TYPE: Q6_K falls back to Q8_0 (as
- *   llama.cpp's); Q4_K (whose fallback there, Q5_0, pinfer does not
- *   write) keeps the tensor's own type;
- * - the rest TYPE.
- */
-static uint32_t new_type(const struct gguf_tensor *t, uint32_t type, bool tied)
+static bool name_has(const struct gguf_tensor *t, const char *part)
 {
-	static const char router[] = "ffn_gate_inp.weight";
-	const struct ggml_type_info *ti = ggml_type_get(type);
-	bool four_bit = type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q4_K;
+	return memmem(t->name.ptr, t->name.len, part, strlen(part)) != NULL;
+}
 
-	if (t->name.len >= sizeof(router) - 1 &&
-	    !memcmp(t->name.ptr + t->name.len - (sizeof(router) - 1), router, sizeof(router) - 1))
+/* N of a "blk.N." tensor, or -1. */
+static long layer_of(const struct gguf_tensor *t)
+{
+	char name[GGUF_MAX_NAME + 1];
+	long n;
+
+	snprintf(name, sizeof(name), "%.*s", (int)t->name.len, t->name.ptr);
+	return sscanf(name, "blk.%ld.", &n) == 1 ? n : -1;
+}
+
+/* llama.cpp's choice of layers that get more bits: the first and last eighth, every third between. */
+static bool more_bits(long i, long n)
+{
+	return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/*
+ * The type tensor @t gets, following llama.cpp's quantizer
+ * (llama_tensor_get_type(), for the mixes above):
+ * - a MoE router (ffn_gate_inp) keeps its own type: small, and which
+ *   experts run hangs on it; vectors (norms, biases) are F32; float TYPEs
+ *   apply to every matrix;
+ * - the output layer (output.weight, or token_embd.weight when the model
+ *   ties the two) at Q6_K, unless TYPE is Q8_0. Its errors go straight
+ *   into every logit: SmolLM2's tied embedding at Q4_0 cost 9% of
+ *   perplexity (Documentation/engine.md);
+ * - with 8 experts (Mixtral), attn_k and attn_v at Q8_0; q4_k's and
+ *   q4_k_m's attn_output at Q5_K;
+ * - q4_k_m, q5_k_m: attn_v and ffn_down at Q6_K in the layers more_bits()
+ *   picks; q4_k (llama.cpp's Q4_K_S): attn_v in the first 4 layers and
+ *   ffn_down in the first eighth at Q5_K (llama.cpp counts attn_v tensors
+ *   and ffn_down tensors in file order; here the layer number and the
+ *   layer count, the same for every model whose layers each have one of
+ *   each);
+ * - rows that are not whole blocks of the type chosen: Q4_K falls back to
+ *   Q5_0, Q5_K to Q5_1, Q6_K to Q8_0 (llama.cpp's fallbacks); if that still
+ *   does not fit, the tensor's own type.
+ */
+static uint32_t new_type(const struct gguf_tensor *t, const struct plan *p)
+{
+	uint32_t type = p->type;
+	long layer = layer_of(t);
+	bool k_m = p->mix == MIX_Q4_K_M || p->mix == MIX_Q5_K_M;
+
+	if (name_has(t, "ffn_gate_inp.weight"))
 		return t->type;
 	if (t->n_dims < 2)
 		return GGML_TYPE_F32;
-	if (name_is(t, "output.weight") || (tied && name_is(t, "token_embd.weight"))) {
-		if (four_bit || type == GGML_TYPE_Q6_K)
-			type = t->dims[0] % QK_K ? GGML_TYPE_Q8_0 : GGML_TYPE_Q6_K;
-		ti = ggml_type_get(type);
+	if (type == GGML_TYPE_F32 || type == GGML_TYPE_F16)
+		return type;
+	if (name_is(t, "output.weight") || (p->tied && name_is(t, "token_embd.weight"))) {
+		if (type != GGML_TYPE_Q8_0)
+			type = GGML_TYPE_Q6_K;
+	} else if (name_has(t, "attn_v.weight")) {
+		if (p->n_expert == 8)
+			type = GGML_TYPE_Q8_0;
+		else if (k_m && more_bits(layer, p->n_layer))
+			type = GGML_TYPE_Q6_K;
+		else if (p->mix == MIX_Q4_K_S && layer < 4)
+			type = GGML_TYPE_Q5_K;
+	} else if (name_has(t, "attn_k.weight")) {
+		if (p->n_expert == 8)
+			type = GGML_TYPE_Q8_0;
+	} else if (name_has(t, "ffn_down")) {
+		if (k_m && more_bits(layer, p->n_layer))
+			type = GGML_TYPE_Q6_K;
+		else if (p->mix == MIX_Q4_K_S && layer < p->n_layer / 8)
+			type = GGML_TYPE_Q5_K;
+	} else if (name_has(t, "attn_output.weight")) {
+		if (p->n_expert == 8 && (p->mix == MIX_Q4_K_S || p->mix == MIX_Q4_K_M))
+			type = GGML_TYPE_Q5_K;
 	}
-	if (t->dims[0] % ti->block_elems)
-		return type == GGML_TYPE_Q6_K ? GGML_TYPE_Q8_0 : t->type;
-	return type;
+	if (t->dims[0] % ggml_type_get(type)->block_elems)
+		type = type == GGML_TYPE_Q4_K ? GGML_TYPE_Q5_0 :
+		       type == GGML_TYPE_Q5_K ? GGML_TYPE_Q5_1 :
+		       type == GGML_TYPE_Q6_K ? GGML_TYPE_Q8_0 : type;
+	return t->dims[0] % ggml_type_get(type)->block_elems ? t->type : type;
+}
+
+/* The model's layer count, expert count and whether its output is tied. */
+static void plan_model(const struct gguf *g, struct plan *p)
+{
+	const struct gguf_kv *arch = gguf_find_kv(g, "general.architecture"), *kv;
+	uint64_t i;
+
+	p->tied = true;
+	p->n_layer = 0;
+	p->n_expert = 0;
+	for (i = 0; i < g->n_tensors; i++) {
+		long layer = layer_of(&g->tensors[i]);
+
+		if (name_is(&g->tensors[i], "output.weight"))
+			p->tied = false;
+		if (layer >= 0 && (uint64_t)layer + 1 > p->n_layer)
+			p->n_layer = (uint32_t)layer + 1;
+	}
+	if (arch && arch->value.type == GGUF_TYPE_STRING) {
+		char key[128];
+
+		snprintf(key, sizeof(key), "%.*s.expert_count", (int)arch->value.str.len,
+			 arch->value.str.ptr);
+		kv = gguf_find_kv(g, key);
+		if (kv && (kv->value.type == GGUF_TYPE_UINT32 || kv->value.type == GGUF_TYPE_UINT64))
+			p->n_expert = kv->value.u64;
+	}
 }
 
 /* Convert tensor @t into @o: 0, or a negative errno (-EIO for a short read). */
@@ -101,6 +200,10 @@ static int convert(int in, const struct gguf_tensor *t, uint32_t type, struct gg
 	for (r = 0; r < rows && !o->bad; r++) {
 		if (pread(in, src, src_row, (off_t)(t->offset + r * src_row)) != (ssize_t)src_row)
 			break;
+		if (type == t->type) {	/* kept: the bytes as they are (BF16 has no writer) */
+			gguf_put(o, src, src_row);
+			continue;
+		}
 		dequantize_row_ref(t->type, src, x, t->dims[0]);
 		quantize_row_weight_ref(type, x, dst, t->dims[0]);
 		gguf_put(o, dst, dst_row);
@@ -136,8 +239,8 @@ int cmd_quantize(int argc, char **argv)
 	struct pinfer_err err = { 0 };
 	struct gguf_writer o = { 0 };
 	struct gguf *g = NULL;
-	uint32_t type = 0, ftype = 0, *types = NULL;
-	bool tied = true;
+	uint32_t ftype = 0, *types = NULL;
+	struct plan plan = { 0 };
 	pinfer_progress_fn progress = cli_progress_fn(false);
 	uint64_t done = 0, total = 0;
 	uint64_t i, off, *offs = NULL;
@@ -161,13 +264,14 @@ int cmd_quantize(int argc, char **argv)
 	}
 	for (k = 0; k < sizeof(targets) / sizeof(targets[0]); k++)
 		if (!strcmp(argv[3], targets[k].name)) {
-			type = targets[k].type;
+			plan.type = targets[k].type;
+			plan.mix = targets[k].mix;
 			ftype = targets[k].ftype;
 			break;
 		}
 	if (k == sizeof(targets) / sizeof(targets[0])) {
-		cli_error("quantize: type '%s' is not one of f32, f16, q8_0, q4_0, q4_1, q4_k, q6_k",
-			  argv[3]);
+		cli_error("quantize: type '%s' is not one of f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, "
+			  "q4_k, q4_k_m, q5_k, q5_k_m, q6_k", argv[3]);
 		return EXIT_USAGE;
 	}
 	if (gguf_open(&g, argv[1], &gerr)) {
@@ -190,9 +294,7 @@ int cmd_quantize(int argc, char **argv)
 		cli_error("quantize: out of memory");
 		goto out;
 	}
-	for (i = 0; i < g->n_tensors; i++)
-		if (name_is(&g->tensors[i], "output.weight"))
-			tied = false;
+	plan_model(g, &plan);
 	for (i = 0; i < g->n_tensors; i++)
 		if (!quant_supported(g->tensors[i].type)) {
 			cli_error("quantize: tensor %.*s has type %s, which cannot be converted",
@@ -228,7 +330,7 @@ int cmd_quantize(int argc, char **argv)
 		uint64_t bytes = 0;
 		uint32_t d;
 
-		types[i] = new_type(t, type, tied);
+		types[i] = new_type(t, &plan);
 		ggml_row_bytes(types[i], t->dims[0], &bytes);
 		offs[i] = off;
 		off = (off + bytes * (t->n_elems / t->dims[0]) + g->alignment - 1) /

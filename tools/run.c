@@ -320,6 +320,7 @@ static int start(struct conversation *e, const struct run_opts *o)
 	e->verbose_prompt = o->verbose_prompt;
 	lo.progress = cli_progress_fn(o->quiet);
 	lo.progress_arg = (void *)"loading";
+	lo.stream_progress_arg = (void *)"streaming, first pass";
 	ret = pinfer_pool_create(&e->pool, o->threads, o->node, &err);
 	lo.pool = e->pool;	/* packs the weights at load */
 	if (ret || (ret = llm_model_load(&e->m, o->model, &lo, &err)) ||

@@ -36,6 +36,32 @@ static void dequant_q4_1(const struct block_q4_1 *b, float *y, size_t nb)
 	}
 }
 
+static void dequant_q5_0(const struct block_q5_0 *b, float *y, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, y += QK) {
+		float d = fp16_to_f32(b[i].d);
+		uint32_t h = q5_high_bits(b[i].qh);
+
+		for (j = 0; j < QK; j++)
+			y[j] = (q5_quant(b[i].qs, h, (int)j) - 16) * d;
+	}
+}
+
+static void dequant_q5_1(const struct block_q5_1 *b, float *y, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < nb; i++, y += QK) {
+		float d = fp16_to_f32(b[i].d), m = fp16_to_f32(b[i].m);
+		uint32_t h = q5_high_bits(b[i].qh);
+
+		for (j = 0; j < QK; j++)
+			y[j] = q5_quant(b[i].qs, h, (int)j) * d + m;
+	}
+}
+
 static void dequant_q8_0(const struct block_q8_0 *b, float *y, size_t nb)
 {
 	size_t i, j;
@@ -154,6 +180,12 @@ void dequantize_row_ref(uint32_t type, const void *row, float *y, size_t n)
 		break;
 	case GGML_TYPE_Q4_1:
 		dequant_q4_1(row, y, n / QK);
+		break;
+	case GGML_TYPE_Q5_0:
+		dequant_q5_0(row, y, n / QK);
+		break;
+	case GGML_TYPE_Q5_1:
+		dequant_q5_1(row, y, n / QK);
 		break;
 	case GGML_TYPE_Q8_0:
 		dequant_q8_0(row, y, n / QK);

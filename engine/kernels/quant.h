@@ -15,7 +15,7 @@
 
 #include "format/ggml_types.h"
 
-#define QK 32		/* elements in a Q4_0/Q4_1/Q8_0/Q8_1 block */
+#define QK 32		/* elements in a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q8_1 block */
 #define QK_K 256	/* elements in a K-quant super-block */
 
 typedef uint16_t fp16_t;	/* IEEE half, as stored */
@@ -27,6 +27,18 @@ struct block_q4_0 {
 
 struct block_q4_1 {
 	fp16_t d, m;
+	uint8_t qs[QK / 2];
+};
+
+struct block_q5_0 {
+	fp16_t d;
+	uint8_t qh[4];		/* bit j: the fifth bit of element j (little-endian) */
+	uint8_t qs[QK / 2];	/* as Q4_0's */
+};
+
+struct block_q5_1 {
+	fp16_t d, m;
+	uint8_t qh[4];
 	uint8_t qs[QK / 2];
 };
 
@@ -68,12 +80,28 @@ struct block_q8_K {
 
 static_assert(sizeof(struct block_q4_0) == 18, "Q4_0 block");
 static_assert(sizeof(struct block_q4_1) == 20, "Q4_1 block");
+static_assert(sizeof(struct block_q5_0) == 22, "Q5_0 block");
+static_assert(sizeof(struct block_q5_1) == 24, "Q5_1 block");
 static_assert(sizeof(struct block_q8_0) == 34, "Q8_0 block");
 static_assert(sizeof(struct block_q8_1) == 36, "Q8_1 block");
 static_assert(sizeof(struct block_q4_K) == 144, "Q4_K block");
 static_assert(sizeof(struct block_q5_K) == 176, "Q5_K block");
 static_assert(sizeof(struct block_q6_K) == 210, "Q6_K block");
 static_assert(sizeof(struct block_q8_K) == 292, "Q8_K block");
+
+/* The fifth bits of a Q5_0/Q5_1 block: bit j for element j. */
+static inline uint32_t q5_high_bits(const uint8_t qh[4])
+{
+	return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+}
+
+/* Element j (0..31) of a Q5_0/Q5_1 block, 0..31. */
+static inline int q5_quant(const uint8_t *qs, uint32_t high, int j)
+{
+	int nib = j < QK / 2 ? qs[j] & 0xf : qs[j - QK / 2] >> 4;
+
+	return nib | (int)((high >> j) & 1) << 4;
+}
 
 float fp16_to_f32(fp16_t h);
 /* All 65536 fp16 values as floats (256 KiB, made on first use): fast lookups. */
@@ -83,7 +111,8 @@ float bf16_to_f32(uint16_t h);
 
 /*
  * The 8-bit type the activations are quantized to for a dot product with
- * weights of @type: Q8_0 (for Q4_0, Q8_0), Q8_1 (Q4_1), Q8_K (K-quants), or
+ * weights of @type: Q8_0 (for Q4_0, Q5_0, Q8_0), Q8_1 (Q4_1, Q5_1), Q8_K
+ * (K-quants), or
  * F32 for the float types. -1 for types without a kernel.
  */
 int quant_vec_dot_type(uint32_t type);
@@ -95,8 +124,9 @@ int quant_supported(uint32_t type);
 void dequantize_row_ref(uint32_t type, const void *row, float *y, size_t n);
 
 /*
- * Weights x[0..n) -> a row of @type: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K or
- * Q6_K (the types `pinfer quantize` writes). Returns 0, or -1 for another.
+ * Weights x[0..n) -> a row of @type: F32, F16, Q8_0, Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q4_K, Q5_K or Q6_K (the types `pinfer quantize` writes). Returns 0,
+ * or -1 for another.
  */
 int quantize_row_weight_ref(uint32_t type, const float *x, void *out, size_t n);
 
@@ -147,9 +177,10 @@ void f16_to_f32_row_avx2(const fp16_t *x, float *y, size_t n);
 void softmax_ref(float *x, size_t n, float scale);
 
 /*
- * Q4_0, Q4_1 and Q8_0 dot products all compute, per block b in order,
+ * Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 dot products all compute, per block b
+ * in order,
  *   sum = sum + (dw_b * da_b) * (float)isum_b      (isum_b: Σ q_w q_a, exact)
- *   sum = sum + m_b * s_b                            (Q4_1 only)
+ *   sum = sum + m_b * s_b                            (Q4_1, Q5_1 only)
  * in float, starting from 0: the reference, every SIMD kernel and the
  * GEMM below give the same bits, whatever the batch or the layout.
  */

@@ -3,7 +3,7 @@
  * AVX2 kernels (built with -mavx2 -mfma -mf16c; called only when
  * pinfer_cpu() finds them): dot products of a row, activation quantizers,
  * attention helpers and the GEMM on packed rows. Integer products per
- * block are exact (maddubs + madd into int32); Q4_0, Q4_1 and Q8_0 then
+ * block are exact (maddubs + madd into int32); Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 then
  * take quant.h's float steps, so they give the reference's bits; the
  * K-quants' row kernels and GEMM give the AVX-512 ones' bits.
  */
@@ -54,7 +54,7 @@ static inline int dot_i8(__m256i x, __m256i y)
 	return hsum_i32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
-/* Q4_0, Q4_1, Q8_0: the block sums exact, the float steps in quant.h's order. */
+/* Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: the block sums exact, the float steps in quant.h's order. */
 static float dot_q4_0(size_t n, const void *row, const void *act)
 {
 	const struct block_q4_0 *w = row;
@@ -80,6 +80,56 @@ static float dot_q4_1(size_t n, const void *row, const void *act)
 
 	for (i = 0; i < n / QK; i++) {
 		__m256i x = unpack_nibbles(w[i].qs);	/* unsigned 0..15 */
+		__m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
+		__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+
+		sum += h2f(w[i].d) * h2f(a[i].d) * (float)hsum_i32(p);
+		sum += h2f(w[i].m) * h2f(a[i].s);
+	}
+	return sum;
+}
+
+/* Q5_0/Q5_1's fifth bits as bytes: 0x10 in byte j where bit j of @qh is set. */
+static inline __m256i q5_high(const uint8_t *qh)
+{
+	const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+						2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+	const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
+	uint32_t h;
+	__m256i v;
+
+	memcpy(&h, qh, 4);
+	v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), spread);
+	v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+	return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+static float dot_q5_0(size_t n, const void *row, const void *act)
+{
+	const struct block_q5_0 *w = row;
+	const struct block_q8_0 *a = act;
+	float sum = 0;
+	size_t i;
+
+	for (i = 0; i < n / QK; i++) {
+		__m256i x = _mm256_or_si256(unpack_nibbles(w[i].qs), q5_high(w[i].qh));
+		__m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
+
+		x = _mm256_sub_epi8(x, _mm256_set1_epi8(16));
+		sum += h2f(w[i].d) * h2f(a[i].d) * (float)dot_i8(x, y);
+	}
+	return sum;
+}
+
+static float dot_q5_1(size_t n, const void *row, const void *act)
+{
+	const struct block_q5_1 *w = row;
+	const struct block_q8_1 *a = act;
+	float sum = 0;
+	size_t i;
+
+	for (i = 0; i < n / QK; i++) {
+		__m256i x = _mm256_or_si256(unpack_nibbles(w[i].qs), q5_high(w[i].qh));	/* 0..31 */
 		__m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
 		__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
 
@@ -860,6 +910,10 @@ vec_dot_fn quant_vec_dot_avx2(uint32_t type)
 		return dot_q4_0;
 	case GGML_TYPE_Q4_1:
 		return dot_q4_1;
+	case GGML_TYPE_Q5_0:
+		return dot_q5_0;
+	case GGML_TYPE_Q5_1:
+		return dot_q5_1;
 	case GGML_TYPE_Q8_0:
 		return dot_q8_0;
 	case GGML_TYPE_F32:

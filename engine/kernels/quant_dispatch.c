@@ -19,6 +19,8 @@ REF(ref_f16, GGML_TYPE_F16)
 REF(ref_bf16, GGML_TYPE_BF16)
 REF(ref_q4_0, GGML_TYPE_Q4_0)
 REF(ref_q4_1, GGML_TYPE_Q4_1)
+REF(ref_q5_0, GGML_TYPE_Q5_0)
+REF(ref_q5_1, GGML_TYPE_Q5_1)
 REF(ref_q8_0, GGML_TYPE_Q8_0)
 REF(ref_q4_K, GGML_TYPE_Q4_K)
 REF(ref_q5_K, GGML_TYPE_Q5_K)
@@ -32,6 +34,8 @@ static vec_dot_fn quant_vec_dot_ref(uint32_t type)
 	case GGML_TYPE_BF16: return ref_bf16;
 	case GGML_TYPE_Q4_0: return ref_q4_0;
 	case GGML_TYPE_Q4_1: return ref_q4_1;
+	case GGML_TYPE_Q5_0: return ref_q5_0;
+	case GGML_TYPE_Q5_1: return ref_q5_1;
 	case GGML_TYPE_Q8_0: return ref_q8_0;
 	case GGML_TYPE_Q4_K: return ref_q4_K;
 	case GGML_TYPE_Q5_K: return ref_q5_K;
@@ -172,9 +176,11 @@ int quant_vec_dot_type(uint32_t type)
 	case GGML_TYPE_BF16:
 		return GGML_TYPE_F32;
 	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_Q5_0:
 	case GGML_TYPE_Q8_0:
 		return GGML_TYPE_Q8_0;
 	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_1:
 		return GGML_TYPE_Q8_1;
 	case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q5_K:

@@ -1,63 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * Weights to the types `pinfer quantize` writes (Q8_0, Q4_0, Q4_1, Q4_K,
- * Q6_K, F16), from floats: the GGUF block layouts, scales chosen per block.
+ * Weights to the types `pinfer quantize` writes (Q8_0, Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q4_K, Q5_K, Q6_K, F16), from floats: the GGUF block layouts, scales chosen per block.
  */
 #include "quant.h"
 
 #include <math.h>
 #include <string.h>
-
-static void quant_q4_0(const float *x, struct block_q4_0 *b, size_t nb)
-{
-	size_t i, j;
-
-	for (i = 0; i < nb; i++, x += QK) {
-		float amax = 0, max = 0, d, id;
-
-		for (j = 0; j < QK; j++)
-			if (fabsf(x[j]) > amax) {
-				amax = fabsf(x[j]);
-				max = x[j];
-			}
-		d = max / -8;
-		id = d ? 1 / d : 0;
-		b[i].d = f32_to_fp16(d);
-		for (j = 0; j < QK / 2; j++) {
-			int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + QK / 2] * id + 8.5f);
-
-			lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
-			hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
-			b[i].qs[j] = (uint8_t)(lo | hi << 4);
-		}
-	}
-}
-
-/* Q4_1: m = min, d = (max - min) / 15, q = (x - m) / d in 0..15. */
-static void quant_q4_1(const float *x, struct block_q4_1 *b, size_t nb)
-{
-	size_t i, j;
-
-	for (i = 0; i < nb; i++, x += QK) {
-		float mn = x[0], mx = x[0], d, id;
-
-		for (j = 1; j < QK; j++) {
-			mn = x[j] < mn ? x[j] : mn;
-			mx = x[j] > mx ? x[j] : mx;
-		}
-		d = (mx - mn) / 15;
-		id = d ? 1 / d : 0;
-		b[i].d = f32_to_fp16(d);
-		b[i].m = f32_to_fp16(mn);
-		for (j = 0; j < QK / 2; j++) {
-			int lo = (int)roundf((x[j] - mn) * id), hi = (int)roundf((x[j + QK / 2] - mn) * id);
-
-			lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
-			hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
-			b[i].qs[j] = (uint8_t)(lo | hi << 4);
-		}
-	}
-}
 
 static int clampi(int v, int lo, int hi)
 {
@@ -65,68 +14,315 @@ static int clampi(int v, int lo, int hi)
 }
 
 /*
- * Q4_K: per sub-block of 32, scale (max - min) / 15 and min -min (at
- * least 0), both as 6-bit multiples of the super-block's d and dmin; the
- * elements quantized with the scale and min as rounded. (A plain min-max
- * fit: llama.cpp searches for better ones.)
+ * The 32-element types, by llama.cpp's rules so that the same weights give
+ * the same bytes. Symmetric (Q4_0, Q5_0): d = the block's signed extreme /
+ * -@half, q = x / d + @half in 0..2 @half - 1. With a minimum (Q4_1, Q5_1):
+ * m = min, d = (max - min) / @nmax, q = (x - m) / d in 0..@nmax. Both round
+ * as llama.cpp does, adding one half and truncating.
  */
-static void quant_q4_K(const float *x, struct block_q4_K *b, size_t nb)
+static float block_symmetric(const float *x, int half, uint8_t q[QK])
 {
+	float amax = 0, max = 0, d, id;
+	int j;
+
+	for (j = 0; j < QK; j++)
+		if (fabsf(x[j]) > amax) {
+			amax = fabsf(x[j]);
+			max = x[j];
+		}
+	d = max / -half;
+	id = d ? 1 / d : 0;
+	for (j = 0; j < QK; j++)
+		q[j] = (uint8_t)clampi((int)(x[j] * id + half + 0.5f), 0, 2 * half - 1);
+	return d;
+}
+
+static float block_min(const float *x, int nmax, uint8_t q[QK], float *min)
+{
+	float mn = x[0], mx = x[0], d, id;
+	int j;
+
+	for (j = 1; j < QK; j++) {
+		mn = x[j] < mn ? x[j] : mn;
+		mx = x[j] > mx ? x[j] : mx;
+	}
+	d = (mx - mn) / nmax;
+	id = d ? 1 / d : 0;
+	for (j = 0; j < QK; j++)
+		q[j] = (uint8_t)clampi((int)((x[j] - mn) * id + 0.5f), 0, nmax);
+	*min = mn;
+	return d;
+}
+
+/* Elements j and j + 16 in the low and high nibbles of qs[j]; fifth bits (if @qh) in qh. */
+static void pack_32(const uint8_t q[QK], uint8_t qs[QK / 2], uint8_t *qh)
+{
+	uint32_t h = 0;
+	int j;
+
+	for (j = 0; j < QK / 2; j++)
+		qs[j] = (uint8_t)((q[j] & 0xf) | (q[j + QK / 2] & 0xf) << 4);
+	if (!qh)
+		return;
+	for (j = 0; j < QK; j++)
+		h |= (uint32_t)(q[j] >> 4) << j;
+	memcpy(qh, &h, 4);	/* little-endian, as the format */
+}
+
+static void quant_32(uint32_t type, const float *x, void *out, size_t nb)
+{
+	const struct ggml_type_info *ti = ggml_type_get(type);
+	uint8_t *blk = out, q[QK];
 	size_t i;
-	int j, l;
+	float m;
 
-	for (i = 0; i < nb; i++, x += QK_K) {
-		float scale[8], min[8], maxs = 0, maxm = 0, d, dmin;
-		uint8_t sc[8], mn[8], q[QK_K];
+	for (i = 0; i < nb; i++, x += QK, blk += ti->block_bytes) {
+		switch (type) {
+		case GGML_TYPE_Q4_0: {
+			struct block_q4_0 *b = (struct block_q4_0 *)blk;
 
-		for (j = 0; j < 8; j++) {
-			float lo = 0, hi = x[32 * j];
-
-			for (l = 0; l < 32; l++) {
-				lo = x[32 * j + l] < lo ? x[32 * j + l] : lo;
-				hi = x[32 * j + l] > hi ? x[32 * j + l] : hi;
-			}
-			scale[j] = (hi - lo) / 15;
-			min[j] = -lo;
-			maxs = scale[j] > maxs ? scale[j] : maxs;
-			maxm = min[j] > maxm ? min[j] : maxm;
+			b->d = f32_to_fp16(block_symmetric(x, 8, q));
+			pack_32(q, b->qs, NULL);
+			break;
 		}
-		d = maxs / 63;
-		dmin = maxm / 63;
-		b[i].d = f32_to_fp16(d);
-		b[i].dmin = f32_to_fp16(dmin);
-		d = fp16_to_f32(b[i].d);
-		dmin = fp16_to_f32(b[i].dmin);
-		memset(b[i].scales, 0, sizeof(b[i].scales));
-		for (j = 0; j < 8; j++) {
-			float ds, dm;
+		case GGML_TYPE_Q5_0: {
+			struct block_q5_0 *b = (struct block_q5_0 *)blk;
 
-			sc[j] = (uint8_t)clampi(d ? (int)lroundf(scale[j] / d) : 0, scale[j] > 0, 63);
-			mn[j] = (uint8_t)clampi(dmin ? (int)lroundf(min[j] / dmin) : 0, 0, 63);
-			if (j < 4) {
-				b[i].scales[j] |= sc[j];
-				b[i].scales[j + 4] |= mn[j];
-			} else {
-				b[i].scales[j + 4] = (uint8_t)((sc[j] & 0xf) | (mn[j] & 0xf) << 4);
-				b[i].scales[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
-				b[i].scales[j] |= (uint8_t)((mn[j] >> 4) << 6);
-			}
-			ds = d * sc[j];
-			dm = dmin * mn[j];
-			for (l = 0; l < 32; l++)
-				q[32 * j + l] = (uint8_t)clampi(ds ? (int)lroundf((x[32 * j + l] + dm) / ds) : 0,
-							       0, 15);
+			b->d = f32_to_fp16(block_symmetric(x, 16, q));
+			pack_32(q, b->qs, b->qh);
+			break;
 		}
-		for (j = 0; j < QK_K / 64; j++)	/* low nibbles sub-block 2j, high 2j+1 */
-			for (l = 0; l < 32; l++)
-				b[i].qs[32 * j + l] = (uint8_t)(q[64 * j + l] | q[64 * j + 32 + l] << 4);
+		case GGML_TYPE_Q4_1: {
+			struct block_q4_1 *b = (struct block_q4_1 *)blk;
+
+			b->d = f32_to_fp16(block_min(x, 15, q, &m));
+			b->m = f32_to_fp16(m);
+			pack_32(q, b->qs, NULL);
+			break;
+		}
+		case GGML_TYPE_Q5_1: {
+			struct block_q5_1 *b = (struct block_q5_1 *)blk;
+
+			b->d = f32_to_fp16(block_min(x, 31, q, &m));
+			b->m = f32_to_fp16(m);
+			pack_32(q, b->qs, b->qh);
+			break;
+		}
+		}
 	}
 }
 
 /*
- * Q6_K: per sub-block of 16, scale = its signed extreme / -32 as an 8-bit
- * multiple of the super-block's d; elements in -32..31, stored + 32 as
- * four low bits (ql) and two high bits (qh).
+ * A sub-block's fit for Q4_K/Q5_K: x ~ s q - m with q in 0..nmax, s >= 0 and
+ * m >= 0 (the range always reaches down to 0 or below), minimising
+ * Σ w (s q - m - x)^2 with w = rms(x) + |x| (large weights count more, as
+ * they matter more to a dot product). The min-max fit first; then for
+ * trial level counts nmax + rmin + k / 10 (k = 0..@steps) over the range,
+ * the levels each value rounds to, and for them the weighted least-squares
+ * s and m (m held at 0 if it would go negative); the best fit wins.
+ * (llama.cpp's quantizer searches the same way, with these parameters.)
+ */
+static float fit_error(const float *x, const float *w, const uint8_t *q, int n, float s, float b)
+{
+	float e = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		float diff = s * q[i] + b - x[i];
+
+		e += w[i] * diff * diff;
+	}
+	return e;
+}
+
+static void fit_sub_block(const float *x, int n, int nmax, float rmin, int steps,
+			  float *scale, float *offset)
+{
+	float w[32], lo = 0, hi = x[0], sq = 0, sw = 0, swx = 0, rms, s, b, best;
+	uint8_t q[32], t[32];
+	int i, k;
+
+	for (i = 0; i < n; i++) {
+		lo = x[i] < lo ? x[i] : lo;
+		hi = x[i] > hi ? x[i] : hi;
+		sq += x[i] * x[i];
+	}
+	if (hi <= lo) {		/* all equal, and not above 0 */
+		*scale = 0;
+		*offset = -lo;
+		return;
+	}
+	rms = sqrtf(sq / n);
+	for (i = 0; i < n; i++) {
+		w[i] = rms + fabsf(x[i]);
+		sw += w[i];
+		swx += w[i] * x[i];
+	}
+	s = (hi - lo) / nmax;
+	b = lo;
+	for (i = 0; i < n; i++)
+		q[i] = (uint8_t)clampi((int)lroundf((x[i] - lo) / s), 0, nmax);
+	best = fit_error(x, w, q, n, s, b);
+	for (k = 0; k <= steps; k++) {
+		float is = (nmax + rmin + 0.1f * k) / (hi - lo), sl = 0, sll = 0, sxl = 0, det;
+		float ts, tb, e;
+
+		for (i = 0; i < n; i++) {
+			t[i] = (uint8_t)clampi((int)lroundf(is * (x[i] - lo)), 0, nmax);
+			sl += w[i] * t[i];
+			sll += w[i] * t[i] * t[i];
+			sxl += w[i] * t[i] * x[i];
+		}
+		det = sw * sll - sl * sl;
+		if (det <= 0)
+			continue;
+		ts = (sw * sxl - swx * sl) / det;
+		tb = (sll * swx - sl * sxl) / det;
+		if (tb > 0) {	/* the offset may only lower the levels */
+			tb = 0;
+			ts = sxl / sll;
+		}
+		e = fit_error(x, w, t, n, ts, tb);
+		if (e < best) {
+			best = e;
+			s = ts;
+			b = tb;
+		}
+	}
+	*scale = s;
+	*offset = -b;
+}
+
+/*
+ * Q4_K and Q5_K (@nmax 15 or 31): each sub-block of 32 fitted
+ * (fit_sub_block), its scale and offset stored as 6-bit multiples of the
+ * super-block's d and dmin; the elements then quantized with the scale and
+ * offset as rounded, into q[0..256) (0..nmax).
+ */
+static void fit_k45(const float *x, int nmax, fp16_t *dh, fp16_t *dminh, uint8_t scales[12],
+		    uint8_t q[QK_K])
+{
+	float scale[8], min[8], maxs = 0, maxm = 0, d, dmin;
+	uint8_t sc[8], mn[8];
+	int j, l;
+
+	for (j = 0; j < 8; j++) {
+		if (nmax == 15)
+			fit_sub_block(x + 32 * j, 32, nmax, -1.0f, 20, &scale[j], &min[j]);
+		else
+			fit_sub_block(x + 32 * j, 32, nmax, -0.5f, 15, &scale[j], &min[j]);
+		maxs = scale[j] > maxs ? scale[j] : maxs;
+		maxm = min[j] > maxm ? min[j] : maxm;
+	}
+	*dh = f32_to_fp16(maxs / 63);
+	*dminh = f32_to_fp16(maxm / 63);
+	d = fp16_to_f32(*dh);
+	dmin = fp16_to_f32(*dminh);
+	memset(scales, 0, 12);
+	for (j = 0; j < 8; j++) {
+		float ds, dm;
+
+		sc[j] = (uint8_t)clampi(maxs > 0 ? (int)lroundf(63 / maxs * scale[j]) : 0, 0, 63);
+		mn[j] = (uint8_t)clampi(maxm > 0 ? (int)lroundf(63 / maxm * min[j]) : 0, 0, 63);
+		if (j < 4) {
+			scales[j] |= sc[j];
+			scales[j + 4] |= mn[j];
+		} else {
+			scales[j + 4] = (uint8_t)((sc[j] & 0xf) | (mn[j] & 0xf) << 4);
+			scales[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
+			scales[j] |= (uint8_t)((mn[j] >> 4) << 6);
+		}
+		ds = d * sc[j];
+		dm = dmin * mn[j];
+		for (l = 0; l < 32; l++)
+			q[32 * j + l] = (uint8_t)clampi(ds ? (int)lroundf((x[32 * j + l] + dm) / ds) : 0,
+						       0, nmax);
+	}
+}
+
+/* Low four bits: sub-block 2c in the low nibbles of qs[32c..], 2c + 1 in the high. */
+static void pack_k45_nibbles(const uint8_t q[QK_K], uint8_t qs[QK_K / 2])
+{
+	int c, l;
+
+	for (c = 0; c < QK_K / 64; c++)
+		for (l = 0; l < 32; l++)
+			qs[32 * c + l] = (uint8_t)((q[64 * c + l] & 0xf) | (q[64 * c + 32 + l] & 0xf) << 4);
+}
+
+static void quant_q4_K(const float *x, struct block_q4_K *b, size_t nb)
+{
+	uint8_t q[QK_K];
+	size_t i;
+
+	for (i = 0; i < nb; i++, x += QK_K) {
+		fit_k45(x, 15, &b[i].d, &b[i].dmin, b[i].scales, q);
+		pack_k45_nibbles(q, b[i].qs);
+	}
+}
+
+/* Q5_K: Q4_K's nibbles; the fifth bit of sub-block s's element l in bit s of qh[l]. */
+static void quant_q5_K(const float *x, struct block_q5_K *b, size_t nb)
+{
+	uint8_t q[QK_K];
+	size_t i;
+	int s, l;
+
+	for (i = 0; i < nb; i++, x += QK_K) {
+		fit_k45(x, 31, &b[i].d, &b[i].dmin, b[i].scales, q);
+		pack_k45_nibbles(q, b[i].qs);
+		memset(b[i].qh, 0, sizeof(b[i].qh));
+		for (s = 0; s < 8; s++)
+			for (l = 0; l < 32; l++)
+				b[i].qh[l] |= (uint8_t)((q[32 * s + l] >> 4) << s);
+	}
+}
+
+/*
+ * A symmetric fit for Q6_K's sub-blocks: x ~ s q with q in -32..31,
+ * minimising Σ x^2 (s q - x)^2 (the large values count most). For trial
+ * level counts 32 + k / 10 (k = -9..9) over the signed extreme, the levels
+ * each value rounds to, and for them the weighted least-squares s; the best
+ * fit wins. (llama.cpp's quantizer searches the same way.) Returns s,
+ * signed: the extreme maps to -32.
+ */
+static float fit_symmetric(const float *x, int n)
+{
+	float amax = 0, ext = 0, best = -1, s = 0;
+	int i, k;
+
+	for (i = 0; i < n; i++)
+		if (fabsf(x[i]) > amax) {
+			amax = fabsf(x[i]);
+			ext = x[i];
+		}
+	if (amax == 0)
+		return 0;
+	for (k = -9; k <= 9; k++) {
+		float is = -(32 + 0.1f * k) / ext, slx = 0, sll = 0;
+
+		for (i = 0; i < n; i++) {
+			int l = clampi((int)lroundf(is * x[i]), -32, 31);
+			float w = x[i] * x[i];
+
+			slx += w * x[i] * l;
+			sll += w * l * l;
+		}
+		/* the error at the best s for these levels is Σ w x^2 - slx^2 / sll */
+		if (sll > 0 && slx * slx / sll > best) {
+			best = slx * slx / sll;
+			s = slx / sll;
+		}
+	}
+	return s;
+}
+
+/*
+ * Q6_K: each sub-block of 16 fitted (fit_symmetric), its scale stored as an
+ * 8-bit multiple of the super-block's d = the largest scale / -128 (so that
+ * one reaches -128 and the range is used whole); elements then quantized
+ * with the scale as rounded, -32..31, stored + 32 as four low bits (ql)
+ * and two high bits (qh).
  */
 static void quant_q6_K(const float *x, struct block_q6_K *b, size_t nb)
 {
@@ -134,22 +330,17 @@ static void quant_q6_K(const float *x, struct block_q6_K *b, size_t nb)
 	int j, l;
 
 	for (i = 0; i < nb; i++, x += QK_K) {
-		float scale[16], maxs = 0, d;
+		float scale[16], maxs = 0, amaxs = 0, d;
 		uint8_t q[QK_K];
 
 		for (j = 0; j < 16; j++) {
-			float amax = 0, ext = 0;
-
-			for (l = 0; l < 16; l++)
-				if (fabsf(x[16 * j + l]) > amax) {
-					amax = fabsf(x[16 * j + l]);
-					ext = x[16 * j + l];
-				}
-			scale[j] = ext / -32;
-			maxs = fabsf(scale[j]) > maxs ? fabsf(scale[j]) : maxs;
+			scale[j] = fit_symmetric(x + 16 * j, 16);
+			if (fabsf(scale[j]) > amaxs) {
+				amaxs = fabsf(scale[j]);
+				maxs = scale[j];
+			}
 		}
-		d = maxs / 127;
-		b[i].d = f32_to_fp16(d);
+		b[i].d = f32_to_fp16(maxs / -128);
 		d = fp16_to_f32(b[i].d);
 		for (j = 0; j < 16; j++) {
 			float ds;
@@ -191,13 +382,16 @@ int quantize_row_weight_ref(uint32_t type, const float *x, void *out, size_t n)
 		quantize_row_act_ref(GGML_TYPE_Q8_0, x, out, n);
 		return 0;
 	case GGML_TYPE_Q4_0:
-		quant_q4_0(x, out, n / QK);
-		return 0;
 	case GGML_TYPE_Q4_1:
-		quant_q4_1(x, out, n / QK);
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_Q5_1:
+		quant_32(type, x, out, n / QK);
 		return 0;
 	case GGML_TYPE_Q4_K:
 		quant_q4_K(x, out, n / QK_K);
+		return 0;
+	case GGML_TYPE_Q5_K:
+		quant_q5_K(x, out, n / QK_K);
 		return 0;
 	case GGML_TYPE_Q6_K:
 		quant_q6_K(x, out, n / QK_K);

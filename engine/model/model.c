@@ -568,6 +568,8 @@ int llm_model_load(struct llm_model **out, const char *path,
 		l = NULL;
 		if (ret)
 			goto fail;
+		if (m->stream && opts->progress && opts->stream_progress_arg)
+			llm_stream_progress(m, opts->progress, opts->stream_progress_arg);
 	}
 	pinfer_loader_free(l);
 	llm_layout_free(&lay);

@@ -128,6 +128,9 @@ struct llm_load_opts {
 	int node;
 	pinfer_progress_fn progress;	/* loading progress, or NULL */
 	void *progress_arg;
+	void *stream_progress_arg;	/* with @progress and streamed layers: the
+					   first pass through them (their first
+					   reads) reported with this; NULL: not */
 	uint64_t mem;		/* the memory budget in bytes; 0: the default */
 	uint32_t ring;		/* slots of the streaming ring; 0: the default (4) */
 	uint32_t n_ctx;		/* the context sessions will use; 0: the model's */

@@ -58,6 +58,12 @@ int llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t 
  */
 int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 		     struct pinfer_loader *l, struct pinfer_err *err);
+
+/*
+ * Report the first pass through the streamed layers to @fn (bytes of them
+ * read, of all of them), from the first layer compute asks for to the last.
+ */
+void llm_stream_progress(struct llm_model *m, pinfer_progress_fn fn, void *arg);
 void llm_stream_free(struct llm_stream *st);
 
 /*

@@ -38,6 +38,9 @@ struct llm_stream {
 	struct llm_slot *slots;
 	struct llm_stream_stats stats;
 	struct pinfer_err error;	/* code 0: none */
+	pinfer_progress_fn progress;	/* the first pass, until it is done */
+	void *progress_arg;
+	uint64_t first_done, first_total;	/* bytes of it */
 };
 
 static uint32_t slot_of(const struct llm_stream *st, uint64_t q)
@@ -176,6 +179,29 @@ int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 	return 0;
 }
 
+void llm_stream_progress(struct llm_model *m, pinfer_progress_fn fn, void *arg)
+{
+	struct llm_stream *st = m->stream;
+	uint32_t i;
+
+	st->progress = fn;
+	st->progress_arg = arg;
+	st->first_done = st->first_total = 0;
+	for (i = st->first; i < st->first + st->m; i++)
+		st->first_total += st->span_b[i] - st->span_a[i];
+}
+
+/* The first pass: @layer's bytes arrived (@bytes 0: compute is about to ask for the first). */
+static void first_pass(struct llm_stream *st, uint64_t bytes)
+{
+	if (!st->progress)
+		return;
+	st->first_done += bytes;
+	st->progress(st->first_done, st->first_total, st->progress_arg);
+	if (st->first_done >= st->first_total)
+		st->progress = NULL;
+}
+
 void llm_stream_free(struct llm_stream *st)
 {
 	if (!st)
@@ -227,6 +253,8 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 		return pinfer_fail(err, EPROTO, "stream: layer %" PRIu32 " used out of order (expected %" PRIu32 ")",
 				   layer, layer_of(st, q));
 	s = &st->slots[slot_of(st, q)];
+	if (q == 0)
+		first_pass(st, 0);
 	if (!s->ready) {
 		struct pinfer_err e = { 0 };
 		double t0 = mono_now();
@@ -244,6 +272,8 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 		s->ticket = 0;
 		s->ready = true;
 		fresh = true;
+		if (q < st->m)
+			first_pass(st, st->span_b[layer] - st->span_a[layer]);
 	}
 	at = st->base + st->ring_off + slot_of(st, q) * st->slot_bytes;
 	a = st->span_a[layer];

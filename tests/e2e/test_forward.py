@@ -16,8 +16,9 @@ the independent numpy reference (tests/reference/llama_ref.py):
   8-bit path, fed the reference's 32 tokens, the same choice at each step
   except at near ties (the reference's top two within 2% of the range:
   8-bit rounding and summation order may flip those; each is reported);
-- the same checks on F16, Q8_0, Q4_0, Q4_K and Q6_K versions written by
-  pinfer quantize (read by the reference through gguf's own reader);
+- the same checks on the versions pinfer quantize writes (f16, q8_0, q4_0,
+  q5_0, q5_1, q4_k, q4_k_m, q5_k_m, q6_k; read by the reference through
+  gguf's own reader);
 - batches (the GEMM on packed rows, AVX2 and AVX-512, or sgemm from 32 tokens), RoPE scaling on synthetic models, a Q8_0
   KV cache: see their functions;
 - bad input: an unsupported architecture, a missing tensor, a tensor of the
@@ -92,7 +93,9 @@ def cpu_paths():
 # 0.3 points; which near ties flip moves with the summation order).
 LLAMA_CPP = {  # type: (mean KL, top-1), llama-cpp-python 0.3.36, 2 threads
     "q4_1": (0.00295, 0.961), "f16": (0.0000021, 0.997), "q8_0": (0.00280, 0.955),
-    "q4_0": (0.00328, 0.970), "q4_k": (0.00502, 0.955), "q6_k": (0.00446, 0.958),
+    "q4_0": (0.00323, 0.955), "q5_0": (0.00298, 0.973), "q5_1": (0.00358, 0.967),
+    "q4_k": (0.00490, 0.958), "q4_k_m": (0.00486, 0.949), "q5_k_m": (0.00574, 0.946),
+    "q6_k": (0.00468, 0.967),
 }
 KL_HEADROOM, TOP1_HEADROOM = 1.5, 0.04
 
@@ -245,24 +248,31 @@ def test_bad_input():
        f"more tokens than the context: {p.stderr.decode().strip()}")
 
 
+# What each pinfer quantize type writes SmolLM2's matrices in, its own type
+# first (the tied embedding, the output layer, at Q6_K falls back to Q8_0,
+# as do the 576-wide matrices, which do not take the K types' 256-blocks:
+# Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; e2e/test_quant checks each
+# tensor's choice)
+MIX = {
+    "f16": ("F16",), "q8_0": ("Q8_0",), "q4_0": ("Q4_0", "Q8_0"), "q5_0": ("Q5_0", "Q8_0"),
+    "q5_1": ("Q5_1", "Q8_0"), "q4_k": ("Q4_K", "Q5_K", "Q5_0", "Q5_1", "Q8_0"),
+    "q4_k_m": ("Q4_K", "Q6_K", "Q5_0", "Q8_0"), "q5_k_m": ("Q5_K", "Q6_K", "Q5_1", "Q8_0"),
+    "q6_k": ("Q6_K", "Q8_0"),
+}
+
+
 def test_quantized():
     pinfer = PINFER
     with tempfile.TemporaryDirectory() as tmp:
-        for qtype in ("f16", "q8_0", "q4_0", "q4_k", "q6_k"):
+        for qtype, types in MIX.items():
             out = os.path.join(tmp, f"{qtype}.gguf")
             p = subprocess.run([pinfer, "quantize", MODEL, out, qtype], capture_output=True)
             if not ok(p.returncode == 0, f"pinfer quantize to {qtype}", p.stderr.decode()):
                 continue
             r = gguf.GGUFReader(out)
-            # K types need rows of 256: SmolLM2's 576-wide matrices do not
-            # take them (Q8_0 for q6_k, their own for q4_k), the 1536-wide
-            # ffn_down ones (30 of them) convert; the tied embedding is the
-            # output layer's (Q8_0: e2e/test_quant checks the choices)
-            mats = [t for t in r.tensors if len(t.shape) > 1 and t.name != "token_embd.weight"]
-            fit = [t for t in mats if t.shape[0] % (256 if "_k" in qtype else 32) == 0]
-            conv = [t for t in fit if t.tensor_type.name == qtype.upper()]
-            ok(fit and len(conv) == len(fit),
-               f"{qtype}: every matrix of whole blocks ({len(fit)} of {len(mats)}) is {qtype.upper()}")
+            mats = [t.tensor_type.name for t in r.tensors if len(t.shape) > 1]
+            ok(set(mats) <= set(types) and types[0] in mats,
+               f"{qtype}: its {len(mats)} matrices in {', '.join(sorted(set(mats)))}")
             test_logits(LlamaRef(out), out, PROMPTS[1:], f"{qtype}: ")
             test_kld(out, qtype, cpu_paths())
 

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Progress on stderr for long work, only when stderr is a terminal (run
 under script(1), which gives the command a pseudo-terminal) and not with
--q: loading (pinfer run), quantize and synth each show a bar with bytes
-done of the total and GB/s, ending at 100%; piped, or with -q, nothing."""
+-q: loading (pinfer run), the first pass through the layers a memory
+budget streams (pinfer run --mem), quantize and synth each show a bar with
+bytes done of the total and GB/s, ending at 100%; piped, or with -q,
+nothing."""
 import os
 import shlex
 import subprocess
@@ -36,6 +38,11 @@ with tempfile.TemporaryDirectory() as tmp:
          [PINFER, "synth", "--params", "135M", "-q", "-o", out]),
         ("run", "loading", [PINFER, "run", "-p", "hi", "-n", "1", "--temp", "0"],
          [PINFER, "run", "-q", "-p", "hi", "-n", "1", "--temp", "0"]),
+        # a budget that streams the last 12 layers: their first pass, before
+        # the first token
+        ("run --mem 300M", "streaming, first pass",
+         [PINFER, "run", "--mem", "300M", "-p", "hi", "-n", "1", "--temp", "0"],
+         [PINFER, "run", "-q", "--mem", "300M", "-p", "hi", "-n", "1", "--temp", "0"]),
     ]
     for name, what, args, quiet in cases:
         rc, text = on_tty(args)

@@ -39,7 +39,7 @@ def random_blocks(qtype, nblocks):
     elems, size = gguf.GGML_QUANT_SIZES[qtype]
     raw = rng.integers(0, 256, size=(nblocks, size), dtype=np.uint8)
     scales = {  # byte offsets of the fp16 fields in each block layout
-        T.Q4_0: [0], T.Q4_1: [0, 2], T.Q8_0: [0],
+        T.Q4_0: [0], T.Q4_1: [0, 2], T.Q5_0: [0], T.Q5_1: [0, 2], T.Q8_0: [0],
         T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
     }[qtype]
     for off in scales:
@@ -49,7 +49,7 @@ def random_blocks(qtype, nblocks):
 
 
 def test_random_blocks():
-    for qtype in (T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K):
+    for qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K):
         raw, n = random_blocks(qtype, 64)
         want = quants.dequantize(raw, qtype).reshape(-1).astype(np.float32)
         with tempfile.NamedTemporaryFile() as f:
@@ -130,7 +130,8 @@ def test_activation_quant():
 def test_weight_quant():
     """pinfer quantize's K-quant writers: gguf's dequantizer reads back
     Gaussian weights within each sub-block's step (Q6_K: 1/32 of its
-    extreme; Q4_K: 1/15 of its range, plus the 6-bit rounding of the min),
+    extreme, see below; Q4_K, Q5_K: 1/15 or 1/31 of its range, plus the
+    6-bit rounding of the min),
     with the RMS error a plain min-max fit gives."""
     x = rng.standard_normal(256 * 64).astype(np.float32)
     x[:256] = 0                 # an all-zero super-block
@@ -138,23 +139,55 @@ def test_weight_quant():
     with tempfile.NamedTemporaryFile() as f:
         f.write(x.tobytes())
         f.flush()
-        for qtype, sub, rms_limit in ((T.Q6_K, 16, 0.025), (T.Q4_K, 32, 0.10)):
+        for qtype, sub, rms_limit in ((T.Q6_K, 16, 0.025), (T.Q4_K, 32, 0.10),
+                                      (T.Q5_K, 32, 0.05)):
             q = helper("weights", int(qtype), x.size, f.name)
             y = quants.dequantize(np.frombuffer(q, np.uint8), qtype).reshape(-1)
             xs = x.reshape(-1, sub)
             if qtype == T.Q6_K:
                 step = np.abs(xs).max(axis=1) / 32
             else:
-                step = (xs.max(axis=1) - np.minimum(xs.min(axis=1), 0)) / 15
+                levels = 15 if qtype == T.Q4_K else 31
+                step = (xs.max(axis=1) - np.minimum(xs.min(axis=1), 0)) / levels
             err = np.abs(y - x).reshape(-1, sub)
+            if qtype == T.Q6_K:
+                # each sub-block's step as written, ds = d * scale, is its
+                # extreme / 32 rounded to an 8-bit multiple of d, and q is in
+                # -32..31: an element of the other sign than the extreme may
+                # reach 32 steps and clamp at 31 (a whole step off), and the
+                # rounding of ds moves the far ends by 32 times its error
+                b = np.frombuffer(q, np.uint8).reshape(-1, 210)
+                d = b[:, 208:210].copy().view(np.float16).astype(np.float32)
+                ds = np.abs(d * b[:, 192:208].view(np.int8).astype(np.float32)).reshape(-1)
+                step = ds + 32 * np.abs(ds - step) + 1e-6 * step
             worst = (err.max(axis=1) / np.maximum(step, 1e-12))[step > 0].max()
             rel = np.sqrt(((y - x)[512:] ** 2).mean() / (x[512:] ** 2).mean())
-            ok(len(q) == x.size // 256 * (210 if qtype == T.Q6_K else 144) and
+            ok(len(q) == x.size // 256 * {T.Q6_K: 210, T.Q4_K: 144, T.Q5_K: 176}[qtype] and
                np.all(y[:256] == 0) and np.allclose(y[256:512], 1.5, rtol=0.01) and
-               worst <= 1.1 and rel < rms_limit,
+               worst <= (1.0 if qtype == T.Q6_K else 1.1) and rel < rms_limit,
                f"{qtype.name} weights: zeros and constants kept; every element within "
-               f"{worst:.2f} of its sub-block's step; RMS error {100 * rel:.2f}% "
-               f"(limit {100 * rms_limit:.1f}%)")
+               f"{worst:.2f} of " +
+               ("its bound (a step, plus 32 times the rounding of the step)"
+                if qtype == T.Q6_K else "its sub-block's step") +
+               f"; RMS error {100 * rel:.2f}% (limit {100 * rms_limit:.1f}%)")
+
+
+def test_weight_quant_32():
+    """The 32-element types' writers (Q4_0, Q4_1, Q5_0, Q5_1) give the very
+    bytes the gguf package's quantizers (ports of llama.cpp's) give."""
+    x = rng.standard_normal(32 * 4096).astype(np.float32)
+    x[:32] = 0
+    x[32:64] = 1.5
+    x[64:96] *= 1e-30  # subnormal scales
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(x.tobytes())
+        f.flush()
+        for qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1):
+            got = helper("weights", int(qtype), x.size, f.name)
+            want = quants.quantize(x.reshape(-1, 256), qtype).tobytes()
+            diff = sum(a != b for a, b in zip(got, want)) if len(got) == len(want) else -1
+            ok(got == want, f"{qtype.name} weights: 4096 blocks byte for byte as gguf quantizes them "
+               f"({diff} bytes differ)")
 
 
 def test_fp16():
@@ -182,11 +215,18 @@ def tensor_types(path):
     return {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
 
 
+def more_bits(i, n):
+    """llama.cpp's use_more_bits(): the layers q4_k_m/q5_k_m give Q6_K."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
 def test_mix():
     """pinfer quantize's choice per tensor, llama.cpp's rules (tools/quantize.c):
-    the output layer (or the tied embedding) at Q6_K for the 4-bit types, Q8_0
-    where its rows are not whole 256-blocks; rows that are not whole blocks
-    of TYPE: Q8_0 for q6_k, their own type for q4_k."""
+    the output layer (or the tied embedding) at Q6_K but for q8_0; q4_k_m and
+    q5_k_m: attn_v and ffn_down at Q6_K in more_bits() layers; with 8
+    experts attn_k/attn_v at Q8_0 (q4_k_m: attn_output Q5_K); rows that are
+    not whole blocks: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0. q4_k is
+    llama.cpp's Q4_K_S (a few tensors at Q5_K)."""
     pinfer = os.path.join(os.path.dirname(HELPER), "..", "pinfer")
     with tempfile.TemporaryDirectory() as tmp:
         def quantize(src, qtype):
@@ -194,32 +234,62 @@ def test_mix():
             p = subprocess.run([pinfer, "quantize", src, out, qtype], capture_output=True)
             return tensor_types(out) if p.returncode == 0 else {}
 
-        # SmolLM2: embedding tied to the output, 576 columns (not a multiple of 256)
+        # SmolLM2: embedding tied to the output, 576 columns (not a multiple of
+        # 256; ffn_down has 1536), 30 layers
         want = {
             "q4_0": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q4_0,
                      "blk.0.ffn_down.weight": T.Q4_0, "output_norm.weight": T.F32},
             "q8_0": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q8_0},
-            "q4_k": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q4_1,
-                     "blk.0.ffn_down.weight": T.Q4_K},
+            "q5_0": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q5_0,
+                     "blk.0.ffn_down.weight": T.Q5_0},
+            "q5_1": {"token_embd.weight": T.Q8_0, "blk.0.attn_v.weight": T.Q5_1},
+            # q4_k is llama.cpp's Q4_K_S: attn_v of layers 0-3 and ffn_down of
+            # the first eighth (0-2) at Q5_K (attn_v falls back to Q5_1)
+            "q4_k": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q5_0,
+                     "blk.3.attn_v.weight": T.Q5_1, "blk.4.attn_v.weight": T.Q5_0,
+                     "blk.2.ffn_down.weight": T.Q5_K, "blk.3.ffn_down.weight": T.Q4_K},
+            "q5_k": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q5_1,
+                     "blk.0.ffn_down.weight": T.Q5_K},
             "q6_k": {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": T.Q8_0,
                      "blk.0.ffn_down.weight": T.Q6_K},
             "f16": {"token_embd.weight": T.F16, "blk.0.attn_q.weight": T.F16},
         }
+        for qtype, base, fallback in (("q4_k_m", T.Q4_K, T.Q5_0), ("q5_k_m", T.Q5_K, T.Q5_1)):
+            w = {"token_embd.weight": T.Q8_0, "blk.0.attn_q.weight": fallback,
+                 "blk.3.ffn_gate.weight": fallback}
+            for i in range(30):
+                w[f"blk.{i}.attn_v.weight"] = T.Q8_0 if more_bits(i, 30) else fallback
+                w[f"blk.{i}.ffn_down.weight"] = T.Q6_K if more_bits(i, 30) else base
+            want[qtype] = w
         for qtype, w in want.items():
             got = quantize(MODEL, qtype)
-            ok(all(got.get(k) == v for k, v in w.items()),
-               f"SmolLM2 to {qtype}: " + ", ".join(f"{k} {v.name}" for k, v in w.items()),
-               {k: got.get(k) for k in w})
+            bad = {k: (got.get(k), v) for k, v in w.items() if got.get(k) != v}
+            shown = list(w.items())[:4]
+            ok(not bad, f"SmolLM2 to {qtype}: " + ", ".join(f"{k} {v.name}" for k, v in shown) +
+               (f" and {len(w) - 4} more" if len(w) > 4 else ""), bad)
         # an untied output of 256 columns: Q6_K; the embedding as the rest
         src = os.path.join(tmp, "untied.gguf")
         subprocess.run([pinfer, "synth", "--embd", "256", "--layers", "1", "--ff", "512", "--heads",
                         "4", "--type", "f32", "-o", src], capture_output=True, check=True)
         for qtype, out_t, emb_t in (("q4_0", T.Q6_K, T.Q4_0), ("q4_k", T.Q6_K, T.Q4_K),
-                                     ("q8_0", T.Q8_0, T.Q8_0)):
+                                     ("q5_k", T.Q6_K, T.Q5_K), ("q8_0", T.Q8_0, T.Q8_0)):
             got = quantize(src, qtype)
             ok(got.get("output.weight") == out_t and got.get("token_embd.weight") == emb_t,
                f"untied output to {qtype}: output {out_t.name}, token_embd {emb_t.name}",
                {k: got.get(k) for k in ("output.weight", "token_embd.weight")})
+        # Mixtral's layout, 8 experts, 16 layers of 256 columns
+        src = os.path.join(tmp, "moe.gguf")
+        subprocess.run([pinfer, "synth", "--embd", "256", "--layers", "16", "--ff", "256",
+                        "--heads", "4", "--experts", "8", "--type", "f32", "-o", src],
+                       capture_output=True, check=True)
+        got = quantize(src, "q4_k_m")
+        w = {"blk.0.attn_k.weight": T.Q8_0, "blk.0.attn_v.weight": T.Q8_0,
+             "blk.0.attn_q.weight": T.Q4_K, "blk.0.attn_output.weight": T.Q5_K,
+             "blk.0.ffn_down_exps.weight": T.Q6_K, "blk.3.ffn_down_exps.weight": T.Q4_K,
+             "blk.4.ffn_down_exps.weight": T.Q6_K, "blk.0.ffn_gate_inp.weight": T.F32}
+        bad = {k: (got.get(k), v) for k, v in w.items() if got.get(k) != v}
+        ok(not bad, "8 experts to q4_k_m: attn_k, attn_v Q8_0, attn_output Q5_K, ffn_down_exps "
+           "Q6_K in the more-bits layers, the router kept", bad)
 
 
 test_random_blocks()
@@ -227,5 +297,6 @@ test_model_tensors()
 test_mix()
 test_activation_quant()
 test_weight_quant()
+test_weight_quant_32()
 test_fp16()
 end()

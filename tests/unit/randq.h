@@ -51,11 +51,13 @@ static inline void random_row(uint32_t type, void *row, size_t n)
 			break;
 		}
 		case GGML_TYPE_Q4_1:
+		case GGML_TYPE_Q5_1:
 		case GGML_TYPE_Q4_K:
 		case GGML_TYPE_Q5_K:
 			((fp16_t *)p)[1] = f32_to_fp16(uniform(-0.05f, 0.05f));
 			/* fall through */
 		case GGML_TYPE_Q4_0:
+		case GGML_TYPE_Q5_0:
 		case GGML_TYPE_Q8_0:
 			((fp16_t *)p)[0] = f32_to_fp16(uniform(-0.05f, 0.05f));
 			break;

@@ -40,7 +40,7 @@ static void check(const char *isa, vec_dot_fn f, uint32_t type, size_t n)
 		mag += fabs((double)w[i] * x[i]);
 	want = vec_dot_ref(type, n, row, act);
 	got = f(n, row, act);
-	if (type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q8_0)	/* quant.h's order */
+	if (ggml_type_get(type)->block_elems == QK)	/* quant.h's order */
 		ok(got == want, "%s %s, %zu elements: %.9g, reference %.9g (bit for bit)",
 		   isa, ti->name, n, got, want);
 	else
@@ -209,8 +209,9 @@ static void check_softmax_f16(void)
 int main(void)
 {
 	static const uint32_t types[] = {
-		GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, GGML_TYPE_F32, GGML_TYPE_F16,
-		GGML_TYPE_BF16, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+		GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
+		GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
+		GGML_TYPE_Q6_K,
 	};
 	static const size_t blocks[] = { 1, 2, 3, 17, 48 };
 	const struct pinfer_cpu *cpu = pinfer_cpu();

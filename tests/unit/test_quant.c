@@ -88,14 +88,15 @@ static void check(uint32_t type, size_t n)
 
 int main(void)
 {
-	static const uint32_t q32[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0 };
+	static const uint32_t q32[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,
+					GGML_TYPE_Q5_1, GGML_TYPE_Q8_0 };
 	static const uint32_t qk[] = { GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K };
 	static const uint32_t fl[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16 };
 	static const size_t n32[] = { 32, 96, 576, 1536 }, nk[] = { 256, 768, 1536 };
 	static const size_t nf[] = { 1, 37, 576 };
 	size_t i, j;
 
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 5; i++)
 		for (j = 0; j < 4; j++)
 			check(q32[i], n32[j]);
 	for (i = 0; i < 3; i++)
