@@ -110,7 +110,12 @@ $(BUILD)/tests/test_stat: $(BUILD)/obj/tests/unit/test_stat.o $(BUILD)/obj/tools
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-tests: $(PINFER) $(UNIT_BINS) $(HELPER_BINS)
+# The benchmark programs are built with the tests (not run), so that they
+# keep compiling.
+BENCH_BINS := $(BUILD)/bench/kernels $(BUILD)/bench/tokenize $(BUILD)/bench/load \
+	$(BUILD)/bench/barrier
+
+tests: $(PINFER) $(UNIT_BINS) $(HELPER_BINS) $(if $(filter 1,$(SAN)),,$(BENCH_BINS))
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -207,7 +212,7 @@ checkpatch:
 
 # Test programs that run inside the VM: static, so the initramfs needs no
 # libraries; built with the kernel's kselftest harness (-Wall, its own rule).
-VM_CFLAGS := -std=gnu11 -O2 -g -Wall -Werror -D_GNU_SOURCE -static -Iuapi \
+VM_CFLAGS := -std=gnu11 -O2 -g -Wall -Werror -D_GNU_SOURCE -static -Iuapi -Iengine \
 	-Ibuild/linux-source/tools/testing/selftests
 VM_BINS := build/vm/bin/pinfer_test build/vm/bin/test_region \
 	build/vm/bin/test_loader build/vm/bin/test_pool build/vm/bin/test_stream \

@@ -46,9 +46,9 @@ static double bench_pool(int n)
 	}
 	a.p = p;
 	for (r = 0; r < REPEAT; r++) {
-		t = bench_now();
+		t = mono_now();
 		pinfer_pool_run(p, pool_body, &a);
-		t = (bench_now() - t) / ROUNDS;
+		t = (mono_now() - t) / ROUNDS;
 		best = t < best ? t : best;
 	}
 	pinfer_pool_free(p);
@@ -75,13 +75,13 @@ static double bench_pthread(int n)
 
 	for (r = 0; r < REPEAT; r++) {
 		pthread_barrier_init(&pb, NULL, n);
-		t = bench_now();
+		t = mono_now();
 		for (i = 1; i < n; i++)
 			pthread_create(&th[i], NULL, pthread_body, NULL);
 		pthread_body(NULL);
 		for (i = 1; i < n; i++)
 			pthread_join(th[i], NULL);
-		t = (bench_now() - t) / ROUNDS;
+		t = (mono_now() - t) / ROUNDS;
 		best = t < best ? t : best;
 		pthread_barrier_destroy(&pb);
 	}
@@ -94,7 +94,7 @@ static double bench_omp(int n)
 	int r;
 
 	for (r = 0; r < REPEAT; r++) {
-		t = bench_now();
+		t = mono_now();
 #pragma omp parallel num_threads(n)
 		{
 			int i;
@@ -103,7 +103,7 @@ static double bench_omp(int n)
 #pragma omp barrier
 			}
 		}
-		t = (bench_now() - t) / ROUNDS;
+		t = (mono_now() - t) / ROUNDS;
 		best = t < best ? t : best;
 	}
 	return best;

@@ -10,13 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static inline double bench_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "base/clock.h"	/* mono_now() */
 
 /* Write back and drop the page cache (root only); says so if it cannot. */
 static inline void bench_drop_caches(void)

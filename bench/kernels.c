@@ -110,7 +110,7 @@ static double time_gemm(const struct mat *m, gemm16_fn f, int nt)
 	int rep;
 
 	for (rep = 0; rep < 5; rep++) {
-		double t0 = bench_now(), dt;
+		double t0 = mono_now(), dt;
 		int passes = 0;
 		size_t g;
 
@@ -119,7 +119,7 @@ static double time_gemm(const struct mat *m, gemm16_fn f, int nt)
 				f(COLS, m->w + g * m->group_bytes, m->act, m->as, m->side,
 				  2 * (COLS / QK), nt, m->out + g * PACK_ROWS, m->groups * PACK_ROWS);
 			passes++;
-		} while ((dt = bench_now() - t0) < 0.2);
+		} while ((dt = mono_now() - t0) < 0.2);
 		if (dt / passes < best)
 			best = dt / passes;
 	}
@@ -135,13 +135,13 @@ static double time_read(const struct mat *m)
 	int rep;
 
 	for (rep = 0; rep < 5; rep++) {
-		double t0 = bench_now(), dt;
+		double t0 = mono_now(), dt;
 		int passes = 0;
 
 		do {
 			sink += read_loop(m->w, n);
 			passes++;
-		} while ((dt = bench_now() - t0) < 0.2);
+		} while ((dt = mono_now() - t0) < 0.2);
 		if (dt / passes < best)
 			best = dt / passes;
 	}

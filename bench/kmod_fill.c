@@ -60,7 +60,7 @@ static double fill_pinfer(const char *path, size_t size)
 		die("bind");
 	if (io_uring_queue_init(DEPTH, &ring, IORING_SETUP_SQE128))
 		die("io_uring");
-	t0 = bench_now();
+	t0 = mono_now();
 	while (done < size) {
 		while (inflight < DEPTH && next < size) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
@@ -85,7 +85,7 @@ static double fill_pinfer(const char *path, size_t size)
 		inflight--;
 		done += CHUNK;
 	}
-	t = bench_now() - t0;
+	t = mono_now() - t0;
 	io_uring_queue_exit(&ring);
 	close(b.fd);
 	close(r);
@@ -103,11 +103,11 @@ static double fill_read(const char *path, size_t size, int flags)
 	if (!buf || fd < 0)
 		die("read setup");
 	memset(buf, 0, size);	/* fault the destination in first */
-	t0 = bench_now();
+	t0 = mono_now();
 	for (off = 0; off < size; off += CHUNK)
 		if (pread(fd, buf + off, CHUNK, off) != CHUNK)
 			die("read");
-	t = bench_now() - t0;
+	t = mono_now() - t0;
 	close(fd);
 	free(buf);
 	return t;
@@ -123,13 +123,13 @@ static double fill_mmap(const char *path, size_t size)
 
 	if (fd < 0)
 		die("open");
-	t0 = bench_now();
+	t0 = mono_now();
 	p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		die("mmap");
 	for (off = 0; off < size; off += 4096)
 		sum += p[off];
-	t = bench_now() - t0;
+	t = mono_now() - t0;
 	munmap((void *)p, size);
 	close(fd);
 	if (sum == 0xffffffff)

@@ -59,12 +59,12 @@ int main(int argc, char **argv)
 	pinfer_region_props(r, &props);
 	pinfer_loader_info(l, &li);
 	rg = (struct pinfer_range){ 0, 0, size };
-	t = bench_now();
+	t = mono_now();
 	if (pinfer_load(l, &rg, 1, &err)) {
 		fprintf(stderr, "load: %s\n", err.msg);
 		return 1;
 	}
-	t = bench_now() - t;
+	t = mono_now() - t;
 	snprintf(what, sizeof(what), "pinfer loader: %s region, %s, %llu KiB x %u in flight%s",
 		 pinfer_provider_name(props.provider),
 		 li.kmod ? "pinfer.ko prefetch" : li.direct ? "O_DIRECT io_uring" : "buffered io_uring",
@@ -80,27 +80,27 @@ int main(int argc, char **argv)
 	if (!buf || fd < 0)
 		return 1;
 	memset(buf, 0, size);		/* the destination faulted in first */
-	t = bench_now();
+	t = mono_now();
 	for (off = 0; off < size; off += 1 << 20) {
 		size_t n = size - off < (1 << 20) ? size - off : 1 << 20;
 
 		if (read(fd, buf + off, n) != (ssize_t)n)
 			return 1;
 	}
-	t = bench_now() - t;
+	t = mono_now() - t;
 	report("read", t, size, "read(2) into malloc'd memory, 1 MiB at a time");
 	close(fd);
 	free(buf);
 
 	bench_drop_caches();
 	fd = open(argv[1], O_RDONLY);
-	t = bench_now();
+	t = mono_now();
 	m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
 		return 1;
 	for (off = 0; off < size; off += 4096)
 		sum += m[off];
-	t = bench_now() - t;
+	t = mono_now() - t;
 	report("mmap", t, size, "mmap + touch every 4 KiB page");
 	munmap((void *)m, size);
 	close(fd);

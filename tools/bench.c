@@ -58,12 +58,12 @@ static int one_run(struct llm_session *s, const struct llm_model *m, int n, bool
 		toks[i] = (int32_t)((seed >> 8) % m->cfg.n_vocab);
 	}
 	llm_session_reset(s);
-	t0 = cli_now();
+	t0 = mono_now();
 	if (batch)	/* ppN: the prompt at once */
 		ret = llm_eval_batch(s, toks, n, &logits, err);
 	for (i = 0; i < n && !ret && !batch; i++)	/* tgN: one at a time */
 		ret = llm_eval(s, toks[i], &logits, err);
-	*tps = n / (cli_now() - t0);
+	*tps = n / (mono_now() - t0);
 	free(toks);
 	return ret;
 }
@@ -107,10 +107,10 @@ static double mem_read_bw(struct pinfer_pool *pool)
 	memset(buf, 1, MEMBW_BYTES);
 	w.buf = buf;
 	for (r = 0; r < 3; r++) {
-		double t0 = cli_now(), t;
+		double t0 = mono_now(), t;
 
 		pinfer_parallel_for(pool, MEMBW_BYTES / MEMBW_CHUNK, 1, PINFER_STATIC, membw_chunks, &w);
-		t = cli_now() - t0;
+		t = mono_now() - t0;
 		best = MEMBW_BYTES / t / 1e9 > best ? MEMBW_BYTES / t / 1e9 : best;
 	}
 	free(buf);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/clock.h"
 #include "libpinfer.h"
 
 enum {
@@ -14,9 +15,6 @@ enum {
 	EXIT_FAIL = 1,		/* the work failed: bad file, I/O error */
 	EXIT_USAGE = 2,		/* the command line was wrong */
 };
-
-/* Seconds on the monotonic clock. */
-double cli_now(void);
 
 /* The length of the valid UTF-8 sequence at s[0..n) (n > 0), or 0. */
 size_t cli_utf8_len(const char *s, size_t n);

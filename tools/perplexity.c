@@ -376,7 +376,7 @@ int cmd_perplexity(int argc, char **argv)
 	llm_session_set_exact(s, o.exact);
 	fprintf(stderr, "pinfer: perplexity of %s over %" PRIu32 " chunks of %lld tokens (%zu of the text's %zu), %zu scored each\n",
 		o.model, n_chunk, o.ctx, (size_t)n_chunk * (size_t)o.ctx, n_all, (size_t)h.n_scored);
-	t0 = cli_now();
+	t0 = mono_now();
 	for (i = 0; i < n_chunk; i++) {
 		int32_t *chunk = all + i * o.ctx, keep = chunk[0];
 		const float *lg;
@@ -408,7 +408,7 @@ int cmd_perplexity(int argc, char **argv)
 			fflush(stdout);
 			if (i == 0)
 				fprintf(stderr, "pinfer: %.2f s a chunk, about %.0f s in all\n",
-					cli_now() - t0, (cli_now() - t0) * n_chunk);
+					mono_now() - t0, (mono_now() - t0) * n_chunk);
 		}
 	}
 	if (!o.quiet)
@@ -417,7 +417,7 @@ int cmd_perplexity(int argc, char **argv)
 		double ppl = exp(st.nll / st.count);
 
 		printf("PPL = %.4f +/- %.5f (%" PRIu64 " tokens scored, %.1f s)\n", ppl,
-		       std_err(st.nll, st.nll2, st.count) * ppl, st.count, cli_now() - t0);
+		       std_err(st.nll, st.nll2, st.count) * ppl, st.count, mono_now() - t0);
 		if (o.base) {
 			double bppl = exp(st.base_nll / st.count);
 

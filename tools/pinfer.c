@@ -42,14 +42,6 @@ static const struct command commands[] = {
 	{ "perplexity", cmd_perplexity, "perplexity of a model on a text (as llama-perplexity), KL to a base" },
 };
 
-double cli_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 size_t cli_utf8_len(const char *s, size_t n)
 {
 	uint32_t cp;
@@ -199,7 +191,7 @@ void cli_progress(uint64_t done, uint64_t total, void *what)
 {
 	static const void *cur;
 	static double t0, last;
-	double now = cli_now(), dt;
+	double now = mono_now(), dt;
 
 	if (what != cur || done == 0) {	/* a new piece of work */
 		cur = what;

@@ -314,12 +314,12 @@ static int start(struct conversation *e, const struct run_opts *o)
 	struct llm_load_opts lo = load_opts(o);
 	struct pinfer_region_props rp;
 	struct pinfer_err err = { 0 };
-	double t0 = cli_now();
+	double t0 = mono_now();
 	int ret;
 
 	e->verbose_prompt = o->verbose_prompt;
 	lo.progress = cli_progress_fn(o->quiet);
-	lo.progress_arg = (void *)"loading";
+	lo.progress_label = "loading";
 	lo.stream_progress_arg = (void *)"streaming, first pass";
 	ret = pinfer_pool_create(&e->pool, o->threads, o->node, &err);
 	lo.pool = e->pool;	/* packs the weights at load */
@@ -366,7 +366,7 @@ static int start(struct conversation *e, const struct run_opts *o)
 			(e->m->plan.region - (uint64_t)e->m->plan.ring * e->m->plan.slot) / MIB,
 			e->m->plan.budget / MIB, e->m->plan.budget_why);
 	fprintf(stderr, "pinfer: loaded in %.2f s; %d threads; chat template %s\n",
-		cli_now() - t0, pinfer_pool_threads(e->pool), chat_template_name(e->tmpl));
+		mono_now() - t0, pinfer_pool_threads(e->pool), chat_template_name(e->tmpl));
 	return 0;
 }
 
@@ -465,7 +465,7 @@ static int generate(struct conversation *e, const char *text, const uint8_t *pla
 		free(ids);
 		return EXIT_FAIL;
 	}
-	t0 = cli_now();
+	t0 = mono_now();
 	for (i = 0; i < n_ids; i++)
 		e->hist[e->n_hist++] = ids[i];
 	if (llm_eval_batch(e->s, ids, n_ids, &logits, &err)) {
@@ -474,7 +474,7 @@ static int generate(struct conversation *e, const char *text, const uint8_t *pla
 		return EXIT_FAIL;
 	}
 	free(ids);
-	t1 = cli_now();
+	t1 = mono_now();
 	e->cut = true;
 	l = malloc(e->m->cfg.n_vocab * sizeof(*l));
 	while (l && gen < n_predict) {
@@ -500,7 +500,7 @@ static int generate(struct conversation *e, const char *text, const uint8_t *pla
 		cli_error("%s", err.msg);
 		return EXIT_FAIL;
 	}
-	t2 = cli_now();
+	t2 = mono_now();
 	if (!quiet_stats)
 		fprintf(stderr, "\npinfer: prompt %zu tokens in %.2f s (%.1f t/s); generated %d tokens in %.2f s (%.1f t/s)\n",
 			n_ids, t1 - t0, n_ids / (t1 - t0), gen, t2 - t1,

@@ -1058,7 +1058,7 @@ static int load(struct server *sv)
 	struct serve_opts *o = &sv->o;
 	struct llm_load_opts lo = {
 		.provider = o->provider, .node = o->node, .mem = o->mem,
-		.threads = (uint32_t)o->threads, .progress_arg = (void *)"loading",
+		.threads = (uint32_t)o->threads, .progress_label = "loading",
 	};
 	struct pinfer_region_props rp;
 	struct pinfer_err err = { 0 };
@@ -1189,8 +1189,8 @@ int cmd_serve(int argc, char **argv)
 	sv.draining = true;
 	sched_drain(sv.sched);
 	MHD_quiesce_daemon(d);	/* the listening socket closes */
-	t0 = cli_now();
-	while (sched_busy(sv.sched) && cli_now() - t0 < (double)sv.o.grace)
+	t0 = mono_now();
+	while (sched_busy(sv.sched) && mono_now() - t0 < (double)sv.o.grace)
 		usleep(50000);
 	if (sched_busy(sv.sched))
 		fprintf(stderr, "pinfer: cutting %u requests\n", sched_busy(sv.sched));

@@ -206,7 +206,7 @@ int cmd_synth(int argc, char **argv)
 		cli_error("%s", err.msg);
 		return EXIT_FAIL;
 	}
-	t0 = cli_now();
+	t0 = mono_now();
 	cli_remove_output_on_signals();
 	ret = synth_write(&s, out, pool, cli_progress_fn(quiet), (void *)"writing", &err);
 	pinfer_pool_free(pool);
@@ -216,7 +216,7 @@ int cmd_synth(int argc, char **argv)
 	}
 	fprintf(stderr, "pinfer: wrote %s: %s, %" PRIu32 " layers, embedding %" PRIu32 ", %s, %.1f MiB in %.2f s\n",
 		out, arch, s.n_layer, s.n_embd, ggml_type_name(s.type),
-		synth_bytes(&s) / 1048576.0, cli_now() - t0);
+		synth_bytes(&s) / 1048576.0, mono_now() - t0);
 	if (s.n_expert)
 		fprintf(stderr, "pinfer: %" PRIu32 " of %" PRIu32 " experts of %" PRIu32 " per token, routing %s (skew %g)\n",
 			s.n_expert_used, s.n_expert, s.n_ff, s.skew > 0 ? "skewed" : "uniform",

@@ -553,7 +553,15 @@ int llm_model_load(struct llm_model **out, const char *path,
 		goto fail;
 	pinfer_loader_info(l, &li);
 	snprintf(m->load_note, sizeof(m->load_note), "%s", li.note);
-	pinfer_loader_set_progress(l, opts->progress, opts->progress_arg);
+	if (opts->progress_label) {
+		struct pinfer_region_props rp;
+
+		pinfer_region_props(m->region, &rp);
+		snprintf(m->progress_label, sizeof(m->progress_label), "%s into %s memory",
+			 opts->progress_label, pinfer_provider_name(rp.provider));
+	}
+	pinfer_loader_set_progress(l, opts->progress,
+				   opts->progress_label ? m->progress_label : opts->progress_arg);
 	ret = pinfer_load(l, rg, lay.n, err);
 	if (ret)
 		goto fail;

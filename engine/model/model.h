@@ -121,6 +121,7 @@ struct llm_model {
 	struct llm_stream *stream;	/* NULL: every layer is resident */
 	struct llm_experts *experts;	/* NULL: every expert is resident */
 	char load_note[200];	/* how reads fall short of io_uring, or empty */
+	char progress_label[80];	/* llm_load_opts.progress_label and the provider */
 };
 
 struct llm_load_opts {
@@ -128,6 +129,9 @@ struct llm_load_opts {
 	int node;
 	pinfer_progress_fn progress;	/* loading progress, or NULL */
 	void *progress_arg;
+	const char *progress_label;	/* if set, loading reports with the string
+					   "LABEL into PROVIDER memory" as its arg
+					   instead of @progress_arg */
 	void *stream_progress_arg;	/* with @progress and streamed layers: the
 					   first pass through them (their first
 					   reads) reported with this; NULL: not */
