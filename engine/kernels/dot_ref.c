@@ -74,7 +74,7 @@ static void block_ints(uint32_t type, const uint8_t *blk, int q[QK], fp16_t *d, 
 static float dot_32(uint32_t type, size_t nb, const uint8_t *w, const void *act)
 {
 	const struct ggml_type_info *ti = ggml_type_get(type);
-	bool q8_1 = quant_vec_dot_type(type) == GGML_TYPE_Q8_1;
+	bool q8_1 = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1;
 	float sum = 0;
 	size_t i;
 
