@@ -88,7 +88,7 @@ def cpu_paths():
 # of tests/reference/text.txt. Limits per weight type: llama.cpp's own
 # figures against the same reference on the same file and text
 # (bench/accuracy.sh; Documentation/engine.md, Accuracy) with headroom:
-# KL at most 1.5 times llama.cpp's (ours were 0.18 to 1.11 times it on
+# KL at most 1.5 times llama.cpp's (ours were 0.93 to 1.08 times it on
 # every CPU path), top-1 at most 4 points below its figure (one position is
 # 0.3 points; which near ties flip moves with the summation order).
 LLAMA_CPP = {  # type: (mean KL, top-1), llama-cpp-python 0.3.36, 2 threads
