@@ -104,19 +104,61 @@ static inline __m256i q5_high(const uint8_t *qh)
 	return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
 }
 
+/*
+ * The sums of 8 vectors of int32, lane i the sum of @v[i]'s lanes: one
+ * reduction for 8 blocks instead of 8.
+ */
+static inline __m256i hsum8_i32(const __m256i v[8])
+{
+	__m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+	__m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+
+	return _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20),
+				_mm256_permute2x128_si256(a, c, 0x31));
+}
+
+/* Q5_0 block @w's quants times @y's, lane sums (Σ of the lanes: the block's exact sum). */
+static inline __m256i q5_0_lanes(const struct block_q5_0 *w, const int8_t *y)
+{
+	__m256i x = _mm256_or_si256(unpack_nibbles(w->qs), q5_high(w->qh));
+	__m256i ya = _mm256_loadu_si256((const __m256i *)y);
+	__m256i p;
+
+	x = _mm256_sub_epi8(x, _mm256_set1_epi8(16));	/* -16..15 */
+	p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(ya, x));
+	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* Q5_1's, its quants 0..31 unsigned. */
+static inline __m256i q5_1_lanes(const struct block_q5_1 *w, const int8_t *y)
+{
+	__m256i x = _mm256_or_si256(unpack_nibbles(w->qs), q5_high(w->qh));
+	__m256i ya = _mm256_loadu_si256((const __m256i *)y);
+
+	return _mm256_madd_epi16(_mm256_maddubs_epi16(x, ya), _mm256_set1_epi16(1));
+}
+
+/*
+ * Q5_0 and Q5_1: the exact block sums 8 blocks at a time (one reduction),
+ * then quant.h's float steps block by block, in order: the reference's bits.
+ */
 static float dot_q5_0(size_t n, const void *row, const void *act)
 {
 	const struct block_q5_0 *w = row;
 	const struct block_q8_0 *a = act;
+	size_t i, nb = n / QK;
 	float sum = 0;
-	size_t i;
 
-	for (i = 0; i < n / QK; i++) {
-		__m256i x = _mm256_or_si256(unpack_nibbles(w[i].qs), q5_high(w[i].qh));
-		__m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
+	for (i = 0; i < nb; i += 8) {
+		size_t k, m = nb - i < 8 ? nb - i : 8;
+		__m256i v[8];
+		int32_t s[8];
 
-		x = _mm256_sub_epi8(x, _mm256_set1_epi8(16));
-		sum += h2f(w[i].d) * h2f(a[i].d) * (float)dot_i8(x, y);
+		for (k = 0; k < 8; k++)
+			v[k] = k < m ? q5_0_lanes(&w[i + k], a[i + k].qs) : _mm256_setzero_si256();
+		_mm256_storeu_si256((__m256i *)s, hsum8_i32(v));
+		for (k = 0; k < m; k++)
+			sum += h2f(w[i + k].d) * h2f(a[i + k].d) * (float)s[k];
 	}
 	return sum;
 }
@@ -125,16 +167,21 @@ static float dot_q5_1(size_t n, const void *row, const void *act)
 {
 	const struct block_q5_1 *w = row;
 	const struct block_q8_1 *a = act;
+	size_t i, nb = n / QK;
 	float sum = 0;
-	size_t i;
 
-	for (i = 0; i < n / QK; i++) {
-		__m256i x = _mm256_or_si256(unpack_nibbles(w[i].qs), q5_high(w[i].qh));	/* 0..31 */
-		__m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs);
-		__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+	for (i = 0; i < nb; i += 8) {
+		size_t k, m = nb - i < 8 ? nb - i : 8;
+		__m256i v[8];
+		int32_t s[8];
 
-		sum += h2f(w[i].d) * h2f(a[i].d) * (float)hsum_i32(p);
-		sum += h2f(w[i].m) * h2f(a[i].s);
+		for (k = 0; k < 8; k++)
+			v[k] = k < m ? q5_1_lanes(&w[i + k], a[i + k].qs) : _mm256_setzero_si256();
+		_mm256_storeu_si256((__m256i *)s, hsum8_i32(v));
+		for (k = 0; k < m; k++) {
+			sum += h2f(w[i + k].d) * h2f(a[i + k].d) * (float)s[k];
+			sum += h2f(w[i + k].m) * h2f(a[i + k].s);
+		}
 	}
 	return sum;
 }
