@@ -139,13 +139,17 @@ static inline __m256i q5_1_lanes(const struct block_q5_1 *w, const int8_t *y)
 }
 
 /*
- * Q5_0 and Q5_1: the exact block sums 8 blocks at a time (one reduction),
- * then quant.h's float steps block by block, in order: the reference's bits.
+ * Q5_0 and Q5_1 (@min): the exact block sums 8 blocks at a time (one
+ * reduction), then quant.h's float steps block by block, in order: the
+ * reference's bits. Inlined with @min constant, one loop serves both.
  */
-static float dot_q5_0(size_t n, const void *row, const void *act)
+static inline __attribute__((always_inline)) float dot_q5(size_t n, const void *row, const void *act,
+						       bool min)
 {
-	const struct block_q5_0 *w = row;
-	const struct block_q8_0 *a = act;
+	const struct block_q5_0 *w0 = row;
+	const struct block_q5_1 *w1 = row;
+	const struct block_q8_0 *a0 = act;
+	const struct block_q8_1 *a1 = act;
 	size_t i, nb = n / QK;
 	float sum = 0;
 
@@ -155,35 +159,30 @@ static float dot_q5_0(size_t n, const void *row, const void *act)
 		int32_t s[8];
 
 		for (k = 0; k < 8; k++)
-			v[k] = k < m ? q5_0_lanes(&w[i + k], a[i + k].qs) : _mm256_setzero_si256();
+			v[k] = k >= m ? _mm256_setzero_si256() :
+			       min ? q5_1_lanes(&w1[i + k], a1[i + k].qs) :
+				     q5_0_lanes(&w0[i + k], a0[i + k].qs);
 		_mm256_storeu_si256((__m256i *)s, hsum8_i32(v));
-		for (k = 0; k < m; k++)
-			sum += h2f(w[i + k].d) * h2f(a[i + k].d) * (float)s[k];
+		for (k = 0; k < m; k++) {
+			if (!min) {
+				sum += h2f(w0[i + k].d) * h2f(a0[i + k].d) * (float)s[k];
+				continue;
+			}
+			sum += h2f(w1[i + k].d) * h2f(a1[i + k].d) * (float)s[k];
+			sum += h2f(w1[i + k].m) * h2f(a1[i + k].s);
+		}
 	}
 	return sum;
 }
 
+static float dot_q5_0(size_t n, const void *row, const void *act)
+{
+	return dot_q5(n, row, act, false);
+}
+
 static float dot_q5_1(size_t n, const void *row, const void *act)
 {
-	const struct block_q5_1 *w = row;
-	const struct block_q8_1 *a = act;
-	size_t i, nb = n / QK;
-	float sum = 0;
-
-	for (i = 0; i < nb; i += 8) {
-		size_t k, m = nb - i < 8 ? nb - i : 8;
-		__m256i v[8];
-		int32_t s[8];
-
-		for (k = 0; k < 8; k++)
-			v[k] = k < m ? q5_1_lanes(&w[i + k], a[i + k].qs) : _mm256_setzero_si256();
-		_mm256_storeu_si256((__m256i *)s, hsum8_i32(v));
-		for (k = 0; k < m; k++) {
-			sum += h2f(w[i + k].d) * h2f(a[i + k].d) * (float)s[k];
-			sum += h2f(w[i + k].m) * h2f(a[i + k].s);
-		}
-	}
-	return sum;
+	return dot_q5(n, row, act, true);
 }
 
 static float dot_q8_0(size_t n, const void *row, const void *act)
