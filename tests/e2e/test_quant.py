@@ -172,6 +172,33 @@ def test_weight_quant():
                f"; RMS error {100 * rel:.2f}% (limit {100 * rms_limit:.1f}%)")
 
 
+def test_weight_requant():
+    """Weights already on a coarser grid, as when `pinfer quantize` requantizes
+    SmolLM2's Q4_1 file: per super-block one step d and an offset below zero,
+    each sub-block holding levels 0..15 (both ends). Q4_K finds the step and
+    Q5_K half of it, so both give the values back to the precision of their
+    fp16 and 6-bit scales; Q6_K likewise on Q4_0's grid (d times -8..7, -8
+    in each sub-block of 16). The grid puts values on ties of the K-quants'
+    searches (llama.cpp's Q5_K trial of 30.5 levels over 15 steps lands the
+    top one on 30.5): rounding them away from zero, as pinfer did, left Q5_K
+    a quarter step off; rounding them to even, half the time."""
+    nsb = 64
+    d = rng.uniform(0.05, 0.5, size=(nsb, 1, 1)).astype(np.float32)
+    q = rng.integers(0, 16, size=(nsb, 8, 32))
+    q[:, :, 0], q[:, :, 1], q[:, :, 16] = 0, 15, 0
+    for qtype, levels in ((T.Q4_K, q), (T.Q5_K, q), (T.Q6_K, q - 8)):
+        m = -d * rng.uniform(1, 14, size=(nsb, 1, 1)) if qtype != T.Q6_K else 0
+        x = (d * levels + m).astype(np.float32).reshape(-1)
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(x.tobytes())
+            f.flush()
+            out = helper("weights", int(qtype), x.size, f.name)
+        y = quants.dequantize(np.frombuffer(out, np.uint8), qtype).reshape(nsb, -1)
+        worst = (np.abs(y - x.reshape(nsb, -1)) / d.reshape(nsb, 1)).max()
+        ok(worst < 0.02, f"{qtype.name} weights on a coarser grid given back: the worst "
+           f"element {worst:.4f} of the grid's step off (limit 0.02)")
+
+
 def test_weight_quant_32():
     """The 32-element types' writers (Q4_0, Q4_1, Q5_0, Q5_1) give the very
     bytes the gguf package's quantizers (ports of llama.cpp's) give."""
@@ -297,6 +324,7 @@ test_model_tensors()
 test_mix()
 test_activation_quant()
 test_weight_quant()
+test_weight_requant()
 test_weight_quant_32()
 test_fp16()
 end()
