@@ -84,7 +84,7 @@ static cJSON *module_json(const struct stat_module *prev, const struct stat_modu
 	}
 	list = cJSON_AddArrayToObject(j, "region_list");
 	for (i = 0; i < cur->nr_list; i++) {
-		const struct stat_region *r = &cur->list[i], *p = stat_find_region(prev, r->id);
+		const struct stat_region *r = &cur->list[i];
 		cJSON *o = cJSON_CreateObject();
 
 		cJSON_AddNumberToObject(o, "id", (double)r->id);
@@ -95,8 +95,7 @@ static cJSON *module_json(const struct stat_module *prev, const struct stat_modu
 		cJSON_AddNumberToObject(o, "loaded", (double)r->loaded);
 		cJSON_AddNumberToObject(o, "inflight", r->inflight);
 		cJSON_AddItemToObject(o, "loaded_per_second",
-				      rate_or_null(p ? stat_rate((int64_t)p->loaded,
-								 (int64_t)r->loaded, dt) : -1));
+				      rate_or_null(stat_region_rate(prev, r, dt)));
 		if (strcmp(r->file, "-"))
 			cJSON_AddStringToObject(o, "file", r->file);
 		else

@@ -72,6 +72,9 @@ int stat_parse_metrics(const char *text, struct stat_serve *s);
 /* Per second between two readings of a counter; -1 when either lacks it. */
 double stat_rate(int64_t before, int64_t after, double seconds);
 
+/* Bytes per second loaded into region @r since @prev's reading of it; -1 if @prev had none. */
+double stat_region_rate(const struct stat_module *prev, const struct stat_region *r, double seconds);
+
 /*
  * The plain-text view of @cur (rates since @prev, which may be NULL) and,
  * when @url is not NULL, of @sv (NULL: the server could not be read, @why).

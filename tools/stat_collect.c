@@ -175,6 +175,13 @@ double stat_rate(int64_t before, int64_t after, double seconds)
 	return after > before ? (double)(after - before) / seconds : 0;
 }
 
+double stat_region_rate(const struct stat_module *prev, const struct stat_region *r, double seconds)
+{
+	const struct stat_region *p = stat_find_region(prev, r->id);
+
+	return p ? stat_rate((int64_t)p->loaded, (int64_t)r->loaded, seconds) : -1;
+}
+
 /* ---- pinfer serve's /metrics ------------------------------------------------ */
 
 #define HTTP_MAX_BODY (4u << 20)
@@ -405,8 +412,8 @@ static void print_list(FILE *f, const struct stat_module *prev, const struct sta
 	fprintf(f, "  %4s %8s %-15s %4s %11s %11s %9s %9s  %s\n", "ID", "PID", "COMMAND", "NODE",
 		"SIZE", "LOADED", "IN FLIGHT", "GB/s", "FILE");
 	for (i = 0; i < cur->nr_list; i++) {
-		const struct stat_region *r = &cur->list[i], *p = stat_find_region(prev, r->id);
-		double rate = p ? stat_rate((int64_t)p->loaded, (int64_t)r->loaded, dt) : -1;
+		const struct stat_region *r = &cur->list[i];
+		double rate = stat_region_rate(prev, r, dt);
 		char gbs[16] = "-";
 
 		if (rate >= 0)

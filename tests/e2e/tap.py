@@ -2,8 +2,10 @@
 """Shared by the Python test scripts: the tree's paths, and TAP output with
 the conventions of tests/tap.h."""
 import os
+import re
 import shutil
 import sys
+import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("PINFER_TEST_BUILD", os.path.join(ROOT, "build"))
@@ -20,6 +22,23 @@ def patched(tmp, name, patches, src=MODEL):
             f.seek(off)
             f.write(data)
     return path
+
+
+def serve_port(p, lines=None, timeout=120):
+    """The port a `pinfer serve` started as the Popen @p (stderr piped, --port
+    0) says it listens on, reading its stderr up to that line (each line read
+    is added to @lines); None if it exits or says nothing of it in time."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        line = p.stderr.readline().decode(errors="replace")
+        if not line:
+            return None
+        if lines is not None:
+            lines.append(line)
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def helper(name):

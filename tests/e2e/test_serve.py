@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 
-from tap import BUILD, MODEL, PINFER, ROOT, end, ok, skip, skip_all  # noqa: E402
+from tap import BUILD, MODEL, PINFER, ROOT, end, ok, serve_port, skip, skip_all  # noqa: E402
 
 try:
     import openai
@@ -68,17 +68,7 @@ class Server:
         self.p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=self.log, env=env)
         SERVERS.append(self)
         self.err_lines = []
-        self.port = None
-        t0 = time.time()
-        while time.time() - t0 < 120:
-            line = self.p.stderr.readline().decode(errors="replace")
-            if not line:
-                break
-            self.err_lines.append(line)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                break
+        self.port = serve_port(self.p, self.err_lines)
         threading.Thread(target=self._drain, daemon=True).start()
         if self.port is None:
             return

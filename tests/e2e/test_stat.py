@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from tap import MODEL, PINFER, end, ok, skip
+from tap import MODEL, PINFER, end, ok, serve_port, skip
 
 
 def stat(*args, timeout=120):
@@ -45,16 +45,7 @@ class Server:
         self.log = tempfile.TemporaryFile()
         self.p = subprocess.Popen([PINFER, "serve", "-m", MODEL, "--port", "0", "--parallel", "2"],
                                   stderr=subprocess.PIPE, stdout=self.log)
-        self.port = None
-        t0 = time.time()
-        while time.time() - t0 < 120:
-            line = self.p.stderr.readline().decode(errors="replace")
-            if not line:
-                break
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                break
+        self.port = serve_port(self.p)
         threading.Thread(target=lambda: self.p.stderr.read(), daemon=True).start()
         self.url = f"127.0.0.1:{self.port}"
 
