@@ -153,7 +153,7 @@ static const struct {
 	uint32_t type;
 } types[] = {
 	{ "q4_0", GGML_TYPE_Q4_0 }, { "q4_1", GGML_TYPE_Q4_1 }, { "q8_0", GGML_TYPE_Q8_0 },
-	{ "q4_k", GGML_TYPE_Q4_K }, { "q6_k", GGML_TYPE_Q6_K },
+	{ "q4_k", GGML_TYPE_Q4_K }, { "q5_k", GGML_TYPE_Q5_K }, { "q6_k", GGML_TYPE_Q6_K },
 };
 
 static void usage(FILE *f)

@@ -199,6 +199,8 @@ void softmax_ref(float *x, size_t n, float scale);
  *   Q4_0, Q4_1: dword j < 4 holds elements 4j.. (low nibbles) and 16 + 4j..
  *   Q8_0: dword j < 8 holds elements 4j..4j+3
  *   Q4_K: dword 8c + j (c < 4, j < 8) holds 64c + 4j.. (low) and 64c + 32 + 4j..
+ *   Q5_K: qs as Q4_K's; qh dword j (j < 8): the fifth bits of elements
+ *         4j..4j+3 of each sub-block s, in bit s of their bytes
  *   Q6_K: ql and qh as the plain block says, a dword of each at a time
  */
 #define PACK_ROWS 16	/* rows per interleaved group */

@@ -677,13 +677,21 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 	}
 }
 
-/* Q4_K, @T (1..4) activations: as the AVX-512 GEMM, half by half. */
+/*
+ * Q4_K and (@five) Q5_K, @T (1..4) activations: as the AVX-512 GEMM, half
+ * by half. int16 pair sums hold 8 steps of 4-bit quants (8 x 2 x 15 x 127)
+ * but only 4 of Q5_K's 5-bit ones (4 x 2 x 31 x 127 = 31496): those go to
+ * int32 through the scales every 4 steps.
+ */
 static inline __attribute__((always_inline)) void
-gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
-	       float *out, size_t os)
+gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
+	      size_t as, float *out, size_t os)
 {
-	const size_t col = PACK_ROWS * sizeof(struct block_q4_K);
-	const __m256i low = _mm256_set1_epi8(0x0f);
+	const size_t col = PACK_ROWS * (five ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K));
+	const size_t qs = PACK_ROWS * (five ? offsetof(struct block_q5_K, qs) :
+					      offsetof(struct block_q4_K, qs));
+	const int run = five ? 4 : 8;	/* steps summed in int16 */
+	const __m256i low = _mm256_set1_epi8(0x0f), sixteen = _mm256_set1_epi8(16);
 	__m256 acc[2][4];
 	size_t b;
 	int h, t, c, j;
@@ -697,13 +705,18 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 		k4_scales16(g + 64, sc, mn);
 		for (h = 0; h < 2; h++) {
 			const __m256 d = load8h(g + 16 * h), dmin = load8h(g + 32 + 16 * h);
+			const uint8_t *qh = g + PACK_ROWS * offsetof(struct block_q5_K, qh) + 32 * h;
 			__m256i isum[4];
 
 			UNROLL
 			for (t = 0; t < T; t++)
 				isum[t] = _mm256_setzero_si256();
 			for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
-				const uint8_t *q = g + 256 + 64 * 8 * c + 32 * h;
+				const uint8_t *q = g + qs + 64 * 8 * c + 32 * h;
+				const __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * c)));
+				const __m256i b1 = _mm256_set1_epi8((char)(2 << (2 * c)));
+				const __m256i s0 = pair16(sc[2 * c], sc[2 * c], h, false);
+				const __m256i s1 = pair16(sc[2 * c + 1], sc[2 * c + 1], h, false);
 				__m256i p0[4], p1[4];
 				UNROLL
 				for (t = 0; t < T; t++)
@@ -714,6 +727,14 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 					__m256i lo = _mm256_and_si256(x, low);
 					__m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
 
+					if (five) {
+						__m256i e = _mm256_loadu_si256((const __m256i *)(qh + 64 * j));
+
+						lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(
+							_mm256_and_si256(e, b0), b0), sixteen));
+						hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(
+							_mm256_and_si256(e, b1), b1), sixteen));
+					}
 					UNROLL
 					for (t = 0; t < T; t++) {
 						const int8_t *y = ((const struct block_q8_K *)(act + t * as) + b)->qs +
@@ -722,12 +743,15 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 						p0[t] = _mm256_add_epi16(p0[t], _mm256_maddubs_epi16(lo, bcast(y)));
 						p1[t] = _mm256_add_epi16(p1[t], _mm256_maddubs_epi16(hi, bcast(y + 32)));
 					}
+					if ((j + 1) % run)
+						continue;
+					UNROLL
+					for (t = 0; t < T; t++) {
+						isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(
+							_mm256_madd_epi16(p0[t], s0), _mm256_madd_epi16(p1[t], s1)));
+						p0[t] = p1[t] = _mm256_setzero_si256();
+					}
 				}
-				UNROLL
-				for (t = 0; t < T; t++)
-					isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(
-						_mm256_madd_epi16(p0[t], pair16(sc[2 * c], sc[2 * c], h, false)),
-						_mm256_madd_epi16(p1[t], pair16(sc[2 * c + 1], sc[2 * c + 1], h, false))));
 			}
 			UNROLL
 			for (t = 0; t < T; t++) {
@@ -928,13 +952,15 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 #define TILE_Q4_0(T, a_, s_, o_) gemm_tile(K_Q4_0, T, n / QK, group, a_, as, s_, ss, o_, os)
 #define TILE_Q4_1(T, a_, s_, o_) gemm_tile(K_Q4_1, T, n / QK, group, a_, as, s_, ss, o_, os)
 #define TILE_Q8_0(T, a_, s_, o_) gemm_tile(K_Q8_0, T, n / QK, group, a_, as, s_, ss, o_, os)
-#define TILE_Q4_K(T, a_, s_, o_) gemm_q4_K_tile(T, n / QK_K, group, a_, as, o_, os)
+#define TILE_Q4_K(T, a_, s_, o_) gemm_k45_tile(false, T, n / QK_K, group, a_, as, o_, os)
+#define TILE_Q5_K(T, a_, s_, o_) gemm_k45_tile(true, T, n / QK_K, group, a_, as, o_, os)
 #define TILE_Q6_K(T, a_, s_, o_) gemm_q6_K_tile(T, n / QK_K, group, a_, as, o_, os)
 
 GEMM(gemm_q4_0, TILE_Q4_0)
 GEMM(gemm_q4_1, TILE_Q4_1)
 GEMM(gemm_q8_0, TILE_Q8_0)
 GEMM(gemm_q4_K, TILE_Q4_K)
+GEMM(gemm_q5_K, TILE_Q5_K)
 GEMM(gemm_q6_K, TILE_Q6_K)
 
 gemm16_fn quant_gemm16_avx2(uint32_t type)
@@ -944,6 +970,7 @@ gemm16_fn quant_gemm16_avx2(uint32_t type)
 	case GGML_TYPE_Q4_1: return gemm_q4_1;
 	case GGML_TYPE_Q8_0: return gemm_q8_0;
 	case GGML_TYPE_Q4_K: return gemm_q4_K;
+	case GGML_TYPE_Q5_K: return gemm_q5_K;
 	case GGML_TYPE_Q6_K: return gemm_q6_K;
 	default: return NULL;
 	}

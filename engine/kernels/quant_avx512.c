@@ -561,16 +561,19 @@ static inline __m512i bcast(const int8_t *p)
 }
 
 /*
- * Q4_K, @T (1..4) activations: per super-block, lane r of isum is row r's
- * Σ_j sc_j (q·y)_j and of msum its Σ_j m_j (y sums)_j, exact; then the
- * float steps of the row kernel (dot_k45), so the same bits.
+ * Q4_K and (@five) Q5_K, @T (1..4) activations: per super-block, lane r of
+ * isum is row r's Σ_j sc_j (q·y)_j and of msum its Σ_j m_j (y sums)_j,
+ * exact; then the float steps of the row kernel (dot_k45), so the same
+ * bits. Q5_K's fifth bits come from its qh dword j, bit s for sub-block s.
  */
 static inline __attribute__((always_inline)) void
-gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
-	       float *out, size_t os)
+gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
+	      size_t as, float *out, size_t os)
 {
-	const size_t col = PACK_ROWS * sizeof(struct block_q4_K);
-	const __m512i low = _mm512_set1_epi8(0x0f);
+	const size_t col = PACK_ROWS * (five ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K));
+	const size_t qs = PACK_ROWS * (five ? offsetof(struct block_q5_K, qs) :
+					      offsetof(struct block_q4_K, qs));
+	const __m512i low = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
 	__m512 acc[4];
 	size_t b;
 	int t, c, j;
@@ -589,7 +592,8 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 		for (t = 0; t < T; t++)
 			isum[t] = _mm512_setzero_si512();
 		for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
-			const uint8_t *q = g + 256 + 64 * 8 * c;
+			const uint8_t *q = g + qs + 64 * 8 * c;
+			const uint8_t *qh = g + PACK_ROWS * offsetof(struct block_q5_K, qh);
 			__m512i lo[8], hi[8];
 			UNROLL
 			for (j = 0; j < 8; j++) {
@@ -597,6 +601,14 @@ gemm_q4_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 
 				lo[j] = _mm512_and_si512(x, low);
 				hi[j] = _mm512_and_si512(_mm512_srli_epi16(x, 4), low);
+				if (five) {
+					__m512i h = _mm512_loadu_si512(qh + 64 * j);
+
+					lo[j] = _mm512_or_si512(lo[j], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(
+						h, _mm512_set1_epi8((char)(1 << (2 * c)))), sixteen));
+					hi[j] = _mm512_or_si512(hi[j], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(
+						h, _mm512_set1_epi8((char)(1 << (2 * c + 1)))), sixteen));
+				}
 			}
 			UNROLL
 			for (t = 0; t < T; t++) {
@@ -809,7 +821,11 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 	}									\
 }
 
-GEMM_K(gemm_q4_K, gemm_q4_K_tile, 4)
+#define TILE_Q4_K(T, ...) gemm_k45_tile(false, T, __VA_ARGS__)
+#define TILE_Q5_K(T, ...) gemm_k45_tile(true, T, __VA_ARGS__)
+
+GEMM_K(gemm_q4_K, TILE_Q4_K, 4)
+GEMM_K(gemm_q5_K, TILE_Q5_K, 4)
 GEMM_K(gemm_q6_K, gemm_q6_K_tile, 8)
 
 gemm16_fn quant_gemm16_avx512(uint32_t type)
@@ -823,6 +839,8 @@ gemm16_fn quant_gemm16_avx512(uint32_t type)
 		return gemm_q8_0;
 	case GGML_TYPE_Q4_K:
 		return gemm_q4_K;
+	case GGML_TYPE_Q5_K:
+		return gemm_q5_K;
 	case GGML_TYPE_Q6_K:
 		return gemm_q6_K;
 	default:

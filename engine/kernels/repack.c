@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The GEMM's interleaved layout (quant.h): rows of Q4_0, Q4_1, Q8_0, Q4_K
- * and Q6_K rearranged 16 at a time in place, a row read back out of a
+ * The GEMM's interleaved layout (quant.h): rows of Q4_0, Q4_1, Q8_0, Q4_K,
+ * Q5_K and Q6_K rearranged 16 at a time in place, a row read back out of a
  * group, and the per-block floats the GEMM takes beside the activations.
  *
  * A block is a run of fields (scales, quants), each cut into units of 1, 2
@@ -22,7 +22,7 @@ struct field {
 
 struct layout {
 	unsigned nf;
-	struct field f[4];
+	struct field f[5];
 };
 
 static const struct layout *layout_of(uint32_t type)
@@ -31,6 +31,8 @@ static const struct layout *layout_of(uint32_t type)
 		q4_1 = { 3, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 16, 4, 0 } } },
 		q8_0 = { 2, { { 0, 2, 2, 0 }, { 2, 32, 4, 0x80 } } },
 		q4_K = { 4, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 12, 1, 0 }, { 16, 128, 4, 0 } } },
+		q5_K = { 5, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 12, 1, 0 }, { 16, 32, 4, 0 },
+			      { 48, 128, 4, 0 } } },
 		q6_K = { 4, { { 0, 128, 4, 0 }, { 128, 64, 4, 0 }, { 192, 16, 1, 0 },
 			      { 208, 2, 2, 0 } } };
 
@@ -39,6 +41,7 @@ static const struct layout *layout_of(uint32_t type)
 	case GGML_TYPE_Q4_1: return &q4_1;
 	case GGML_TYPE_Q8_0: return &q8_0;
 	case GGML_TYPE_Q4_K: return &q4_K;
+	case GGML_TYPE_Q5_K: return &q5_K;
 	case GGML_TYPE_Q6_K: return &q6_K;
 	default: return NULL;
 	}

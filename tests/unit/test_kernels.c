@@ -52,14 +52,22 @@ static void check(const char *isa, vec_dot_fn f, uint32_t type, size_t n)
 	free(w);
 }
 
+/* Where a block's quants (and K-quant sub-block scales) start: after its fp16 scales. */
+static size_t quant_offset(uint32_t type)
+{
+	return type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K ? 4 : 2;
+}
+
 /*
- * 16 random rows of @type, packed; nt activations: @gemm gives what @dot
+ * 16 random rows of @type, packed (@worst: every quant at its top, every
+ * activation 127); nt activations: @gemm gives what @dot
  * (that ISA's row kernel) gives for each row and activation, bit for bit,
  * which for Q4_0, Q4_1 and Q8_0 is the reference's (quant.h's order) and
  * for the K-quants within float rounding of it; and each row reads back
  * out of the group as the reference dequantizes it.
  */
-static bool gemm_case(gemm16_fn gemm, vec_dot_fn dot, uint32_t type, size_t nblk, size_t nt)
+static bool gemm_case(gemm16_fn gemm, vec_dot_fn dot, uint32_t type, size_t nblk, size_t nt,
+		      bool worst)
 {
 	const struct ggml_type_info *ti = ggml_type_get(type);
 	uint32_t atype = quant_vec_dot_type(type);
@@ -75,11 +83,20 @@ static bool gemm_case(gemm16_fn gemm, vec_dot_fn dot, uint32_t type, size_t nblk
 	size_t r, t, i;
 
 	random_row(type, rows, PACK_ROWS * n);
+	if (worst)	/* every quant (and sub-block scale) at its top: the int sums' worst case */
+		for (i = 0; i < PACK_ROWS * nblk; i++) {
+			uint8_t *blk = rows + i * ti->block_bytes;
+
+			if (type == GGML_TYPE_Q6_K)	/* its d last */
+				memset(blk, 0x77, 208);
+			else	/* after the one or two fp16 scales */
+				memset(blk + quant_offset(type), 0xff, ti->block_bytes - quant_offset(type));
+		}
 	memcpy(packed, rows, PACK_ROWS * rb);
 	quant_repack16(type, packed, n, scratch);
 	for (t = 0; t < nt; t++) {
 		for (i = 0; i < n; i++)
-			x[i] = uniform(-3, 3);
+			x[i] = worst ? 3 : uniform(-3, 3);
 		quantize_row_act_ref(atype, x, act + t * as, n);
 		quant_act_side(type, act + t * as, n, side + t * ss);
 	}
@@ -113,22 +130,31 @@ static bool gemm_case(gemm16_fn gemm, vec_dot_fn dot, uint32_t type, size_t nblk
 static void check_gemm(const char *isa, gemm16_fn (*gemm_of)(uint32_t), vec_dot_fn (*dot_of)(uint32_t))
 {
 	static const uint32_t types[] = {
-		GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
+		GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
+		GGML_TYPE_Q6_K,
 	};
 	static const size_t blocks[] = { 1, 2, 3, 17, 48 }, nts[] = { 1, 2, 3, 4, 5, 7, 8, 9, 20 };
 	size_t t, b, k;
 
-	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++)
-		for (b = 0; b < 5; b++) {
-			bool same = true;
+	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		bool same = true;
 
+		for (b = 0; b < 5; b++) {
+			same = true;
 			for (k = 0; k < sizeof(nts) / sizeof(nts[0]); k++)
 				same = gemm_case(gemm_of(types[t]), dot_of(types[t]), types[t], blocks[b],
-						 nts[k]) && same;
+						 nts[k], false) && same;
 			ok(same, "%s GEMM on 16 packed %s rows of %zu blocks, 1 to 20 activations: "
 			   "the row kernel's results bit for bit, the reference's within rounding, "
 			   "rows read back", isa, ggml_type_name(types[t]), blocks[b]);
 		}
+		for (k = 0, same = true; k < sizeof(nts) / sizeof(nts[0]); k++)
+			same = gemm_case(gemm_of(types[t]), dot_of(types[t]), types[t], 3, nts[k], true) &&
+			       same;
+		ok(same, "%s GEMM on 16 packed %s rows, every quant at its top and every activation "
+		   "127: the row kernel's results bit for bit (no int16 sum overflows)", isa,
+		   ggml_type_name(types[t]));
+	}
 }
 
 /*
