@@ -152,9 +152,11 @@ static const struct {
 	const char *name;
 	uint32_t type;
 } types[] = {
-	{ "q4_0", GGML_TYPE_Q4_0 }, { "q4_1", GGML_TYPE_Q4_1 }, { "q8_0", GGML_TYPE_Q8_0 },
+	{ "q4_0", GGML_TYPE_Q4_0 }, { "q4_1", GGML_TYPE_Q4_1 }, { "q5_0", GGML_TYPE_Q5_0 },
+	{ "q5_1", GGML_TYPE_Q5_1 }, { "q8_0", GGML_TYPE_Q8_0 },
 	{ "q4_k", GGML_TYPE_Q4_K }, { "q5_k", GGML_TYPE_Q5_K }, { "q6_k", GGML_TYPE_Q6_K },
 };
+#define NTYPES (sizeof(types) / sizeof(types[0]))
 
 static void usage(FILE *f)
 {
@@ -162,7 +164,7 @@ static void usage(FILE *f)
 		   "  GB/s of the packed GEMM (one thread) against a read loop, in L2 and in memory\n"
 		   "  -i: one ISA (default: AVX-512 VNNI where the CPU has it, and AVX2)\n"
 		   "  -s: the matrix from memory, MiB (default 256)\n"
-		   "  TYPE: q4_0 q4_1 q8_0 q4_k q6_k (default: all)\n");
+		   "  TYPE: q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k (default: all)\n");
 }
 
 int main(int argc, char **argv)
@@ -172,7 +174,7 @@ int main(int argc, char **argv)
 	const char *isa = NULL;	/* both the CPU has */
 	size_t big = 256;
 	int nt = 1, i, j, k;
-	bool want[5] = { 0 }, any = false;
+	bool want[NTYPES] = { 0 }, any = false;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -187,7 +189,7 @@ int main(int argc, char **argv)
 		} else {
 			bool known = false;
 
-			for (k = 0; k < 5; k++)
+			for (k = 0; k < (int)NTYPES; k++)
 				if (!strcmp(argv[i], types[k].name))
 					want[k] = any = known = true;
 			if (!known) {
@@ -209,7 +211,7 @@ int main(int argc, char **argv)
 
 		if ((isa && strcmp(isa, name)) || (!j && !vnni))
 			continue;
-		for (k = 0; k < 5; k++) {
+		for (k = 0; k < (int)NTYPES; k++) {
 			gemm16_fn f = j ? quant_gemm16_avx2(types[k].type) : quant_gemm16_avx512(types[k].type);
 			struct mat s, b;
 			double ts, tb, rs, rb;

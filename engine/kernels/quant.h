@@ -186,9 +186,9 @@ void softmax_ref(float *x, size_t n, float scale);
  */
 
 /*
- * The integer GEMM's layout: rows of Q4_0, Q4_1, Q8_0, Q4_K or Q6_K
- * interleaved 16 at a time, in place (the same bytes as the 16 rows). A
- * group of 16 rows is a run of block columns (the 16 rows' block b); in a
+ * The integer GEMM's layout: rows of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
+ * Q5_K or Q6_K interleaved 16 at a time, in place (the same bytes as the
+ * 16 rows). A group of 16 rows is a run of block columns (the 16 rows' block b); in a
  * column, each field of the block (scales, minimums, quants) is the 16
  * rows' copies of it side by side, at 16 times the field's offset in the
  * block, in units: unit j of row r at 16 u j + u r, where u is 2 bytes for
@@ -197,6 +197,7 @@ void softmax_ref(float *x, size_t n, float scale);
  * 16 rows, and a 16-byte load of scales is scale byte i of all 16 rows.
  * Q8_0's quants are flipped to unsigned (^ 0x80).
  *   Q4_0, Q4_1: dword j < 4 holds elements 4j.. (low nibbles) and 16 + 4j..
+ *   Q5_0, Q5_1: qs as Q4_0's; qh is one dword (bit j: element j's fifth)
  *   Q8_0: dword j < 8 holds elements 4j..4j+3
  *   Q4_K: dword 8c + j (c < 4, j < 8) holds 64c + 4j.. (low) and 64c + 32 + 4j..
  *   Q5_K: qs as Q4_K's; qh dword j (j < 8): the fifth bits of elements
@@ -216,7 +217,7 @@ void dequantize_row_repacked(uint32_t type, const void *group, unsigned r, float
 
 /*
  * What the GEMM needs of each activation block besides its quants, as 2
- * floats: d, and e = Q4_1: s; Q4_0: 8 Σ q; Q8_0: 128 Σ q (the unsigned
+ * floats: d, and e = Q4_1, Q5_1: s; Q4_0: 8 Σ q; Q5_0: 16 Σ q; Q8_0: 128 Σ q (the unsigned
  * weights' offsets times the activations' sum). @act: n / 32 blocks of
  * quant_vec_dot_type(@type). Nothing for the K-quants: Q8_K has its sums.
  */

@@ -597,21 +597,21 @@ static inline __m256 load8h(const uint8_t *p)
 
 #define UNROLL _Pragma("GCC unroll 8")
 
-enum kind { K_Q4_0, K_Q4_1, K_Q8_0 };
-
-/* @T (1..4) activations times the group's 16 rows, half by half. */
+/*
+ * @T (1..4) activations times the group's 16 rows, half by half. int16 pair
+ * sums hold all 8 steps of 4-bit quants (8 x 2 x 15 x 127) but only 4 of
+ * 5-bit ones (4 x 2 x 31 x 127 = 31496): those widen every 4 steps.
+ */
 static inline __attribute__((always_inline)) void
 gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
 	  size_t as, const float *side, size_t ss, float *out, size_t os)
 {
-	const size_t col = kind == K_Q4_0 ? PACK_ROWS * sizeof(struct block_q4_0) :
-			   kind == K_Q4_1 ? PACK_ROWS * sizeof(struct block_q4_1) :
-			   PACK_ROWS * sizeof(struct block_q8_0);
-	const size_t quants = kind == K_Q4_1 ? 64 : 32;
-	const size_t ablk = kind == K_Q4_1 ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
-	const size_t aqs = kind == K_Q4_1 ? offsetof(struct block_q8_1, qs) :
-			   offsetof(struct block_q8_0, qs);
+	const bool mins = kind_mins(kind), five = kind_five(kind);
+	const size_t col = kind_col(kind), quants = kind_qs(kind), high = kind_qh(kind);
+	const size_t ablk = mins ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+	const size_t aqs = mins ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
 	const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+	const __m256i sixteen = _mm256_set1_epi8(16);
 	__m256 acc[2][4];
 	size_t b;
 	int h, t, j;
@@ -623,7 +623,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 		for (h = 0; h < 2; h++) {
 			const uint8_t *q = g + quants + 32 * h;
 			__m256 dw = load8h(g + 16 * h);
-			__m256 mw = kind == K_Q4_1 ? load8h(g + 32 + 16 * h) : _mm256_setzero_ps();
+			__m256 mw = mins ? load8h(g + 32 + 16 * h) : _mm256_setzero_ps();
 			__m256i w[8], wabs[8];
 
 			if (kind == K_Q8_0) {
@@ -642,6 +642,19 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 					w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
 				}
 			}
+			if (five) {	/* the fifth bits: quant_simd.h */
+				const __m256i qh = _mm256_loadu_si256((const __m256i *)(g + high + 32 * h));
+
+				UNROLL
+				for (j = 0; j < 8; j++) {
+					const __m256i bit = _mm256_set1_epi32(q5_bit(j));
+					const __m256i e = _mm256_and_si256(_mm256_shuffle_epi8(
+						qh, _mm256_broadcastsi128_si256(q5_spread(j))), bit);
+
+					w[j] = _mm256_or_si256(w[j], _mm256_and_si256(_mm256_cmpeq_epi8(e, bit),
+										      sixteen));
+				}
+			}
 			UNROLL
 			for (t = 0; t < T; t++) {
 				const int8_t *a = (const int8_t *)(act + t * as + b * ablk + aqs);
@@ -656,16 +669,27 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 							wabs[j], _mm256_sign_epi8(bcast(a + 4 * j), w[j])), ones));
 					isum = _mm256_cvtepi32_ps(s);	/* signed: no offset */
 				} else {
+					__m256i s2 = _mm256_setzero_si256();
+
 					UNROLL
-					for (j = 0; j < 8; j++)
-						s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[j], bcast(a + 4 * j)));
-					isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s, ones));
-					if (kind == K_Q4_0)	/* the unsigned nibbles' offset: exact */
+					for (j = 0; j < 8; j++) {
+						__m256i p = _mm256_maddubs_epi16(w[j], bcast(a + 4 * j));
+
+						if (five && j >= 4)
+							s2 = _mm256_add_epi16(s2, p);
+						else
+							s = _mm256_add_epi16(s, p);
+					}
+					s = _mm256_madd_epi16(s, ones);
+					if (five)
+						s = _mm256_add_epi32(s, _mm256_madd_epi16(s2, ones));
+					isum = _mm256_cvtepi32_ps(s);
+					if (!mins)	/* the unsigned quants' offset: exact */
 						isum = _mm256_sub_ps(isum, _mm256_set1_ps(sd[1]));
 				}
 				acc[h][t] = _mm256_add_ps(acc[h][t], _mm256_mul_ps(
 					_mm256_mul_ps(dw, _mm256_set1_ps(sd[0])), isum));
-				if (kind == K_Q4_1)
+				if (mins)
 					acc[h][t] = _mm256_add_ps(acc[h][t],
 								  _mm256_mul_ps(mw, _mm256_set1_ps(sd[1])));
 			}
@@ -951,6 +975,8 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 
 #define TILE_Q4_0(T, a_, s_, o_) gemm_tile(K_Q4_0, T, n / QK, group, a_, as, s_, ss, o_, os)
 #define TILE_Q4_1(T, a_, s_, o_) gemm_tile(K_Q4_1, T, n / QK, group, a_, as, s_, ss, o_, os)
+#define TILE_Q5_0(T, a_, s_, o_) gemm_tile(K_Q5_0, T, n / QK, group, a_, as, s_, ss, o_, os)
+#define TILE_Q5_1(T, a_, s_, o_) gemm_tile(K_Q5_1, T, n / QK, group, a_, as, s_, ss, o_, os)
 #define TILE_Q8_0(T, a_, s_, o_) gemm_tile(K_Q8_0, T, n / QK, group, a_, as, s_, ss, o_, os)
 #define TILE_Q4_K(T, a_, s_, o_) gemm_k45_tile(false, T, n / QK_K, group, a_, as, o_, os)
 #define TILE_Q5_K(T, a_, s_, o_) gemm_k45_tile(true, T, n / QK_K, group, a_, as, o_, os)
@@ -958,6 +984,8 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 
 GEMM(gemm_q4_0, TILE_Q4_0)
 GEMM(gemm_q4_1, TILE_Q4_1)
+GEMM(gemm_q5_0, TILE_Q5_0)
+GEMM(gemm_q5_1, TILE_Q5_1)
 GEMM(gemm_q8_0, TILE_Q8_0)
 GEMM(gemm_q4_K, TILE_Q4_K)
 GEMM(gemm_q5_K, TILE_Q5_K)
@@ -968,6 +996,8 @@ gemm16_fn quant_gemm16_avx2(uint32_t type)
 	switch (type) {
 	case GGML_TYPE_Q4_0: return gemm_q4_0;
 	case GGML_TYPE_Q4_1: return gemm_q4_1;
+	case GGML_TYPE_Q5_0: return gemm_q5_0;
+	case GGML_TYPE_Q5_1: return gemm_q5_1;
 	case GGML_TYPE_Q8_0: return gemm_q8_0;
 	case GGML_TYPE_Q4_K: return gemm_q4_K;
 	case GGML_TYPE_Q5_K: return gemm_q5_K;

@@ -435,8 +435,6 @@ quant_act_fn quant_act_avx512(uint32_t type)
 
 /* ---- the GEMM on 16 interleaved rows ----------------------------------------------- */
 
-enum kind { K_Q4_0, K_Q4_1, K_Q8_0 };
-
 static inline int32_t load_dword(const int8_t *p)
 {
 	int32_t v;
@@ -456,14 +454,11 @@ static inline __attribute__((always_inline)) void
 gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
 	  size_t as, const float *side, size_t ss, float *out, size_t os)
 {
-	const size_t col = kind == K_Q4_0 ? PACK_ROWS * sizeof(struct block_q4_0) :
-			   kind == K_Q4_1 ? PACK_ROWS * sizeof(struct block_q4_1) :
-			   PACK_ROWS * sizeof(struct block_q8_0);
-	const size_t quants = kind == K_Q4_1 ? 64 : 32;
-	const size_t ablk = kind == K_Q4_1 ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
-	const size_t aqs = kind == K_Q4_1 ? offsetof(struct block_q8_1, qs) :
-			   offsetof(struct block_q8_0, qs);
-	const __m512i low = _mm512_set1_epi8(0x0f);
+	const bool mins = kind_mins(kind), five = kind_five(kind);
+	const size_t col = kind_col(kind), quants = kind_qs(kind), high = kind_qh(kind);
+	const size_t ablk = mins ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+	const size_t aqs = mins ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
+	const __m512i low = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
 	__m512 acc[8];
 	size_t b;
 	int t, j;
@@ -477,7 +472,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 		__m512 mw = _mm512_setzero_ps();
 		__m512i w[8];
 
-		if (kind == K_Q4_1)
+		if (mins)
 			mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
 		if (kind == K_Q8_0) {
 			UNROLL
@@ -492,8 +487,17 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 				w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), low);
 			}
 		}
+		if (five) {	/* the fifth bits: quant_simd.h */
+			const __m512i h = _mm512_loadu_si512(g + high);
+
+			UNROLL
+			for (j = 0; j < 8; j++)
+				w[j] = _mm512_or_si512(w[j], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(
+					_mm512_shuffle_epi8(h, _mm512_broadcast_i32x4(q5_spread(j))),
+					_mm512_set1_epi32(q5_bit(j))), sixteen));
+		}
 		UNROLL
-	for (t = 0; t < T; t++) {
+		for (t = 0; t < T; t++) {
 			const int8_t *a = (const int8_t *)(act + t * as + b * ablk + aqs);
 			const float *sd = side + t * ss + 2 * b;
 			__m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
@@ -507,11 +511,11 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 							 _mm512_set1_epi32(load_dword(a + 4 * j + 4)));
 			}
 			isum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-			if (kind != K_Q4_1)	/* the unsigned quants' offset: exact */
+			if (!mins)	/* the unsigned quants' offset: exact */
 				isum = _mm512_sub_ps(isum, _mm512_set1_ps(sd[1]));
 			acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(dw, _mm512_set1_ps(sd[0])),
 								     isum));
-			if (kind == K_Q4_1)
+			if (mins)
 				acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(mw, _mm512_set1_ps(sd[1])));
 		}
 	}
@@ -545,6 +549,8 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 
 GEMM(gemm_q4_0, K_Q4_0)
 GEMM(gemm_q4_1, K_Q4_1)
+GEMM(gemm_q5_0, K_Q5_0)
+GEMM(gemm_q5_1, K_Q5_1)
 GEMM(gemm_q8_0, K_Q8_0)
 
 /* ---- the K-quants' GEMM on 16 interleaved rows ------------------------------------ */
@@ -835,6 +841,10 @@ gemm16_fn quant_gemm16_avx512(uint32_t type)
 		return gemm_q4_0;
 	case GGML_TYPE_Q4_1:
 		return gemm_q4_1;
+	case GGML_TYPE_Q5_0:
+		return gemm_q5_0;
+	case GGML_TYPE_Q5_1:
+		return gemm_q5_1;
 	case GGML_TYPE_Q8_0:
 		return gemm_q8_0;
 	case GGML_TYPE_Q4_K:

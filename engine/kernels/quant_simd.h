@@ -1,15 +1,85 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Pieces the AVX2 and AVX-512 kernels share (both files are built with
- * the AVX2 flags): decoding K-quant scales, their sums against Q8_K's
- * group sums, and Q6_K's six-bit quants as bytes.
+ * the AVX2 flags): the 32-element types' packed columns, decoding K-quant
+ * scales, their sums against Q8_K's group sums, and Q6_K's six-bit quants
+ * as bytes.
  */
 #ifndef PINFER_QUANT_SIMD_H
 #define PINFER_QUANT_SIMD_H
 
 #include <immintrin.h>
+#include <stddef.h>
 
 #include "quant.h"
+
+/*
+ * The 32-element types' GEMM (both ISAs): which type, and where its fields
+ * lie in a packed block column (quant.h: 16 times their offset in a block).
+ * Q4_1 and Q5_1 have minimums (and Q8_1 activations), Q5_0 and Q5_1 fifth
+ * bits.
+ */
+enum kind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+static inline bool kind_mins(enum kind kind)
+{
+	return kind == K_Q4_1 || kind == K_Q5_1;
+}
+
+static inline bool kind_five(enum kind kind)
+{
+	return kind == K_Q5_0 || kind == K_Q5_1;
+}
+
+/* Bytes of a packed block column; offsets in it of the quants and of Q5's qh. */
+static inline size_t kind_col(enum kind kind)
+{
+	switch (kind) {
+	case K_Q4_0: return PACK_ROWS * sizeof(struct block_q4_0);
+	case K_Q4_1: return PACK_ROWS * sizeof(struct block_q4_1);
+	case K_Q5_0: return PACK_ROWS * sizeof(struct block_q5_0);
+	case K_Q5_1: return PACK_ROWS * sizeof(struct block_q5_1);
+	default: return PACK_ROWS * sizeof(struct block_q8_0);
+	}
+}
+
+static inline size_t kind_qs(enum kind kind)
+{
+	switch (kind) {
+	case K_Q4_0: return PACK_ROWS * offsetof(struct block_q4_0, qs);
+	case K_Q4_1: return PACK_ROWS * offsetof(struct block_q4_1, qs);
+	case K_Q5_0: return PACK_ROWS * offsetof(struct block_q5_0, qs);
+	case K_Q5_1: return PACK_ROWS * offsetof(struct block_q5_1, qs);
+	default: return PACK_ROWS * offsetof(struct block_q8_0, qs);
+	}
+}
+
+static inline size_t kind_qh(enum kind kind)
+{
+	return PACK_ROWS * (kind == K_Q5_0 ? offsetof(struct block_q5_0, qh) :
+			    offsetof(struct block_q5_1, qh));
+}
+
+/*
+ * Packed Q5_0/Q5_1 quants' dword j holds elements 4j..4j+3 of each row
+ * (16 + 4(j - 4).. for j >= 4: the high nibbles), whose fifth bits are
+ * bits 4j..4j+3 of the row's qh dword. A shuffle by q5_spread(j) copies
+ * the qh byte that holds them (j / 2) to the 4 bytes of each dword (of a
+ * 128-bit lane's 4), where byte k is tested against q5_bit(j)'s byte k
+ * (bit 4 (j % 2) + k).
+ */
+static inline __m128i q5_spread(int j)
+{
+	const char by = (char)(j / 2);
+
+	return _mm_setr_epi8(by, by, by, by, 4 + by, 4 + by, 4 + by, 4 + by,
+			     8 + by, 8 + by, 8 + by, 8 + by, 12 + by, 12 + by, 12 + by, 12 + by);
+}
+
+static inline int q5_bit(int j)
+{
+	return j % 2 ? (int)0x80402010 : 0x08040201;
+}
 
 /* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block. */
 static inline void k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t m[8])

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * The GEMM's interleaved layout (quant.h): rows of Q4_0, Q4_1, Q8_0, Q4_K,
- * Q5_K and Q6_K rearranged 16 at a time in place, a row read back out of a
- * group, and the per-block floats the GEMM takes beside the activations.
+ * The GEMM's interleaved layout (quant.h): rows of Q4_0, Q4_1, Q5_0, Q5_1,
+ * Q8_0, Q4_K, Q5_K and Q6_K rearranged 16 at a time in place, a row read
+ * back out of a group, and the per-block floats the GEMM takes beside the
+ * activations.
  *
  * A block is a run of fields (scales, quants), each cut into units of 1, 2
  * or 4 bytes; in a group's block column, field f of the 16 rows starts at
@@ -29,6 +30,8 @@ static const struct layout *layout_of(uint32_t type)
 {
 	static const struct layout q4_0 = { 2, { { 0, 2, 2, 0 }, { 2, 16, 4, 0 } } },
 		q4_1 = { 3, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 16, 4, 0 } } },
+		q5_0 = { 3, { { 0, 2, 2, 0 }, { 2, 4, 4, 0 }, { 6, 16, 4, 0 } } },
+		q5_1 = { 4, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 4, 4, 0 }, { 8, 16, 4, 0 } } },
 		q8_0 = { 2, { { 0, 2, 2, 0 }, { 2, 32, 4, 0x80 } } },
 		q4_K = { 4, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 12, 1, 0 }, { 16, 128, 4, 0 } } },
 		q5_K = { 5, { { 0, 2, 2, 0 }, { 2, 2, 2, 0 }, { 4, 12, 1, 0 }, { 16, 32, 4, 0 },
@@ -39,6 +42,8 @@ static const struct layout *layout_of(uint32_t type)
 	switch (type) {
 	case GGML_TYPE_Q4_0: return &q4_0;
 	case GGML_TYPE_Q4_1: return &q4_1;
+	case GGML_TYPE_Q5_0: return &q5_0;
+	case GGML_TYPE_Q5_1: return &q5_1;
 	case GGML_TYPE_Q8_0: return &q8_0;
 	case GGML_TYPE_Q4_K: return &q4_K;
 	case GGML_TYPE_Q5_K: return &q5_K;
@@ -102,16 +107,16 @@ void dequantize_row_repacked(uint32_t type, const void *group, unsigned r, float
 
 void quant_act_side(uint32_t type, const void *act, size_t n, float *side)
 {
-	const struct block_q8_1 *a1 = act;	/* Q4_1 */
-	const struct block_q8_0 *a0 = act;	/* Q4_0, Q8_0 */
-	float off = type == GGML_TYPE_Q4_0 ? 8 : 128;
+	const struct block_q8_1 *a1 = act;	/* Q4_1, Q5_1 */
+	const struct block_q8_0 *a0 = act;	/* Q4_0, Q5_0, Q8_0 */
+	float off = type == GGML_TYPE_Q4_0 ? 8 : type == GGML_TYPE_Q5_0 ? 16 : 128;
 	size_t b;
 	int i, sum;
 
 	if (quant_vec_dot_type(type) == GGML_TYPE_Q8_K)
 		return;		/* Q8_K blocks carry their own sums */
 	for (b = 0; b < n / QK; b++, side += 2) {
-		if (type == GGML_TYPE_Q4_1) {
+		if (quant_vec_dot_type(type) == GGML_TYPE_Q8_1) {
 			side[0] = fp16_to_f32(a1[b].d);
 			side[1] = fp16_to_f32(a1[b].s);
 			continue;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Matrix products of a layer's weights with a batch of activations, by
- * four paths: the integer GEMM on packed rows (Q4_0, Q4_1, Q8_0, Q4_K and
- * Q6_K on AVX-512 VNNI or AVX2, every batch size), OpenBLAS sgemm on tiles
+ * four paths: the integer GEMM on packed rows (the quantized types on
+ * AVX-512 VNNI or AVX2, every batch size), OpenBLAS sgemm on tiles
  * of dequantized rows (large batches of the other types), the 8-bit dot
  * product kernels (small batches of the other types, and rows of streamed
  * layers, which are packed only for large batches), and the reference

@@ -272,7 +272,7 @@ static int bind(const struct gguf *g, const char *name, uint64_t cols, uint64_t 
 				   name, gt->dims[0], gt->n_elems / gt->dims[0], cols, rows);
 	}
 	if (rows == 1 ? gt->type != GGML_TYPE_F32 : !quant_supported(gt->type))
-		return pinfer_fail(err, ENOTSUP, "tensor %s has type %s, which the engine cannot use here (F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)",
+		return pinfer_fail(err, ENOTSUP, "tensor %s has type %s, which the engine cannot use here (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)",
 				   name, ggml_type_name(gt->type));
 	t->type = gt->type;
 	t->n_mat = mats;
