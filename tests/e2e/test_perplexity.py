@@ -9,6 +9,10 @@ that ships for it (tests/reference/alice-ch1.txt):
   llama.cpp's own llama-perplexity sets on the same file, text and chunks
   (LLAMA_CPP below: its distance from the same reference, measured by
   bench/perplexity.sh), on this CPU's kernels and the AVX2 and scalar paths;
+- against llama.cpp's own llama-perplexity on the long text
+  (tests/reference/genesis-kjv.txt, -c 512, 24990 tokens scored): the
+  8-bit paths (this CPU's, AVX2) within 0.1% of its figure for the same
+  file (LLAMA_CPP_GENESIS below, with its attention in f32 as pinfer's);
 - --save-base / --kl-divergence-base: a model against its own base (KL 0,
   the same top token everywhere), and pinfer quantize's Q4_0 against the
   Q4_1 base, the tool's mean KL and top-1 agreement against the same
@@ -44,6 +48,12 @@ CTX, CHUNKS = 128, 3
 # text (bench/perplexity.sh): its distance from the numpy reference's
 # figure for the same chunks sets the 8-bit path's limit (twice it).
 LLAMA_CPP_PPL = 26.2148
+GENESIS = os.path.join(ROOT, "tests", "reference", "genesis-kjv.txt")
+# llama.cpp 0.3.36's llama-perplexity -c 512 on this file and the whole
+# Genesis text (bench/perplexity.sh -f tests/reference/genesis-kjv.txt -c
+# 512, 2026-12-06): with -fa off -ctk f32 -ctv f32 (attention in f32, as
+# pinfer computes it), and its default (fp16 attention), for the message.
+LLAMA_CPP_GENESIS, LLAMA_CPP_GENESIS_DEFAULT = 13.5987, 13.5867
 
 
 def tokens():
@@ -100,6 +110,21 @@ def test_reference(ids):
            f"8-bit path ({cpu or 'this CPU'}): PPL {got}, {100 * abs((got or 0) / want - 1):.3f}% "
            f"from the reference (limit {100 * limit:.3f}%: twice llama.cpp's "
            f"{LLAMA_CPP_PPL} against {want:.4f})", p.stdout + p.stderr)
+
+
+def test_llama_cpp():
+    """The 8-bit paths against llama-perplexity's figure on the long text
+    (the float-activation scalar path is the more exact one: it has no
+    llama.cpp counterpart, and the short-text check above covers it)."""
+    for cpu in [None] + (["avx2"] if cpu_has("avx512_vnni") else []):
+        p = run("-f", GENESIS, "-c", "512", "-q", env={"PINFER_CPU": cpu} if cpu else None)
+        got = ppl_of(p)
+        off = abs((got or 0) / LLAMA_CPP_GENESIS - 1)
+        ok(p.returncode == 0 and got is not None and off <= 1e-3 and
+           "(24990 tokens scored" in p.stdout,
+           f"Genesis, -c 512, {cpu or 'this CPU'}: PPL {got}, {100 * off:.3f}% from llama-perplexity's "
+           f"{LLAMA_CPP_GENESIS} with f32 attention (limit 0.1%; its default gives "
+           f"{LLAMA_CPP_GENESIS_DEFAULT})", p.stdout + p.stderr)
 
 
 def all_logits(model, ids):
@@ -194,6 +219,7 @@ def main():
     ids = tokens()
     with tempfile.TemporaryDirectory() as tmp:
         test_reference(ids)
+        test_llama_cpp()
         test_base(ids, tmp)
         test_errors(tmp)
     end()
