@@ -211,10 +211,36 @@ static void fit_sub_block(const float *x, int n, int nmax, float *scale, float *
 }
 
 /*
+ * The weighted error of sub-block @x (@n elements, weights @w) quantized
+ * with scale @ds and offset -@dm as stored: each element to its nearest
+ * level in 0..@nmax (written to @q).
+ */
+static float stored_error(const float *x, const float *w, int n, int nmax, float ds, float dm,
+			  uint8_t *q)
+{
+	float e = 0;
+	int l;
+
+	for (l = 0; l < n; l++) {
+		float diff;
+
+		q[l] = (uint8_t)clampi(ds ? nearest((x[l] + dm) / ds) : 0, 0, nmax);
+		diff = ds * q[l] - dm - x[l];
+		e += w[l] * diff * diff;
+	}
+	return e;
+}
+
+/*
  * Q4_K and Q5_K (@nmax 15 or 31): each sub-block of 32 fitted
  * (fit_sub_block), its scale and offset stored as 6-bit multiples of the
  * super-block's d and dmin; the elements then quantized with the scale and
- * offset as rounded, into q[0..256) (0..nmax).
+ * offset as rounded, into q[0..256) (0..nmax). Rounding a small scale to 6
+ * bits moves it by up to a few percent, so from the nearest multiples the
+ * stored pair moves one up or down (each) while that lowers the fit's
+ * weighted error of the stored sub-block, to a pair none of whose
+ * neighbours is better: never worse than the nearest, where llama.cpp's
+ * quantizer stops.
  */
 static void fit_k45(const float *x, int nmax, fp16_t *dh, fp16_t *dminh, uint8_t scales[12],
 		    uint8_t q[QK_K])
@@ -234,10 +260,37 @@ static void fit_k45(const float *x, int nmax, fp16_t *dh, fp16_t *dminh, uint8_t
 	dmin = fp16_to_f32(*dminh);
 	memset(scales, 0, 12);
 	for (j = 0; j < 8; j++) {
-		float ds, dm;
+		const float *xs = x + 32 * j;
+		float w[32], sq = 0, rms, best;
+		uint8_t t[32];
+		int a, c, s0, m0;
 
-		sc[j] = (uint8_t)clampi(maxs > 0 ? nearest(63 / maxs * scale[j]) : 0, 0, 63);
-		mn[j] = (uint8_t)clampi(maxm > 0 ? nearest(63 / maxm * min[j]) : 0, 0, 63);
+		s0 = clampi(maxs > 0 ? nearest(63 / maxs * scale[j]) : 0, 0, 63);
+		m0 = clampi(maxm > 0 ? nearest(63 / maxm * min[j]) : 0, 0, 63);
+		for (l = 0; l < 32; l++)
+			sq += xs[l] * xs[l];
+		rms = sqrtf(sq / 32);
+		for (l = 0; l < 32; l++)
+			w[l] = rms + fabsf(xs[l]);
+		best = stored_error(xs, w, 32, nmax, d * s0, dmin * m0, q + 32 * j);
+		do {	/* to the best neighbour while one is better: the error falls each step */
+			sc[j] = (uint8_t)s0;
+			mn[j] = (uint8_t)m0;
+			for (a = sc[j] - 1; a <= sc[j] + 1; a++)
+				for (c = mn[j] - 1; c <= mn[j] + 1; c++) {
+					float e;
+
+					if (a < 0 || a > 63 || c < 0 || c > 63)
+						continue;
+					e = stored_error(xs, w, 32, nmax, d * a, dmin * c, t);
+					if (e < best) {
+						best = e;
+						s0 = a;
+						m0 = c;
+						memcpy(q + 32 * j, t, 32);
+					}
+				}
+		} while (s0 != sc[j] || m0 != mn[j]);
 		if (j < 4) {
 			scales[j] |= sc[j];
 			scales[j + 4] |= mn[j];
@@ -246,11 +299,6 @@ static void fit_k45(const float *x, int nmax, fp16_t *dh, fp16_t *dminh, uint8_t
 			scales[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
 			scales[j] |= (uint8_t)((mn[j] >> 4) << 6);
 		}
-		ds = d * sc[j];
-		dm = dmin * mn[j];
-		for (l = 0; l < 32; l++)
-			q[32 * j + l] = (uint8_t)clampi(ds ? nearest((x[32 * j + l] + dm) / ds) : 0,
-						       0, nmax);
 	}
 }
 
@@ -335,13 +383,28 @@ static float fit_symmetric(const float *x, int n)
  * Q6_K: each sub-block of 16 fitted (fit_symmetric), its scale stored as an
  * 8-bit multiple of the super-block's d = the largest scale / -128 (so that
  * one reaches -128 and the range is used whole), rounded against d before
- * d goes to fp16, as llama.cpp rounds them (against the fp16 d, as pinfer
- * did, is closer by 0.05% of the squared error, and made a fifth of the
- * blocks differ from llama-quantize's; now 1% do, by the last bit of its
- * FMA-contracted sums); elements then quantized with the scale as
- * rounded, -32..31, stored + 32 as four low bits (ql) and two high bits
- * (qh).
+ * d goes to fp16, as llama.cpp rounds them; elements then quantized with
+ * the scale as stored, -32..31, stored + 32 as four low bits (ql) and two
+ * high bits (qh). From the nearest multiple, the scale moves up or down by
+ * ones while that lowers the x^2-weighted error of the stored sub-block
+ * (llama.cpp takes the nearest).
  */
+/* The x^2-weighted error of Q6_K sub-block @x stored with scale @ds; its quants + 32 to @q. */
+static float q6_error(const float *x, float ds, uint8_t q[16])
+{
+	float e = 0;
+	int l;
+
+	for (l = 0; l < 16; l++) {
+		int v = clampi(ds ? nearest(x[l] / ds) : 0, -32, 31);
+		float diff = ds * (float)v - x[l];
+
+		q[l] = (uint8_t)(v + 32);
+		e += x[l] * x[l] * diff * diff;
+	}
+	return e;
+}
+
 static void quant_q6_K(const float *x, struct block_q6_K *b, size_t nb)
 {
 	size_t i;
@@ -362,13 +425,22 @@ static void quant_q6_K(const float *x, struct block_q6_K *b, size_t nb)
 		b[i].d = f32_to_fp16(is ? 1 / is : 0);
 		d = fp16_to_f32(b[i].d);
 		for (j = 0; j < 16; j++) {
-			float ds;
+			const float *xs = x + 16 * j;
+			int s0 = clampi(nearest(is * scale[j]), -128, 127), c, step;
+			float best = q6_error(xs, d * (float)s0, q + 16 * j), e;
+			uint8_t t[16];
 
-			b[i].scales[j] = (int8_t)clampi(nearest(is * scale[j]), -128, 127);
-			ds = d * b[i].scales[j];
-			for (l = 0; l < 16; l++)
-				q[16 * j + l] = (uint8_t)(clampi(ds ? nearest(x[16 * j + l] / ds) : 0,
-								 -32, 31) + 32);
+			/* up or down while that lowers the error */
+			for (step = -1; step <= 1; step += 2)
+				for (c = s0 + step; c >= -128 && c <= 127; c += step) {
+					e = q6_error(xs, d * (float)c, t);
+					if (e >= best)
+						break;
+					best = e;
+					s0 = c;
+					memcpy(q + 16 * j, t, 16);
+				}
+			b[i].scales[j] = (int8_t)s0;
 		}
 		for (j = 0; j < QK_K; j += 128) {
 			uint8_t *ql = b[i].ql + j / 2, *qh = b[i].qh + j / 4;

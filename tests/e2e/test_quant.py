@@ -199,6 +199,64 @@ def test_weight_requant():
            f"element {worst:.4f} of the grid's step off (limit 0.02)")
 
 
+def k_scales(blocks, qtype):
+    """Per super-block: d, dmin and the 8 sub-blocks' 6-bit scales and mins
+    (Q4_K, Q5_K), or d and the 16 int8 scales (Q6_K)."""
+    if qtype == T.Q6_K:
+        return (blocks[:, 208:210].copy().view(np.float16).astype(np.float32)[:, 0], None,
+                blocks[:, 192:208].view(np.int8).astype(np.int32), None)
+    d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)[:, 0]
+    dmin = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)[:, 0]
+    s = blocks[:, 4:16].astype(np.int32)
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)], axis=1)
+    mn = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
+    return d, dmin, sc, mn
+
+
+def stored_error(x, w, ds, dm, nmax, lo):
+    """Σ w (ds q - dm - x)^2 with each q rounded to the nearest level in lo..nmax."""
+    q = np.clip(np.rint((x + dm) / ds) if ds else np.zeros_like(x), lo, nmax)
+    return float((w * (ds * q - dm - x) ** 2).sum())
+
+
+def test_weight_scales():
+    """The K-quant writers store, for each sub-block, the scale (and Q4_K's
+    and Q5_K's min) whose stored block has the least weighted error (their
+    fits' weights: rms + |x| over 32, x^2 over Q6_K's 16) among the nearest
+    multiples of the super-block's d (and dmin) and their neighbours, one up
+    or down each: rounding a small scale to 6 bits moves it by percents.
+    Checked here from the file's bytes against every neighbour, on random
+    weights (rounding to the nearest, as llama.cpp's quantizer does, fails
+    it for Q4_K and Q5_K)."""
+    nsb = 64
+    for qtype, n, nmax, lo in ((T.Q4_K, 32, 15, 0), (T.Q5_K, 32, 31, 0), (T.Q6_K, 16, 31, -32)):
+        x = (rng.standard_normal(nsb * 256) * rng.uniform(0.01, 1, nsb * 256)).astype(np.float32)
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(x.tobytes())
+            f.flush()
+            out = helper("weights", int(qtype), x.size, f.name)
+        size = gguf.GGML_QUANT_SIZES[qtype][1]
+        d, dmin, sc, mn = k_scales(np.frombuffer(out, np.uint8).reshape(nsb, size), qtype)
+        worse = 0
+        for b in range(nsb):
+            for j in range(256 // n):
+                xs = x[256 * b + n * j:256 * b + n * (j + 1)]
+                w = xs * xs if qtype == T.Q6_K else np.sqrt((xs * xs).mean()) + np.abs(xs)
+
+                def err(a, c):
+                    dm = np.float32(0) if mn is None else dmin[b] * np.float32(c)
+                    return stored_error(xs, w, d[b] * np.float32(a), dm, nmax, lo)
+                a0, c0 = sc[b, j], (0 if mn is None else mn[b, j])
+                here = err(a0, c0)
+                top = 127 if qtype == T.Q6_K else 63
+                bottom = -128 if qtype == T.Q6_K else 0
+                for a in range(max(a0 - 1, bottom), min(a0 + 1, top) + 1):
+                    for c in ([0] if mn is None else range(max(c0 - 1, 0), min(c0 + 1, 63) + 1)):
+                        worse += err(a, c) < here * (1 - 1e-5)
+        ok(worse == 0, f"{qtype.name}: every sub-block's stored scale{'' if mn is None else ' and min'} "
+           f"the best of itself and its neighbours by the weighted error ({worse} beaten)")
+
+
 def test_weight_quant_32():
     """The 32-element types' writers (Q4_0, Q4_1, Q5_0, Q5_1) give the very
     bytes the gguf package's quantizers (ports of llama.cpp's) give."""
@@ -325,6 +383,7 @@ test_mix()
 test_activation_quant()
 test_weight_quant()
 test_weight_requant()
+test_weight_scales()
 test_weight_quant_32()
 test_fp16()
 end()
