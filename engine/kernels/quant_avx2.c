@@ -711,9 +711,7 @@ static inline __attribute__((always_inline)) void
 gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
 	      size_t as, float *out, size_t os)
 {
-	const size_t col = PACK_ROWS * (five ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K));
-	const size_t qs = PACK_ROWS * (five ? offsetof(struct block_q5_K, qs) :
-					      offsetof(struct block_q4_K, qs));
+	const size_t col = k45_col(five), qs = k45_qs(five);
 	const int run = five ? 4 : 8;	/* steps summed in int16 */
 	const __m256i low = _mm256_set1_epi8(0x0f), sixteen = _mm256_set1_epi8(16);
 	__m256 acc[2][4];
@@ -729,7 +727,7 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 		k4_scales16(g + 64, sc, mn);
 		for (h = 0; h < 2; h++) {
 			const __m256 d = load8h(g + 16 * h), dmin = load8h(g + 32 + 16 * h);
-			const uint8_t *qh = g + PACK_ROWS * offsetof(struct block_q5_K, qh) + 32 * h;
+			const uint8_t *qh = g + k45_qh() + 32 * h;
 			__m256i isum[4];
 
 			UNROLL

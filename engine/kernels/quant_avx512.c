@@ -576,9 +576,7 @@ static inline __attribute__((always_inline)) void
 gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
 	      size_t as, float *out, size_t os)
 {
-	const size_t col = PACK_ROWS * (five ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K));
-	const size_t qs = PACK_ROWS * (five ? offsetof(struct block_q5_K, qs) :
-					      offsetof(struct block_q4_K, qs));
+	const size_t col = k45_col(five), qs = k45_qs(five);
 	const __m512i low = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
 	__m512 acc[4];
 	size_t b;
@@ -599,7 +597,7 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 			isum[t] = _mm512_setzero_si512();
 		for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
 			const uint8_t *q = g + qs + 64 * 8 * c;
-			const uint8_t *qh = g + PACK_ROWS * offsetof(struct block_q5_K, qh);
+			const uint8_t *qh = g + k45_qh();
 			__m512i lo[8], hi[8];
 			UNROLL
 			for (j = 0; j < 8; j++) {

@@ -81,6 +81,22 @@ static inline int q5_bit(int j)
 	return j % 2 ? (int)0x80402010 : 0x08040201;
 }
 
+/* Q4_K's and (@five) Q5_K's packed block column: its bytes, and where its quants and qh start. */
+static inline size_t k45_col(bool five)
+{
+	return PACK_ROWS * (five ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K));
+}
+
+static inline size_t k45_qs(bool five)
+{
+	return PACK_ROWS * (five ? offsetof(struct block_q5_K, qs) : offsetof(struct block_q4_K, qs));
+}
+
+static inline size_t k45_qh(void)
+{
+	return PACK_ROWS * offsetof(struct block_q5_K, qh);
+}
+
 /* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block. */
 static inline void k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
 {

@@ -152,25 +152,36 @@ static float fit_error(const float *x, const float *w, const uint8_t *q, int n, 
 	return e;
 }
 
+/* The fit's weights of sub-block @x: w = rms(x) + |x|. */
+static void fit_weights(const float *x, int n, float *w)
+{
+	float sq = 0, rms;
+	int i;
+
+	for (i = 0; i < n; i++)
+		sq += x[i] * x[i];
+	rms = sqrtf(sq / n);
+	for (i = 0; i < n; i++)
+		w[i] = rms + fabsf(x[i]);
+}
+
 static void fit_sub_block(const float *x, int n, int nmax, float *scale, float *offset)
 {
-	float w[32], lo = 0, hi = x[0], sq = 0, sw = 0, swx = 0, rms, s, b, best, inv;
+	float w[32], lo = 0, hi = x[0], sw = 0, swx = 0, s, b, best, inv;
 	uint8_t q[32], t[32];
 	int i, k;
 
 	for (i = 0; i < n; i++) {
 		lo = x[i] < lo ? x[i] : lo;
 		hi = x[i] > hi ? x[i] : hi;
-		sq += x[i] * x[i];
 	}
 	if (hi <= lo) {		/* all equal, and not above 0 */
 		*scale = 0;
 		*offset = -lo;
 		return;
 	}
-	rms = sqrtf(sq / n);
+	fit_weights(x, n, w);
 	for (i = 0; i < n; i++) {
-		w[i] = rms + fabsf(x[i]);
 		sw += w[i];
 		swx += w[i] * x[i];
 	}
@@ -218,17 +229,11 @@ static void fit_sub_block(const float *x, int n, int nmax, float *scale, float *
 static float stored_error(const float *x, const float *w, int n, int nmax, float ds, float dm,
 			  uint8_t *q)
 {
-	float e = 0;
 	int l;
 
-	for (l = 0; l < n; l++) {
-		float diff;
-
+	for (l = 0; l < n; l++)
 		q[l] = (uint8_t)clampi(ds ? nearest((x[l] + dm) / ds) : 0, 0, nmax);
-		diff = ds * q[l] - dm - x[l];
-		e += w[l] * diff * diff;
-	}
-	return e;
+	return fit_error(x, w, q, n, ds, -dm);
 }
 
 /*
@@ -247,7 +252,7 @@ static void fit_k45(const float *x, int nmax, fp16_t *dh, fp16_t *dminh, uint8_t
 {
 	float scale[8], min[8], maxs = 0, maxm = 0, d, dmin;
 	uint8_t sc[8], mn[8];
-	int j, l;
+	int j;
 
 	for (j = 0; j < 8; j++) {
 		fit_sub_block(x + 32 * j, 32, nmax, &scale[j], &min[j]);
@@ -261,17 +266,13 @@ static void fit_k45(const float *x, int nmax, fp16_t *dh, fp16_t *dminh, uint8_t
 	memset(scales, 0, 12);
 	for (j = 0; j < 8; j++) {
 		const float *xs = x + 32 * j;
-		float w[32], sq = 0, rms, best;
+		float w[32], best;
 		uint8_t t[32];
 		int a, c, s0, m0;
 
 		s0 = clampi(maxs > 0 ? nearest(63 / maxs * scale[j]) : 0, 0, 63);
 		m0 = clampi(maxm > 0 ? nearest(63 / maxm * min[j]) : 0, 0, 63);
-		for (l = 0; l < 32; l++)
-			sq += xs[l] * xs[l];
-		rms = sqrtf(sq / 32);
-		for (l = 0; l < 32; l++)
-			w[l] = rms + fabsf(xs[l]);
+		fit_weights(xs, 32, w);
 		best = stored_error(xs, w, 32, nmax, d * s0, dmin * m0, q + 32 * j);
 		do {	/* to the best neighbour while one is better: the error falls each step */
 			sc[j] = (uint8_t)s0;
@@ -379,16 +380,6 @@ static float fit_symmetric(const float *x, int n)
 	return s;
 }
 
-/*
- * Q6_K: each sub-block of 16 fitted (fit_symmetric), its scale stored as an
- * 8-bit multiple of the super-block's d = the largest scale / -128 (so that
- * one reaches -128 and the range is used whole), rounded against d before
- * d goes to fp16, as llama.cpp rounds them; elements then quantized with
- * the scale as stored, -32..31, stored + 32 as four low bits (ql) and two
- * high bits (qh). From the nearest multiple, the scale moves up or down by
- * ones while that lowers the x^2-weighted error of the stored sub-block
- * (llama.cpp takes the nearest).
- */
 /* The x^2-weighted error of Q6_K sub-block @x stored with scale @ds; its quants + 32 to @q. */
 static float q6_error(const float *x, float ds, uint8_t q[16])
 {
@@ -405,6 +396,16 @@ static float q6_error(const float *x, float ds, uint8_t q[16])
 	return e;
 }
 
+/*
+ * Q6_K: each sub-block of 16 fitted (fit_symmetric), its scale stored as an
+ * 8-bit multiple of the super-block's d = the largest scale / -128 (so that
+ * one reaches -128 and the range is used whole), rounded against d before
+ * d goes to fp16, as llama.cpp rounds them; elements then quantized with
+ * the scale as stored, -32..31, stored + 32 as four low bits (ql) and two
+ * high bits (qh). From the nearest multiple, the scale moves up or down by
+ * ones while that lowers the x^2-weighted error of the stored sub-block
+ * (llama.cpp takes the nearest).
+ */
 static void quant_q6_K(const float *x, struct block_q6_K *b, size_t nb)
 {
 	size_t i;
