@@ -46,17 +46,38 @@ PINFER := $(BUILD)/pinfer
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPER_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 
-.PHONY: all help deps venv model demo check check-asan fuzz kmod kmod-clean \
+# The CUDA backend (engine/cuda/, Documentation/cuda.md): a shared library
+# that pinfer opens only for GPU layers (-ngl), built whenever nvcc is there
+# (`make cuda` insists). Code for each GPU generation pinfer supports.
+NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+CUDA_ARCHS ?= 80 86 89 90
+NVCCFLAGS ?= -O2
+LIBCUDA := $(BUILD)/libpinfer-cuda.so
+
+.PHONY: all cuda help deps venv model demo check check-asan fuzz kmod kmod-clean \
 	checkpatch clean distclean tests vm-kernels vm-setup dkms-install bench-runtime bench-kernels \
 	bench-tokenize
 
-all: $(PINFER)
+all: $(PINFER) $(if $(NVCC),$(if $(filter 1,$(SAN)),,$(LIBCUDA)))
+
+$(LIBCUDA): $(wildcard engine/cuda/*.cu engine/cuda/*.h)
+	@test -n "$(NVCC)" || { echo "make cuda: no nvcc: install the CUDA toolkit, or set NVCC=" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -std=c++17 -Iengine -shared -Werror all-warnings \
+		-Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra \
+		$(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+		-gencode arch=compute_$(lastword $(CUDA_ARCHS)),code=compute_$(lastword $(CUDA_ARCHS)) \
+		-o $@ $(filter %.cu,$^)
+
+cuda: $(LIBCUDA)
 
 # Keep objects that pattern rules chain through (test objects).
 .SECONDARY:
 
 help:
-	@echo "make             build libpinfer, the engine and $(PINFER)"
+	@echo "make             build libpinfer, the engine and $(PINFER) (and the CUDA"
+	@echo "                 backend $(LIBCUDA) when nvcc is there)"
+	@echo "make cuda        build the CUDA backend (needs the CUDA toolkit)"
 	@echo "make demo        deps, build, default model, then answer a prompt with it"
 	@echo "make check       deps, build, model, and every test (what CI runs)"
 	@echo "make check-asan  the C tests again under ASan + UBSan"

@@ -2,12 +2,15 @@
 # SPDX-License-Identifier: MIT
 # Build llama.cpp's own tools (llama-server, llama-bench, ...) from the
 # llama-cpp-python sdist on PyPI, whose vendor/llama.cpp holds the whole
-# tree, under build/llama.cpp/. The version is pinned; the build is CPU only.
+# tree, under build/llama.cpp/. The version is pinned.
 #   native  GGML_NATIVE on, as llama.cpp ships by default, AMX off
 #           (build/llama.cpp/build)
 #   avx2    AVX2 and FMA only, no AVX-512 (build/llama.cpp/build-avx2), to
 #           compare with pinfer's AVX2 path (PINFER_CPU=avx2) on any machine
-# Usage: bench/build-llama.sh [native|avx2] [TOOL...]   (default: native
+#   cuda    the CUDA backend for sm_90 (H100, H200) with nvcc, and AVX2 on
+#           the CPU (build/llama.cpp/build-cuda), static ggml: built here,
+#           carried to a GPU machine by tests/gpu/run.sh (Documentation/cuda.md)
+# Usage: bench/build-llama.sh [native|avx2|cuda] [TOOL...]   (default: native
 #        llama-server). Prints the directory that holds the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +29,12 @@ avx2) out=$dir/build-avx2
 	flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 		-DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_VBMI=OFF
 		-DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF) ;;
-*) echo "usage: bench/build-llama.sh [native|avx2] [TOOL...]" >&2; exit 2 ;;
+cuda) out=$dir/build-cuda
+	nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+	flags=(-DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES=90
+		-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+		-DBUILD_SHARED_LIBS=OFF) ;;
+*) echo "usage: bench/build-llama.sh [native|avx2|cuda] [TOOL...]" >&2; exit 2 ;;
 esac
 missing=()
 for t in "${tools[@]}"; do [ -x "$out/bin/$t" ] || missing+=("$t"); done

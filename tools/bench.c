@@ -37,6 +37,8 @@ static const char bench_help[] =
 	"      --expert-slots N, --expert-policy lru|lfu\n"
 	"                     mixture of experts: the expert cache (as for pinfer run);\n"
 	"                     its counters are printed for each test\n"
+	"  -ngl, --gpu-layers N\n"
+	"                     run the last N layers and the output layer on the GPU\n"
 	"      --json         one JSON object per test\n";
 
 /*
@@ -209,6 +211,7 @@ int cmd_bench(int argc, char **argv)
 		{ "node", required_argument, NULL, 'N' },
 		{ "expert-slots", required_argument, NULL, 'E' },
 		{ "expert-policy", required_argument, NULL, 'L' },
+		{ "gpu-layers", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -273,6 +276,11 @@ int cmd_bench(int argc, char **argv)
 				return EXIT_USAGE;
 			lo.expert_slots = (uint32_t)num;
 			break;
+		case 'G':
+			if (cli_int("--gpu-layers", optarg, 0, 100000, &num))
+				return EXIT_USAGE;
+			lo.gpu_layers = (uint32_t)num;
+			break;
 		case 'L':
 			if (strcmp(optarg, "lru") && strcmp(optarg, "lfu")) {
 				cli_error("--expert-policy %s: not one of lru, lfu", optarg);
@@ -314,7 +322,7 @@ int cmd_bench(int argc, char **argv)
 	pinfer_region_props(m->region, &rp);
 	quant_vec_dot(m->cfg.n_expert ? m->layers[0].up_exps.type : m->layers[0].w_up.type, &isa);
 	/* the probe's buffer is outside any budget: only without one */
-	membw = !lo.mem && !m->plan.ring && !m->experts;
+	membw = !lo.mem && !m->plan.ring && !m->experts && !m->plan.gpu_layers;
 	if (!json) {
 		printf("| %-28s | %9s | %-22s | %7s | %8s | %16s |\n", "model", "size",
 		       "backend", "threads", "test", "t/s");
@@ -332,7 +340,12 @@ int cmd_bench(int argc, char **argv)
 		if (!n)
 			continue;
 		snprintf(test, sizeof(test), "%s%d", t ? "tg" : "pp", n);
-		snprintf(backend, sizeof(backend), "CPU %s, %s", isa, pinfer_provider_name(rp.provider));
+		if (m->plan.gpu_layers)
+			snprintf(backend, sizeof(backend), "CUDA %" PRIu32 "/%" PRIu32 " layers, CPU %s",
+				 m->plan.gpu_layers, m->cfg.n_layer, isa);
+		else
+			snprintf(backend, sizeof(backend), "CPU %s, %s", isa,
+				 pinfer_provider_name(rp.provider));
 		base = base ? base + 1 : model;
 		cli_escape(base, strlen(base), name, sizeof(name));
 		if (llm_session_create(&s, m, (uint32_t)n + 1, pool, &err)) {

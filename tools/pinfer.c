@@ -288,6 +288,9 @@ int main(int argc, char **argv)
 		version();
 		return EXIT_OK;
 	}
+	for (i = 2; i < (size_t)argc; i++)	/* llama.cpp's spelling of --gpu-layers */
+		if (!strcmp(argv[i], "-ngl"))
+			argv[i] = (char *)"--gpu-layers";
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);

@@ -17,6 +17,8 @@
 #include "text/chat.h"
 #include "cli.h"
 #include "format/gguf.h"
+#include "cuda/cuda_api.h"
+#include "model/gpu.h"
 #include "model/model.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
@@ -62,6 +64,8 @@ static const char run_help[] =
 	"      --expert-policy P  which cached expert a new one replaces: lru (default)\n"
 	"                         or lfu\n"
 	"      --kv-type TYPE     KV cache: f16 (default) or q8_0 (half the memory)\n"
+	"  -ngl, --gpu-layers N   run the last N layers, and the output layer, on the\n"
+	"                         GPU (the CUDA backend; default 0: none)\n"
 	"      --verbose-prompt   print the prompt's token ids on stderr\n"
 	"      --plan             print the placement plan and exit\n"
 	"      --drive-bw GB/s    the drive's read bandwidth, for --plan's floor\n"
@@ -76,7 +80,7 @@ struct run_opts {
 	bool raw, chat, plan, special, verbose_prompt, quiet;
 	enum llm_kv_type kv;
 	uint64_t mem;
-	long long ring, stream_layers, expert_slots;
+	long long ring, stream_layers, expert_slots, gpu_layers;
 	enum llm_expert_policy expert_policy;
 	double drive_bw;
 	enum pinfer_provider provider;
@@ -131,6 +135,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ "verbose-prompt", no_argument, NULL, 17 },
 		{ "expert-slots", required_argument, NULL, 18 },
 		{ "expert-policy", required_argument, NULL, 19 },
+		{ "gpu-layers", required_argument, NULL, 20 },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -212,6 +217,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			}
 			o->expert_policy = strcmp(optarg, "lru") ? LLM_EXPERTS_LFU : LLM_EXPERTS_LRU;
 			break;
+		case 20: bad = cli_int("--gpu-layers", optarg, 0, 100000, &o->gpu_layers); break;
 		case 'h':
 			fputs(run_help, stdout);
 			return -1;
@@ -242,11 +248,31 @@ static struct llm_load_opts load_opts(const struct run_opts *o)
 		.provider = o->provider, .node = o->node, .mem = o->mem, .ring = (uint32_t)o->ring,
 		.n_ctx = o->n_ctx, .stream_layers = (uint32_t)o->stream_layers,
 		.threads = (uint32_t)o->threads, .expert_slots = (uint32_t)o->expert_slots,
-		.expert_policy = o->expert_policy,
+		.expert_policy = o->expert_policy, .gpu_layers = (uint32_t)o->gpu_layers,
 	};
 }
 
 #define MIB 1048576.0
+
+/* --plan's GPU part: its layers, their device memory, the device or why none. */
+static void print_gpu_plan(const struct llm_plan *p)
+{
+	struct pinfer_err err = { 0 };
+	struct pcu_device dev;
+	char lib[512];
+
+	printf("  GPU layers      %10.1f MiB: layers %" PRIu32 "-%" PRIu32 "%s (%" PRIu32 " of %" PRIu32 ")\n",
+	       p->gpu_weights / MIB, p->n_layer - p->gpu_layers, p->n_layer - 1,
+	       p->gpu_output ? " and the output layer" : "", p->gpu_layers, p->n_layer);
+	printf("  GPU KV, buffers %10.1f MiB\n", p->gpu_session / MIB);
+	printf("  GPU total       %10.1f MiB", (p->gpu_weights + p->gpu_session) / MIB);
+	if (llm_gpu_probe(&dev, lib, sizeof(lib), &err)) {
+		printf("; no GPU here: %s\n", err.msg);
+		return;
+	}
+	printf(" of %.1f MiB free on %s (compute %d.%d)%s\n", dev.free / MIB, dev.name, dev.major,
+	       dev.minor, p->gpu_weights + p->gpu_session > dev.free ? ": does not fit" : "");
+}
 
 /* pinfer run --plan: where each part of the model goes, and the floor. */
 static int print_plan(const struct run_opts *o)
@@ -306,6 +332,8 @@ static int print_plan(const struct run_opts *o)
 				       i ? "" : " (--drive-bw for your drive's)");
 	}
 	printf("  minimum budget  %10.1f MiB (%" PRIu64 " bytes)\n", p.minimum / MIB, p.minimum);
+	if (p.gpu_layers)
+		print_gpu_plan(&p);
 	return EXIT_OK;
 }
 

@@ -7,7 +7,9 @@
  * up, SiLU, down, residual; or the experts the router picks: moe.c), then the
  * final norm and the logits of the last token. Each layer's weights come
  * from the placement (llm_stream_acquire: resident, or read into the ring)
- * and are used once per call, LLM_BATCH tokens at a time.
+ * and are used once per call, LLM_BATCH tokens at a time. With GPU layers
+ * (gpu.h) the last layers and the output run there, after the CPU's (in the
+ * reference mode too: float products there as well).
  */
 #include "session.h"
 
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu.h"
 #include "kernels/quant.h"
 #include "placement.h"
 #include "tensor.h"
@@ -151,14 +154,14 @@ static int run_layers(struct llm_session *s, const int32_t *tokens, size_t n,
 	const struct llm_model *m = s->m;
 	const struct llm_config *c = &m->cfg;
 	size_t E = c->n_embd, i, b;
-	uint32_t l;
+	uint32_t l, n_cpu = s->gpu ? c->n_layer - m->plan.gpu_layers : c->n_layer;
 	int ret;
 
 	for (b = 0; b < n; b++) {	/* the same angles serve every layer */
 		llm_rope_angles(m, s->tpos[b], s->rope_cs + b * c->n_rot);
 		llm_tensor_row(&m->token_embd, (size_t)tokens[b], 0, E, s->x + b * E);
 	}
-	for (l = 0; l < c->n_layer; l++) {
+	for (l = 0; l < n_cpu; l++) {
 		ret = llm_stream_acquire(m, l, s->pool, n >= GEMM_MIN, err);
 		if (ret)
 			return ret;
@@ -169,7 +172,7 @@ static int run_layers(struct llm_session *s, const int32_t *tokens, size_t n,
 		if (ret)
 			return ret;
 	}
-	return 0;
+	return n_cpu < c->n_layer ? llm_gpu_layers(s, n, err) : 0;
 }
 
 /*
@@ -191,6 +194,16 @@ static int output_logits(struct llm_session *s, const size_t *rows, size_t k,
 	for (j0 = 0; j0 < k; j0 += LLM_BATCH) {
 		size_t nb = k - j0 < LLM_BATCH ? k - j0 : LLM_BATCH;
 
+		if (s->gpu && m->plan.gpu_output) {
+			int ret;
+
+			for (j = 0; j < nb; j++)
+				memcpy(s->xb + j * E, s->x + rows[j0 + j] * E, E * sizeof(float));
+			ret = llm_gpu_logits(s, s->xb, nb, s->logits + j0 * V, err);
+			if (ret)
+				return ret;
+			continue;
+		}
 		for (j = 0; j < nb; j++)
 			rmsnorm(s->xb + j * E, s->x + rows[j0 + j] * E, m->output_norm.data, E,
 				c->rms_eps);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "format/gguf.h"
+#include "gpu.h"
 #include "kernels/quant.h"
 #include "placement.h"
 #include "tensor.h"
@@ -394,6 +395,8 @@ static int pack_resident(struct llm_model *m, struct pinfer_pool *pool,
 
 		if (t == &m->output && t->file_off == m->token_embd.file_off)
 			t->packed = m->token_embd.packed;
+		else if (refs[i].layer >= 0 && llm_gpu_layer(m, (uint32_t)refs[i].layer))
+			continue;	/* the GPU's: the CPU does not multiply by it */
 		else if (t->rows > 1)
 			ret = llm_tensor_pack(t, pool);
 	}
@@ -496,7 +499,9 @@ static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_p
 	uint32_t threads = o->threads ? o->threads :
 			   o->pool ? (uint32_t)pinfer_pool_threads(o->pool) : 1;
 
-	return llm_plan_make(m, o, llm_session_bytes(c, n_ctx, threads), p, lay, err);
+	int ret = llm_plan_make(m, o, llm_session_bytes(c, n_ctx, threads), p, lay, err);
+
+	return ret ? ret : llm_gpu_plan(p, m, o->gpu_layers, err);
 }
 
 int llm_model_plan(struct llm_plan *out, const char *path,
@@ -567,7 +572,8 @@ int llm_model_load(struct llm_model **out, const char *path,
 		goto fail;
 	pinfer_loader_set_progress(l, NULL, NULL);
 	ret = llm_layout_place(m, &lay, pinfer_region_ptr(m->region), err);
-	if (ret || (ret = check_vectors(m, err)) || (ret = pack_resident(m, opts->pool, err)))
+	if (ret || (ret = check_vectors(m, err)) || (ret = llm_gpu_start(m, err)) ||
+	    (ret = pack_resident(m, opts->pool, err)))
 		goto fail;
 	if (m->plan.ring || m->plan.expert_slots) {
 		/* the stream, or the expert cache, owns l */
@@ -599,6 +605,7 @@ void llm_model_free(struct llm_model *m)
 		return;
 	llm_stream_free(m->stream);	/* first: their reads write into the region */
 	llm_experts_free(m->experts);
+	llm_gpu_free(m->gpu);	/* before the region it registered goes */
 	pinfer_region_free(m->region);
 	gguf_close(m->gguf);
 	free(m->layers);

@@ -104,9 +104,18 @@ struct llm_plan {
 	uint64_t expert_span[3];	/* gate, up, down: whole pages of any layer's */
 	uint64_t expert_bytes;	/* one expert's three matrices, in the file (the largest) */
 	enum llm_expert_policy expert_policy;
+	/*
+	 * GPU layers (-ngl, engine/model/gpu.h): the last gpu_layers layers,
+	 * and the output layer when gpu_output, run on the GPU; their weights
+	 * take gpu_weights bytes of its memory, a session gpu_session more.
+	 */
+	uint32_t gpu_layers;
+	bool gpu_output;
+	uint64_t gpu_weights, gpu_session;
 };
 
 struct llm_experts;
+struct llm_gpu;
 
 struct llm_stream;
 
@@ -120,6 +129,7 @@ struct llm_model {
 	struct llm_plan plan;
 	struct llm_stream *stream;	/* NULL: every layer is resident */
 	struct llm_experts *experts;	/* NULL: every expert is resident */
+	struct llm_gpu *gpu;	/* NULL: no layer runs on a GPU */
 	char load_note[200];	/* how reads fall short of io_uring, or empty */
 	char progress_label[80];	/* llm_load_opts.progress_label and the provider */
 };
@@ -145,6 +155,8 @@ struct llm_load_opts {
 	struct pinfer_pool *pool;	/* packs the weights for the GEMM; NULL: this thread */
 	uint32_t threads;	/* threads sessions will use (their buffers); 0: the
 				   pool's, or else 1 */
+	uint32_t gpu_layers;	/* run the last this many layers (and the output
+				   layer) on the GPU: -ngl; 0: none */
 };
 
 /* Load @path; on error a message naming the file and the problem. */

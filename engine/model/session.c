@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu.h"
 #include "kernels/quant.h"
 #include "placement.h"
 
@@ -166,7 +167,14 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	if (!s)
 		return pinfer_fail(err, ENOMEM, "session: out of memory");
 	s->own_kv = true;
-	return allocate(out, s, err);
+	if (allocate(out, s, err))
+		return -ENOMEM;
+	if (llm_gpu_session(*out, err)) {
+		llm_session_free(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int llm_session_create_paged(struct llm_session **out, const struct llm_model *m,
@@ -177,6 +185,8 @@ int llm_session_create_paged(struct llm_session **out, const struct llm_model *m
 	struct llm_session *s;
 
 	*out = NULL;
+	if (m->plan.gpu_layers)
+		return pinfer_fail(err, ENOTSUP, "-ngl: the paged KV cache (pinfer serve) does not run on the GPU yet");
 	s = session_new(m, n_ctx, LLM_KV_F16, pool);
 	if (!s)
 		return pinfer_fail(err, ENOMEM, "session: out of memory");
@@ -213,6 +223,7 @@ void llm_session_free(struct llm_session *s)
 
 	if (!s)
 		return;
+	llm_gpu_session_free(s);
 	n = buffers(s, 1, b);
 	for (i = 0; i < n; i++) {
 		void *p;

@@ -11,6 +11,7 @@
 #include "model.h"
 
 struct llm_expert_mats;
+struct pcu_ctx;
 
 #define LLM_BATCH 256	/* tokens evaluated together, at most */
 #define GEMM_MIN 32	/* batches at least this large: sgemm on dequantized tiles,
@@ -78,6 +79,7 @@ struct llm_session {
 	uint32_t *pred;	/* [n_expert] the next layer's likely experts */
 	uint32_t *psel;	/* [n_expert_used] one token's guess */
 	float *pselw;	/* [n_expert_used] */
+	struct pcu_ctx *gpu;	/* the GPU layers' KV cache and buffers (gpu.h), or NULL */
 };
 
 /*

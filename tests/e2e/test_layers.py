@@ -19,7 +19,8 @@ BELOW = {
     "format": {"base"},
     "kernels": {"format", "base"},
     "text": {"format", "base"},
-    "model": {"kernels", "format", "text", "base"},
+    "cuda": set(),      # a shared library of its own: model includes its contract
+    "model": {"kernels", "cuda", "format", "text", "base"},
     "serve": {"model", "text", "format", "base"},
 }
 PLACEMENT = {"model/budget", "model/plan", "model/stream"}

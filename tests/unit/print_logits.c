@@ -11,7 +11,8 @@
  * PINFER_CTX: the context size (default the model's). PINFER_KV=q8_0: a
  * Q8_0 KV cache. PINFER_EXPERT_SLOTS=N: a mixture-of-experts model's
  * experts through a cache of N (PINFER_EXPERT_POLICY=lfu: that policy);
- * its counters on stderr.
+ * its counters on stderr. PINFER_NGL=N: the last N layers and the output
+ * layer on the GPU.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
 	threads = env ? atoi(env) : 2;
 	if (getenv("PINFER_EXPERT_SLOTS"))
 		lo.expert_slots = (uint32_t)atoi(getenv("PINFER_EXPERT_SLOTS"));
+	if (getenv("PINFER_NGL"))
+		lo.gpu_layers = (uint32_t)atoi(getenv("PINFER_NGL"));
 	if (getenv("PINFER_EXPERT_POLICY") && !strcmp(getenv("PINFER_EXPERT_POLICY"), "lfu"))
 		lo.expert_policy = LLM_EXPERTS_LFU;
 	if (pinfer_pool_create(&pool, threads, -1, &err) ||

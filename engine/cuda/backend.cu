@@ -1,0 +1,852 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The CUDA backend (cuda_api.h): whole llama-family layers on device 0.
+ *
+ * Weights are uploaded once: each matrix's file bytes are copied from the
+ * runtime's region (registered with the driver, so the copy is DMA from
+ * the pinned pages, with no staging buffer on the host) into a scratch
+ * buffer on the device, where a kernel moves each block's quants and
+ * scales apart (blocks.h: aligned 32-bit loads). Vectors go as they are.
+ *
+ * A call runs its layers over a batch of tokens, as the CPU's forward pass
+ * does: RMSNorm; activations quantized to 8 bits per 32 (blocks.h); Q, K,
+ * V as integer dot products (dp4a), one warp per weight row, up to 8
+ * tokens per pass over the row; per-head q/k norms and RoPE; K and V into
+ * an fp16 cache on the device; attention with an online softmax, one
+ * block per token and head; output projection and residual; SwiGLU.
+ * Everything is queued on one stream and the host waits once per call.
+ */
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_api.h"
+#include "blocks.h"
+
+#define WARP 32
+#define MM_WARPS 4	/* rows (warps) per block of the matrix-vector kernels */
+#define MAX_NT 8	/* tokens per pass over a weight row */
+#define ATT_WARPS 4
+#define MAX_HEAD 256	/* head_dim at most (8 elements per lane) */
+
+static int fail(char *err, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+#define CK(call, what)								\
+	do {									\
+		cudaError_t e_ = (call);					\
+		if (e_ != cudaSuccess) {					\
+			fail(err, en, "CUDA: %s: %s", (what), cudaGetErrorString(e_)); \
+			goto out;						\
+		}								\
+	} while (0)
+
+/* A matrix on the device: packed blocks, or plain rows of F16/F32. */
+struct dmat {
+	uint32_t type;
+	uint64_t rows, cols;
+	uint8_t *qs, *meta;	/* packed: [rows][blocks][qb], [rows][blocks][mb] */
+	void *plain;		/* F16, F32: [rows][cols] */
+};
+
+struct dlayer {
+	struct dmat wq, wk, wv, wo, w_gate, w_up, w_down;
+	float *attn_norm, *ffn_norm, *q_norm, *k_norm, *bq, *bk, *bv;
+};
+
+struct pcu_model {
+	struct pcu_config cfg;
+	uint32_t n_layers;
+	struct dlayer *layers;
+	int has_output;
+	struct dmat output;
+	float *output_norm;
+	void *registered;	/* host memory registered with the driver, or NULL */
+	cudaStream_t stream;
+};
+
+struct pcu_ctx {
+	struct pcu_model *m;
+	uint32_t n_ctx, max_batch;
+	__half *kc, *vc;	/* [layer][n_ctx][kv_dim] */
+	float *x, *xb, *q, *k, *v, *out, *hb, *hb2, *tmp, *cs, *logits;
+	int8_t *aq;		/* [max_batch][widest input] */
+	float *ads;		/* [max_batch][widest / 32][2] */
+	size_t widest;
+	bool exact;		/* this call: PCU_EXACT */
+};
+
+/* ---- device kernels ------------------------------------------------------ */
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+	for (int o = WARP / 2; o > 0; o /= 2)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+	for (int o = WARP / 2; o > 0; o /= 2)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+/* The sum of @v over the block (blockDim.x a multiple of 32, at most 1024). */
+static __device__ float block_sum(float v)
+{
+	__shared__ float part[32];
+	int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+
+	v = warp_sum(v);
+	__syncthreads();
+	if (!lane)
+		part[w] = v;
+	__syncthreads();
+	v = lane < nw ? part[lane] : 0.0f;
+	return warp_sum(v);
+}
+
+/* Each token's row of @x (n of @cols) RMS-normed and times @w; one block per token. */
+__global__ void k_rmsnorm(const float *x, const float *w, float *out, int cols, float eps)
+{
+	const float *r = x + (size_t)blockIdx.x * cols;
+	float *o = out + (size_t)blockIdx.x * cols, ss = 0, scale;
+	int i;
+
+	for (i = threadIdx.x; i < cols; i += blockDim.x)
+		ss += r[i] * r[i];
+	ss = block_sum(ss);
+	scale = rsqrtf(ss / cols + eps);
+	for (i = threadIdx.x; i < cols; i += blockDim.x)
+		o[i] = r[i] * scale * w[i];
+}
+
+/* 8-bit activations, one warp per 32 of them: pcu_quant_block(), in parallel. */
+__global__ void k_quantize(const float *x, int8_t *q, float *ds, size_t blocks)
+{
+	size_t b = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / WARP;
+	int lane = threadIdx.x % WARP;
+	float v, d, id;
+	int qi;
+
+	if (b >= blocks)
+		return;
+	v = x[b * PCU_QA + lane];
+	d = warp_max(fabsf(v)) / 127.0f;
+	id = d > 0 ? 1.0f / d : 0.0f;
+	qi = (int)roundf(v * id);
+	q[b * PCU_QA + lane] = (int8_t)qi;
+	for (int o = WARP / 2; o > 0; o /= 2)
+		qi += __shfl_xor_sync(0xffffffffu, qi, o);
+	if (!lane) {
+		ds[2 * b] = d;
+		ds[2 * b + 1] = d * (float)qi;
+	}
+}
+
+/* The file's blocks at @raw moved into the packed layout, a thread per block. */
+__global__ void k_pack(uint32_t type, const uint8_t *raw, uint8_t *qs, uint8_t *meta, size_t blocks)
+{
+	size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	struct pcu_layout l = pcu_layout(type);
+
+	if (b < blocks)
+		pcu_pack_block(type, raw + b * l.raw, qs + b * l.qb, meta + b * l.mb);
+}
+
+/*
+ * out[t][r] = W[r] . a[t] (+ bias[r]) for NT tokens: one warp per row,
+ * each lane a 32-element sub-block at a time (the weights' words loaded
+ * once for all NT tokens). @aq/@ads: token t's activations at t * astride
+ * (elements).
+ */
+template <uint32_t T, int NT>
+__global__ void k_mmvq(const uint8_t *__restrict__ qs, const uint8_t *__restrict__ meta, int rows,
+		       int cols, const int8_t *__restrict__ aq, const float *__restrict__ ads,
+		       size_t astride, const float *__restrict__ bias, float *__restrict__ out,
+		       size_t ostride)
+{
+	const struct pcu_layout L = pcu_layout(T);
+	int r = blockIdx.x * MM_WARPS + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+	int nblk = cols / (int)L.elems, subs = (int)L.elems / PCU_QA, units = nblk * subs;
+	float sum[NT];
+
+	if (r >= rows)
+		return;
+	for (int t = 0; t < NT; t++)
+		sum[t] = 0;
+	for (int u = lane; u < units; u += WARP) {
+		size_t blk = (size_t)r * nblk + u / subs;
+
+		for (int t = 0; t < NT; t++)
+			sum[t] += pcu_dot_sub(T, qs + blk * L.qb, meta + blk * L.mb, u % subs,
+					      aq + t * astride + (size_t)u * PCU_QA,
+					      ads + 2 * (t * astride / PCU_QA + u));
+	}
+	for (int t = 0; t < NT; t++) {
+		float s = warp_sum(sum[t]);
+
+		if (!lane)
+			out[t * ostride + r] = s + (bias ? bias[r] : 0.0f);
+	}
+}
+
+/* The reference mode's k_mmvq: dequantized weights times the float activations @x. */
+template <uint32_t T, int NT>
+__global__ void k_mmv_exact(const uint8_t *__restrict__ qs, const uint8_t *__restrict__ meta,
+			    int rows, int cols, const float *__restrict__ x, size_t xstride,
+			    const float *__restrict__ bias, float *__restrict__ out, size_t ostride)
+{
+	const struct pcu_layout L = pcu_layout(T);
+	int r = blockIdx.x * MM_WARPS + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+	int nblk = cols / (int)L.elems, subs = (int)L.elems / PCU_QA, units = nblk * subs;
+	float sum[NT], y[PCU_QA];
+
+	if (r >= rows)
+		return;
+	for (int t = 0; t < NT; t++)
+		sum[t] = 0;
+	for (int u = lane; u < units; u += WARP) {
+		size_t blk = (size_t)r * nblk + u / subs;
+
+		pcu_dequant_sub(T, qs + blk * L.qb, meta + blk * L.mb, u % subs, y);
+		for (int t = 0; t < NT; t++) {
+			const float *xt = x + t * xstride + (size_t)u * PCU_QA;
+
+			for (int i = 0; i < PCU_QA; i++)
+				sum[t] += y[i] * xt[i];
+		}
+	}
+	for (int t = 0; t < NT; t++) {
+		float s = warp_sum(sum[t]);
+
+		if (!lane)
+			out[t * ostride + r] = s + (bias ? bias[r] : 0.0f);
+	}
+}
+
+/* As k_mmvq for F16 or F32 rows, with the float activations @x. */
+template <typename W, int NT>
+__global__ void k_mmvf(const W *__restrict__ w, int rows, int cols, const float *__restrict__ x,
+		       size_t xstride, const float *__restrict__ bias, float *__restrict__ out,
+		       size_t ostride)
+{
+	int r = blockIdx.x * MM_WARPS + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+	const W *row = w + (size_t)r * cols;
+	float sum[NT];
+
+	if (r >= rows)
+		return;
+	for (int t = 0; t < NT; t++)
+		sum[t] = 0;
+	for (int i = lane; i < cols; i += WARP) {
+		float wi = (float)row[i];
+
+		for (int t = 0; t < NT; t++)
+			sum[t] += wi * x[t * xstride + i];
+	}
+	for (int t = 0; t < NT; t++) {
+		float s = warp_sum(sum[t]);
+
+		if (!lane)
+			out[t * ostride + r] = s + (bias ? bias[r] : 0.0f);
+	}
+}
+
+/*
+ * Block (t, h): head h of token t. Q heads first, then K heads, then V
+ * heads: q and k RMS-normed per head when the model says (qwen3), rotated
+ * (RoPE, angles @cs of the token), and K and V stored as fp16 in the cache
+ * at the token's position. blockDim.x = head_dim.
+ */
+__global__ void k_qkv_rope(float *q, const float *k, const float *v, const float *cs,
+			   const float *qn, const float *kn, __half *kc, __half *vc,
+			   struct pcu_config c, uint32_t pos0, float eps)
+{
+	__shared__ float buf[MAX_HEAD];
+	uint32_t t = blockIdx.x, h = blockIdx.y, d = threadIdx.x, hd = c.head_dim;
+	uint32_t kvd = c.n_head_kv * hd, half = c.n_rot / 2, nq = c.n_head;
+	size_t at = (size_t)(pos0 + t) * kvd;
+	const float *norm = NULL, *src;
+	float *dst = NULL, val;
+
+	if (h < nq) {
+		src = q + (size_t)t * nq * hd + h * hd;
+		dst = (float *)src;
+		norm = qn;
+	} else if (h < nq + c.n_head_kv) {
+		src = k + (size_t)t * kvd + (h - nq) * hd;
+		norm = kn;
+	} else {
+		vc[at + (h - nq - c.n_head_kv) * hd + d] =
+			__float2half_rn(v[(size_t)t * kvd + (h - nq - c.n_head_kv) * hd + d]);
+		return;
+	}
+	val = src[d];
+	if (norm) {
+		float ss = block_sum(val * val);
+
+		val = val * rsqrtf(ss / hd + eps) * norm[d];
+	}
+	buf[d] = val;
+	__syncthreads();
+	if (d < half) {		/* thread d rotates pair d */
+		uint32_t a = c.rope_neox ? d : 2 * d, b = c.rope_neox ? d + half : 2 * d + 1;
+		float co = cs[(size_t)t * c.n_rot + 2 * d], sn = cs[(size_t)t * c.n_rot + 2 * d + 1];
+		float x0 = buf[a], x1 = buf[b];
+
+		buf[a] = x0 * co - x1 * sn;	/* only this thread reads or writes a and b */
+		buf[b] = x0 * sn + x1 * co;
+	}
+	__syncthreads();
+	if (dst)
+		dst[d] = buf[d];
+	else
+		kc[at + (h - nq) * hd + d] = __float2half_rn(buf[d]);
+}
+
+/*
+ * Attention of token t (block x) head h (block y), at position pos0 + t,
+ * over the cache's positions 0..pos0 + t: each warp an online softmax
+ * over every ATT_WARPS-th position, then the warps' parts merged.
+ */
+__global__ void k_attention(const float *q, const __half *kc, const __half *vc, float *out,
+			    struct pcu_config c, uint32_t pos0)
+{
+	__shared__ float wm[ATT_WARPS], wl[ATT_WARPS], wacc[ATT_WARPS][MAX_HEAD];
+	uint32_t t = blockIdx.x, h = blockIdx.y, hd = c.head_dim, per = hd / WARP;
+	uint32_t kvd = c.n_head_kv * hd, kvh = h / (c.n_head / c.n_head_kv);
+	int lane = threadIdx.x % WARP, w = threadIdx.x / WARP;
+	uint32_t last = pos0 + t, p, i;
+	const float *qh = q + (size_t)t * c.n_head * hd + h * hd;
+	float qv[MAX_HEAD / WARP], acc[MAX_HEAD / WARP], m = -INFINITY, l = 0;
+	float scale = rsqrtf((float)hd);
+
+#pragma unroll
+	for (i = 0; i < MAX_HEAD / WARP; i++) {	/* fixed bounds: the arrays stay in registers */
+		qv[i] = i < per ? qh[lane + WARP * i] : 0.0f;
+		acc[i] = 0;
+	}
+	for (p = w; p <= last; p += ATT_WARPS) {
+		const __half *kr = kc + (size_t)p * kvd + kvh * hd, *vr = vc + (size_t)p * kvd + kvh * hd;
+		float s = 0, mn, corr, e;
+
+#pragma unroll
+		for (i = 0; i < MAX_HEAD / WARP; i++)
+			if (i < per)
+				s += qv[i] * __half2float(kr[lane + WARP * i]);
+		s = warp_sum(s) * scale;
+		mn = fmaxf(m, s);
+		corr = __expf(m - mn);
+		e = __expf(s - mn);
+		l = l * corr + e;
+#pragma unroll
+		for (i = 0; i < MAX_HEAD / WARP; i++)
+			if (i < per)
+				acc[i] = acc[i] * corr + e * __half2float(vr[lane + WARP * i]);
+		m = mn;
+	}
+	if (!lane) {
+		wm[w] = m;
+		wl[w] = l;
+	}
+#pragma unroll
+	for (i = 0; i < MAX_HEAD / WARP; i++)
+		if (i < per)
+			wacc[w][lane + WARP * i] = acc[i];
+	__syncthreads();
+	if (w == 0) {
+		float M = -INFINITY, L = 0;
+		int j;
+
+		for (j = 0; j < ATT_WARPS; j++)
+			M = fmaxf(M, wm[j]);
+		for (j = 0; j < ATT_WARPS; j++)
+			if (wl[j] > 0)
+				L += wl[j] * __expf(wm[j] - M);
+		for (i = 0; i < per; i++) {
+			float o = 0;
+
+			for (j = 0; j < ATT_WARPS; j++)
+				if (wl[j] > 0)
+					o += wacc[j][lane + WARP * i] * __expf(wm[j] - M);
+			out[(size_t)t * c.n_head * hd + h * hd + lane + WARP * i] = o / L;
+		}
+	}
+}
+
+__global__ void k_swiglu(float *g, const float *u, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < n)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+__global__ void k_add(float *x, const float *y, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < n)
+		x[i] += y[i];
+}
+
+/* ---- host side ------------------------------------------------------------- */
+
+static unsigned grid(size_t n, unsigned per)
+{
+	return (unsigned)((n + per - 1) / per);
+}
+
+static uint64_t mat_bytes(uint32_t type, uint64_t rows, uint64_t cols)
+{
+	struct pcu_layout l = pcu_layout(type);
+
+	if (type == PCU_F32 || type == PCU_F16)
+		return rows * cols * (type == PCU_F32 ? 4 : 2);
+	if (!l.elems || cols % l.elems)
+		return 0;
+	return rows * (cols / l.elems) * (l.qb + l.mb);
+}
+
+/* Launch k_mmvq<T, NT> for a type known at run time. */
+template <int NT>
+static void mmvq_nt(const struct dmat *w, const float *x, const int8_t *aq, const float *ads,
+		    size_t astride, const float *bias, float *out, size_t ostride, bool exact,
+		    cudaStream_t st)
+{
+	dim3 g(grid(w->rows, MM_WARPS)), b(MM_WARPS * WARP);
+	int rows = (int)w->rows, cols = (int)w->cols;
+
+#define CASE(T)									\
+	case T:									\
+		if (exact)							\
+			k_mmv_exact<T, NT><<<g, b, 0, st>>>(w->qs, w->meta, rows, cols, x, astride, \
+							    bias, out, ostride);	\
+		else								\
+			k_mmvq<T, NT><<<g, b, 0, st>>>(w->qs, w->meta, rows, cols, aq, ads, astride, \
+						       bias, out, ostride);		\
+		break
+	switch (w->type) {
+	CASE(PCU_Q4_0); CASE(PCU_Q4_1); CASE(PCU_Q5_0); CASE(PCU_Q5_1); CASE(PCU_Q8_0);
+	CASE(PCU_Q4_K); CASE(PCU_Q5_K); CASE(PCU_Q6_K);
+	case PCU_F16:
+		k_mmvf<__half, NT><<<g, b, 0, st>>>((const __half *)w->plain, rows, cols, x, astride,
+						     bias, out, ostride);
+		break;
+	case PCU_F32:
+		k_mmvf<float, NT><<<g, b, 0, st>>>((const float *)w->plain, rows, cols, x, astride,
+						    bias, out, ostride);
+		break;
+	}
+#undef CASE
+}
+
+/*
+ * out[t] = W in[t] (+ bias) for @n tokens whose inputs are @x (floats,
+ * [n][cols]) and, for quantized W, c->aq/c->ads (quantized from @x by
+ * quantize()). A pass over W for each 8 tokens.
+ */
+static void matmul(struct pcu_ctx *c, const struct dmat *w, const float *x, const float *bias,
+		   uint32_t n, float *out)
+{
+	bool ex = c->exact;
+	cudaStream_t st = c->m->stream;
+	size_t cols = w->cols;
+	uint32_t t = 0;
+
+	while (t < n) {
+		uint32_t nt = n - t >= 8 ? 8 : n - t >= 4 ? 4 : n - t >= 2 ? 2 : 1;
+		const float *xt = x + (size_t)t * cols, *ads = c->ads + 2 * (t * cols / PCU_QA);
+		const int8_t *aq = c->aq + t * cols;
+		float *o = out + (size_t)t * w->rows;
+
+		if (nt == 8)
+			mmvq_nt<8>(w, xt, aq, ads, cols, bias, o, w->rows, ex, st);
+		else if (nt == 4)
+			mmvq_nt<4>(w, xt, aq, ads, cols, bias, o, w->rows, ex, st);
+		else if (nt == 2)
+			mmvq_nt<2>(w, xt, aq, ads, cols, bias, o, w->rows, ex, st);
+		else
+			mmvq_nt<1>(w, xt, aq, ads, cols, bias, o, w->rows, ex, st);
+		t += nt;
+	}
+}
+
+/* c->aq, c->ads = 8-bit @x ([n][cols]), unless in the reference mode. */
+static void quantize(struct pcu_ctx *c, const float *x, uint32_t n, size_t cols)
+{
+	size_t blocks = n * cols / PCU_QA;
+
+	if (c->exact)
+		return;
+	k_quantize<<<grid(blocks * WARP, 256), 256, 0, c->m->stream>>>(x, c->aq, c->ads, blocks);
+}
+
+static int probe(struct pcu_device *dev, char *err, size_t en)
+{
+	struct cudaDeviceProp p;
+	size_t fr = 0, tot = 0;
+	int n = 0, ret = -1;
+
+	memset(dev, 0, sizeof(*dev));
+	switch (cudaGetDeviceCount(&n)) {
+	case cudaSuccess:
+		break;
+	case cudaErrorInsufficientDriver:
+	case cudaErrorNoDevice:
+		cudaGetLastError();
+		return fail(err, en, "no NVIDIA GPU with a driver for CUDA %d.%d on this machine (no libcuda.so.1, or no device)",
+			    CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+	default:
+		CK(cudaGetLastError(), "cudaGetDeviceCount");
+	}
+	if (!n)
+		return fail(err, en, "CUDA: no device");
+	CK(cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
+	CK(cudaSetDevice(0), "cudaSetDevice");
+	CK(cudaMemGetInfo(&fr, &tot), "cudaMemGetInfo");
+	snprintf(dev->name, sizeof(dev->name), "%s", p.name);
+	dev->major = p.major;
+	dev->minor = p.minor;
+	dev->total = tot;
+	dev->free = fr;
+	if (p.major < 8)
+		return fail(err, en, "CUDA: %s has compute capability %d.%d; pinfer's kernels are built for 8.0 and up",
+			    p.name, p.major, p.minor);
+	ret = 0;
+out:
+	return ret;
+}
+
+static void mat_free(struct dmat *w)
+{
+	cudaFree(w->qs);
+	cudaFree(w->plain);
+}
+
+static void model_free(struct pcu_model *m)
+{
+	uint32_t i;
+
+	if (!m)
+		return;
+	if (m->stream)
+		cudaStreamSynchronize(m->stream);
+	for (i = 0; m->layers && i < m->n_layers; i++) {
+		struct dlayer *d = &m->layers[i];
+
+		mat_free(&d->wq); mat_free(&d->wk); mat_free(&d->wv); mat_free(&d->wo);
+		mat_free(&d->w_gate); mat_free(&d->w_up); mat_free(&d->w_down);
+		cudaFree(d->attn_norm); cudaFree(d->ffn_norm); cudaFree(d->q_norm);
+		cudaFree(d->k_norm); cudaFree(d->bq); cudaFree(d->bk); cudaFree(d->bv);
+	}
+	free(m->layers);
+	if (m->has_output)
+		mat_free(&m->output);
+	cudaFree(m->output_norm);
+	if (m->stream)
+		cudaStreamDestroy(m->stream);
+	if (m->registered)
+		cudaHostUnregister(m->registered);
+	free(m);
+}
+
+/* A float vector of @n to the device (NULL stays NULL). */
+static int upload_vec(float **out, const float *v, size_t n, cudaStream_t st, char *err, size_t en)
+{
+	int ret = -1;
+
+	*out = NULL;
+	if (!v)
+		return 0;
+	CK(cudaMalloc(out, n * sizeof(float)), "cudaMalloc");
+	CK(cudaMemcpyAsync(*out, v, n * sizeof(float), cudaMemcpyHostToDevice, st), "copy a vector");
+	ret = 0;
+out:
+	return ret;
+}
+
+/* Matrix @s to the device, packed through @scratch (room for the largest). */
+static int upload_mat(struct dmat *d, const struct pcu_mat *s, uint8_t *scratch, cudaStream_t st,
+		      const char *name, char *err, size_t en)
+{
+	uint64_t bytes = mat_bytes(s->type, s->rows, s->cols);
+	struct pcu_layout l = pcu_layout(s->type);
+	int ret = -1;
+
+	memset(d, 0, sizeof(*d));
+	d->type = s->type;
+	d->rows = s->rows;
+	d->cols = s->cols;
+	if (!bytes)
+		return fail(err, en, "%s: type %u with %llu columns has no CUDA kernel", name, s->type,
+			    (unsigned long long)s->cols);
+	if (s->type == PCU_F32 || s->type == PCU_F16) {
+		CK(cudaMalloc(&d->plain, bytes), "cudaMalloc");
+		CK(cudaMemcpyAsync(d->plain, s->data, bytes, cudaMemcpyHostToDevice, st), "copy a matrix");
+	} else {
+		size_t blocks = s->rows * (s->cols / l.elems);
+
+		CK(cudaMalloc(&d->qs, bytes), "cudaMalloc");
+		d->meta = d->qs + blocks * l.qb;
+		CK(cudaMemcpyAsync(scratch, s->data, blocks * l.raw, cudaMemcpyHostToDevice, st),
+		   "copy a matrix");
+		k_pack<<<grid(blocks, 256), 256, 0, st>>>(s->type, scratch, d->qs, d->meta, blocks);
+		CK(cudaGetLastError(), "pack a matrix");
+	}
+	ret = 0;
+out:
+	return ret;
+}
+
+static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc, char *err, size_t en)
+{
+	const struct pcu_config *cf = &dsc->cfg;
+	size_t scratch_bytes = 0, qd = (size_t)cf->n_head * cf->head_dim;
+	size_t kvd = (size_t)cf->n_head_kv * cf->head_dim;
+	struct pcu_model *m = (struct pcu_model *)calloc(1, sizeof(*m));
+	uint8_t *scratch = NULL;
+	uint32_t i;
+	int ret = -1;
+
+	*out = NULL;
+	if (!m)
+		return fail(err, en, "out of memory");
+	if (cf->head_dim % WARP || cf->head_dim > MAX_HEAD || cf->n_rot > cf->head_dim ||
+	    !cf->n_head_kv || cf->n_head % cf->n_head_kv) {
+		fail(err, en, "CUDA: heads of %u dimensions (%u rotated), %u query and %u KV heads: the kernels need a multiple of 32 up to %d",
+		     cf->head_dim, cf->n_rot, cf->n_head, cf->n_head_kv, MAX_HEAD);
+		goto out;
+	}
+	m->cfg = *cf;
+	m->n_layers = dsc->n_layers;
+	m->layers = (struct dlayer *)calloc(dsc->n_layers ? dsc->n_layers : 1, sizeof(*m->layers));
+	if (!m->layers) {
+		fail(err, en, "out of memory");
+		goto out;
+	}
+	CK(cudaSetDevice(0), "cudaSetDevice");
+	CK(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+	/* a failed registration only makes the copies slower (staged by the driver) */
+	if (dsc->host_bytes &&
+	    (cudaHostRegister(dsc->host_base, dsc->host_bytes, cudaHostRegisterReadOnly) == cudaSuccess ||
+	     cudaHostRegister(dsc->host_base, dsc->host_bytes, cudaHostRegisterDefault) == cudaSuccess))
+		m->registered = dsc->host_base;
+	cudaGetLastError();
+	for (i = 0; i < dsc->n_layers; i++) {
+		const struct pcu_layer *s = &dsc->layers[i];
+		const struct pcu_mat *ms[] = { &s->wq, &s->wk, &s->wv, &s->wo, &s->w_gate, &s->w_up, &s->w_down };
+
+		for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
+			struct pcu_layout l = pcu_layout(ms[j]->type);
+
+			if (l.elems && ms[j]->rows * (ms[j]->cols / l.elems) * l.raw > scratch_bytes)
+				scratch_bytes = ms[j]->rows * (ms[j]->cols / l.elems) * l.raw;
+		}
+	}
+	if (dsc->output && pcu_layout(dsc->output->type).elems) {
+		struct pcu_layout l = pcu_layout(dsc->output->type);
+
+		if (dsc->output->rows * (dsc->output->cols / l.elems) * l.raw > scratch_bytes)
+			scratch_bytes = dsc->output->rows * (dsc->output->cols / l.elems) * l.raw;
+	}
+	if (scratch_bytes)
+		CK(cudaMalloc(&scratch, scratch_bytes), "cudaMalloc (the upload's scratch)");
+	for (i = 0; i < dsc->n_layers; i++) {
+		const struct pcu_layer *s = &dsc->layers[i];
+		struct dlayer *d = &m->layers[i];
+		cudaStream_t st = m->stream;
+
+		if (upload_mat(&d->wq, &s->wq, scratch, st, "attn_q", err, en) ||
+		    upload_mat(&d->wk, &s->wk, scratch, st, "attn_k", err, en) ||
+		    upload_mat(&d->wv, &s->wv, scratch, st, "attn_v", err, en) ||
+		    upload_mat(&d->wo, &s->wo, scratch, st, "attn_output", err, en) ||
+		    upload_mat(&d->w_gate, &s->w_gate, scratch, st, "ffn_gate", err, en) ||
+		    upload_mat(&d->w_up, &s->w_up, scratch, st, "ffn_up", err, en) ||
+		    upload_mat(&d->w_down, &s->w_down, scratch, st, "ffn_down", err, en) ||
+		    upload_vec(&d->attn_norm, s->attn_norm, cf->n_embd, st, err, en) ||
+		    upload_vec(&d->ffn_norm, s->ffn_norm, cf->n_embd, st, err, en) ||
+		    upload_vec(&d->q_norm, s->q_norm, cf->head_dim, st, err, en) ||
+		    upload_vec(&d->k_norm, s->k_norm, cf->head_dim, st, err, en) ||
+		    upload_vec(&d->bq, s->bq, qd, st, err, en) ||
+		    upload_vec(&d->bk, s->bk, kvd, st, err, en) ||
+		    upload_vec(&d->bv, s->bv, kvd, st, err, en))
+			goto out;
+	}
+	if (dsc->output) {
+		m->has_output = 1;
+		if (upload_mat(&m->output, dsc->output, scratch, m->stream, "output", err, en) ||
+		    upload_vec(&m->output_norm, dsc->output_norm, cf->n_embd, m->stream, err, en))
+			goto out;
+	}
+	CK(cudaStreamSynchronize(m->stream), "uploading the weights");
+	ret = 0;
+out:
+	if (scratch) {
+		cudaStreamSynchronize(m->stream);
+		cudaFree(scratch);
+	}
+	if (ret)
+		model_free(m);
+	else
+		*out = m;
+	return ret;
+}
+
+static void ctx_free(struct pcu_ctx *c)
+{
+	if (!c)
+		return;
+	cudaFree(c->kc); cudaFree(c->vc); cudaFree(c->x); cudaFree(c->xb); cudaFree(c->q);
+	cudaFree(c->k); cudaFree(c->v); cudaFree(c->out); cudaFree(c->hb); cudaFree(c->hb2);
+	cudaFree(c->tmp); cudaFree(c->cs); cudaFree(c->logits); cudaFree(c->aq); cudaFree(c->ads);
+	free(c);
+}
+
+static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx, uint32_t max_batch,
+		      char *err, size_t en)
+{
+	const struct pcu_config *f = &m->cfg;
+	size_t E = f->n_embd, qd = (size_t)f->n_head * f->head_dim, kvd = (size_t)f->n_head_kv * f->head_dim;
+	size_t F = f->n_ff, B = max_batch, kv = (size_t)m->n_layers * n_ctx * kvd;
+	struct pcu_ctx *c = (struct pcu_ctx *)calloc(1, sizeof(*c));
+	int ret = -1;
+
+	*out = NULL;
+	if (!c)
+		return fail(err, en, "out of memory");
+	c->m = m;
+	c->n_ctx = n_ctx;
+	c->max_batch = max_batch;
+	c->widest = E > qd ? E : qd;
+	c->widest = c->widest > F ? c->widest : F;
+	CK(cudaMalloc(&c->kc, kv * 2 + 1), "cudaMalloc (the KV cache)");
+	CK(cudaMalloc(&c->vc, kv * 2 + 1), "cudaMalloc (the KV cache)");
+	CK(cudaMalloc(&c->x, B * E * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->xb, B * c->widest * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->q, B * qd * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->k, B * kvd * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->v, B * kvd * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->out, B * qd * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->hb, B * F * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->hb2, B * F * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->tmp, B * E * 4), "cudaMalloc");
+	CK(cudaMalloc(&c->cs, B * f->n_rot * 4 + 4), "cudaMalloc");
+	CK(cudaMalloc(&c->aq, B * c->widest), "cudaMalloc");
+	CK(cudaMalloc(&c->ads, B * c->widest / PCU_QA * 8), "cudaMalloc");
+	if (m->has_output)
+		CK(cudaMalloc(&c->logits, B * (size_t)f->n_vocab * 4), "cudaMalloc (the logits)");
+	ret = 0;
+out:
+	if (ret)
+		ctx_free(c);
+	else
+		*out = c;
+	return ret;
+}
+
+/* One layer over @n tokens whose residual stream is c->x. */
+static void layer(struct pcu_ctx *c, uint32_t li, uint32_t n, uint32_t pos0)
+{
+	const struct pcu_model *m = c->m;
+	const struct pcu_config *f = &m->cfg;
+	const struct dlayer *d = &m->layers[li];
+	size_t E = f->n_embd, F = f->n_ff, qd = (size_t)f->n_head * f->head_dim;
+	size_t kvd = (size_t)f->n_head_kv * f->head_dim, at = (size_t)li * c->n_ctx * kvd;
+	cudaStream_t st = m->stream;
+
+	k_rmsnorm<<<n, 256, 0, st>>>(c->x, d->attn_norm, c->xb, (int)E, f->rms_eps);
+	quantize(c, c->xb, n, E);
+	matmul(c, &d->wq, c->xb, d->bq, n, c->q);
+	matmul(c, &d->wk, c->xb, d->bk, n, c->k);
+	matmul(c, &d->wv, c->xb, d->bv, n, c->v);
+	k_qkv_rope<<<dim3(n, f->n_head + 2 * f->n_head_kv), f->head_dim, 0, st>>>(
+		c->q, c->k, c->v, c->cs, d->q_norm, d->k_norm, c->kc + at, c->vc + at, *f, pos0,
+		f->rms_eps);
+	k_attention<<<dim3(n, f->n_head), ATT_WARPS * WARP, 0, st>>>(c->q, c->kc + at, c->vc + at,
+								     c->out, *f, pos0);
+	quantize(c, c->out, n, qd);
+	matmul(c, &d->wo, c->out, NULL, n, c->tmp);
+	k_add<<<grid(n * E, 256), 256, 0, st>>>(c->x, c->tmp, n * E);
+
+	k_rmsnorm<<<n, 256, 0, st>>>(c->x, d->ffn_norm, c->xb, (int)E, f->rms_eps);
+	quantize(c, c->xb, n, E);
+	matmul(c, &d->w_gate, c->xb, NULL, n, c->hb);
+	matmul(c, &d->w_up, c->xb, NULL, n, c->hb2);
+	k_swiglu<<<grid(n * F, 256), 256, 0, st>>>(c->hb, c->hb2, n * F);
+	quantize(c, c->hb, n, F);
+	matmul(c, &d->w_down, c->hb, NULL, n, c->tmp);
+	k_add<<<grid(n * E, 256), 256, 0, st>>>(c->x, c->tmp, n * E);
+}
+
+static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const float *rope_cs,
+		  uint32_t flags, char *err, size_t en)
+{
+	const struct pcu_config *f = &c->m->cfg;
+	cudaStream_t st = c->m->stream;
+	size_t E = f->n_embd;
+	uint32_t li;
+	int ret = -1;
+
+	if (n > c->max_batch || pos0 > c->n_ctx || n > c->n_ctx - pos0)
+		return fail(err, en, "CUDA: %u tokens at position %u: past the batch of %u or the context of %u",
+			    n, pos0, c->max_batch, c->n_ctx);
+	c->exact = flags & PCU_EXACT;
+	CK(cudaMemcpyAsync(c->x, x, n * E * 4, cudaMemcpyHostToDevice, st), "copy the activations");
+	CK(cudaMemcpyAsync(c->cs, rope_cs, (size_t)n * f->n_rot * 4, cudaMemcpyHostToDevice, st),
+	   "copy the RoPE angles");
+	for (li = 0; li < c->m->n_layers; li++)
+		layer(c, li, n, pos0);
+	CK(cudaGetLastError(), "launching a layer's kernels");
+	CK(cudaMemcpyAsync(x, c->x, n * E * 4, cudaMemcpyDeviceToHost, st), "copy the activations back");
+	CK(cudaStreamSynchronize(st), "running the layers");
+	ret = 0;
+out:
+	return ret;
+}
+
+static int logits(struct pcu_ctx *c, const float *x, uint32_t k, float *lg, uint32_t flags,
+		  char *err, size_t en)
+{
+	const struct pcu_model *m = c->m;
+	size_t E = m->cfg.n_embd, V = m->cfg.n_vocab;
+	cudaStream_t st = m->stream;
+	int ret = -1;
+
+	if (!m->has_output || k > c->max_batch)
+		return fail(err, en, "CUDA: %u rows of logits: no output layer on the GPU, or more than %u",
+			    k, c->max_batch);
+	c->exact = flags & PCU_EXACT;
+	CK(cudaMemcpyAsync(c->x, x, k * E * 4, cudaMemcpyHostToDevice, st), "copy the activations");
+	k_rmsnorm<<<k, 256, 0, st>>>(c->x, m->output_norm, c->xb, (int)E, m->cfg.rms_eps);
+	quantize(c, c->xb, k, E);
+	matmul(c, &m->output, c->xb, NULL, k, c->logits);
+	CK(cudaGetLastError(), "launching the output layer");
+	CK(cudaMemcpyAsync(lg, c->logits, k * V * 4, cudaMemcpyDeviceToHost, st), "copy the logits");
+	CK(cudaStreamSynchronize(st), "running the output layer");
+	ret = 0;
+out:
+	return ret;
+}
+
+static const struct pcu_api api = {
+	PCU_ABI, probe, mat_bytes, model_create, model_free, ctx_create, ctx_free, layers, logits,
+};
+
+extern "C" __attribute__((visibility("default"))) const struct pcu_api *pinfer_cuda_api(void)
+{
+	return &api;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The contract between the engine and the CUDA backend, a shared library
+ * (build/libpinfer-cuda.so, built by `make cuda` from engine/cuda/) that
+ * the engine opens with dlopen() only when a run asks for GPU layers
+ * (engine/model/gpu.c). Plain C on both sides; the library exports one
+ * function, pinfer_cuda_api(), that returns its table of operations.
+ *
+ * The backend knows nothing of GGUF or of the engine's structures: it gets
+ * a model's shape, each GPU layer's matrices as host pointers to their
+ * file bytes (GGUF blocks, in the runtime's pinned region), and runs
+ * whole layers (and the output layer) on the device over a batch of
+ * tokens: the residual stream goes in and comes back, the KV cache of its
+ * layers stays on the device.
+ */
+#ifndef PINFER_CUDA_API_H
+#define PINFER_CUDA_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PCU_ABI 1
+
+/* A weight matrix: @rows rows of @cols elements of ggml @type, in host memory. */
+struct pcu_mat {
+	uint32_t type;
+	uint64_t rows, cols;
+	const void *data;
+	size_t row_bytes;
+};
+
+/* One layer: matrices, and float vectors (NULL when the model has none). */
+struct pcu_layer {
+	struct pcu_mat wq, wk, wv, wo, w_gate, w_up, w_down;
+	const float *attn_norm, *ffn_norm;	/* n_embd */
+	const float *q_norm, *k_norm;		/* head_dim (qwen3), or NULL */
+	const float *bq, *bk, *bv;		/* q_dim, kv_dim, kv_dim (qwen2), or NULL */
+};
+
+struct pcu_config {
+	uint32_t n_embd, n_ff, n_head, n_head_kv, head_dim, n_rot, n_vocab;
+	uint32_t rope_neox;	/* pairs (i, i + n_rot/2); 0: (2i, 2i+1) */
+	float rms_eps;
+};
+
+struct pcu_model_desc {
+	struct pcu_config cfg;
+	uint32_t n_layers;		/* the GPU's layers, in order */
+	const struct pcu_layer *layers;
+	const struct pcu_mat *output;	/* NULL: the output layer stays on the CPU */
+	const float *output_norm;	/* n_embd, with output */
+	void *host_base;		/* the region the matrices are in, to register */
+	size_t host_bytes;		/* with the driver (0: none) */
+};
+
+struct pcu_device {
+	char name[256];
+	int major, minor;		/* compute capability */
+	uint64_t total, free;		/* bytes of device memory */
+};
+
+struct pcu_model;
+struct pcu_ctx;
+
+/*
+ * The reference mode: float activations times the dequantized weights
+ * (the engine's llm_session_set_exact()) instead of 8-bit integer products.
+ */
+#define PCU_EXACT 1u
+
+/* Every operation returns 0, or -1 with a message in @err (@n bytes). */
+struct pcu_api {
+	uint32_t abi;		/* PCU_ABI */
+	/* Device 0, or why there is none (no driver, no device). */
+	int (*probe)(struct pcu_device *dev, char *err, size_t n);
+	/* Device bytes the backend needs for a matrix of @type (0: no kernel for it). */
+	uint64_t (*mat_bytes)(uint32_t type, uint64_t rows, uint64_t cols);
+	/* Upload the layers (and the output) to device 0. */
+	int (*model_create)(struct pcu_model **out, const struct pcu_model_desc *d, char *err,
+			    size_t n);
+	void (*model_free)(struct pcu_model *m);
+	/* A sequence's KV cache of @n_ctx positions and buffers for @max_batch tokens. */
+	int (*ctx_create)(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
+			  uint32_t max_batch, char *err, size_t n);
+	void (*ctx_free)(struct pcu_ctx *c);
+	/*
+	 * The model's layers over @n (<= max_batch) tokens at positions
+	 * @pos0.. of the sequence: @x ([n][n_embd], host) in and out; @rope_cs
+	 * ([n][n_rot]: cos, sin of each pair's angle, as the CPU computes them).
+	 * @flags: PCU_EXACT or 0.
+	 */
+	int (*layers)(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const float *rope_cs,
+		      uint32_t flags, char *err, size_t en);
+	/* The final norm and output layer of @k residual rows @x ([k][n_embd]) into @logits. */
+	int (*logits)(struct pcu_ctx *c, const float *x, uint32_t k, float *logits, uint32_t flags,
+		      char *err, size_t en);
+};
+
+typedef const struct pcu_api *(*pcu_api_fn)(void);
+
+#define PCU_API_SYMBOL "pinfer_cuda_api"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

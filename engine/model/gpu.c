@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: MIT
+/*
+ * GPU layers (gpu.h): the placement, the CUDA backend opened with dlopen(),
+ * and the hand-offs between the CPU's forward pass and the GPU's layers.
+ */
+#include "gpu.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cuda/blocks.h"
+#include "cuda/cuda_api.h"
+#include "format/gguf.h"
+#include "format/ggml_types.h"
+#include "session.h"
+
+struct llm_gpu {
+	void *lib;
+	const struct pcu_api *api;
+	struct pcu_model *pm;
+	struct pcu_device dev;
+};
+
+/* Device bytes of @t: cuda/blocks.h's layout (0: no kernel for its type). */
+static uint64_t mat_bytes(const struct llm_tensor *t)
+{
+	struct pcu_layout l = pcu_layout(t->type);
+
+	if (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16)
+		return t->rows * t->cols * (t->type == GGML_TYPE_F32 ? 4 : 2);
+	if (!l.elems || t->cols % l.elems)
+		return 0;
+	return t->rows * (t->cols / l.elems) * (l.qb + l.mb);
+}
+
+static const char *tensor_name(const struct llm_model *m, const struct llm_tensor *t, char *buf,
+			       size_t n)
+{
+	uint64_t i;
+
+	for (i = 0; i < m->gguf->n_tensors; i++)
+		if (m->gguf->tensors[i].offset == t->file_off && t->bytes) {
+			snprintf(buf, n, "%.*s", (int)m->gguf->tensors[i].name.len,
+				 m->gguf->tensors[i].name.ptr);
+			return buf;
+		}
+	return "a tensor";
+}
+
+/* The device bytes of a session: what the backend's ctx_create() allocates. */
+static uint64_t session_bytes(const struct llm_config *c, uint32_t layers, uint32_t n_ctx,
+			      bool output)
+{
+	uint64_t E = c->n_embd, qd = (uint64_t)c->n_head * c->head_dim;
+	uint64_t kvd = (uint64_t)c->n_head_kv * c->head_dim, F = c->n_ff, B = LLM_BATCH;
+	uint64_t wide = E > qd ? E : qd;
+
+	wide = wide > F ? wide : F;
+	return 4 * (uint64_t)layers * n_ctx * kvd +	/* fp16 K and V */
+	       B * 4 * (2 * E + wide + 2 * qd + 2 * kvd + 2 * F + c->n_rot) +
+	       B * wide + B * wide / PCU_QA * 8 + (output ? B * 4 * (uint64_t)c->n_vocab : 0);
+}
+
+int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl,
+		 struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	uint32_t first, l;
+	char name[96];
+
+	p->gpu_layers = ngl < c->n_layer ? ngl : c->n_layer;
+	p->gpu_output = false;
+	p->gpu_weights = p->gpu_session = 0;
+	if (!ngl)
+		return 0;
+	if (c->n_expert)
+		return pinfer_fail(err, ENOTSUP, "-ngl: mixture-of-experts layers do not run on the GPU yet (this model has %" PRIu32 " experts per layer)",
+				   c->n_expert);
+	first = c->n_layer - p->gpu_layers;
+	if (p->ring && p->n_resident < c->n_layer)
+		return pinfer_fail(err, ENOTSUP, "-ngl %" PRIu32 ": layers %" PRIu32 "-%" PRIu32 " stream from the file (the budget holds %" PRIu32 " of %" PRIu32 "); streaming through the GPU is not built yet: raise --mem or lower -ngl",
+				   ngl, p->n_resident, c->n_layer - 1, p->n_resident, c->n_layer);
+	for (l = first; l < c->n_layer; l++) {
+		const struct llm_layer *ly = &m->layers[l];
+		const struct llm_tensor *mats[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate,
+						    &ly->w_up, &ly->w_down };
+		const struct llm_tensor *vecs[] = { &ly->attn_norm, &ly->ffn_norm, &ly->q_norm,
+						    &ly->k_norm, &ly->bq, &ly->bk, &ly->bv };
+		size_t i;
+
+		for (i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
+			uint64_t b = mat_bytes(mats[i]);
+
+			if (!b)
+				return pinfer_fail(err, ENOTSUP, "-ngl: %s is %s, which has no GPU kernel (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32 have)",
+						   tensor_name(m, mats[i], name, sizeof(name)),
+						   ggml_type_name(mats[i]->type));
+			p->gpu_weights += b;
+		}
+		for (i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++) {
+			if (vecs[i]->bytes && vecs[i]->type != GGML_TYPE_F32)
+				return pinfer_fail(err, ENOTSUP, "-ngl: %s is %s; the GPU takes F32 vectors",
+						   tensor_name(m, vecs[i], name, sizeof(name)),
+						   ggml_type_name(vecs[i]->type));
+			p->gpu_weights += vecs[i]->bytes ? vecs[i]->cols * 4 : 0;
+		}
+	}
+	if (mat_bytes(&m->output) && m->output_norm.type == GGML_TYPE_F32) {
+		p->gpu_output = true;
+		p->gpu_weights += mat_bytes(&m->output) + 4 * (uint64_t)c->n_embd;
+	}
+	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_output);
+	return 0;
+}
+
+/* Open the backend: $PINFER_CUDA_LIB, or libpinfer-cuda.so beside this program, or on the path. */
+static int open_lib(void **lib, const struct pcu_api **api, char *path, size_t n,
+		    struct pinfer_err *err)
+{
+	const char *env = getenv("PINFER_CUDA_LIB");
+	char exe[PATH_MAX - 32];	/* room for the name after it */
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	pcu_api_fn fn;
+
+	*lib = NULL;
+	if (env && *env) {
+		snprintf(path, n, "%s", env);
+	} else if (len > 0) {
+		exe[len] = 0;
+		*strrchr(exe, '/') = 0;
+		snprintf(path, n, "%s/libpinfer-cuda.so", exe);
+		if (access(path, F_OK))
+			snprintf(path, n, "libpinfer-cuda.so");
+	} else {
+		snprintf(path, n, "libpinfer-cuda.so");
+	}
+	*lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!*lib)
+		return pinfer_fail(err, ENOENT, "no CUDA backend: %s (build it with `make cuda`; it needs the CUDA toolkit's nvcc)",
+				   dlerror());
+	*(void **)&fn = dlsym(*lib, PCU_API_SYMBOL);
+	*api = fn ? fn() : NULL;
+	if (!*api || (*api)->abi != PCU_ABI) {
+		dlclose(*lib);
+		*lib = NULL;
+		return pinfer_fail(err, EINVAL, "%s: not a CUDA backend of this pinfer (ABI %u wanted)",
+				   path, PCU_ABI);
+	}
+	return 0;
+}
+
+int llm_gpu_probe(struct pcu_device *dev, char *lib_out, size_t n, struct pinfer_err *err)
+{
+	const struct pcu_api *api;
+	char msg[256], path[PATH_MAX];
+	void *lib;
+	int ret = open_lib(&lib, &api, path, sizeof(path), err);
+
+	if (lib_out)
+		snprintf(lib_out, n, "%s", path);
+	if (ret)
+		return ret;
+	ret = api->probe(dev, msg, sizeof(msg)) ? pinfer_fail(err, ENODEV, "%s", msg) : 0;
+	dlclose(lib);
+	return ret;
+}
+
+static struct pcu_mat pcu_mat(const struct llm_tensor *t)
+{
+	return (struct pcu_mat){ .type = t->type, .rows = t->rows, .cols = t->cols, .data = t->data,
+				 .row_bytes = t->row_bytes };
+}
+
+static const float *vec(const struct llm_tensor *t)
+{
+	return t->bytes ? t->data : NULL;
+}
+
+#define MIB 1048576.0
+
+int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	struct llm_plan *p = &m->plan;
+	uint32_t first = c->n_layer - p->gpu_layers, i;
+	struct pcu_model_desc d = { 0 };
+	struct pcu_layer *ls = NULL;
+	struct pcu_mat out;
+	char path[PATH_MAX], msg[512];
+	struct llm_gpu *g;
+	uint64_t need;
+	int ret;
+
+	if (!p->gpu_layers)
+		return 0;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return pinfer_fail(err, ENOMEM, "out of memory");
+	m->gpu = g;
+	ret = open_lib(&g->lib, &g->api, path, sizeof(path), err);
+	if (ret)
+		return ret;
+	if (g->api->probe(&g->dev, msg, sizeof(msg)))
+		return pinfer_fail(err, ENODEV, "-ngl %" PRIu32 ": %s", p->gpu_layers, msg);
+	need = p->gpu_weights + p->gpu_session;
+	if (need > g->dev.free && p->gpu_output) {
+		/* the layers without the output layer, if that fits */
+		struct llm_plan q = *p;
+
+		q.gpu_output = false;
+		q.gpu_weights -= mat_bytes(&m->output) + 4 * (uint64_t)c->n_embd;
+		q.gpu_session = session_bytes(c, q.gpu_layers, q.n_ctx, false);
+		if (q.gpu_weights + q.gpu_session <= g->dev.free)
+			*p = q;
+	}
+	need = p->gpu_weights + p->gpu_session;
+	if (need > g->dev.free)
+		return pinfer_fail(err, ENOMEM, "-ngl %" PRIu32 ": the layers take %.1f MiB of GPU memory and %s has %.1f MiB free; lower -ngl or --ctx",
+				   p->gpu_layers, need / MIB, g->dev.name, g->dev.free / MIB);
+	ls = calloc(p->gpu_layers, sizeof(*ls));
+	if (!ls)
+		return pinfer_fail(err, ENOMEM, "out of memory");
+	for (i = 0; i < p->gpu_layers; i++) {
+		const struct llm_layer *y = &m->layers[first + i];
+
+		ls[i] = (struct pcu_layer){
+			.wq = pcu_mat(&y->wq), .wk = pcu_mat(&y->wk), .wv = pcu_mat(&y->wv),
+			.wo = pcu_mat(&y->wo), .w_gate = pcu_mat(&y->w_gate),
+			.w_up = pcu_mat(&y->w_up), .w_down = pcu_mat(&y->w_down),
+			.attn_norm = vec(&y->attn_norm), .ffn_norm = vec(&y->ffn_norm),
+			.q_norm = vec(&y->q_norm), .k_norm = vec(&y->k_norm),
+			.bq = vec(&y->bq), .bk = vec(&y->bk), .bv = vec(&y->bv),
+		};
+	}
+	out = pcu_mat(&m->output);
+	d = (struct pcu_model_desc){
+		.cfg = { .n_embd = c->n_embd, .n_ff = c->n_ff, .n_head = c->n_head,
+			 .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .n_rot = c->n_rot,
+			 .n_vocab = c->n_vocab, .rope_neox = c->rope == LLM_ROPE_NEOX,
+			 .rms_eps = c->rms_eps },
+		.n_layers = p->gpu_layers, .layers = ls,
+		.output = p->gpu_output ? &out : NULL,
+		.output_norm = p->gpu_output ? m->output_norm.data : NULL,
+		.host_base = pinfer_region_ptr(m->region), .host_bytes = p->region,
+	};
+	ret = g->api->model_create(&g->pm, &d, msg, sizeof(msg));
+	free(ls);
+	return ret ? pinfer_fail(err, EIO, "-ngl %" PRIu32 ": %s", p->gpu_layers, msg) : 0;
+}
+
+void llm_gpu_free(struct llm_gpu *g)
+{
+	if (!g)
+		return;
+	if (g->pm)
+		g->api->model_free(g->pm);
+	if (g->lib)
+		dlclose(g->lib);
+	free(g);
+}
+
+bool llm_gpu_layer(const struct llm_model *m, uint32_t l)
+{
+	return l >= m->cfg.n_layer - m->plan.gpu_layers;
+}
+
+int llm_gpu_session(struct llm_session *s, struct pinfer_err *err)
+{
+	const struct llm_gpu *g = s->m->gpu;
+	char msg[256];
+
+	if (!g || !g->pm)
+		return 0;
+	if (g->api->ctx_create(&s->gpu, g->pm, s->n_ctx, LLM_BATCH, msg, sizeof(msg)))
+		return pinfer_fail(err, ENOMEM, "session on the GPU: %s", msg);
+	return 0;
+}
+
+void llm_gpu_session_free(struct llm_session *s)
+{
+	if (s->gpu)
+		s->m->gpu->api->ctx_free(s->gpu);
+	s->gpu = NULL;
+}
+
+int llm_gpu_layers(struct llm_session *s, size_t n, struct pinfer_err *err)
+{
+	const struct llm_gpu *g = s->m->gpu;
+	const struct llm_config *c = &s->m->cfg;
+	char msg[256];
+	size_t i, nb;
+
+	for (i = 0; i < n; i += nb) {
+		nb = n - i < LLM_BATCH ? n - i : LLM_BATCH;
+		if (g->api->layers(s->gpu, s->x + i * c->n_embd, (uint32_t)nb, s->tpos[i],
+				   s->rope_cs + i * c->n_rot, s->exact ? PCU_EXACT : 0, msg,
+				   sizeof(msg)))
+			return pinfer_fail(err, EIO, "GPU layers: %s", msg);
+	}
+	return 0;
+}
+
+int llm_gpu_logits(struct llm_session *s, const float *x, size_t k, float *logits,
+		   struct pinfer_err *err)
+{
+	const struct llm_gpu *g = s->m->gpu;
+	char msg[256];
+
+	if (g->api->logits(s->gpu, x, (uint32_t)k, logits, s->exact ? PCU_EXACT : 0, msg,
+			   sizeof(msg)))
+		return pinfer_fail(err, EIO, "GPU output layer: %s", msg);
+	return 0;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GPU layers (-ngl N): the last N layers of a model, and its output layer,
+ * run on an NVIDIA GPU through the CUDA backend (engine/cuda/cuda_api.h),
+ * a shared library opened only when a run asks for them. The CPU runs the
+ * first layers, hands the residual stream over once per call, and gets
+ * it back (or the logits, when the output layer is there too).
+ *
+ * The placement is planned without the library (what goes where, and the
+ * device bytes it takes), so `--plan` and the tests work on any machine.
+ */
+#ifndef PINFER_MODEL_GPU_H
+#define PINFER_MODEL_GPU_H
+
+#include "model.h"
+
+struct llm_gpu;
+struct llm_session;
+struct pcu_device;
+
+/*
+ * The GPU part of @p for @ngl layers of @m (p->n_ctx set): gpu_layers,
+ * gpu_output, the device bytes; an error naming the tensor when a type
+ * has no GPU kernel, or when the model's layout cannot go there yet.
+ */
+int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl,
+		 struct pinfer_err *err);
+
+/*
+ * The CUDA backend and its device, or an error saying why there is none
+ * (no library, no driver, no device). @lib_out: the library's path.
+ */
+int llm_gpu_probe(struct pcu_device *dev, char *lib_out, size_t n, struct pinfer_err *err);
+
+/* Upload the planned layers of @m (loaded, not yet packed for the CPU) to the GPU. */
+int llm_gpu_start(struct llm_model *m, struct pinfer_err *err);
+void llm_gpu_free(struct llm_gpu *g);
+
+/* True for the layers the GPU runs (their weights are not packed for the CPU). */
+bool llm_gpu_layer(const struct llm_model *m, uint32_t l);
+
+/* The session's KV cache and buffers on the GPU. */
+int llm_gpu_session(struct llm_session *s, struct pinfer_err *err);
+void llm_gpu_session_free(struct llm_session *s);
+
+/* The GPU's layers over the call's @n tokens (s->x, s->tpos, s->rope_cs). */
+int llm_gpu_layers(struct llm_session *s, size_t n, struct pinfer_err *err);
+
+/* The output layer of @k rows @x ([k][n_embd]) into @logits, on the GPU. */
+int llm_gpu_logits(struct llm_session *s, const float *x, size_t k, float *logits,
+		   struct pinfer_err *err);
+
+#endif

@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: MIT
+"""GPU layers (-ngl), what a machine without a GPU can check (the GPU's own
+checks are tests/gpu/run.sh):
+
+- the CUDA backend is built whenever nvcc is there (a compile failure fails
+  `make`), exports its table of operations with this ABI, and, loaded with
+  ctypes, sizes each matrix as the device layout of Documentation/cuda.md
+  says (computed here from the table, independently of blocks.h), and its
+  probe says why there is no GPU instead of failing;
+- `run --plan -ngl N`: the last N layers and the output layer, their device
+  bytes equal to the sum over the file's tensors (read with the gguf
+  package), the KV cache's bytes as the formula says, N past the model's
+  layers meaning all of them;
+- failures: no GPU (exit 1, the reason), no backend or a library that is
+  not one, a mixture-of-experts model, layers that would stream, a tensor
+  type without a GPU kernel, bad numbers (exit 2); nothing crashes;
+- -ngl 0 answers exactly as without it.
+"""
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from tap import BUILD, MODEL, PINFER, end, ok, skip, skip_all
+
+try:
+    import gguf
+except ImportError:
+    skip_all("the gguf package is not installed (make venv)")
+
+LIB = os.path.join(BUILD, "libpinfer-cuda.so")
+NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc"
+                                if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+TMP = tempfile.mkdtemp(prefix="pinfer-gpu-", dir=os.environ.get("PINFER_TEST_DIR", "/var/tmp"))
+MIB = 1048576.0
+
+# The device layout (Documentation/cuda.md): elements per block, quant bytes,
+# scale bytes; F16 and F32 rows as they are.
+LAYOUT = {"Q4_0": (32, 16, 2), "Q4_1": (32, 16, 4), "Q5_0": (32, 20, 2), "Q5_1": (32, 20, 4),
+          "Q8_0": (32, 32, 2), "Q4_K": (256, 128, 16), "Q5_K": (256, 160, 16),
+          "Q6_K": (256, 192, 20)}
+TYPE_NO = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
+           "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30, "Q3_K": 11}
+
+
+def dev_bytes(tname, rows, cols):
+    if tname == "F32":
+        return rows * cols * 4
+    if tname == "F16":
+        return rows * cols * 2
+    if tname not in LAYOUT or cols % LAYOUT[tname][0]:
+        return 0
+    e, qb, mb = LAYOUT[tname]
+    return rows * (cols // e) * (qb + mb)
+
+
+def run(*args, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([PINFER, *args], capture_output=True, text=True, timeout=600, env=e)
+
+
+class Api(ctypes.Structure):
+    _fields_ = [("abi", ctypes.c_uint32),
+                ("probe", ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
+                                           ctypes.c_size_t)),
+                ("mat_bytes", ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint64,
+                                               ctypes.c_uint64))]
+
+
+def test_library():
+    if not NVCC:
+        skip("no nvcc on this machine: the CUDA backend is not built")
+        return None
+    if not ok(os.path.exists(LIB), f"nvcc is here ({NVCC}), so make built {LIB}"):
+        return None
+    lib = ctypes.CDLL(LIB)
+    fn = lib.pinfer_cuda_api
+    fn.restype = ctypes.POINTER(Api)
+    api = fn().contents
+    ok(api.abi == 1, f"pinfer_cuda_api(): ABI {api.abi}")
+    bad = []
+    for name, (e, qb, mb) in LAYOUT.items():
+        for rows, cols in ((1, e), (576, 1536), (49152, 576 if e == 32 else 512)):
+            want = dev_bytes(name, rows, cols)
+            got = api.mat_bytes(TYPE_NO[name], rows, cols)
+            if got != want:
+                bad.append((name, rows, cols, got, want))
+    for name, rows, cols, want in (("F32", 3, 5, 60), ("F16", 3, 5, 30), ("Q4_0", 2, 48, 0),
+                                   ("BF16", 4, 64, 0), ("Q3_K", 4, 256, 0)):
+        got = api.mat_bytes(TYPE_NO[name], rows, cols)
+        if got != want:
+            bad.append((name, rows, cols, got, want))
+    ok(not bad, "mat_bytes: the device layout's size for every type (0 for types and shapes without a kernel)",
+       bad)
+    dev = ctypes.create_string_buffer(512)
+    msg = ctypes.create_string_buffer(256)
+    r = api.probe(ctypes.cast(dev, ctypes.c_void_p), msg, 256)
+    if r == 0:
+        name = dev.raw.split(b"\0")[0].decode(errors="replace")
+        skip(f"this machine has a GPU ({name}): no 'no GPU' case")
+        return True
+    ok(r == -1 and msg.value.startswith(b"no NVIDIA GPU"),
+       f"probe without a GPU: -1 and why ({msg.value.decode()})")
+    return False
+
+
+def plan_lines(out):
+    gl = re.search(r"GPU layers\s+([\d.]+) MiB: layers (\d+)-(\d+)( and the output layer)? "
+                   r"\((\d+) of (\d+)\)", out)
+    kv = re.search(r"GPU KV, buffers\s+([\d.]+) MiB", out)
+    return gl, kv
+
+
+def test_plan(have_gpu):
+    r = gguf.GGUFReader(MODEL)
+    fields = {f.name: f for f in r.fields.values()}
+    n_layer = int(fields["llama.block_count"].parts[-1][0])
+    n_embd = int(fields["llama.embedding_length"].parts[-1][0])
+    n_head = int(fields["llama.attention.head_count"].parts[-1][0])
+    n_kv = int(fields["llama.attention.head_count_kv"].parts[-1][0])
+    n_ff = int(fields["llama.feed_forward_length"].parts[-1][0])
+    hd = n_embd // n_head
+    tensors = {t.name: t for t in r.tensors}
+    out_t = tensors.get("output.weight", tensors["token_embd.weight"])
+    vocab = int(out_t.shape[1])
+    for ngl, want in ((4, 4), (n_layer, n_layer), (1000, n_layer)):
+        p = run("run", "-m", MODEL, "--plan", "-ngl", str(ngl), "-c", "1024")
+        gl, kv = plan_lines(p.stdout)
+        if not ok(p.returncode == 0 and gl and kv, f"--plan -ngl {ngl}: the GPU's lines",
+                  p.stdout + p.stderr):
+            continue
+        first = n_layer - want
+        total = 0
+        for t in r.tensors:
+            m = re.match(r"blk\.(\d+)\.", t.name)
+            if not m or int(m.group(1)) < first:
+                continue
+            cols, rows = int(t.shape[0]), int(t.shape[1]) if len(t.shape) > 1 else 1
+            total += dev_bytes(t.tensor_type.name, rows, cols)
+        total += dev_bytes(out_t.tensor_type.name, vocab, n_embd) + 4 * n_embd
+        ok((int(gl.group(2)), int(gl.group(3)), int(gl.group(5))) == (first, n_layer - 1, want)
+           and gl.group(4), f"-ngl {ngl}: layers {first}-{n_layer - 1} and the output layer",
+           gl.group(0))
+        ok(abs(float(gl.group(1)) - total / MIB) < 0.051,
+           f"-ngl {ngl}: {gl.group(1)} MiB of weights = the file's tensors in the device layout "
+           f"({total / MIB:.2f} MiB)")
+        kvd = n_kv * hd
+        B = 256
+        wide = max(n_embd, n_head * hd, n_ff)
+        sess = (4 * want * 1024 * kvd + B * 4 * (2 * n_embd + wide + 2 * n_head * hd + 2 * kvd
+                                                 + 2 * n_ff + hd) + B * wide + B * wide // 32 * 8
+                + B * 4 * vocab)
+        ok(abs(float(kv.group(1)) - sess / MIB) < 0.051,
+           f"-ngl {ngl}: KV cache (fp16, 1024 positions) and buffers {kv.group(1)} MiB")
+        ok(have_gpu or "no GPU here" in p.stdout, "--plan says there is no GPU here, and why")
+
+
+def test_errors(have_gpu):
+    if not have_gpu:
+        p = run("run", "-m", MODEL, "-p", "hi", "-n", "4", "-ngl", "2")
+        ok(p.returncode == 1 and "-ngl 2: no NVIDIA GPU" in p.stderr and not p.stdout,
+           "run -ngl 2 without a GPU: exit 1, the reason on stderr", p.stderr)
+        p = run("bench", "-m", MODEL, "-p", "8", "-n", "8", "-r", "1", "-ngl", "99")
+        ok(p.returncode == 1 and "no NVIDIA GPU" in p.stderr, "bench -ngl 99 without a GPU: exit 1",
+           p.stderr)
+    p = run("run", "-m", MODEL, "-p", "hi", "-n", "4", "-ngl", "2",
+            env={"PINFER_CUDA_LIB": os.path.join(TMP, "none.so")})
+    ok(p.returncode == 1 and "no CUDA backend" in p.stderr and "make cuda" in p.stderr,
+       "no backend library: exit 1, says how to build it", p.stderr)
+    p = run("run", "-m", MODEL, "-p", "hi", "-n", "4", "-ngl", "2",
+            env={"PINFER_CUDA_LIB": "libm.so.6"})
+    ok(p.returncode == 1 and "not a CUDA backend" in p.stderr,
+       "a library that is not the backend: exit 1", p.stderr)
+    for args, what in ((["-ngl", "x"], "not a number"), (["-ngl", "-1"], "negative"),
+                       (["--gpu-layers"], "no value")):
+        p = run("run", "-m", MODEL, "-p", "hi", *args)
+        ok(p.returncode == 2 and p.stderr, f"-ngl {what}: exit 2", p.stderr)
+
+    moe = os.path.join(TMP, "moe.gguf")
+    bf16 = os.path.join(TMP, "bf16.gguf")
+    small = ["--embd", "256", "--layers", "2", "--heads", "4", "--ff", "512", "--vocab", "300",
+             "-q"]
+    s1 = run("synth", "--arch", "qwen3moe", *small, "--experts", "4", "-o", moe)
+    s2 = run("synth", "--type", "bf16", *small, "-o", bf16)
+    if ok(s1.returncode == 0 and s2.returncode == 0, "synth: an MoE model and a BF16 one",
+          s1.stderr + s2.stderr):
+        p = run("run", "-m", moe, "--plan", "-ngl", "1")
+        ok(p.returncode == 1 and "mixture-of-experts" in p.stderr,
+           "-ngl on a mixture-of-experts model: exit 1, says why", p.stderr)
+        p = run("run", "-m", bf16, "--plan", "-ngl", "1")
+        ok(p.returncode == 1 and re.search(r"blk\.1\.\w+\.weight is BF16, which has no GPU kernel",
+                                           p.stderr),
+           "-ngl over a BF16 matrix: exit 1, names the tensor and its type", p.stderr)
+        p = run("run", "-m", bf16, "--plan", "-ngl", "0")
+        ok(p.returncode == 0 and "GPU" not in p.stdout, "-ngl 0: no GPU part in the plan")
+    p = run("run", "-m", MODEL, "--plan", "--stream-layers", "2", "-ngl", "2")
+    ok(p.returncode == 1 and "stream from the file" in p.stderr and "--mem" in p.stderr,
+       "-ngl over streamed layers: exit 1, says what to change", p.stderr)
+
+
+def test_ngl0():
+    a = run("run", "-m", MODEL, "-p", "Name a color.", "-n", "12", "--temp", "0")
+    b = run("run", "-m", MODEL, "-p", "Name a color.", "-n", "12", "--temp", "0", "-ngl", "0")
+    ok(a.returncode == 0 and a.stdout and a.stdout == b.stdout and b.returncode == 0,
+       "-ngl 0: the same answer as without it", b.stderr)
+
+
+def main():
+    if not os.path.exists(MODEL):
+        skip_all("no default model (make model)")
+    have_gpu = test_library()
+    test_plan(bool(have_gpu))
+    test_errors(bool(have_gpu))
+    test_ngl0()
+    shutil.rmtree(TMP, ignore_errors=True)
+    end()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: MIT
+"""The GPU path against the CPU on one model (numpy only: it runs on the GPU
+machine, where tests/gpu/run.sh calls it once per model). print_logits
+(tests/unit/print_logits.c) gives each run's logits; the limits are set
+beforehand from the CPU's own figures on the same file and ids:
+
+- reference mode (float activations), every layer and the output on the
+  GPU against all on the CPU: within 0.5% of the logit range at every
+  position, the limit test_forward.py holds the CPU to against numpy;
+- the 8-bit path, -ngl at half and all layers: mean KL divergence from the
+  CPU's reference mode at most 1.5x the CPU 8-bit path's own, plus 1e-5,
+  and top-1 agreement at most 3 points below the CPU's (the GPU quantizes
+  activations per 32 as the CPU's Q8_0 does; K-quants' Q8_K per 256 is
+  coarser);
+- a batch fed at once gives the logits of one by one bit for bit (every
+  kernel sums in the same order whatever the batch);
+- greedy generation equal to the CPU's, or apart only where the CPU's two
+  best tokens are within 1% of the logit range (a near tie).
+
+Usage: compare.py PRINT_LOGITS MODEL N_LAYER; exit 1 if any check fails.
+Prints one line per check. PINFER_GPU_DRY=1: every run on the CPU (to try
+the script itself on a machine without a GPU; its verdicts mean nothing).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HELPER, MODEL, N_LAYER = sys.argv[1], sys.argv[2], int(sys.argv[3])
+failed = 0
+
+
+def check(cond, what):
+    global failed
+    print(f"{'ok' if cond else 'FAIL'}: {os.path.basename(MODEL)}: {what}", flush=True)
+    failed += not cond
+
+
+def logits(ids, ngl=0, exact=False, mode=None, greedy=0):
+    if os.environ.get("PINFER_GPU_DRY"):   # the script's plumbing, on the CPU alone
+        ngl = 0
+    env = dict(os.environ, PINFER_NGL=str(ngl), PINFER_EXACT="1" if exact else "0",
+               PINFER_THREADS=os.environ.get("PINFER_THREADS", "8"))
+    args = [HELPER] + (["--greedy", str(greedy)] if greedy else [mode] if mode else [])
+    p = subprocess.run(args + [MODEL] + [str(i) for i in ids], capture_output=True, env=env,
+                       timeout=600)
+    if p.returncode:
+        sys.stderr.write(p.stderr.decode(errors="replace"))
+        raise SystemExit(f"{HELPER} failed (ngl {ngl}, exact {exact}): exit {p.returncode}")
+    if greedy:
+        return np.frombuffer(p.stdout, np.int32)
+    out = np.frombuffer(p.stdout, np.float32)
+    return out.reshape(-1, out.size // (len(ids) if mode != "--batch" else 1))
+
+
+def kld(ref, got):
+    def lsm(x):
+        x = np.asarray(x, np.float64)
+        x = x - x.max(axis=-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    lp, lq = lsm(ref), lsm(got)
+    per = (np.exp(lp) * (lp - lq)).sum(axis=-1)
+    return float(per.mean()), float((ref.argmax(-1) == got.argmax(-1)).mean())
+
+
+def main():
+    rng = np.random.default_rng(7)
+    ref0 = logits([1])
+    vocab = ref0.shape[1]
+    ids = [int(i) for i in rng.integers(0, vocab, 48)]
+    half = max(1, N_LAYER // 2)
+
+    ref = logits(ids, exact=True)
+    gx = logits(ids, ngl=N_LAYER, exact=True)
+    rng_ = ref.max(axis=1) - ref.min(axis=1)
+    rel = (np.abs(gx - ref).max(axis=1) / rng_).max()
+    check(rel < 0.005, f"reference mode, all {N_LAYER} layers on the GPU: within {100 * rel:.4f}% "
+          "of the logit range of the CPU's (limit 0.5%)")
+
+    c8 = logits(ids)
+    kl_c, top_c = kld(ref, c8)
+    for ngl in (half, N_LAYER):
+        g8 = logits(ids, ngl=ngl)
+        kl_g, top_g = kld(ref, g8)
+        check(kl_g <= 1.5 * kl_c + 1e-5 and top_g >= top_c - 0.03,
+              f"8-bit, -ngl {ngl}: mean KL {kl_g:.6f} (CPU {kl_c:.6f}, limit "
+              f"{1.5 * kl_c + 1e-5:.6f}), top-1 {100 * top_g:.1f}% (CPU {100 * top_c:.1f}%)")
+
+    g1 = logits(ids, ngl=N_LAYER)
+    ga = logits(ids, ngl=N_LAYER, mode="--all")
+    check(np.array_equal(g1, ga), f"a batch of {len(ids)} on the GPU: the logits of one by one, "
+          f"bit for bit (max difference {np.abs(g1 - ga).max():.3g})")
+
+    prompt = ids[:8]
+    cpu = logits(prompt, greedy=24)
+    gpu = logits(prompt, ngl=N_LAYER, greedy=24)
+    k = next((i for i in range(min(len(cpu), len(gpu))) if cpu[i] != gpu[i]), None)
+    if k is None:
+        check(len(cpu) == len(gpu) == 24, "greedy: 24 tokens, the CPU's")
+    else:
+        row = logits(prompt + [int(t) for t in cpu[:k]])[-1]
+        gap = (row[cpu[k]] - row[gpu[k]]) / (row.max() - row.min())
+        check(gap <= 0.01, f"greedy: apart at token {k} of 24, where the CPU's logits of the two "
+              f"choices are {100 * gap:.3f}% of the range apart (a near tie: limit 1%)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The GPU path's checks and benchmark, in one script for a machine with an
+# NVIDIA GPU (Documentation/cuda.md); about 5 minutes on an H100.
+#
+# It runs from build/gpu/ (tests/gpu/bundle.sh: pinfer, print_logits, the
+# CUDA backend and their libraries, carried to a GPU machine that lacks
+# them) or else from build/ (a machine that builds pinfer itself). Models
+# are made there with `pinfer synth`: nothing is downloaded.
+#
+#  1. correctness (tests/gpu/compare.py, limits from the CPU's own figures):
+#     each weight type the GPU has kernels for, and qwen3 (q/k norms) and
+#     qwen2 (biases): reference mode on the GPU against the CPU's, the 8-bit
+#     path at -ngl half and all against the CPU's KL, batch = one by one,
+#     greedy generation;
+#  2. benchmark: pinfer bench -ngl 999 (tg128, pp512) on synthetic models of
+#     SmolLM2-135M (its vocabulary too), TinyLlama-1.1B and Llama-3-8B
+#     shapes (synth's vocabulary of 512), next to llama.cpp's
+#     CUDA llama-bench when the bundle has it (bench/build-llama.sh cuda),
+#     and the 8B's generation as a fraction of the GPU's read bandwidth
+#     (measured with PyTorch when it is there).
+#
+# Usage: tests/gpu/run.sh [--no-bench]. Exit 1 if a check failed.
+# PINFER_GPU_BENCH="1B q4_0,8B q4_k": the benchmark's models (preset, type
+# and vocabulary: SmolLM2's 49152 for 135M, else synth's default).
+# PYTHON: a python3 with numpy (default python3).
+# PINFER_GPU_DRY=1: everything on the CPU (-ngl 0), to try the script itself
+# on a machine without a GPU; its verdicts and figures then mean nothing.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+bench=1
+[ "${1:-}" = --no-bench ] && bench=0
+B=${PINFER_GPU_BUNDLE:-build/gpu}
+W=$(mktemp -d /tmp/pinfer-gpu.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+mkdir -p "$W/bin"
+if [ -x "$B/pinfer" ]; then
+	for p in pinfer print_logits; do	# the bundle's libraries for these alone
+		printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$PWD/$B/lib" "$PWD/$B/$p" >"$W/bin/$p"
+		chmod +x "$W/bin/$p"
+	done
+	export PINFER_CUDA_LIB=$PWD/$B/libpinfer-cuda.so
+	llama=$B/llama-bench
+else
+	ln -s "$PWD/build/pinfer" "$W/bin/pinfer"
+	ln -s "$PWD/build/tests/print_logits" "$W/bin/print_logits"
+	llama=build/llama.cpp/build-cuda/bin/llama-bench
+fi
+P=$W/bin/pinfer
+PY=${PYTHON:-python3}	# with numpy
+ngl=999
+[ -n "${PINFER_GPU_DRY:-}" ] && ngl=0
+failed=0
+t0=$(date +%s)
+
+echo "== GPU and build"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$P" --version
+"$P" run -m /dev/null --plan -ngl 1 2>&1 | tail -1 || true
+
+echo "== correctness (tests/gpu/compare.py)"
+small=(--embd 512 --layers 4 --heads 8 --kv-heads 2 --ff 1536 --vocab 1000 -q)
+for t in q4_0 q4_1 q8_0 q4_k q5_k q6_k f16; do
+	"$P" synth "${small[@]}" --type "$t" -o "$W/$t.gguf" >/dev/null 2>&1 || failed=1
+done
+for t in q5_0 q5_1; do
+	"$P" quantize "$W/f16.gguf" "$W/$t.gguf" "$t" >/dev/null 2>&1 || failed=1
+done
+"$P" synth "${small[@]}" --arch qwen3 --head-dim 128 --type q4_0 -o "$W/qwen3.gguf" >/dev/null 2>&1 ||
+	failed=1
+"$P" synth "${small[@]}" --arch qwen2 --type q8_0 -o "$W/qwen2.gguf" >/dev/null 2>&1 || failed=1
+for f in q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k f16 qwen3 qwen2; do
+	[ -f "$W/$f.gguf" ] || { echo "FAIL: $f.gguf was not made"; failed=1; continue; }
+	$PY tests/gpu/compare.py "$W/bin/print_logits" "$W/$f.gguf" 4 || failed=1
+done
+echo "not built yet: a model streamed through a GPU memory limit (Documentation/cuda.md)"
+
+if [ $bench = 1 ]; then
+	echo "== benchmark: tg128 and pp512, all layers on the GPU, t/s (mean of 3 after a warm-up)"
+	bw=$($PY - <<'PYEOF' 2>/dev/null
+import torch, time
+x = torch.empty(1 << 29, dtype=torch.float32, device="cuda")   # 2 GiB
+x.fill_(1.0)
+torch.cuda.synchronize()
+for i in range(3):
+    x.sum()
+torch.cuda.synchronize()
+t = time.perf_counter()
+for i in range(10):
+    x.sum()
+torch.cuda.synchronize()
+print(f"{10 * x.numel() * 4 / (time.perf_counter() - t) / 1e9:.0f}")
+PYEOF
+)
+	echo "GPU read bandwidth (PyTorch, sum of 2 GiB): ${bw:-not measured} GB/s"
+	echo "| model            | pinfer tg | llama tg | pinfer pp | llama pp |  tg x |  pp x | tg/bw |"
+	echo "|------------------|-----------|----------|-----------|----------|-------|-------|-------|"
+	specs=${PINFER_GPU_BENCH:-135M q4_1 49152,135M q4_0 49152,1B q4_0,1B q4_k,8B q4_0,8B q4_k,8B q6_k}
+	IFS=, read -ra specs <<<"$specs"
+	for spec in "${specs[@]}"; do
+		set -- $spec
+		f=$W/bench-$1-$2.gguf
+		"$P" synth --params "$1" --type "$2" ${3:+--vocab $3} -q -o "$f" >/dev/null 2>&1 ||
+			{ echo "FAIL: synth $spec"; failed=1; continue; }
+		if ! "$P" bench -m "$f" -ngl $ngl -p 512 -n 128 -r 3 --json >"$W/p.json" 2>"$W/p.err"; then
+			echo "FAIL: pinfer bench on $spec:"; cat "$W/p.err"; failed=1; rm -f "$f"; continue
+		fi
+		: >"$W/l.json"
+		[ -x "$llama" ] && LD_LIBRARY_PATH=$PWD/$B/lib "$llama" -m "$f" -ngl 99 -p 512 -n 128 -r 3 \
+			-o json >"$W/l.json" 2>/dev/null
+		$PY tests/gpu/row.py "$spec" "$W/p.json" "$W/l.json" "${bw:-0}"
+		rm -f "$f"
+	done
+	[ -x "$llama" ] || echo "(no llama.cpp CUDA build in the bundle: bench/build-llama.sh cuda llama-bench, then tests/gpu/bundle.sh)"
+fi
+echo "== $( [ $failed = 0 ] && echo all checks passed || echo SOME CHECKS FAILED ) in $(( $(date +%s) - t0 )) s"
+exit $failed
