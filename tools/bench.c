@@ -39,6 +39,8 @@ static const char bench_help[] =
 	"                     its counters are printed for each test\n"
 	"  -ngl, --gpu-layers N\n"
 	"                     run the last N layers and the output layer on the GPU\n"
+	"      --gpu-mem SIZE GPU memory to use at most: layers that do not fit are\n"
+	"                     copied to it as used (default: what is free)\n"
 	"      --json         one JSON object per test\n";
 
 /*
@@ -212,6 +214,7 @@ int cmd_bench(int argc, char **argv)
 		{ "expert-slots", required_argument, NULL, 'E' },
 		{ "expert-policy", required_argument, NULL, 'L' },
 		{ "gpu-layers", required_argument, NULL, 'G' },
+		{ "gpu-mem", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -280,6 +283,12 @@ int cmd_bench(int argc, char **argv)
 			if (cli_int("--gpu-layers", optarg, 0, 100000, &num))
 				return EXIT_USAGE;
 			lo.gpu_layers = (uint32_t)num;
+			break;
+		case 'g':
+			if (cli_parse_size(optarg, &lo.gpu_mem) || !lo.gpu_mem) {
+				cli_error("--gpu-mem %s: not a size (e.g. 8G, 512M)", optarg);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'L':
 			if (strcmp(optarg, "lru") && strcmp(optarg, "lfu")) {

@@ -66,6 +66,8 @@ static const char run_help[] =
 	"      --kv-type TYPE     KV cache: f16 (default) or q8_0 (half the memory)\n"
 	"  -ngl, --gpu-layers N   run the last N layers, and the output layer, on the\n"
 	"                         GPU (the CUDA backend; default 0: none)\n"
+	"      --gpu-mem SIZE     GPU memory to use at most (default: what is free);\n"
+	"                         GPU layers that do not fit are copied to it as used\n"
 	"      --verbose-prompt   print the prompt's token ids on stderr\n"
 	"      --plan             print the placement plan and exit\n"
 	"      --drive-bw GB/s    the drive's read bandwidth, for --plan's floor\n"
@@ -79,7 +81,7 @@ struct run_opts {
 	uint32_t n_ctx;
 	bool raw, chat, plan, special, verbose_prompt, quiet;
 	enum llm_kv_type kv;
-	uint64_t mem;
+	uint64_t mem, gpu_mem;
 	long long ring, stream_layers, expert_slots, gpu_layers;
 	enum llm_expert_policy expert_policy;
 	double drive_bw;
@@ -136,6 +138,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ "expert-slots", required_argument, NULL, 18 },
 		{ "expert-policy", required_argument, NULL, 19 },
 		{ "gpu-layers", required_argument, NULL, 20 },
+		{ "gpu-mem", required_argument, NULL, 21 },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -218,6 +221,11 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			o->expert_policy = strcmp(optarg, "lru") ? LLM_EXPERTS_LFU : LLM_EXPERTS_LRU;
 			break;
 		case 20: bad = cli_int("--gpu-layers", optarg, 0, 100000, &o->gpu_layers); break;
+		case 21:
+			bad = cli_parse_size(optarg, &o->gpu_mem) || !o->gpu_mem;
+			if (bad)
+				cli_error("--gpu-mem %s: not a size (e.g. 8G, 512M)", optarg);
+			break;
 		case 'h':
 			fputs(run_help, stdout);
 			return -1;
@@ -249,6 +257,7 @@ static struct llm_load_opts load_opts(const struct run_opts *o)
 		.n_ctx = o->n_ctx, .stream_layers = (uint32_t)o->stream_layers,
 		.threads = (uint32_t)o->threads, .expert_slots = (uint32_t)o->expert_slots,
 		.expert_policy = o->expert_policy, .gpu_layers = (uint32_t)o->gpu_layers,
+		.gpu_mem = o->gpu_mem,
 	};
 }
 
@@ -264,8 +273,14 @@ static void print_gpu_plan(const struct llm_plan *p)
 	printf("  GPU layers      %10.1f MiB: layers %" PRIu32 "-%" PRIu32 "%s (%" PRIu32 " of %" PRIu32 ")\n",
 	       p->gpu_weights / MIB, p->n_layer - p->gpu_layers, p->n_layer - 1,
 	       p->gpu_output ? " and the output layer" : "", p->gpu_layers, p->n_layer);
+	if (p->gpu_streamed)
+		printf("  GPU streamed    %10.1f MiB per call: layers %" PRIu32 "-%" PRIu32 " copied from memory through a ring of %" PRIu32 " slots of %.1f MiB (in the above)\n",
+		       p->gpu_stream_bytes / MIB, p->n_layer - p->gpu_streamed, p->n_layer - 1,
+		       p->gpu_ring, p->gpu_slot / MIB);
 	printf("  GPU KV, buffers %10.1f MiB\n", p->gpu_session / MIB);
 	printf("  GPU total       %10.1f MiB", (p->gpu_weights + p->gpu_session) / MIB);
+	if (p->gpu_mem)
+		printf(" within --gpu-mem %.1f MiB", p->gpu_mem / MIB);
 	if (llm_gpu_probe(&dev, lib, sizeof(lib), &err)) {
 		printf("; no GPU here: %s\n", err.msg);
 		return;

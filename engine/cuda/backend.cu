@@ -58,22 +58,43 @@ struct dmat {
 	uint64_t rows, cols;
 	uint8_t *qs, *meta;	/* packed: [rows][blocks][qb], [rows][blocks][mb] */
 	void *plain;		/* F16, F32: [rows][cols] */
+	bool owned;		/* allocated for it (not a streaming slot's) */
 };
 
+#define N_MATS 7
+
 struct dlayer {
-	struct dmat wq, wk, wv, wo, w_gate, w_up, w_down;
+	struct dmat wq, wk, wv, wo, w_gate, w_up, w_down;	/* N_MATS, in this order */
 	float *attn_norm, *ffn_norm, *q_norm, *k_norm, *bq, *bk, *bv;
+	const struct pcu_mat *src;	/* a streamed layer's matrices in host memory (N_MATS) */
+	int stream_ix;		/* its place among the streamed layers, or -1: resident */
+};
+
+/*
+ * A slot of the streaming ring: a streamed layer packed, and the layer as
+ * the kernels see it (view).
+ */
+struct slot {
+	uint8_t *packed;
+	cudaEvent_t ready;	/* on the copy stream: the layer is there */
+	cudaEvent_t done;	/* on the compute stream: the layer's kernels ran */
+	struct dlayer view;
 };
 
 struct pcu_model {
 	struct pcu_config cfg;
 	uint32_t n_layers;
 	struct dlayer *layers;
+	struct pcu_mat *srcs;	/* [n_layers][N_MATS]: the streamed layers' host matrices */
+	uint32_t n_streamed, ring;
+	struct slot *slots;	/* [ring] */
+	uint8_t *stage;		/* a streamed matrix's file bytes, on their way into a slot */
 	int has_output;
 	struct dmat output;
 	float *output_norm;
 	void *registered;	/* host memory registered with the driver, or NULL */
-	cudaStream_t stream;
+	cudaStream_t stream;	/* compute */
+	cudaStream_t copy;	/* the streamed layers' copies and packing */
 };
 
 struct pcu_ctx {
@@ -410,6 +431,11 @@ static unsigned grid(size_t n, unsigned per)
 	return (unsigned)((n + per - 1) / per);
 }
 
+static struct dmat *mats(struct dlayer *d)
+{
+	return &d->wq;
+}
+
 static uint64_t mat_bytes(uint32_t type, uint64_t rows, uint64_t cols)
 {
 	struct pcu_layout l = pcu_layout(type);
@@ -533,8 +559,10 @@ out:
 
 static void mat_free(struct dmat *w)
 {
-	cudaFree(w->qs);
-	cudaFree(w->plain);
+	if (w->owned) {
+		cudaFree(w->qs);
+		cudaFree(w->plain);
+	}
 }
 
 static void model_free(struct pcu_model *m)
@@ -545,11 +573,23 @@ static void model_free(struct pcu_model *m)
 		return;
 	if (m->stream)
 		cudaStreamSynchronize(m->stream);
+	if (m->copy)
+		cudaStreamSynchronize(m->copy);
+	cudaFree(m->stage);
+	for (i = 0; m->slots && i < m->ring; i++) {
+		cudaFree(m->slots[i].packed);
+		if (m->slots[i].ready)
+			cudaEventDestroy(m->slots[i].ready);
+		if (m->slots[i].done)
+			cudaEventDestroy(m->slots[i].done);
+	}
+	free(m->slots);
+	free(m->srcs);
 	for (i = 0; m->layers && i < m->n_layers; i++) {
 		struct dlayer *d = &m->layers[i];
 
-		mat_free(&d->wq); mat_free(&d->wk); mat_free(&d->wv); mat_free(&d->wo);
-		mat_free(&d->w_gate); mat_free(&d->w_up); mat_free(&d->w_down);
+		for (int j = 0; j < N_MATS; j++)
+			mat_free(&mats(d)[j]);
 		cudaFree(d->attn_norm); cudaFree(d->ffn_norm); cudaFree(d->q_norm);
 		cudaFree(d->k_norm); cudaFree(d->bq); cudaFree(d->bk); cudaFree(d->bv);
 	}
@@ -559,6 +599,8 @@ static void model_free(struct pcu_model *m)
 	cudaFree(m->output_norm);
 	if (m->stream)
 		cudaStreamDestroy(m->stream);
+	if (m->copy)
+		cudaStreamDestroy(m->copy);
 	if (m->registered)
 		cudaHostUnregister(m->registered);
 	free(m);
@@ -579,37 +621,97 @@ out:
 	return ret;
 }
 
-/* Matrix @s to the device, packed through @scratch (room for the largest). */
+/*
+ * Queue matrix @s onto the device at @dst (mat_bytes() of it) on @st: F16
+ * and F32 rows copied there, quantized blocks copied to @raw (room for its
+ * file bytes) and packed from there into @dst.
+ */
+static cudaError_t stage_mat(struct dmat *d, const struct pcu_mat *s, uint8_t *raw, uint8_t *dst,
+			     cudaStream_t st)
+{
+	struct pcu_layout l = pcu_layout(s->type);
+	size_t blocks = l.elems ? s->rows * (s->cols / l.elems) : 0;
+	cudaError_t e;
+
+	d->type = s->type;
+	d->rows = s->rows;
+	d->cols = s->cols;
+	if (s->type == PCU_F32 || s->type == PCU_F16) {
+		d->plain = dst;
+		return cudaMemcpyAsync(dst, s->data, mat_bytes(s->type, s->rows, s->cols),
+				       cudaMemcpyHostToDevice, st);
+	}
+	d->qs = dst;
+	d->meta = dst + blocks * l.qb;
+	e = cudaMemcpyAsync(raw, s->data, blocks * l.raw, cudaMemcpyHostToDevice, st);
+	if (e != cudaSuccess)
+		return e;
+	k_pack<<<grid(blocks, 256), 256, 0, st>>>(s->type, raw, d->qs, d->meta, blocks);
+	return cudaGetLastError();
+}
+
+/* File bytes of @s (0 for F16 and F32, which need no packing). */
+static uint64_t raw_bytes(const struct pcu_mat *s)
+{
+	struct pcu_layout l = pcu_layout(s->type);
+
+	return l.elems ? s->rows * (s->cols / l.elems) * l.raw : 0;
+}
+
+/* Matrix @s to its own device memory, packed through @scratch (room for the largest). */
 static int upload_mat(struct dmat *d, const struct pcu_mat *s, uint8_t *scratch, cudaStream_t st,
 		      const char *name, char *err, size_t en)
 {
 	uint64_t bytes = mat_bytes(s->type, s->rows, s->cols);
-	struct pcu_layout l = pcu_layout(s->type);
+	uint8_t *dst = NULL;
 	int ret = -1;
 
 	memset(d, 0, sizeof(*d));
-	d->type = s->type;
-	d->rows = s->rows;
-	d->cols = s->cols;
 	if (!bytes)
 		return fail(err, en, "%s: type %u with %llu columns has no CUDA kernel", name, s->type,
 			    (unsigned long long)s->cols);
-	if (s->type == PCU_F32 || s->type == PCU_F16) {
-		CK(cudaMalloc(&d->plain, bytes), "cudaMalloc");
-		CK(cudaMemcpyAsync(d->plain, s->data, bytes, cudaMemcpyHostToDevice, st), "copy a matrix");
-	} else {
-		size_t blocks = s->rows * (s->cols / l.elems);
-
-		CK(cudaMalloc(&d->qs, bytes), "cudaMalloc");
-		d->meta = d->qs + blocks * l.qb;
-		CK(cudaMemcpyAsync(scratch, s->data, blocks * l.raw, cudaMemcpyHostToDevice, st),
-		   "copy a matrix");
-		k_pack<<<grid(blocks, 256), 256, 0, st>>>(s->type, scratch, d->qs, d->meta, blocks);
-		CK(cudaGetLastError(), "pack a matrix");
-	}
+	CK(cudaMalloc(&dst, bytes), "cudaMalloc");
+	d->owned = true;	/* stage_mat() sets qs or plain to dst before anything can fail */
+	CK(stage_mat(d, s, scratch, dst, st), name);
 	ret = 0;
 out:
 	return ret;
+}
+
+/*
+ * Queue streamed layer @d into its slot on the copy stream, once the slot
+ * is free: each matrix through the one staging buffer (the copy stream
+ * runs each copy and its packing before the next copy).
+ */
+static cudaError_t prefetch(struct pcu_model *m, const struct dlayer *d)
+{
+	struct slot *sl = &m->slots[d->stream_ix % m->ring];
+	uint64_t packed = 0;
+	cudaError_t e = cudaStreamWaitEvent(m->copy, sl->done, 0);
+
+	sl->view = *d;
+	for (int j = 0; j < N_MATS && e == cudaSuccess; j++) {
+		const struct pcu_mat *s = &d->src[j];
+
+		e = stage_mat(&mats(&sl->view)[j], s, m->stage, sl->packed + packed, m->copy);
+		packed += (mat_bytes(s->type, s->rows, s->cols) + 255) / 256 * 256;
+	}
+	return e == cudaSuccess ? cudaEventRecord(sl->ready, m->copy) : e;
+}
+
+/*
+ * Device bytes of a slot for layer @s (its matrices packed, 256-aligned
+ * each), and of the staging buffer for it (its largest matrix's file bytes).
+ */
+static void slot_bytes(const struct pcu_layer *s, uint64_t *raw, uint64_t *packed)
+{
+	const struct pcu_mat *ms = &s->wq;
+
+	*raw = *packed = 0;
+	for (int j = 0; j < N_MATS; j++) {
+		*raw = raw_bytes(&ms[j]) > *raw ? raw_bytes(&ms[j]) : *raw;
+		*packed += (mat_bytes(ms[j].type, ms[j].rows, ms[j].cols) + 255) / 256 * 256;
+	}
 }
 
 static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc, char *err, size_t en)
@@ -618,6 +720,7 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	size_t scratch_bytes = 0, qd = (size_t)cf->n_head * cf->head_dim;
 	size_t kvd = (size_t)cf->n_head_kv * cf->head_dim;
 	struct pcu_model *m = (struct pcu_model *)calloc(1, sizeof(*m));
+	uint64_t slot_raw = 0, slot_packed = 0;
 	uint8_t *scratch = NULL;
 	uint32_t i;
 	int ret = -1;
@@ -634,7 +737,9 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	m->cfg = *cf;
 	m->n_layers = dsc->n_layers;
 	m->layers = (struct dlayer *)calloc(dsc->n_layers ? dsc->n_layers : 1, sizeof(*m->layers));
-	if (!m->layers) {
+	m->srcs = (struct pcu_mat *)calloc((size_t)(dsc->n_layers ? dsc->n_layers : 1) * N_MATS,
+					   sizeof(*m->srcs));
+	if (!m->layers || !m->srcs) {
 		fail(err, en, "out of memory");
 		goto out;
 	}
@@ -648,36 +753,38 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	cudaGetLastError();
 	for (i = 0; i < dsc->n_layers; i++) {
 		const struct pcu_layer *s = &dsc->layers[i];
-		const struct pcu_mat *ms[] = { &s->wq, &s->wk, &s->wv, &s->wo, &s->w_gate, &s->w_up, &s->w_down };
+		const struct pcu_mat *ms = &s->wq;
+		uint64_t r, pk;
 
-		for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
-			struct pcu_layout l = pcu_layout(ms[j]->type);
-
-			if (l.elems && ms[j]->rows * (ms[j]->cols / l.elems) * l.raw > scratch_bytes)
-				scratch_bytes = ms[j]->rows * (ms[j]->cols / l.elems) * l.raw;
+		m->layers[i].stream_ix = -1;
+		if (s->streamed) {
+			slot_bytes(s, &r, &pk);
+			slot_raw = r > slot_raw ? r : slot_raw;
+			slot_packed = pk > slot_packed ? pk : slot_packed;
+			memcpy(&m->srcs[(size_t)i * N_MATS], ms, N_MATS * sizeof(*ms));
+			m->layers[i].src = &m->srcs[(size_t)i * N_MATS];
+			m->layers[i].stream_ix = (int)m->n_streamed++;
+			continue;
 		}
+		for (int j = 0; j < N_MATS; j++)
+			if (raw_bytes(&ms[j]) > scratch_bytes)
+				scratch_bytes = raw_bytes(&ms[j]);
 	}
-	if (dsc->output && pcu_layout(dsc->output->type).elems) {
-		struct pcu_layout l = pcu_layout(dsc->output->type);
-
-		if (dsc->output->rows * (dsc->output->cols / l.elems) * l.raw > scratch_bytes)
-			scratch_bytes = dsc->output->rows * (dsc->output->cols / l.elems) * l.raw;
-	}
+	if (dsc->output && raw_bytes(dsc->output) > scratch_bytes)
+		scratch_bytes = raw_bytes(dsc->output);
 	if (scratch_bytes)
 		CK(cudaMalloc(&scratch, scratch_bytes), "cudaMalloc (the upload's scratch)");
 	for (i = 0; i < dsc->n_layers; i++) {
+		static const char *const names[N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
+							   "ffn_gate", "ffn_up", "ffn_down" };
 		const struct pcu_layer *s = &dsc->layers[i];
 		struct dlayer *d = &m->layers[i];
 		cudaStream_t st = m->stream;
 
-		if (upload_mat(&d->wq, &s->wq, scratch, st, "attn_q", err, en) ||
-		    upload_mat(&d->wk, &s->wk, scratch, st, "attn_k", err, en) ||
-		    upload_mat(&d->wv, &s->wv, scratch, st, "attn_v", err, en) ||
-		    upload_mat(&d->wo, &s->wo, scratch, st, "attn_output", err, en) ||
-		    upload_mat(&d->w_gate, &s->w_gate, scratch, st, "ffn_gate", err, en) ||
-		    upload_mat(&d->w_up, &s->w_up, scratch, st, "ffn_up", err, en) ||
-		    upload_mat(&d->w_down, &s->w_down, scratch, st, "ffn_down", err, en) ||
-		    upload_vec(&d->attn_norm, s->attn_norm, cf->n_embd, st, err, en) ||
+		for (int j = 0; j < N_MATS && !s->streamed; j++)
+			if (upload_mat(&mats(d)[j], &(&s->wq)[j], scratch, st, names[j], err, en))
+				goto out;
+		if (upload_vec(&d->attn_norm, s->attn_norm, cf->n_embd, st, err, en) ||
 		    upload_vec(&d->ffn_norm, s->ffn_norm, cf->n_embd, st, err, en) ||
 		    upload_vec(&d->q_norm, s->q_norm, cf->head_dim, st, err, en) ||
 		    upload_vec(&d->k_norm, s->k_norm, cf->head_dim, st, err, en) ||
@@ -691,6 +798,23 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		if (upload_mat(&m->output, dsc->output, scratch, m->stream, "output", err, en) ||
 		    upload_vec(&m->output_norm, dsc->output_norm, cf->n_embd, m->stream, err, en))
 			goto out;
+	}
+	if (m->n_streamed) {
+		m->ring = dsc->ring < 2 ? 2 : dsc->ring;
+		m->slots = (struct slot *)calloc(m->ring, sizeof(*m->slots));
+		if (!m->slots) {
+			fail(err, en, "out of memory");
+			goto out;
+		}
+		CK(cudaStreamCreateWithFlags(&m->copy, cudaStreamNonBlocking), "cudaStreamCreate");
+		CK(cudaMalloc(&m->stage, slot_raw + 1), "cudaMalloc (the streaming ring)");
+		for (i = 0; i < m->ring; i++) {
+			struct slot *sl = &m->slots[i];
+
+			CK(cudaMalloc(&sl->packed, slot_packed + 1), "cudaMalloc (the streaming ring)");
+			CK(cudaEventCreateWithFlags(&sl->ready, cudaEventDisableTiming), "cudaEventCreate");
+			CK(cudaEventCreateWithFlags(&sl->done, cudaEventDisableTiming), "cudaEventCreate");
+		}
 	}
 	CK(cudaStreamSynchronize(m->stream), "uploading the weights");
 	ret = 0;
@@ -748,7 +872,8 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 	CK(cudaMalloc(&c->aq, B * c->widest), "cudaMalloc");
 	CK(cudaMalloc(&c->ads, B * c->widest / PCU_QA * 8), "cudaMalloc");
 	if (m->has_output)
-		CK(cudaMalloc(&c->logits, B * (size_t)f->n_vocab * 4), "cudaMalloc (the logits)");
+		CK(cudaMalloc(&c->logits, PCU_LOGIT_ROWS * (size_t)f->n_vocab * 4),
+		   "cudaMalloc (the logits)");
 	ret = 0;
 out:
 	if (ret)
@@ -758,12 +883,11 @@ out:
 	return ret;
 }
 
-/* One layer over @n tokens whose residual stream is c->x. */
-static void layer(struct pcu_ctx *c, uint32_t li, uint32_t n, uint32_t pos0)
+/* Layer @li (its weights @d) over @n tokens whose residual stream is c->x. */
+static void layer(struct pcu_ctx *c, const struct dlayer *d, uint32_t li, uint32_t n, uint32_t pos0)
 {
 	const struct pcu_model *m = c->m;
 	const struct pcu_config *f = &m->cfg;
-	const struct dlayer *d = &m->layers[li];
 	size_t E = f->n_embd, F = f->n_ff, qd = (size_t)f->n_head * f->head_dim;
 	size_t kvd = (size_t)f->n_head_kv * f->head_dim, at = (size_t)li * c->n_ctx * kvd;
 	cudaStream_t st = m->stream;
@@ -798,7 +922,7 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const 
 	const struct pcu_config *f = &c->m->cfg;
 	cudaStream_t st = c->m->stream;
 	size_t E = f->n_embd;
-	uint32_t li;
+	uint32_t li, nx, ahead;
 	int ret = -1;
 
 	if (n > c->max_batch || pos0 > c->n_ctx || n > c->n_ctx - pos0)
@@ -808,8 +932,32 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const 
 	CK(cudaMemcpyAsync(c->x, x, n * E * 4, cudaMemcpyHostToDevice, st), "copy the activations");
 	CK(cudaMemcpyAsync(c->cs, rope_cs, (size_t)n * f->n_rot * 4, cudaMemcpyHostToDevice, st),
 	   "copy the RoPE angles");
-	for (li = 0; li < c->m->n_layers; li++)
-		layer(c, li, n, pos0);
+	/*
+	 * Streamed layers go through the ring: the copy stream fills a slot
+	 * once the compute stream is done with its last layer, up to ring
+	 * layers ahead; the compute stream waits for the slot's layer.
+	 */
+	for (li = 0, ahead = 0; li < c->m->n_layers && ahead < c->m->ring; li++)
+		if (c->m->layers[li].stream_ix >= 0 && ahead++ < c->m->ring)
+			CK(prefetch(c->m, &c->m->layers[li]), "copying a streamed layer");
+	for (li = 0; li < c->m->n_layers; li++) {
+		const struct dlayer *d = &c->m->layers[li];
+		struct slot *sl;
+
+		if (d->stream_ix < 0) {
+			layer(c, d, li, n, pos0);
+			continue;
+		}
+		sl = &c->m->slots[d->stream_ix % c->m->ring];
+		CK(cudaStreamWaitEvent(st, sl->ready, 0), "waiting for a streamed layer");
+		layer(c, &sl->view, li, n, pos0);
+		CK(cudaEventRecord(sl->done, st), "cudaEventRecord");
+		for (nx = li + 1; nx < c->m->n_layers; nx++)	/* the layer ring places later */
+			if (c->m->layers[nx].stream_ix == d->stream_ix + (int)c->m->ring) {
+				CK(prefetch(c->m, &c->m->layers[nx]), "copying a streamed layer");
+				break;
+			}
+	}
 	CK(cudaGetLastError(), "launching a layer's kernels");
 	CK(cudaMemcpyAsync(x, c->x, n * E * 4, cudaMemcpyDeviceToHost, st), "copy the activations back");
 	CK(cudaStreamSynchronize(st), "running the layers");
@@ -826,9 +974,9 @@ static int logits(struct pcu_ctx *c, const float *x, uint32_t k, float *lg, uint
 	cudaStream_t st = m->stream;
 	int ret = -1;
 
-	if (!m->has_output || k > c->max_batch)
+	if (!m->has_output || k > PCU_LOGIT_ROWS || k > c->max_batch)
 		return fail(err, en, "CUDA: %u rows of logits: no output layer on the GPU, or more than %u",
-			    k, c->max_batch);
+			    k, PCU_LOGIT_ROWS);
 	c->exact = flags & PCU_EXACT;
 	CK(cudaMemcpyAsync(c->x, x, k * E * 4, cudaMemcpyHostToDevice, st), "copy the activations");
 	k_rmsnorm<<<k, 256, 0, st>>>(c->x, m->output_norm, c->xb, (int)E, m->cfg.rms_eps);

@@ -39,6 +39,8 @@ struct pcu_layer {
 	const float *attn_norm, *ffn_norm;	/* n_embd */
 	const float *q_norm, *k_norm;		/* head_dim (qwen3), or NULL */
 	const float *bq, *bk, *bv;		/* q_dim, kv_dim, kv_dim (qwen2), or NULL */
+	uint32_t streamed;	/* 1: its matrices stay in host memory and are copied to
+				   the device's ring of slots each time they are used */
 };
 
 struct pcu_config {
@@ -55,6 +57,7 @@ struct pcu_model_desc {
 	const float *output_norm;	/* n_embd, with output */
 	void *host_base;		/* the region the matrices are in, to register */
 	size_t host_bytes;		/* with the driver (0: none) */
+	uint32_t ring;			/* slots for the streamed layers (at least 2) */
 };
 
 struct pcu_device {
@@ -71,6 +74,9 @@ struct pcu_ctx;
  * (the engine's llm_session_set_exact()) instead of 8-bit integer products.
  */
 #define PCU_EXACT 1u
+
+/* Rows of logits one logits() call gives at most (its buffer's). */
+#define PCU_LOGIT_ROWS 32
 
 /* Every operation returns 0, or -1 with a message in @err (@n bytes). */
 struct pcu_api {
@@ -95,7 +101,10 @@ struct pcu_api {
 	 */
 	int (*layers)(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const float *rope_cs,
 		      uint32_t flags, char *err, size_t en);
-	/* The final norm and output layer of @k residual rows @x ([k][n_embd]) into @logits. */
+	/*
+	 * The final norm and output layer of @k (<= PCU_LOGIT_ROWS) residual
+	 * rows @x ([k][n_embd]) into @logits.
+	 */
 	int (*logits)(struct pcu_ctx *c, const float *x, uint32_t k, float *logits, uint32_t flags,
 		      char *err, size_t en);
 };

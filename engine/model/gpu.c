@@ -64,10 +64,111 @@ static uint64_t session_bytes(const struct llm_config *c, uint32_t layers, uint3
 	wide = wide > F ? wide : F;
 	return 4 * (uint64_t)layers * n_ctx * kvd +	/* fp16 K and V */
 	       B * 4 * (2 * E + wide + 2 * qd + 2 * kvd + 2 * F + c->n_rot) +
-	       B * wide + B * wide / PCU_QA * 8 + (output ? B * 4 * (uint64_t)c->n_vocab : 0);
+	       B * wide + B * wide / PCU_QA * 8 +
+	       (output ? PCU_LOGIT_ROWS * 4 * (uint64_t)c->n_vocab : 0);
 }
 
-int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl,
+#define GPU_RING 2	/* slots for streamed layers: one in use, one filling */
+
+static uint64_t align256(uint64_t x)
+{
+	return (x + 255) / 256 * 256;
+}
+
+/*
+ * Layer @l's device bytes: its matrices packed (@mats), its vectors
+ * (@vecs), a streaming slot's room for it (@slot: each matrix packed,
+ * 256-aligned, as the backend allocates them) and the staging buffer's
+ * (@stage: its largest matrix's file bytes).
+ */
+static void layer_bytes(const struct llm_model *m, uint32_t l, uint64_t *mats, uint64_t *vecs,
+			uint64_t *slot, uint64_t *stage)
+{
+	const struct llm_layer *ly = &m->layers[l];
+	const struct llm_tensor *ms[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate,
+					  &ly->w_up, &ly->w_down };
+	const struct llm_tensor *vs[] = { &ly->attn_norm, &ly->ffn_norm, &ly->q_norm, &ly->k_norm,
+					  &ly->bq, &ly->bk, &ly->bv };
+	size_t i;
+
+	*mats = *vecs = *slot = *stage = 0;
+	for (i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		bool plain = ms[i]->type == GGML_TYPE_F32 || ms[i]->type == GGML_TYPE_F16;
+
+		*mats += mat_bytes(ms[i]);
+		*slot += align256(mat_bytes(ms[i]));
+		if (!plain && ms[i]->bytes > *stage)
+			*stage = ms[i]->bytes;
+	}
+	for (i = 0; i < sizeof(vs) / sizeof(vs[0]); i++)
+		*vecs += vs[i]->bytes ? vs[i]->cols * 4 : 0;
+}
+
+/*
+ * Fit the plan's GPU part into @limit bytes of device memory (0: no
+ * limit): everything resident if it fits; else without the output layer
+ * if that fits; else (the output layer still on the CPU) the last layers
+ * streamed through a ring of slots, as few as fit. An error when not even
+ * the ring fits.
+ */
+static int fit(struct llm_plan *p, const struct llm_model *m, uint64_t limit, struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	uint32_t first = c->n_layer - p->gpu_layers, l, k;
+	uint64_t out = mat_bytes(&m->output) + 4 * (uint64_t)c->n_embd, mats, vecs, slot, stage;
+	uint64_t lay = 0, vec = 0, fixed, ring;
+
+	p->gpu_mem = limit;
+	p->gpu_streamed = p->gpu_ring = 0;
+	p->gpu_slot = p->gpu_stream_bytes = ring = 0;
+	for (l = first; l < c->n_layer; l++) {
+		layer_bytes(m, l, &mats, &vecs, &slot, &stage);
+		lay += mats;
+		vec += vecs;
+		p->gpu_slot = slot > p->gpu_slot ? slot : p->gpu_slot;
+		ring = stage > ring ? stage : ring;
+	}
+	ring += GPU_RING * p->gpu_slot;	/* the slots and the staging buffer */
+	p->gpu_output = mat_bytes(&m->output) && m->output_norm.type == GGML_TYPE_F32;
+	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_output);
+	p->gpu_weights = lay + vec + (p->gpu_output ? out : 0);
+	if (!limit || p->gpu_weights + p->gpu_session <= limit)
+		return 0;
+	if (p->gpu_output && lay + vec + session_bytes(c, p->gpu_layers, p->n_ctx, false) <= limit) {
+		p->gpu_output = false;
+		p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, false);
+		p->gpu_weights = lay + vec;
+		return 0;
+	}
+	/*
+	 * Stream the last layers, the output layer on the CPU (its bytes would
+	 * make more layers stream, and a streamed layer costs a copy per call):
+	 * keep the first k resident, the most that fit beside the ring.
+	 */
+	p->gpu_output = false;
+	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, false);
+	fixed = vec + p->gpu_session + ring;
+	if (fixed > limit)
+		return pinfer_fail(err, ENOMEM, "-ngl %" PRIu32 ": %.1f MiB of GPU memory hold not even the KV cache, buffers, norms and a ring of %d slots of %.1f MiB for streamed layers (%.1f MiB); lower -ngl or --ctx, or raise --gpu-mem",
+				   p->gpu_layers, limit / 1048576.0, GPU_RING, p->gpu_slot / 1048576.0,
+				   fixed / 1048576.0);
+	for (k = 0, lay = 0; k < p->gpu_layers; k++) {
+		layer_bytes(m, first + k, &mats, &vecs, &slot, &stage);
+		if (fixed + lay + mats > limit)
+			break;
+		lay += mats;
+	}
+	p->gpu_streamed = p->gpu_layers - k;
+	p->gpu_ring = GPU_RING;
+	p->gpu_weights = lay + vec + ring;
+	for (l = first + k; l < c->n_layer; l++) {
+		layer_bytes(m, l, &mats, &vecs, &slot, &stage);
+		p->gpu_stream_bytes += mats;
+	}
+	return 0;
+}
+
+int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl, uint64_t gpu_mem,
 		 struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
@@ -76,7 +177,8 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl,
 
 	p->gpu_layers = ngl < c->n_layer ? ngl : c->n_layer;
 	p->gpu_output = false;
-	p->gpu_weights = p->gpu_session = 0;
+	p->gpu_weights = p->gpu_session = p->gpu_mem = 0;
+	p->gpu_streamed = p->gpu_ring = 0;
 	if (!ngl)
 		return 0;
 	if (c->n_expert)
@@ -84,7 +186,7 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl,
 				   c->n_expert);
 	first = c->n_layer - p->gpu_layers;
 	if (p->ring && p->n_resident < c->n_layer)
-		return pinfer_fail(err, ENOTSUP, "-ngl %" PRIu32 ": layers %" PRIu32 "-%" PRIu32 " stream from the file (the budget holds %" PRIu32 " of %" PRIu32 "); streaming through the GPU is not built yet: raise --mem or lower -ngl",
+		return pinfer_fail(err, ENOTSUP, "-ngl %" PRIu32 ": layers %" PRIu32 "-%" PRIu32 " stream from the file (the budget holds %" PRIu32 " of %" PRIu32 "); the GPU takes layers from memory, not from the drive: raise --mem or lower -ngl",
 				   ngl, p->n_resident, c->n_layer - 1, p->n_resident, c->n_layer);
 	for (l = first; l < c->n_layer; l++) {
 		const struct llm_layer *ly = &m->layers[l];
@@ -94,29 +196,18 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl,
 						    &ly->k_norm, &ly->bq, &ly->bk, &ly->bv };
 		size_t i;
 
-		for (i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
-			uint64_t b = mat_bytes(mats[i]);
-
-			if (!b)
+		for (i = 0; i < sizeof(mats) / sizeof(mats[0]); i++)
+			if (!mat_bytes(mats[i]))
 				return pinfer_fail(err, ENOTSUP, "-ngl: %s is %s, which has no GPU kernel (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32 have)",
 						   tensor_name(m, mats[i], name, sizeof(name)),
 						   ggml_type_name(mats[i]->type));
-			p->gpu_weights += b;
-		}
-		for (i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++) {
+		for (i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
 			if (vecs[i]->bytes && vecs[i]->type != GGML_TYPE_F32)
 				return pinfer_fail(err, ENOTSUP, "-ngl: %s is %s; the GPU takes F32 vectors",
 						   tensor_name(m, vecs[i], name, sizeof(name)),
 						   ggml_type_name(vecs[i]->type));
-			p->gpu_weights += vecs[i]->bytes ? vecs[i]->cols * 4 : 0;
-		}
 	}
-	if (mat_bytes(&m->output) && m->output_norm.type == GGML_TYPE_F32) {
-		p->gpu_output = true;
-		p->gpu_weights += mat_bytes(&m->output) + 4 * (uint64_t)c->n_embd;
-	}
-	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_output);
-	return 0;
+	return fit(p, m, gpu_mem, err);
 }
 
 /* Open the backend: $PINFER_CUDA_LIB, or libpinfer-cuda.so beside this program, or on the path. */
@@ -194,7 +285,7 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 	struct pcu_mat out;
 	char path[PATH_MAX], msg[512];
 	struct llm_gpu *g;
-	uint64_t need;
+	uint64_t limit;
 	int ret;
 
 	if (!p->gpu_layers)
@@ -208,21 +299,11 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 		return ret;
 	if (g->api->probe(&g->dev, msg, sizeof(msg)))
 		return pinfer_fail(err, ENODEV, "-ngl %" PRIu32 ": %s", p->gpu_layers, msg);
-	need = p->gpu_weights + p->gpu_session;
-	if (need > g->dev.free && p->gpu_output) {
-		/* the layers without the output layer, if that fits */
-		struct llm_plan q = *p;
-
-		q.gpu_output = false;
-		q.gpu_weights -= mat_bytes(&m->output) + 4 * (uint64_t)c->n_embd;
-		q.gpu_session = session_bytes(c, q.gpu_layers, q.n_ctx, false);
-		if (q.gpu_weights + q.gpu_session <= g->dev.free)
-			*p = q;
-	}
-	need = p->gpu_weights + p->gpu_session;
-	if (need > g->dev.free)
-		return pinfer_fail(err, ENOMEM, "-ngl %" PRIu32 ": the layers take %.1f MiB of GPU memory and %s has %.1f MiB free; lower -ngl or --ctx",
-				   p->gpu_layers, need / MIB, g->dev.name, g->dev.free / MIB);
+	/* the device's free memory less 5% (fragmentation) is the limit unless --gpu-mem is lower */
+	limit = g->dev.free / 20 * 19;
+	ret = fit(p, m, p->gpu_mem && p->gpu_mem < limit ? p->gpu_mem : limit, err);
+	if (ret)
+		return ret;
 	ls = calloc(p->gpu_layers, sizeof(*ls));
 	if (!ls)
 		return pinfer_fail(err, ENOMEM, "out of memory");
@@ -236,6 +317,7 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 			.attn_norm = vec(&y->attn_norm), .ffn_norm = vec(&y->ffn_norm),
 			.q_norm = vec(&y->q_norm), .k_norm = vec(&y->k_norm),
 			.bq = vec(&y->bq), .bk = vec(&y->bk), .bv = vec(&y->bv),
+			.streamed = i >= p->gpu_layers - p->gpu_streamed,
 		};
 	}
 	out = pcu_mat(&m->output);
@@ -248,6 +330,7 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 		.output = p->gpu_output ? &out : NULL,
 		.output_norm = p->gpu_output ? m->output_norm.data : NULL,
 		.host_base = pinfer_region_ptr(m->region), .host_bytes = p->region,
+		.ring = p->gpu_ring,
 	};
 	ret = g->api->model_create(&g->pm, &d, msg, sizeof(msg));
 	free(ls);
@@ -310,10 +393,14 @@ int llm_gpu_logits(struct llm_session *s, const float *x, size_t k, float *logit
 		   struct pinfer_err *err)
 {
 	const struct llm_gpu *g = s->m->gpu;
+	size_t E = s->m->cfg.n_embd, V = s->m->cfg.n_vocab, i, nb;
 	char msg[256];
 
-	if (g->api->logits(s->gpu, x, (uint32_t)k, logits, s->exact ? PCU_EXACT : 0, msg,
-			   sizeof(msg)))
-		return pinfer_fail(err, EIO, "GPU output layer: %s", msg);
+	for (i = 0; i < k; i += nb) {
+		nb = k - i < PCU_LOGIT_ROWS ? k - i : PCU_LOGIT_ROWS;
+		if (g->api->logits(s->gpu, x + i * E, (uint32_t)nb, logits + i * V,
+				   s->exact ? PCU_EXACT : 0, msg, sizeof(msg)))
+			return pinfer_fail(err, EIO, "GPU output layer: %s", msg);
+	}
 	return 0;
 }

@@ -19,11 +19,14 @@ struct llm_session;
 struct pcu_device;
 
 /*
- * The GPU part of @p for @ngl layers of @m (p->n_ctx set): gpu_layers,
- * gpu_output, the device bytes; an error naming the tensor when a type
- * has no GPU kernel, or when the model's layout cannot go there yet.
+ * The GPU part of @p for @ngl layers of @m (p->n_ctx set) within @gpu_mem
+ * bytes of device memory (0: no limit known; loading uses the device's
+ * free memory, or less): gpu_layers, gpu_output, how many stream, the
+ * device bytes; an error naming the tensor when a type has no GPU kernel,
+ * when the model's layout cannot go there yet, or when not even the ring
+ * fits.
  */
-int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl,
+int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl, uint64_t gpu_mem,
 		 struct pinfer_err *err);
 
 /*

@@ -107,11 +107,17 @@ struct llm_plan {
 	/*
 	 * GPU layers (-ngl, engine/model/gpu.h): the last gpu_layers layers,
 	 * and the output layer when gpu_output, run on the GPU; their weights
-	 * take gpu_weights bytes of its memory, a session gpu_session more.
+	 * take gpu_weights bytes of its memory (within gpu_mem, when known), a
+	 * session gpu_session more. When they do not fit, the last
+	 * gpu_streamed of them stay in host memory and are copied through a
+	 * ring of gpu_ring slots of gpu_slot bytes on the device each time
+	 * they run (gpu_stream_bytes per call).
 	 */
 	uint32_t gpu_layers;
 	bool gpu_output;
-	uint64_t gpu_weights, gpu_session;
+	uint64_t gpu_weights, gpu_session, gpu_mem;
+	uint32_t gpu_streamed, gpu_ring;
+	uint64_t gpu_slot, gpu_stream_bytes;
 };
 
 struct llm_experts;
@@ -157,6 +163,7 @@ struct llm_load_opts {
 				   pool's, or else 1 */
 	uint32_t gpu_layers;	/* run the last this many layers (and the output
 				   layer) on the GPU: -ngl; 0: none */
+	uint64_t gpu_mem;	/* GPU memory to use at most (--gpu-mem); 0: what is free */
 };
 
 /* Load @path; on error a message naming the file and the problem. */

@@ -11,6 +11,10 @@ checks are tests/gpu/run.sh):
   bytes equal to the sum over the file's tensors (read with the gguf
   package), the KV cache's bytes as the formula says, N past the model's
   layers meaning all of them;
+- `--gpu-mem`: what stays resident, whether the output layer goes, which
+  layers stream through the ring and the total, as cuda.md's policy says
+  (computed here from the file's tensors), from all resident down to a
+  limit that holds not even the ring (exit 1);
 - failures: no GPU (exit 1, the reason), no backend or a library that is
   not one, a mixture-of-experts model, layers that would stream, a tensor
   type without a GPU kernel, bad numbers (exit 2); nothing crashes;
@@ -153,10 +157,101 @@ def test_plan(have_gpu):
         wide = max(n_embd, n_head * hd, n_ff)
         sess = (4 * want * 1024 * kvd + B * 4 * (2 * n_embd + wide + 2 * n_head * hd + 2 * kvd
                                                  + 2 * n_ff + hd) + B * wide + B * wide // 32 * 8
-                + B * 4 * vocab)
+                + 32 * 4 * vocab)
         ok(abs(float(kv.group(1)) - sess / MIB) < 0.051,
            f"-ngl {ngl}: KV cache (fp16, 1024 positions) and buffers {kv.group(1)} MiB")
         ok(have_gpu or "no GPU here" in p.stdout, "--plan says there is no GPU here, and why")
+
+
+def model_shapes():
+    r = gguf.GGUFReader(MODEL)
+    fields = {f.name: f for f in r.fields.values()}
+    cfg = {k: int(fields[f"llama.{k}"].parts[-1][0]) for k in
+           ("block_count", "embedding_length", "attention.head_count",
+            "attention.head_count_kv", "feed_forward_length")}
+    return r, cfg
+
+
+def align(x):
+    return (x + 255) // 256 * 256
+
+
+def test_gpu_mem():
+    """cuda.md's placement policy under a GPU memory limit, computed here."""
+    r, cfg = model_shapes()
+    n_layer, E = cfg["block_count"], cfg["embedding_length"]
+    n_head, n_kv, F = cfg["attention.head_count"], cfg["attention.head_count_kv"], cfg["feed_forward_length"]
+    hd, ctx, B = E // n_head, 1024, 256
+    tensors = {t.name: t for t in r.tensors}
+    out_t = tensors.get("output.weight", tensors["token_embd.weight"])
+    vocab = int(out_t.shape[1])
+    mats, vecs, slots, stages = [0] * n_layer, [0] * n_layer, [0] * n_layer, [0] * n_layer
+    for t in r.tensors:
+        m = re.match(r"blk\.(\d+)\.", t.name)
+        if not m:
+            continue
+        l = int(m.group(1))
+        cols, rows = int(t.shape[0]), int(t.shape[1]) if len(t.shape) > 1 else 1
+        b = dev_bytes(t.tensor_type.name, rows, cols)
+        if rows == 1:
+            vecs[l] += b
+        else:
+            mats[l] += b
+            slots[l] += align(b)
+            if t.tensor_type.name in LAYOUT:
+                stages[l] = max(stages[l], int(t.n_bytes))
+    out = dev_bytes(out_t.tensor_type.name, vocab, E) + 4 * E
+    wide = max(E, n_head * hd, F)
+
+    def sess(output):
+        return (4 * n_layer * ctx * n_kv * hd + B * 4 * (2 * E + wide + 2 * n_head * hd + 2 * n_kv * hd
+                                                          + 2 * F + hd)
+                + B * wide + B * wide // 32 * 8 + (32 * 4 * vocab if output else 0))
+
+    ring = 2 * max(slots) + max(stages)
+    lay, vec = sum(mats), sum(vecs)
+
+    def want(limit):
+        """(output layer, layers streamed, total bytes), or None for refused."""
+        if lay + vec + out + sess(True) <= limit:
+            return True, 0, lay + vec + out + sess(True)
+        if lay + vec + sess(False) <= limit:
+            return False, 0, lay + vec + sess(False)
+        output, fixed = False, vec + sess(False) + ring
+        if fixed > limit:
+            return None
+        k = 0
+        while k < n_layer and fixed + sum(mats[:k + 1]) <= limit:
+            k += 1
+        return output, n_layer - k, fixed + sum(mats[:k])
+
+    full = lay + vec + out + sess(True)
+    limits = [full + 100, full - 1, lay + vec + sess(False), lay + vec + sess(False) - 1,
+              vec + out + sess(True) + ring + 3 * max(mats), vec + sess(False) + ring + max(mats),
+              vec + sess(False) + ring, vec + sess(False) + ring - 1]
+    seen = set()
+    for limit in limits:
+        w = want(limit)
+        p = run("run", "-m", MODEL, "--plan", "-ngl", str(n_layer), "-c", str(ctx),
+                "--gpu-mem", str(limit))
+        if w is None:
+            ok(p.returncode == 1 and "hold not even" in p.stderr,
+               f"--gpu-mem {limit}: below the ring and buffers: exit 1, says what it needs", p.stderr)
+            seen.add("refused")
+            continue
+        gl, _ = plan_lines(p.stdout)
+        st = re.search(r"GPU streamed\s+[\d.]+ MiB per call: layers (\d+)-(\d+) copied", p.stdout)
+        tot = re.search(r"GPU total\s+([\d.]+) MiB", p.stdout)
+        got = (bool(gl and gl.group(4)), int(st.group(2)) - int(st.group(1)) + 1 if st else 0,
+               float(tot.group(1)) if tot else -1)
+        ok(p.returncode == 0 and got[:2] == w[:2] and abs(got[2] - w[2] / MIB) < 0.051,
+           f"--gpu-mem {limit}: output layer {'on the GPU' if w[0] else 'on the CPU'}, "
+           f"{w[1]} layers streamed, {w[2] / MIB:.1f} MiB in all", p.stdout + p.stderr)
+        seen.add(("out" if w[0] else "no-out") + ("+stream" if w[1] else ""))
+    ok({"out", "no-out", "no-out+stream", "refused"} <= seen,
+       "the limits covered every case of the policy", seen)
+    p = run("run", "-m", MODEL, "--plan", "-ngl", "4", "--gpu-mem", "lots")
+    ok(p.returncode == 2 and "--gpu-mem" in p.stderr, "--gpu-mem not a size: exit 2", p.stderr)
 
 
 def test_errors(have_gpu):
@@ -214,6 +309,7 @@ def main():
         skip_all("no default model (make model)")
     have_gpu = test_library()
     test_plan(bool(have_gpu))
+    test_gpu_mem()
     test_errors(bool(have_gpu))
     test_ngl0()
     shutil.rmtree(TMP, ignore_errors=True)

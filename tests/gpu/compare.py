@@ -15,19 +15,26 @@ beforehand from the CPU's own figures on the same file and ids:
 - a batch fed at once gives the logits of one by one bit for bit (every
   kernel sums in the same order whatever the batch);
 - greedy generation equal to the CPU's, or apart only where the CPU's two
-  best tokens are within 1% of the logit range (a near tie).
+  best tokens are within 1% of the logit range (a near tie);
+- with PINFER: under a GPU memory limit (the largest for which `pinfer run
+  --plan` streams at least two layers), the logits of one by one and of a
+  batch are the resident run's bit for bit (the same packed bytes, the
+  same kernels).
 
-Usage: compare.py PRINT_LOGITS MODEL N_LAYER; exit 1 if any check fails.
+Usage: compare.py PRINT_LOGITS MODEL N_LAYER [PINFER]; exit 1 if any check
+fails.
 Prints one line per check. PINFER_GPU_DRY=1: every run on the CPU (to try
 the script itself on a machine without a GPU; its verdicts mean nothing).
 """
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 
 HELPER, MODEL, N_LAYER = sys.argv[1], sys.argv[2], int(sys.argv[3])
+CTX = 256       # the streaming check's context: a small KV cache, so that layers dominate
 failed = 0
 
 
@@ -37,10 +44,11 @@ def check(cond, what):
     failed += not cond
 
 
-def logits(ids, ngl=0, exact=False, mode=None, greedy=0):
+def logits(ids, ngl=0, exact=False, mode=None, greedy=0, gpu_mem=0, ctx=0):
     if os.environ.get("PINFER_GPU_DRY"):   # the script's plumbing, on the CPU alone
         ngl = 0
     env = dict(os.environ, PINFER_NGL=str(ngl), PINFER_EXACT="1" if exact else "0",
+               PINFER_GPU_MEM=str(gpu_mem), PINFER_CTX=str(ctx),
                PINFER_THREADS=os.environ.get("PINFER_THREADS", "8"))
     args = [HELPER] + (["--greedy", str(greedy)] if greedy else [mode] if mode else [])
     p = subprocess.run(args + [MODEL] + [str(i) for i in ids], capture_output=True, env=env,
@@ -62,6 +70,31 @@ def kld(ref, got):
     lp, lq = lsm(ref), lsm(got)
     per = (np.exp(lp) * (lp - lq)).sum(axis=-1)
     return float(per.mean()), float((ref.argmax(-1) == got.argmax(-1)).mean())
+
+
+def streamed(pinfer, limit):
+    """Layers the plan streams at --gpu-mem @limit bytes, or None when it refuses."""
+    p = subprocess.run([pinfer, "run", "-m", MODEL, "--plan", "-ngl", str(N_LAYER),
+                        "-c", str(CTX), "--gpu-mem", str(limit)], capture_output=True, text=True)
+    if p.returncode:
+        return None
+    m = re.search(r"GPU streamed .* layers (\d+)-(\d+) copied", p.stdout)
+    return int(m.group(2)) - int(m.group(1)) + 1 if m else 0
+
+
+def streaming_limit(pinfer):
+    """The largest --gpu-mem (bytes) at which the plan streams two or more layers
+    (binary search: fewer bytes never stream fewer layers)."""
+    lo, hi = 1 << 20, 1 << 34
+    while hi - lo > 4096:
+        mid = (lo + hi) // 2
+        n = streamed(pinfer, mid)
+        if n is None or n >= 2:
+            lo = mid
+        else:
+            hi = mid
+    n = streamed(pinfer, lo)
+    return lo if n and n >= 2 else None
 
 
 def main():
@@ -103,6 +136,20 @@ def main():
         gap = (row[cpu[k]] - row[gpu[k]]) / (row.max() - row.min())
         check(gap <= 0.01, f"greedy: apart at token {k} of 24, where the CPU's logits of the two "
               f"choices are {100 * gap:.3f}% of the range apart (a near tie: limit 1%)")
+
+    if len(sys.argv) > 4 and not os.environ.get("PINFER_GPU_DRY"):
+        lim = streaming_limit(sys.argv[4])
+        if not lim:
+            check(False, "no --gpu-mem at which the plan streams two layers")
+        else:
+            r1 = logits(ids, ngl=N_LAYER, ctx=CTX)
+            ra = logits(ids, ngl=N_LAYER, ctx=CTX, mode="--all")
+            s1 = logits(ids, ngl=N_LAYER, ctx=CTX, gpu_mem=lim)
+            sa = logits(ids, ngl=N_LAYER, ctx=CTX, gpu_mem=lim, mode="--all")
+            check(np.array_equal(s1, r1) and np.array_equal(sa, ra),
+                  f"layers streamed through {lim >> 20} MiB of GPU memory: the resident logits "
+                  f"bit for bit, one by one and as a batch (max difference "
+                  f"{max(np.abs(s1 - r1).max(), np.abs(sa - ra).max()):.3g})")
     return 1 if failed else 0
 
 

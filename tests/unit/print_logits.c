@@ -12,7 +12,7 @@
  * Q8_0 KV cache. PINFER_EXPERT_SLOTS=N: a mixture-of-experts model's
  * experts through a cache of N (PINFER_EXPERT_POLICY=lfu: that policy);
  * its counters on stderr. PINFER_NGL=N: the last N layers and the output
- * layer on the GPU.
+ * layer on the GPU; PINFER_GPU_MEM=BYTES: within that much of its memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +51,8 @@ int main(int argc, char **argv)
 		lo.expert_slots = (uint32_t)atoi(getenv("PINFER_EXPERT_SLOTS"));
 	if (getenv("PINFER_NGL"))
 		lo.gpu_layers = (uint32_t)atoi(getenv("PINFER_NGL"));
+	if (getenv("PINFER_GPU_MEM"))
+		lo.gpu_mem = strtoull(getenv("PINFER_GPU_MEM"), NULL, 0);
 	if (getenv("PINFER_EXPERT_POLICY") && !strcmp(getenv("PINFER_EXPERT_POLICY"), "lfu"))
 		lo.expert_policy = LLM_EXPERTS_LFU;
 	if (pinfer_pool_create(&pool, threads, -1, &err) ||
