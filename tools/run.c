@@ -287,6 +287,7 @@ static void print_gpu_plan(const struct llm_plan *p)
 	}
 	printf(" of %.1f MiB free on %s (compute %d.%d)%s\n", dev.free / MIB, dev.name, dev.major,
 	       dev.minor, p->gpu_weights + p->gpu_session > dev.free ? ": does not fit" : "");
+	printf("  GPU prompts     batches of %d tokens or more through %s\n", PCU_GEMM_MIN, dev.gemm);
 }
 
 /* pinfer run --plan: where each part of the model goes, and the floor. */

@@ -16,9 +16,11 @@
  * block per token and head; output projection and residual; SwiGLU.
  * Everything is queued on one stream and the host waits once per call.
  */
+#include <cublas_api.h>
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,9 @@
 
 #include "cuda_api.h"
 #include "blocks.h"
+
+#define CUBLAS_STR_(x) #x
+#define CUBLAS_STR(x) CUBLAS_STR_(x)
 
 #define WARP 32
 #define MM_WARPS 4	/* rows (warps) per block of the matrix-vector kernels */
@@ -81,8 +86,27 @@ struct slot {
 	struct dlayer view;
 };
 
+/*
+ * cuBLAS, opened with dlopen() when the model is made (the backend loads
+ * without it: batches then go through the 8-bit kernels).
+ */
+struct blas {
+	void *lib;
+	cublasHandle_t h;
+	cublasStatus_t (*create)(cublasHandle_t *);
+	cublasStatus_t (*destroy)(cublasHandle_t);
+	cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t);
+	cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+				  int, const void *, const void *, cudaDataType, int, const void *,
+				  cudaDataType, int, const void *, void *, cudaDataType, int,
+				  cublasComputeType_t, cublasGemmAlgo_t);
+};
+
 struct pcu_model {
 	struct pcu_config cfg;
+	struct blas blas;	/* .h NULL: no cuBLAS */
+	__half *wh;		/* a layer matrix dequantized to fp16, for cuBLAS */
+	size_t wh_elems;	/* its room */
 	uint32_t n_layers;
 	struct dlayer *layers;
 	struct pcu_mat *srcs;	/* [n_layers][N_MATS]: the streamed layers' host matrices */
@@ -105,7 +129,9 @@ struct pcu_ctx {
 	int8_t *aq;		/* [max_batch][widest input] */
 	float *ads;		/* [max_batch][widest / 32][2] */
 	size_t widest;
+	__half *xh;		/* [max_batch][widest] a GEMM's inputs in fp16 */
 	bool exact;		/* this call: PCU_EXACT */
+	cublasStatus_t blas_status;	/* the first cuBLAS failure of the call */
 };
 
 /* ---- device kernels ------------------------------------------------------ */
@@ -408,6 +434,41 @@ __global__ void k_attention(const float *q, const __half *kc, const __half *vc, 
 	}
 }
 
+/* Quantized @rows x @cols packed matrix to fp16 rows, a thread per 32 elements. */
+__global__ void k_dequant_f16(uint32_t type, const uint8_t *__restrict__ qs,
+			      const uint8_t *__restrict__ meta, size_t rows, size_t cols,
+			      __half *__restrict__ out)
+{
+	const struct pcu_layout L = pcu_layout(type);
+	size_t u = (size_t)blockIdx.x * blockDim.x + threadIdx.x, per = cols / PCU_QA;
+	size_t r = u / per, c = u % per, subs = L.elems / PCU_QA;
+	size_t blk = r * (cols / L.elems) + c / subs;
+	float y[PCU_QA];
+
+	if (u >= rows * per)
+		return;
+	pcu_dequant_sub(type, qs + blk * L.qb, meta + blk * L.mb, (int)(c % subs), y);
+	for (int i = 0; i < PCU_QA; i++)
+		out[r * cols + c * PCU_QA + i] = __float2half_rn(y[i]);
+}
+
+__global__ void k_to_half(const float *x, __half *y, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < n)
+		y[i] = __float2half_rn(x[i]);
+}
+
+/* out[t][r] += bias[r] for @n tokens of @rows. */
+__global__ void k_bias(float *out, const float *bias, size_t rows, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < rows * n)
+		out[i] += bias[i % rows];
+}
+
 __global__ void k_swiglu(float *g, const float *u, size_t n)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -483,12 +544,47 @@ static void mmvq_nt(const struct dmat *w, const float *x, const int8_t *aq, cons
 /*
  * out[t] = W in[t] (+ bias) for @n tokens whose inputs are @x (floats,
  * [n][cols]) and, for quantized W, c->aq/c->ads (quantized from @x by
- * quantize()). A pass over W for each 8 tokens.
+ * quantize()): a pass over W for each 8 tokens; or, for a batch of
+ * PCU_GEMM_MIN tokens or more, through cuBLAS when it is there.
  */
+/*
+ * out = W x for a batch through cuBLAS: W dequantized into the model's fp16
+ * scratch (F16 weights as they are), x to fp16, fp32 sums. In cuBLAS's
+ * column-major terms, out (rows x n) = W^T' (W's rows are its columns) x.
+ */
+static void matmul_blas(struct pcu_ctx *c, const struct dmat *w, const float *x, const float *bias,
+			uint32_t n, float *out)
+{
+	struct pcu_model *m = c->m;
+	cudaStream_t st = m->stream;
+	size_t rows = w->rows, cols = w->cols;
+	const __half *a = w->type == PCU_F16 ? (const __half *)w->plain : m->wh;
+	const float one = 1.0f, zero = 0.0f;
+	cublasStatus_t s;
+
+	if (w->type != PCU_F16)
+		k_dequant_f16<<<grid(rows * cols / PCU_QA, 256), 256, 0, st>>>(w->type, w->qs, w->meta,
+									     rows, cols, m->wh);
+	k_to_half<<<grid((size_t)n * cols, 256), 256, 0, st>>>(x, c->xh, (size_t)n * cols);
+	s = m->blas.gemm_ex(m->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)n, (int)cols, &one,
+			    a, CUDA_R_16F, (int)cols, c->xh, CUDA_R_16F, (int)cols, &zero, out,
+			    CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+	if (s != CUBLAS_STATUS_SUCCESS && c->blas_status == CUBLAS_STATUS_SUCCESS)
+		c->blas_status = s;
+	if (bias)
+		k_bias<<<grid(rows * n, 256), 256, 0, st>>>(out, bias, rows, n);
+}
+
 static void matmul(struct pcu_ctx *c, const struct dmat *w, const float *x, const float *bias,
 		   uint32_t n, float *out)
 {
 	bool ex = c->exact;
+
+	if (!ex && n >= PCU_GEMM_MIN && c->m->blas.h && w->type != PCU_F32 &&
+	    (w->type == PCU_F16 || w->rows * w->cols <= c->m->wh_elems)) {
+		matmul_blas(c, w, x, bias, n, out);
+		return;
+	}
 	cudaStream_t st = c->m->stream;
 	size_t cols = w->cols;
 	uint32_t t = 0;
@@ -521,8 +617,52 @@ static void quantize(struct pcu_ctx *c, const float *x, uint32_t n, size_t cols)
 	k_quantize<<<grid(blocks * WARP, 256), 256, 0, c->m->stream>>>(x, c->aq, c->ads, blocks);
 }
 
+/* cuBLAS of the major version built against, or why not (in @why). */
+static int blas_open(struct blas *b, char *why, size_t n)
+{
+	static const char *const names[] = {
+		"libcublas.so." CUBLAS_STR(CUBLAS_VER_MAJOR),
+		"/usr/local/cuda/lib64/libcublas.so." CUBLAS_STR(CUBLAS_VER_MAJOR),
+	};
+	const char *env = getenv("PINFER_CUBLAS");
+
+	memset(b, 0, sizeof(*b));
+	if (env && !strcmp(env, "0")) {
+		snprintf(why, n, "the 8-bit kernels (PINFER_CUBLAS=0)");
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !b->lib; i++)
+		b->lib = dlopen(env && *env ? env : names[i], RTLD_NOW | RTLD_LOCAL);
+	if (!b->lib) {
+		snprintf(why, n, "the 8-bit kernels (no cuBLAS: %s)", dlerror());
+		return -1;
+	}
+	*(void **)&b->create = dlsym(b->lib, "cublasCreate_v2");
+	*(void **)&b->destroy = dlsym(b->lib, "cublasDestroy_v2");
+	*(void **)&b->set_stream = dlsym(b->lib, "cublasSetStream_v2");
+	*(void **)&b->gemm_ex = dlsym(b->lib, "cublasGemmEx");
+	if (!b->create || !b->destroy || !b->set_stream || !b->gemm_ex) {
+		snprintf(why, n, "the 8-bit kernels (cuBLAS lacks cublasGemmEx)");
+		dlclose(b->lib);
+		b->lib = NULL;
+		return -1;
+	}
+	snprintf(why, n, "cuBLAS %d (fp16 weights dequantized per batch)", CUBLAS_VER_MAJOR);
+	return 0;
+}
+
+static void blas_close(struct blas *b)
+{
+	if (b->h)
+		b->destroy(b->h);
+	if (b->lib)
+		dlclose(b->lib);
+	memset(b, 0, sizeof(*b));
+}
+
 static int probe(struct pcu_device *dev, char *err, size_t en)
 {
+	struct blas b;
 	struct cudaDeviceProp p;
 	size_t fr = 0, tot = 0;
 	int n = 0, ret = -1;
@@ -552,6 +692,8 @@ static int probe(struct pcu_device *dev, char *err, size_t en)
 	if (p.major < 8)
 		return fail(err, en, "CUDA: %s has compute capability %d.%d; pinfer's kernels are built for 8.0 and up",
 			    p.name, p.major, p.minor);
+	if (!blas_open(&b, dev->gemm, sizeof(dev->gemm)))
+		blas_close(&b);
 	ret = 0;
 out:
 	return ret;
@@ -603,6 +745,8 @@ static void model_free(struct pcu_model *m)
 		cudaStreamDestroy(m->copy);
 	if (m->registered)
 		cudaHostUnregister(m->registered);
+	cudaFree(m->wh);
+	blas_close(&m->blas);
 	free(m);
 }
 
@@ -722,6 +866,7 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	struct pcu_model *m = (struct pcu_model *)calloc(1, sizeof(*m));
 	uint64_t slot_raw = 0, slot_packed = 0;
 	uint8_t *scratch = NULL;
+	char msg[160];
 	uint32_t i;
 	int ret = -1;
 
@@ -799,6 +944,22 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		    upload_vec(&m->output_norm, dsc->output_norm, cf->n_embd, m->stream, err, en))
 			goto out;
 	}
+	for (i = 0; i < dsc->n_layers; i++)
+		for (int j = 0; j < N_MATS; j++) {
+			const struct pcu_mat *s = &(&dsc->layers[i].wq)[j];
+
+			if (pcu_layout(s->type).elems && s->rows * s->cols > m->wh_elems)
+				m->wh_elems = s->rows * s->cols;
+		}
+	if (!blas_open(&m->blas, msg, sizeof(msg))) {
+		if (m->blas.create(&m->blas.h) != CUBLAS_STATUS_SUCCESS ||
+		    m->blas.set_stream(m->blas.h, m->stream) != CUBLAS_STATUS_SUCCESS) {
+			m->blas.h = NULL;	/* without it, as if it were not there */
+			blas_close(&m->blas);
+		} else if (m->wh_elems) {
+			CK(cudaMalloc(&m->wh, m->wh_elems * 2), "cudaMalloc (the fp16 weights for cuBLAS)");
+		}
+	}
 	if (m->n_streamed) {
 		m->ring = dsc->ring < 2 ? 2 : dsc->ring;
 		m->slots = (struct slot *)calloc(m->ring, sizeof(*m->slots));
@@ -837,6 +998,7 @@ static void ctx_free(struct pcu_ctx *c)
 	cudaFree(c->kc); cudaFree(c->vc); cudaFree(c->x); cudaFree(c->xb); cudaFree(c->q);
 	cudaFree(c->k); cudaFree(c->v); cudaFree(c->out); cudaFree(c->hb); cudaFree(c->hb2);
 	cudaFree(c->tmp); cudaFree(c->cs); cudaFree(c->logits); cudaFree(c->aq); cudaFree(c->ads);
+	cudaFree(c->xh);
 	free(c);
 }
 
@@ -871,6 +1033,8 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 	CK(cudaMalloc(&c->cs, B * f->n_rot * 4 + 4), "cudaMalloc");
 	CK(cudaMalloc(&c->aq, B * c->widest), "cudaMalloc");
 	CK(cudaMalloc(&c->ads, B * c->widest / PCU_QA * 8), "cudaMalloc");
+	if (m->blas.h)
+		CK(cudaMalloc(&c->xh, B * c->widest * 2), "cudaMalloc");
 	if (m->has_output)
 		CK(cudaMalloc(&c->logits, PCU_LOGIT_ROWS * (size_t)f->n_vocab * 4),
 		   "cudaMalloc (the logits)");
@@ -929,6 +1093,7 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const 
 		return fail(err, en, "CUDA: %u tokens at position %u: past the batch of %u or the context of %u",
 			    n, pos0, c->max_batch, c->n_ctx);
 	c->exact = flags & PCU_EXACT;
+	c->blas_status = CUBLAS_STATUS_SUCCESS;
 	CK(cudaMemcpyAsync(c->x, x, n * E * 4, cudaMemcpyHostToDevice, st), "copy the activations");
 	CK(cudaMemcpyAsync(c->cs, rope_cs, (size_t)n * f->n_rot * 4, cudaMemcpyHostToDevice, st),
 	   "copy the RoPE angles");
@@ -959,6 +1124,8 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const 
 			}
 	}
 	CK(cudaGetLastError(), "launching a layer's kernels");
+	if (c->blas_status != CUBLAS_STATUS_SUCCESS)
+		return fail(err, en, "cuBLAS: cublasGemmEx failed (status %d)", (int)c->blas_status);
 	CK(cudaMemcpyAsync(x, c->x, n * E * 4, cudaMemcpyDeviceToHost, st), "copy the activations back");
 	CK(cudaStreamSynchronize(st), "running the layers");
 	ret = 0;
@@ -978,11 +1145,14 @@ static int logits(struct pcu_ctx *c, const float *x, uint32_t k, float *lg, uint
 		return fail(err, en, "CUDA: %u rows of logits: no output layer on the GPU, or more than %u",
 			    k, PCU_LOGIT_ROWS);
 	c->exact = flags & PCU_EXACT;
+	c->blas_status = CUBLAS_STATUS_SUCCESS;
 	CK(cudaMemcpyAsync(c->x, x, k * E * 4, cudaMemcpyHostToDevice, st), "copy the activations");
 	k_rmsnorm<<<k, 256, 0, st>>>(c->x, m->output_norm, c->xb, (int)E, m->cfg.rms_eps);
 	quantize(c, c->xb, k, E);
 	matmul(c, &m->output, c->xb, NULL, k, c->logits);
 	CK(cudaGetLastError(), "launching the output layer");
+	if (c->blas_status != CUBLAS_STATUS_SUCCESS)
+		return fail(err, en, "cuBLAS: cublasGemmEx failed (status %d)", (int)c->blas_status);
 	CK(cudaMemcpyAsync(lg, c->logits, k * V * 4, cudaMemcpyDeviceToHost, st), "copy the logits");
 	CK(cudaStreamSynchronize(st), "running the output layer");
 	ret = 0;

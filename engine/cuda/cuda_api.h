@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define PCU_ABI 1
+#define PCU_ABI 2
 
 /* A weight matrix: @rows rows of @cols elements of ggml @type, in host memory. */
 struct pcu_mat {
@@ -64,7 +64,16 @@ struct pcu_device {
 	char name[256];
 	int major, minor;		/* compute capability */
 	uint64_t total, free;		/* bytes of device memory */
+	char gemm[160];			/* what batches of PCU_GEMM_MIN tokens or more go
+					   through: "cuBLAS ...", or why the kernels do */
 };
+
+/*
+ * Batches of at least this many tokens multiply through cuBLAS (fp16
+ * weights dequantized on the fly, fp32 sums) when the library is there;
+ * smaller ones, and every batch without it, through the 8-bit kernels.
+ */
+#define PCU_GEMM_MIN 32
 
 struct pcu_model;
 struct pcu_ctx;

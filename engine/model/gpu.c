@@ -64,7 +64,7 @@ static uint64_t session_bytes(const struct llm_config *c, uint32_t layers, uint3
 	wide = wide > F ? wide : F;
 	return 4 * (uint64_t)layers * n_ctx * kvd +	/* fp16 K and V */
 	       B * 4 * (2 * E + wide + 2 * qd + 2 * kvd + 2 * F + c->n_rot) +
-	       B * wide + B * wide / PCU_QA * 8 +
+	       B * wide + B * wide / PCU_QA * 8 + B * wide * 2 +	/* 8-bit, fp16 inputs */
 	       (output ? PCU_LOGIT_ROWS * 4 * (uint64_t)c->n_vocab : 0);
 }
 
@@ -105,6 +105,29 @@ static void layer_bytes(const struct llm_model *m, uint32_t l, uint64_t *mats, u
 }
 
 /*
+ * The fp16 copy of one quantized matrix that batches multiply through
+ * cuBLAS (the largest of layers @first..), allocated whenever cuBLAS may be
+ * there.
+ */
+static uint64_t gemm_bytes(const struct llm_model *m, uint32_t first)
+{
+	uint64_t most = 0;
+	uint32_t l;
+
+	for (l = first; l < m->cfg.n_layer; l++) {
+		const struct llm_layer *ly = &m->layers[l];
+		const struct llm_tensor *ms[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate,
+						  &ly->w_up, &ly->w_down };
+		size_t i;
+
+		for (i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
+			if (pcu_layout(ms[i]->type).elems && ms[i]->rows * ms[i]->cols * 2 > most)
+				most = ms[i]->rows * ms[i]->cols * 2;
+	}
+	return most;
+}
+
+/*
  * Fit the plan's GPU part into @limit bytes of device memory (0: no
  * limit): everything resident if it fits; else without the output layer
  * if that fits; else (the output layer still on the CPU) the last layers
@@ -121,6 +144,7 @@ static int fit(struct llm_plan *p, const struct llm_model *m, uint64_t limit, st
 	p->gpu_mem = limit;
 	p->gpu_streamed = p->gpu_ring = 0;
 	p->gpu_slot = p->gpu_stream_bytes = ring = 0;
+	vec = gemm_bytes(m, first);	/* counted with the vectors: resident, whatever streams */
 	for (l = first; l < c->n_layer; l++) {
 		layer_bytes(m, l, &mats, &vecs, &slot, &stage);
 		lay += mats;

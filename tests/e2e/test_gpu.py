@@ -3,7 +3,7 @@
 checks are tests/gpu/run.sh):
 
 - the CUDA backend is built whenever nvcc is there (a compile failure fails
-  `make`), exports its table of operations with this ABI, and, loaded with
+  `make`), exports its table of operations with this ABI (2), and, loaded with
   ctypes, sizes each matrix as the device layout of Documentation/cuda.md
   says (computed here from the table, independently of blocks.h), and its
   probe says why there is no GPU instead of failing;
@@ -85,7 +85,7 @@ def test_library():
     fn = lib.pinfer_cuda_api
     fn.restype = ctypes.POINTER(Api)
     api = fn().contents
-    ok(api.abi == 1, f"pinfer_cuda_api(): ABI {api.abi}")
+    ok(api.abi == 2, f"pinfer_cuda_api(): ABI {api.abi}")
     bad = []
     for name, (e, qb, mb) in LAYOUT.items():
         for rows, cols in ((1, e), (576, 1536), (49152, 576 if e == 32 else 512)):
@@ -110,6 +110,16 @@ def test_library():
     ok(r == -1 and msg.value.startswith(b"no NVIDIA GPU"),
        f"probe without a GPU: -1 and why ({msg.value.decode()})")
     return False
+
+
+def gemm_scratch(r, first):
+    """The fp16 copy of the largest quantized matrix of layers first.. (cuBLAS's)."""
+    most = 0
+    for t in r.tensors:
+        m = re.match(r"blk\.(\d+)\.", t.name)
+        if m and int(m.group(1)) >= first and t.tensor_type.name in LAYOUT and len(t.shape) > 1:
+            most = max(most, int(t.shape[0]) * int(t.shape[1]) * 2)
+    return most
 
 
 def plan_lines(out):
@@ -146,18 +156,19 @@ def test_plan(have_gpu):
             cols, rows = int(t.shape[0]), int(t.shape[1]) if len(t.shape) > 1 else 1
             total += dev_bytes(t.tensor_type.name, rows, cols)
         total += dev_bytes(out_t.tensor_type.name, vocab, n_embd) + 4 * n_embd
+        total += gemm_scratch(r, first)
         ok((int(gl.group(2)), int(gl.group(3)), int(gl.group(5))) == (first, n_layer - 1, want)
            and gl.group(4), f"-ngl {ngl}: layers {first}-{n_layer - 1} and the output layer",
            gl.group(0))
         ok(abs(float(gl.group(1)) - total / MIB) < 0.051,
            f"-ngl {ngl}: {gl.group(1)} MiB of weights = the file's tensors in the device layout "
-           f"({total / MIB:.2f} MiB)")
+           f"and cuBLAS's fp16 matrix ({total / MIB:.2f} MiB)")
         kvd = n_kv * hd
         B = 256
         wide = max(n_embd, n_head * hd, n_ff)
         sess = (4 * want * 1024 * kvd + B * 4 * (2 * n_embd + wide + 2 * n_head * hd + 2 * kvd
                                                  + 2 * n_ff + hd) + B * wide + B * wide // 32 * 8
-                + 32 * 4 * vocab)
+                + B * wide * 2 + 32 * 4 * vocab)
         ok(abs(float(kv.group(1)) - sess / MIB) < 0.051,
            f"-ngl {ngl}: KV cache (fp16, 1024 positions) and buffers {kv.group(1)} MiB")
         ok(have_gpu or "no GPU here" in p.stdout, "--plan says there is no GPU here, and why")
@@ -206,10 +217,10 @@ def test_gpu_mem():
     def sess(output):
         return (4 * n_layer * ctx * n_kv * hd + B * 4 * (2 * E + wide + 2 * n_head * hd + 2 * n_kv * hd
                                                           + 2 * F + hd)
-                + B * wide + B * wide // 32 * 8 + (32 * 4 * vocab if output else 0))
+                + B * wide + B * wide // 32 * 8 + B * wide * 2 + (32 * 4 * vocab if output else 0))
 
     ring = 2 * max(slots) + max(stages)
-    lay, vec = sum(mats), sum(vecs)
+    lay, vec = sum(mats), sum(vecs) + gemm_scratch(r, 0)
 
     def want(limit):
         """(output layer, layers streamed, total bytes), or None for refused."""
