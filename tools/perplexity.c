@@ -55,6 +55,8 @@ static const char perplexity_help[] =
 	"      --exact           the reference mode: weights dequantized, activations\n"
 	"                        in float, sums in double (slow): the model's own\n"
 	"                        perplexity, without the 8-bit activations' error\n"
+	"  -ngl, --gpu-layers N  the last N layers and the output layer on the GPU\n"
+	"                        (Documentation/cuda.md)\n"
 	"  -q, --quiet           no running estimate, only the results\n";
 
 static const char base_magic[8] = { 'P', 'I', 'N', 'F', 'K', 'L', 'D', '1' };
@@ -170,7 +172,7 @@ static int read_text(const char *path, char **out, size_t *len)
 
 struct opts {
 	const char *model, *text, *save, *base;
-	long long ctx, chunks, threads;
+	long long ctx, chunks, threads, gpu_layers;
 	enum pinfer_provider provider;
 	bool quiet, exact;
 };
@@ -188,6 +190,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "provider", required_argument, NULL, 'P' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "exact", no_argument, NULL, 'x' },
+		{ "gpu-layers", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -207,6 +210,10 @@ static int parse(int argc, char **argv, struct opts *o)
 			break;
 		case 't':
 			if (cli_int("-t", optarg, 0, 1024, &o->threads))
+				return EXIT_USAGE;
+			break;
+		case 'G':
+			if (cli_int("--gpu-layers", optarg, 0, 100000, &o->gpu_layers))
 				return EXIT_USAGE;
 			break;
 		case 'S': o->save = optarg; break;
@@ -315,6 +322,7 @@ int cmd_perplexity(int argc, char **argv)
 	threads = cli_threads((int)o.threads, lo.node);
 	lo.threads = (uint32_t)threads;
 	lo.n_ctx = (uint32_t)o.ctx;
+	lo.gpu_layers = (uint32_t)o.gpu_layers;
 	if (pinfer_pool_create(&pool, threads, lo.node, &err)) {
 		cli_error("%s", err.msg);
 		goto out;

@@ -324,7 +324,7 @@ __global__ void k_qkv_rope(float *q, const float *k, const float *v, const float
 {
 	__shared__ float buf[MAX_HEAD];
 	uint32_t t = blockIdx.x, h = blockIdx.y, d = threadIdx.x, hd = c.head_dim;
-	uint32_t kvd = c.n_head_kv * hd, half = c.n_rot / 2, nq = c.n_head;
+	uint32_t kvd = c.n_head_kv * hd, pairs = c.n_rot / 2, nq = c.n_head;
 	size_t at = (size_t)(pos0 + t) * kvd;
 	const float *norm = NULL, *src;
 	float *dst = NULL, val;
@@ -349,8 +349,8 @@ __global__ void k_qkv_rope(float *q, const float *k, const float *v, const float
 	}
 	buf[d] = val;
 	__syncthreads();
-	if (d < half) {		/* thread d rotates pair d */
-		uint32_t a = c.rope_neox ? d : 2 * d, b = c.rope_neox ? d + half : 2 * d + 1;
+	if (d < pairs) {	/* thread d rotates pair d */
+		uint32_t a = c.rope_neox ? d : 2 * d, b = c.rope_neox ? d + pairs : 2 * d + 1;
 		float co = cs[(size_t)t * c.n_rot + 2 * d], sn = cs[(size_t)t * c.n_rot + 2 * d + 1];
 		float x0 = buf[a], x1 = buf[b];
 

@@ -273,6 +273,10 @@ def test_errors(have_gpu):
         p = run("bench", "-m", MODEL, "-p", "8", "-n", "8", "-r", "1", "-ngl", "99")
         ok(p.returncode == 1 and "no NVIDIA GPU" in p.stderr, "bench -ngl 99 without a GPU: exit 1",
            p.stderr)
+        text = os.path.join(os.path.dirname(MODEL), "..", "tests", "reference", "alice-ch1.txt")
+        p = run("perplexity", "-m", MODEL, "-f", text, "-c", "128", "--chunks", "1", "-ngl", "2")
+        ok(p.returncode == 1 and "no NVIDIA GPU" in p.stderr,
+           "perplexity -ngl 2 without a GPU: exit 1", p.stderr)
     p = run("run", "-m", MODEL, "-p", "hi", "-n", "4", "-ngl", "2",
             env={"PINFER_CUDA_LIB": os.path.join(TMP, "none.so")})
     ok(p.returncode == 1 and "no CUDA backend" in p.stderr and "make cuda" in p.stderr,

@@ -24,7 +24,7 @@ beforehand from the CPU's own figures on the same file and ids:
   same kernels).
 
 Usage: compare.py PRINT_LOGITS MODEL N_LAYER [PINFER]; exit 1 if any check
-fails.
+fails. compare.py --limit MODEL N_LAYER PINFER: print that GPU memory limit.
 Prints one line per check. PINFER_GPU_DRY=1: every run on the CPU (to try
 the script itself on a machine without a GPU; its verdicts mean nothing).
 """
@@ -161,4 +161,7 @@ def main():
 
 
 if __name__ == "__main__":
+    if HELPER == "--limit":
+        print(streaming_limit(sys.argv[4]) or "")
+        sys.exit(0)
     sys.exit(main())

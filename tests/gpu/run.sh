@@ -75,6 +75,26 @@ for f in q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k f16 qwen3 qwen2; do
 	$PY tests/gpu/compare.py "$W/bin/print_logits" "$W/$f.gguf" 6 "$P" || failed=1
 done
 
+echo "== compute-sanitizer memcheck: one by one, a batch of 40 (cuBLAS), layers streamed"
+cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ -z "$cs" ] || [ -n "${PINFER_GPU_DRY:-}" ]; then
+	echo "(no compute-sanitizer here)"
+else
+	ids=$(seq 1 40 | tr '\n' ' ')
+	lim=$($PY tests/gpu/compare.py --limit "$W/q4_k.gguf" 6 "$P")
+	for mode in "" "--all" "stream"; do
+		env=(PINFER_NGL=6 PINFER_CTX=256)
+		[ "$mode" = stream ] && env+=(PINFER_GPU_MEM=${lim:-0}) && mode=--all
+		if env "${env[@]}" "$cs" --error-exitcode 9 --leak-check full --target-processes all \
+			"$W/bin/print_logits" $mode \
+			"$W/q4_k.gguf" $ids >/dev/null 2>"$W/cs.err"; then
+			echo "ok: memcheck ${mode:-one by one}${env[2]:+, streamed}: no errors"
+		else
+			echo "FAIL: memcheck ${mode:-one by one}:"; tail -30 "$W/cs.err"; failed=1
+		fi
+	done
+fi
+
 if [ $bench = 1 ]; then
 	echo "== benchmark: tg128 and pp512, all layers on the GPU, t/s (mean of 3 after a warm-up)"
 	bw=$($PY - <<'PYEOF' 2>/dev/null
