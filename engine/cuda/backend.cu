@@ -36,6 +36,8 @@
 #define MM_WARPS 4	/* rows (warps) per block of the matrix-vector kernels */
 #define MAX_NT 8	/* tokens per pass over a weight row */
 #define ATT_WARPS 4
+#define ATT_CHUNK PCU_ATT_CHUNK
+#define ATT_TOKENS PCU_ATT_TOKENS
 #define MAX_HEAD 256	/* head_dim at most (8 elements per lane) */
 
 static int fail(char *err, size_t n, const char *fmt, ...)
@@ -130,6 +132,7 @@ struct pcu_ctx {
 	float *ads;		/* [max_batch][widest / 32][2] */
 	size_t widest;
 	__half *xh;		/* [max_batch][widest] a GEMM's inputs in fp16 */
+	float *part;		/* [ATT_TOKENS][n_head][chunks][head_dim + 2] attention's parts */
 	bool exact;		/* this call: PCU_EXACT */
 	cublasStatus_t blas_status;	/* the first cuBLAS failure of the call */
 };
@@ -365,28 +368,35 @@ __global__ void k_qkv_rope(float *q, const float *k, const float *v, const float
 }
 
 /*
- * Attention of token t (block x) head h (block y), at position pos0 + t,
- * over the cache's positions 0..pos0 + t: each warp an online softmax
- * over every ATT_WARPS-th position, then the warps' parts merged.
+ * Attention, split over the context: block (t, h, z) takes head h of token
+ * t0 + t (at position pos0 + t0 + t) over the cache's positions
+ * z * ATT_CHUNK.. up to its own (causal), four warps each an online softmax
+ * over every fourth position, merged into the block's running max, sum of
+ * exponentials and unnormalised output, written to @part for
+ * k_attn_merge. A token's chunks depend on its position alone, so its
+ * result does not depend on the batch it came in.
  */
-__global__ void k_attention(const float *q, const __half *kc, const __half *vc, float *out,
-			    struct pcu_config c, uint32_t pos0)
+__global__ void k_attention(const float *q, const __half *kc, const __half *vc, float *part,
+			    struct pcu_config c, uint32_t pos0, uint32_t t0, uint32_t nz)
 {
 	__shared__ float wm[ATT_WARPS], wl[ATT_WARPS], wacc[ATT_WARPS][MAX_HEAD];
-	uint32_t t = blockIdx.x, h = blockIdx.y, hd = c.head_dim, per = hd / WARP;
+	uint32_t t = blockIdx.x, h = blockIdx.y, z = blockIdx.z, hd = c.head_dim, per = hd / WARP;
 	uint32_t kvd = c.n_head_kv * hd, kvh = h / (c.n_head / c.n_head_kv);
 	int lane = threadIdx.x % WARP, w = threadIdx.x / WARP;
-	uint32_t last = pos0 + t, p, i;
-	const float *qh = q + (size_t)t * c.n_head * hd + h * hd;
+	uint32_t last = pos0 + t0 + t, lo = z * ATT_CHUNK, hi = lo + ATT_CHUNK, p, i;
+	const float *qh = q + (size_t)(t0 + t) * c.n_head * hd + h * hd;
 	float qv[MAX_HEAD / WARP], acc[MAX_HEAD / WARP], m = -INFINITY, l = 0;
-	float scale = rsqrtf((float)hd);
+	float scale = rsqrtf((float)hd), *pm = part + (((size_t)t * c.n_head + h) * nz + z) * (hd + 2);
 
+	if (lo > last)
+		return;		/* past this token's position: not one of its chunks */
+	hi = hi < last + 1 ? hi : last + 1;
 #pragma unroll
 	for (i = 0; i < MAX_HEAD / WARP; i++) {	/* fixed bounds: the arrays stay in registers */
 		qv[i] = i < per ? qh[lane + WARP * i] : 0.0f;
 		acc[i] = 0;
 	}
-	for (p = w; p <= last; p += ATT_WARPS) {
+	for (p = lo + w; p < hi; p += ATT_WARPS) {
 		const __half *kr = kc + (size_t)p * kvd + kvh * hd, *vr = vc + (size_t)p * kvd + kvh * hd;
 		float s = 0, mn, corr, e;
 
@@ -419,7 +429,8 @@ __global__ void k_attention(const float *q, const __half *kc, const __half *vc, 
 		int j;
 
 		for (j = 0; j < ATT_WARPS; j++)
-			M = fmaxf(M, wm[j]);
+			if (wl[j] > 0)
+				M = fmaxf(M, wm[j]);
 		for (j = 0; j < ATT_WARPS; j++)
 			if (wl[j] > 0)
 				L += wl[j] * __expf(wm[j] - M);
@@ -429,9 +440,33 @@ __global__ void k_attention(const float *q, const __half *kc, const __half *vc, 
 			for (j = 0; j < ATT_WARPS; j++)
 				if (wl[j] > 0)
 					o += wacc[j][lane + WARP * i] * __expf(wm[j] - M);
-			out[(size_t)t * c.n_head * hd + h * hd + lane + WARP * i] = o / L;
+			pm[2 + lane + WARP * i] = o;
+		}
+		if (!lane) {
+			pm[0] = M;
+			pm[1] = L;
 		}
 	}
+}
+
+/* Block (t, h), a thread per dimension: token t0 + t's chunks of head h merged into @out. */
+__global__ void k_attn_merge(const float *part, float *out, struct pcu_config c, uint32_t pos0,
+			     uint32_t t0, uint32_t nz)
+{
+	uint32_t t = blockIdx.x, h = blockIdx.y, d = threadIdx.x, hd = c.head_dim, z;
+	uint32_t chunks = (pos0 + t0 + t) / ATT_CHUNK + 1;
+	const float *pm = part + ((size_t)t * c.n_head + h) * nz * (hd + 2);
+	float M = -INFINITY, L = 0, o = 0;
+
+	for (z = 0; z < chunks; z++)
+		M = fmaxf(M, pm[z * (hd + 2)]);
+	for (z = 0; z < chunks; z++) {
+		float e = __expf(pm[z * (hd + 2)] - M);
+
+		L += pm[z * (hd + 2) + 1] * e;
+		o += pm[z * (hd + 2) + 2 + d] * e;
+	}
+	out[(size_t)(t0 + t) * c.n_head * hd + h * hd + d] = o / L;
 }
 
 /* Quantized @rows x @cols packed matrix to fp16 rows, a thread per 32 elements. */
@@ -542,12 +577,6 @@ static void mmvq_nt(const struct dmat *w, const float *x, const int8_t *aq, cons
 }
 
 /*
- * out[t] = W in[t] (+ bias) for @n tokens whose inputs are @x (floats,
- * [n][cols]) and, for quantized W, c->aq/c->ads (quantized from @x by
- * quantize()): a pass over W for each 8 tokens; or, for a batch of
- * PCU_GEMM_MIN tokens or more, through cuBLAS when it is there.
- */
-/*
  * out = W x for a batch through cuBLAS: W dequantized into the model's fp16
  * scratch (F16 weights as they are), x to fp16, fp32 sums. In cuBLAS's
  * column-major terms, out (rows x n) = W^T' (W's rows are its columns) x.
@@ -575,19 +604,25 @@ static void matmul_blas(struct pcu_ctx *c, const struct dmat *w, const float *x,
 		k_bias<<<grid(rows * n, 256), 256, 0, st>>>(out, bias, rows, n);
 }
 
+/*
+ * out[t] = W in[t] (+ bias) for @n tokens whose inputs are @x (floats,
+ * [n][cols]) and, for quantized W, c->aq/c->ads (quantized from @x by
+ * quantize()): a pass over W for each 8 tokens; or, for a batch of
+ * PCU_GEMM_MIN tokens or more, through cuBLAS when it is there.
+ */
 static void matmul(struct pcu_ctx *c, const struct dmat *w, const float *x, const float *bias,
 		   uint32_t n, float *out)
 {
+	cudaStream_t st = c->m->stream;
 	bool ex = c->exact;
+	size_t cols = w->cols;
+	uint32_t t = 0;
 
 	if (!ex && n >= PCU_GEMM_MIN && c->m->blas.h && w->type != PCU_F32 &&
 	    (w->type == PCU_F16 || w->rows * w->cols <= c->m->wh_elems)) {
 		matmul_blas(c, w, x, bias, n, out);
 		return;
 	}
-	cudaStream_t st = c->m->stream;
-	size_t cols = w->cols;
-	uint32_t t = 0;
 
 	while (t < n) {
 		uint32_t nt = n - t >= 8 ? 8 : n - t >= 4 ? 4 : n - t >= 2 ? 2 : 1;
@@ -998,7 +1033,7 @@ static void ctx_free(struct pcu_ctx *c)
 	cudaFree(c->kc); cudaFree(c->vc); cudaFree(c->x); cudaFree(c->xb); cudaFree(c->q);
 	cudaFree(c->k); cudaFree(c->v); cudaFree(c->out); cudaFree(c->hb); cudaFree(c->hb2);
 	cudaFree(c->tmp); cudaFree(c->cs); cudaFree(c->logits); cudaFree(c->aq); cudaFree(c->ads);
-	cudaFree(c->xh);
+	cudaFree(c->xh); cudaFree(c->part);
 	free(c);
 }
 
@@ -1035,6 +1070,8 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 	CK(cudaMalloc(&c->ads, B * c->widest / PCU_QA * 8), "cudaMalloc");
 	if (m->blas.h)
 		CK(cudaMalloc(&c->xh, B * c->widest * 2), "cudaMalloc");
+	CK(cudaMalloc(&c->part, (size_t)ATT_TOKENS * f->n_head * (n_ctx / ATT_CHUNK + 1) *
+			  (f->head_dim + 2) * 4), "cudaMalloc (attention's parts)");
 	if (m->has_output)
 		CK(cudaMalloc(&c->logits, PCU_LOGIT_ROWS * (size_t)f->n_vocab * 4),
 		   "cudaMalloc (the logits)");
@@ -1064,8 +1101,15 @@ static void layer(struct pcu_ctx *c, const struct dlayer *d, uint32_t li, uint32
 	k_qkv_rope<<<dim3(n, f->n_head + 2 * f->n_head_kv), f->head_dim, 0, st>>>(
 		c->q, c->k, c->v, c->cs, d->q_norm, d->k_norm, c->kc + at, c->vc + at, *f, pos0,
 		f->rms_eps);
-	k_attention<<<dim3(n, f->n_head), ATT_WARPS * WARP, 0, st>>>(c->q, c->kc + at, c->vc + at,
-								     c->out, *f, pos0);
+	for (uint32_t t0 = 0; t0 < n; t0 += ATT_TOKENS) {
+		uint32_t nt = n - t0 < ATT_TOKENS ? n - t0 : ATT_TOKENS;
+		uint32_t nz = (pos0 + t0 + nt - 1) / ATT_CHUNK + 1;	/* the last token's chunks */
+
+		k_attention<<<dim3(nt, f->n_head, nz), ATT_WARPS * WARP, 0, st>>>(
+			c->q, c->kc + at, c->vc + at, c->part, *f, pos0, t0, nz);
+		k_attn_merge<<<dim3(nt, f->n_head), f->head_dim, 0, st>>>(c->part, c->out, *f, pos0,
+									  t0, nz);
+	}
 	quantize(c, c->out, n, qd);
 	matmul(c, &d->wo, c->out, NULL, n, c->tmp);
 	k_add<<<grid(n * E, 256), 256, 0, st>>>(c->x, c->tmp, n * E);

@@ -75,6 +75,15 @@ struct pcu_device {
  */
 #define PCU_GEMM_MIN 32
 
+/*
+ * Attention is split over the context in chunks of PCU_ATT_CHUNK positions
+ * (a block each), PCU_ATT_TOKENS tokens per launch; their parts are merged
+ * by a second kernel, from a scratch buffer of PCU_ATT_TOKENS * n_head *
+ * (n_ctx / PCU_ATT_CHUNK + 1) * (head_dim + 2) floats.
+ */
+#define PCU_ATT_CHUNK 128
+#define PCU_ATT_TOKENS 32
+
 struct pcu_model;
 struct pcu_ctx;
 

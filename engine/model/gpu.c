@@ -65,6 +65,8 @@ static uint64_t session_bytes(const struct llm_config *c, uint32_t layers, uint3
 	return 4 * (uint64_t)layers * n_ctx * kvd +	/* fp16 K and V */
 	       B * 4 * (2 * E + wide + 2 * qd + 2 * kvd + 2 * F + c->n_rot) +
 	       B * wide + B * wide / PCU_QA * 8 + B * wide * 2 +	/* 8-bit, fp16 inputs */
+	       4 * (uint64_t)PCU_ATT_TOKENS * c->n_head * (n_ctx / PCU_ATT_CHUNK + 1) *
+		       (c->head_dim + 2) +	/* attention's parts */
 	       (output ? PCU_LOGIT_ROWS * 4 * (uint64_t)c->n_vocab : 0);
 }
 

@@ -168,7 +168,7 @@ def test_plan(have_gpu):
         wide = max(n_embd, n_head * hd, n_ff)
         sess = (4 * want * 1024 * kvd + B * 4 * (2 * n_embd + wide + 2 * n_head * hd + 2 * kvd
                                                  + 2 * n_ff + hd) + B * wide + B * wide // 32 * 8
-                + B * wide * 2 + 32 * 4 * vocab)
+                + B * wide * 2 + 4 * 32 * n_head * (1024 // 128 + 1) * (hd + 2) + 32 * 4 * vocab)
         ok(abs(float(kv.group(1)) - sess / MIB) < 0.051,
            f"-ngl {ngl}: KV cache (fp16, 1024 positions) and buffers {kv.group(1)} MiB")
         ok(have_gpu or "no GPU here" in p.stdout, "--plan says there is no GPU here, and why")
@@ -217,7 +217,8 @@ def test_gpu_mem():
     def sess(output):
         return (4 * n_layer * ctx * n_kv * hd + B * 4 * (2 * E + wide + 2 * n_head * hd + 2 * n_kv * hd
                                                           + 2 * F + hd)
-                + B * wide + B * wide // 32 * 8 + B * wide * 2 + (32 * 4 * vocab if output else 0))
+                + B * wide + B * wide // 32 * 8 + B * wide * 2
+                + 4 * 32 * n_head * (ctx // 128 + 1) * (hd + 2) + (32 * 4 * vocab if output else 0))
 
     ring = 2 * max(slots) + max(stages)
     lay, vec = sum(mats), sum(vecs) + gemm_scratch(r, 0)

@@ -12,10 +12,12 @@ beforehand from the CPU's own figures on the same file and ids:
   and top-1 agreement at most 3 points below the CPU's (the GPU quantizes
   activations per 32 as the CPU's Q8_0 does; K-quants' Q8_K per 256 is
   coarser);
+- 300 positions, so that attention splits the context into 3 chunks;
 - a batch under 32 tokens fed at once gives the logits of one by one bit
-  for bit (every kernel sums in the same order whatever the batch); a
-  batch of 48 (through cuBLAS, when it is there: fp16 weights and inputs)
-  within the 8-bit path's limits above;
+  for bit (every kernel sums in the same order whatever the batch), and so
+  does a batch of 300 with cuBLAS off (PINFER_CUBLAS=0); a batch of 300
+  through cuBLAS (fp16 weights and inputs), when it is there, within the
+  8-bit path's limits above;
 - greedy generation equal to the CPU's, or apart only where the CPU's two
   best tokens are within 1% of the logit range (a near tie);
 - with PINFER: under a GPU memory limit (the largest for which `pinfer run
@@ -46,11 +48,12 @@ def check(cond, what):
     failed += not cond
 
 
-def logits(ids, ngl=0, exact=False, mode=None, greedy=0, gpu_mem=0, ctx=0):
+def logits(ids, ngl=0, exact=False, mode=None, greedy=0, gpu_mem=0, ctx=0, cublas=True):
     if os.environ.get("PINFER_GPU_DRY"):   # the script's plumbing, on the CPU alone
         ngl = 0
     env = dict(os.environ, PINFER_NGL=str(ngl), PINFER_EXACT="1" if exact else "0",
                PINFER_GPU_MEM=str(gpu_mem), PINFER_CTX=str(ctx),
+               PINFER_CUBLAS=os.environ.get("PINFER_CUBLAS", "") if cublas else "0",
                PINFER_THREADS=os.environ.get("PINFER_THREADS", "8"))
     args = [HELPER] + (["--greedy", str(greedy)] if greedy else [mode] if mode else [])
     p = subprocess.run(args + [MODEL] + [str(i) for i in ids], capture_output=True, env=env,
@@ -103,7 +106,7 @@ def main():
     rng = np.random.default_rng(7)
     ref0 = logits([1])
     vocab = ref0.shape[1]
-    ids = [int(i) for i in rng.integers(0, vocab, 48)]
+    ids = [int(i) for i in rng.integers(0, vocab, 300)]   # attention over 3 chunks of 128
     half = max(1, N_LAYER // 2)
 
     ref = logits(ids, exact=True)
@@ -131,6 +134,10 @@ def main():
     check(kl_b <= 1.5 * kl_c + 1e-5 and top_b >= top_c - 0.03,
           f"a batch of {len(ids)} (cuBLAS where there is one): mean KL {kl_b:.6f} (limit "
           f"{1.5 * kl_c + 1e-5:.6f}), top-1 {100 * top_b:.1f}% (CPU {100 * top_c:.1f}%)")
+    gk = logits(ids, ngl=N_LAYER, mode="--all", cublas=False)
+    check(np.array_equal(g1, gk), f"a batch of {len(ids)} without cuBLAS: the logits of one by "
+          f"one bit for bit, attention's chunks included (max difference "
+          f"{np.abs(g1 - gk).max():.3g})")
 
     prompt = ids[:8]
     cpu = logits(prompt, greedy=24)
