@@ -216,6 +216,19 @@ __global__ void k_pack(uint32_t type, const uint8_t *raw, uint8_t *qs, uint8_t *
 		pcu_pack_block(type, raw + b * l.raw, qs + b * l.qb, meta + b * l.mb);
 }
 
+/* Row @r's NT sums, each spread over the warp's lanes, (+ bias) into out[t][r]. */
+template <int NT>
+__device__ __forceinline__ void store_rows(const float *sum, int lane, int r, const float *bias,
+					   float *out, size_t ostride)
+{
+	for (int t = 0; t < NT; t++) {
+		float s = warp_sum(sum[t]);
+
+		if (!lane)
+			out[t * ostride + r] = s + (bias ? bias[r] : 0.0f);
+	}
+}
+
 /*
  * out[t][r] = W[r] . a[t] (+ bias[r]) for NT tokens: one warp per row,
  * each lane a 32-element sub-block at a time (the weights' words loaded
@@ -245,12 +258,7 @@ __global__ void k_mmvq(const uint8_t *__restrict__ qs, const uint8_t *__restrict
 					      aq + t * astride + (size_t)u * PCU_QA,
 					      ads + 2 * (t * astride / PCU_QA + u));
 	}
-	for (int t = 0; t < NT; t++) {
-		float s = warp_sum(sum[t]);
-
-		if (!lane)
-			out[t * ostride + r] = s + (bias ? bias[r] : 0.0f);
-	}
+	store_rows<NT>(sum, lane, r, bias, out, ostride);
 }
 
 /* The reference mode's k_mmvq: dequantized weights times the float activations @x. */
@@ -279,12 +287,7 @@ __global__ void k_mmv_exact(const uint8_t *__restrict__ qs, const uint8_t *__res
 				sum[t] += y[i] * xt[i];
 		}
 	}
-	for (int t = 0; t < NT; t++) {
-		float s = warp_sum(sum[t]);
-
-		if (!lane)
-			out[t * ostride + r] = s + (bias ? bias[r] : 0.0f);
-	}
+	store_rows<NT>(sum, lane, r, bias, out, ostride);
 }
 
 /* As k_mmvq for F16 or F32 rows, with the float activations @x. */
@@ -307,12 +310,7 @@ __global__ void k_mmvf(const W *__restrict__ w, int rows, int cols, const float 
 		for (int t = 0; t < NT; t++)
 			sum[t] += wi * x[t * xstride + i];
 	}
-	for (int t = 0; t < NT; t++) {
-		float s = warp_sum(sum[t]);
-
-		if (!lane)
-			out[t * ostride + r] = s + (bias ? bias[r] : 0.0f);
-	}
+	store_rows<NT>(sum, lane, r, bias, out, ostride);
 }
 
 /*
@@ -1124,6 +1122,25 @@ static void layer(struct pcu_ctx *c, const struct dlayer *d, uint32_t li, uint32
 	k_add<<<grid(n * E, 256), 256, 0, st>>>(c->x, c->tmp, n * E);
 }
 
+/*
+ * The end of a call whose kernels are queued: any launch's or cuBLAS's
+ * error, else @bytes of the result @dev copied back to @host once they ran.
+ */
+static int finish(struct pcu_ctx *c, void *host, const void *dev, size_t bytes, const char *what,
+		  char *err, size_t en)
+{
+	int ret = -1;
+
+	CK(cudaGetLastError(), what);
+	if (c->blas_status != CUBLAS_STATUS_SUCCESS)
+		return fail(err, en, "cuBLAS: cublasGemmEx failed (status %d)", (int)c->blas_status);
+	CK(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, c->m->stream), "copying back");
+	CK(cudaStreamSynchronize(c->m->stream), what);
+	ret = 0;
+out:
+	return ret;
+}
+
 static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const float *rope_cs,
 		  uint32_t flags, char *err, size_t en)
 {
@@ -1167,12 +1184,7 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const 
 				break;
 			}
 	}
-	CK(cudaGetLastError(), "launching a layer's kernels");
-	if (c->blas_status != CUBLAS_STATUS_SUCCESS)
-		return fail(err, en, "cuBLAS: cublasGemmEx failed (status %d)", (int)c->blas_status);
-	CK(cudaMemcpyAsync(x, c->x, n * E * 4, cudaMemcpyDeviceToHost, st), "copy the activations back");
-	CK(cudaStreamSynchronize(st), "running the layers");
-	ret = 0;
+	return finish(c, x, c->x, n * E * 4, "running the layers", err, en);
 out:
 	return ret;
 }
@@ -1194,12 +1206,7 @@ static int logits(struct pcu_ctx *c, const float *x, uint32_t k, float *lg, uint
 	k_rmsnorm<<<k, 256, 0, st>>>(c->x, m->output_norm, c->xb, (int)E, m->cfg.rms_eps);
 	quantize(c, c->xb, k, E);
 	matmul(c, &m->output, c->xb, NULL, k, c->logits);
-	CK(cudaGetLastError(), "launching the output layer");
-	if (c->blas_status != CUBLAS_STATUS_SUCCESS)
-		return fail(err, en, "cuBLAS: cublasGemmEx failed (status %d)", (int)c->blas_status);
-	CK(cudaMemcpyAsync(lg, c->logits, k * V * 4, cudaMemcpyDeviceToHost, st), "copy the logits");
-	CK(cudaStreamSynchronize(st), "running the output layer");
-	ret = 0;
+	return finish(c, lg, c->logits, k * V * 4, "running the output layer", err, en);
 out:
 	return ret;
 }
