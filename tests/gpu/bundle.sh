@@ -3,8 +3,10 @@
 # Build what tests/gpu/run.sh needs and put it in build/gpu/, to carry to a
 # machine with a GPU that has no build tools or libraries of ours: pinfer,
 # the test helper print_logits, the CUDA backend, the shared libraries they
-# load (all but glibc's) and, if bench/build-llama.sh cuda built it,
-# llama.cpp's CUDA llama-bench. Prints the bundle's size.
+# load (all but glibc's and what a CUDA machine has) and, if
+# bench/build-llama.sh cuda built it, llama.cpp's CUDA llama-bench, stripped
+# and xz-compressed (79 MB as built; the carry limit is 64 MiB). Prints the
+# bundle's size.
 # Usage: tests/gpu/bundle.sh [OUT]   (default build/gpu)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,8 +15,7 @@ make -s all tests cuda >&2
 rm -rf "$out" && mkdir -p "$out/lib"
 cp build/pinfer build/tests/print_logits build/libpinfer-cuda.so "$out/"
 llama=build/llama.cpp/build-cuda/bin/llama-bench
-[ -x "$llama" ] && cp "$llama" "$out/"
-for bin in "$out"/pinfer "$out"/print_logits "$out"/libpinfer-cuda.so ${llama:+$( [ -x "$llama" ] && echo "$out/llama-bench")}; do
+for bin in "$out"/pinfer "$out"/print_logits "$out"/libpinfer-cuda.so; do
 	ldd "$bin" | awk '$3 ~ /^\// { print $3 }'
 done | sort -u | while read -r lib; do
 	case $(basename "$lib") in
@@ -24,4 +25,8 @@ done | sort -u | while read -r lib; do
 	*) cp -L "$lib" "$out/lib/" ;;
 	esac
 done
+if [ -x "$llama" ]; then	# its other libraries (CUDA's, NCCL, OpenSSL, libgomp) are there
+	strip -o "$out/llama-bench" "$llama"
+	xz -T0 -6 "$out/llama-bench"
+fi
 du -sh "$out" >&2

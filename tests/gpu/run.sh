@@ -42,7 +42,10 @@ if [ -x "$B/pinfer" ]; then
 		chmod +x "$W/bin/$p"
 	done
 	export PINFER_CUDA_LIB=$PWD/$B/libpinfer-cuda.so
-	llama=$B/llama-bench
+	llama=$W/bin/llama-bench
+	[ -f "$B/llama-bench.xz" ] && python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as f, open(sys.argv[2], "wb") as o:
+    shutil.copyfileobj(f, o)' "$B/llama-bench.xz" "$llama" && chmod +x "$llama"
 else
 	ln -s "$PWD/build/pinfer" "$W/bin/pinfer"
 	ln -s "$PWD/build/tests/print_logits" "$W/bin/print_logits"
@@ -117,6 +120,15 @@ print(f"{10 * x.numel() * 4 / (time.perf_counter() - t) / 1e9:.0f}")
 PYEOF
 )
 	echo "GPU read bandwidth (PyTorch, sum of 2 GiB): ${bw:-not measured} GB/s"
+	# llama-bench's CUDA, cuBLAS and NCCL libraries: the toolkit's, or PyTorch's wheels'
+	llama_libs=/usr/local/cuda/lib64:/usr/local/cuda/lib:$($PY -c 'import glob, os, nvidia
+print(":".join(sorted(glob.glob(os.path.join(list(nvidia.__path__)[0], "*", "lib")))))' 2>/dev/null)
+	if [ -x "$llama" ] && ! LD_LIBRARY_PATH=$llama_libs ldd "$llama" | grep -q "not found$"; then
+		echo "llama.cpp: $llama (CUDA, sm_90)"
+	elif [ -x "$llama" ]; then
+		echo "llama.cpp's llama-bench lacks libraries here:"
+		LD_LIBRARY_PATH=$llama_libs ldd "$llama" | grep "not found"
+	fi
 	echo "| model            | pinfer tg | llama tg | pinfer pp | llama pp |  tg x |  pp x | tg/bw |"
 	echo "|------------------|-----------|----------|-----------|----------|-------|-------|-------|"
 	specs=${PINFER_GPU_BENCH:-135M q4_1 49152,135M q4_0 49152,1B q4_0,1B q4_k,8B q4_0,8B q4_k,8B q6_k}
@@ -130,7 +142,7 @@ PYEOF
 			echo "FAIL: pinfer bench on $spec:"; cat "$W/p.err"; failed=1; rm -f "$f"; continue
 		fi
 		: >"$W/l.json"
-		[ -x "$llama" ] && LD_LIBRARY_PATH=$PWD/$B/lib:/usr/local/cuda/lib64 "$llama" -m "$f" \
+		[ -x "$llama" ] && LD_LIBRARY_PATH=$llama_libs "$llama" -m "$f" \
 			-ngl 99 -p 512 -n 128 -r 3 \
 			-o json >"$W/l.json" 2>/dev/null
 		$PY tests/gpu/row.py "$spec" "$W/p.json" "$W/l.json" "${bw:-0}"
