@@ -88,14 +88,14 @@ def cpu_paths():
 # of tests/reference/text.txt. Limits per weight type: llama.cpp's own
 # figures against the same reference on the same file and text
 # (bench/accuracy.sh; Documentation/engine.md, Accuracy) with headroom:
-# KL at most 1.5 times llama.cpp's (ours were 0.93 to 1.08 times it on
+# KL at most 1.5 times llama.cpp's (ours were 0.95 to 1.06 times it on
 # every CPU path), top-1 at most 4 points below its figure (one position is
 # 0.3 points; which near ties flip moves with the summation order).
 LLAMA_CPP = {  # type: (mean KL, top-1), llama-cpp-python 0.3.36, 2 threads
     "q4_1": (0.00295, 0.961), "f16": (0.0000021, 0.997), "q8_0": (0.00280, 0.955),
     "q4_0": (0.00323, 0.955), "q5_0": (0.00298, 0.973), "q5_1": (0.00358, 0.967),
-    "q4_k": (0.00490, 0.958), "q4_k_m": (0.00486, 0.949), "q5_k_m": (0.00574, 0.946),
-    "q6_k": (0.00468, 0.967),
+    "q4_k": (0.00472, 0.952), "q4_k_m": (0.00528, 0.964), "q5_k_m": (0.00593, 0.952),
+    "q6_k": (0.00462, 0.970),
 }
 KL_HEADROOM, TOP1_HEADROOM = 1.5, 0.04
 
