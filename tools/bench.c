@@ -229,6 +229,7 @@ int cmd_bench(int argc, char **argv)
 	struct pinfer_region_props rp;
 	bool json = false, membw;
 
+	cli_alias_ngl(argc, argv, "m:p:n:t:r:h", opts);
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': model = optarg; break;
@@ -285,10 +286,8 @@ int cmd_bench(int argc, char **argv)
 			lo.gpu_layers = (uint32_t)num;
 			break;
 		case 'g':
-			if (cli_parse_size(optarg, &lo.gpu_mem) || !lo.gpu_mem) {
-				cli_error("--gpu-mem %s: not a size (e.g. 8G, 512M)", optarg);
+			if (cli_parse_bytes("--gpu-mem", optarg, &lo.gpu_mem))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'L':
 			if (strcmp(optarg, "lru") && strcmp(optarg, "lfu")) {

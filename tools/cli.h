@@ -49,8 +49,20 @@ int cli_threads(int asked, int node);
 /* "4G", "512M", "1.5GiB", "1000000" (bytes): 0, or -1 for not a size. */
 int cli_parse_size(const char *s, uint64_t *out);
 
+/* A size option's (@opt's) value above 0, or -1 after saying why it is not one. */
+int cli_parse_bytes(const char *opt, const char *s, uint64_t *out);
+
 /* --mem's value, or -1 after saying why it is not a size. */
 int cli_parse_mem(const char *s, uint64_t *out);
+
+struct option;
+
+/*
+ * llama.cpp's spelling "-ngl" of --gpu-layers, rewritten in @argv where it
+ * stands as an option (not as the value of one, by the command's options
+ * @shortopts and @longopts, as getopt reads them), before getopt_long().
+ */
+void cli_alias_ngl(int argc, char **argv, const char *shortopts, const struct option *longopts);
 
 /*
  * A progress bar on stderr: "pinfer: <what> NN% [===   ] M of N MiB, G GB/s"

@@ -196,6 +196,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	};
 	int c;
 
+	cli_alias_ngl(argc, argv, "m:f:c:t:qh", lopts);
 	while ((c = getopt_long(argc, argv, "m:f:c:t:qh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;

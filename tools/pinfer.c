@@ -2,6 +2,7 @@
 /* pinfer: the command-line front end. Each subcommand lives in its own file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <sched.h>
@@ -179,12 +180,46 @@ int cli_threads(int asked, int node)
 	return asked;
 }
 
-int cli_parse_mem(const char *s, uint64_t *out)
+int cli_parse_bytes(const char *opt, const char *s, uint64_t *out)
 {
 	if (!cli_parse_size(s, out) && *out)
 		return 0;
-	cli_error("--mem %s: not a size (like 4G, 512M or 1000000)", s);
+	cli_error("%s %s: not a size (like 4G, 512M or 1000000)", opt, s);
 	return -1;
+}
+
+int cli_parse_mem(const char *s, uint64_t *out)
+{
+	return cli_parse_bytes("--mem", s, out);
+}
+
+void cli_alias_ngl(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *c;
+		const struct option *o;
+
+		if (!strcmp(a, "--"))
+			return;
+		if (!strcmp(a, "-ngl")) {
+			argv[i] = (char *)"--gpu-layers";
+		} else if (a[0] == '-' && a[1] == '-' && !strchr(a, '=')) {
+			for (o = longopts; o->name; o++)	/* its value is the next argument */
+				if (!strcmp(o->name, a + 2) && o->has_arg == required_argument)
+					i++;
+		} else if (a[0] == '-' && a[1] != '-') {
+			for (c = a + 1; *c; c++) {	/* a cluster: -qh, -n8, -n 8 */
+				const char *s = strchr(shortopts, *c);
+
+				if (s && s[1] == ':') {
+					i += !c[1];	/* the value follows, here or next */
+					break;
+				}
+			}
+		}
+	}
 }
 
 void cli_progress(uint64_t done, uint64_t total, void *what)
@@ -288,9 +323,6 @@ int main(int argc, char **argv)
 		version();
 		return EXIT_OK;
 	}
-	for (i = 2; i < (size_t)argc; i++)	/* llama.cpp's spelling of --gpu-layers */
-		if (!strcmp(argv[i], "-ngl"))
-			argv[i] = (char *)"--gpu-layers";
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);

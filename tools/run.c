@@ -147,6 +147,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 	double d;
 	int c, bad = 0;
 
+	cli_alias_ngl(argc, argv, "m:p:n:t:s:c:qh", opts);
 	while ((c = getopt_long(argc, argv, "m:p:n:t:s:c:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
@@ -221,11 +222,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			o->expert_policy = strcmp(optarg, "lru") ? LLM_EXPERTS_LFU : LLM_EXPERTS_LRU;
 			break;
 		case 20: bad = cli_int("--gpu-layers", optarg, 0, 100000, &o->gpu_layers); break;
-		case 21:
-			bad = cli_parse_size(optarg, &o->gpu_mem) || !o->gpu_mem;
-			if (bad)
-				cli_error("--gpu-mem %s: not a size (e.g. 8G, 512M)", optarg);
-			break;
+		case 21: bad = cli_parse_bytes("--gpu-mem", optarg, &o->gpu_mem); break;
 		case 'h':
 			fputs(run_help, stdout);
 			return -1;

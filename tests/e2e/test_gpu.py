@@ -286,6 +286,12 @@ def test_errors(have_gpu):
             env={"PINFER_CUDA_LIB": "libm.so.6"})
     ok(p.returncode == 1 and "not a CUDA backend" in p.stderr,
        "a library that is not the backend: exit 1", p.stderr)
+    p = run("run", "-m", MODEL, "--raw", "-n", "2", "--temp", "0", "-p", "-ngl")
+    ok(p.returncode == 0 and "GPU" not in p.stderr and "backend" not in p.stderr,
+       "-p -ngl: the prompt '-ngl', not the option", p.stderr)
+    p = run("run", "-m", MODEL, "--plan", "-t2", "-ngl", "3")
+    ok(p.returncode == 0 and "layers 27-29" in p.stdout, "-t2 -ngl 3: the option after a cluster",
+       p.stdout + p.stderr)
     for args, what in ((["-ngl", "x"], "not a number"), (["-ngl", "-1"], "negative"),
                        (["--gpu-layers"], "no value")):
         p = run("run", "-m", MODEL, "-p", "hi", *args)
