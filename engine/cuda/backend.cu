@@ -532,13 +532,7 @@ static struct dmat *mats(struct dlayer *d)
 
 static uint64_t mat_bytes(uint32_t type, uint64_t rows, uint64_t cols)
 {
-	struct pcu_layout l = pcu_layout(type);
-
-	if (type == PCU_F32 || type == PCU_F16)
-		return rows * cols * (type == PCU_F32 ? 4 : 2);
-	if (!l.elems || cols % l.elems)
-		return 0;
-	return rows * (cols / l.elems) * (l.qb + l.mb);
+	return pcu_mat_bytes(type, rows, cols);	/* a host function for the table */
 }
 
 /* Launch k_mmvq<T, NT> for a type known at run time. */
@@ -830,9 +824,7 @@ static cudaError_t stage_mat(struct dmat *d, const struct pcu_mat *s, uint8_t *r
 /* File bytes of @s (0 for F16 and F32, which need no packing). */
 static uint64_t raw_bytes(const struct pcu_mat *s)
 {
-	struct pcu_layout l = pcu_layout(s->type);
-
-	return l.elems ? s->rows * (s->cols / l.elems) * l.raw : 0;
+	return pcu_raw_bytes(s->type, s->rows, s->cols);
 }
 
 /* Matrix @s to its own device memory, packed through @scratch (room for the largest). */
@@ -871,7 +863,7 @@ static cudaError_t prefetch(struct pcu_model *m, const struct dlayer *d)
 		const struct pcu_mat *s = &d->src[j];
 
 		e = stage_mat(&mats(&sl->view)[j], s, m->stage, sl->packed + packed, m->copy);
-		packed += (mat_bytes(s->type, s->rows, s->cols) + 255) / 256 * 256;
+		packed += pcu_slot_room(s->type, s->rows, s->cols);
 	}
 	return e == cudaSuccess ? cudaEventRecord(sl->ready, m->copy) : e;
 }
@@ -887,7 +879,7 @@ static void slot_bytes(const struct pcu_layer *s, uint64_t *raw, uint64_t *packe
 	*raw = *packed = 0;
 	for (int j = 0; j < N_MATS; j++) {
 		*raw = raw_bytes(&ms[j]) > *raw ? raw_bytes(&ms[j]) : *raw;
-		*packed += (mat_bytes(ms[j].type, ms[j].rows, ms[j].cols) + 255) / 256 * 256;
+		*packed += pcu_slot_room(ms[j].type, ms[j].rows, ms[j].cols);
 	}
 }
 
@@ -1039,40 +1031,37 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 		      char *err, size_t en)
 {
 	const struct pcu_config *f = &m->cfg;
-	size_t E = f->n_embd, qd = (size_t)f->n_head * f->head_dim, kvd = (size_t)f->n_head_kv * f->head_dim;
-	size_t F = f->n_ff, B = max_batch, kv = (size_t)m->n_layers * n_ctx * kvd;
 	struct pcu_ctx *c = (struct pcu_ctx *)calloc(1, sizeof(*c));
+	uint64_t b[PCU_N_BUFS];
 	int ret = -1;
 
 	*out = NULL;
 	if (!c)
 		return fail(err, en, "out of memory");
+	pcu_ctx_bytes(f, m->n_layers, n_ctx, max_batch, m->has_output, b);
 	c->m = m;
 	c->n_ctx = n_ctx;
 	c->max_batch = max_batch;
-	c->widest = E > qd ? E : qd;
-	c->widest = c->widest > F ? c->widest : F;
-	CK(cudaMalloc(&c->kc, kv * 2 + 1), "cudaMalloc (the KV cache)");
-	CK(cudaMalloc(&c->vc, kv * 2 + 1), "cudaMalloc (the KV cache)");
-	CK(cudaMalloc(&c->x, B * E * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->xb, B * c->widest * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->q, B * qd * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->k, B * kvd * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->v, B * kvd * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->out, B * qd * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->hb, B * F * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->hb2, B * F * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->tmp, B * E * 4), "cudaMalloc");
-	CK(cudaMalloc(&c->cs, B * f->n_rot * 4 + 4), "cudaMalloc");
-	CK(cudaMalloc(&c->aq, B * c->widest), "cudaMalloc");
-	CK(cudaMalloc(&c->ads, B * c->widest / PCU_QA * 8), "cudaMalloc");
+	c->widest = b[PCU_BUF_AQ] / max_batch;
+	CK(cudaMalloc(&c->kc, b[PCU_BUF_KC]), "cudaMalloc (the KV cache)");
+	CK(cudaMalloc(&c->vc, b[PCU_BUF_VC]), "cudaMalloc (the KV cache)");
+	CK(cudaMalloc(&c->x, b[PCU_BUF_X]), "cudaMalloc");
+	CK(cudaMalloc(&c->xb, b[PCU_BUF_XB]), "cudaMalloc");
+	CK(cudaMalloc(&c->q, b[PCU_BUF_Q]), "cudaMalloc");
+	CK(cudaMalloc(&c->k, b[PCU_BUF_K]), "cudaMalloc");
+	CK(cudaMalloc(&c->v, b[PCU_BUF_V]), "cudaMalloc");
+	CK(cudaMalloc(&c->out, b[PCU_BUF_OUT]), "cudaMalloc");
+	CK(cudaMalloc(&c->hb, b[PCU_BUF_HB]), "cudaMalloc");
+	CK(cudaMalloc(&c->hb2, b[PCU_BUF_HB2]), "cudaMalloc");
+	CK(cudaMalloc(&c->tmp, b[PCU_BUF_TMP]), "cudaMalloc");
+	CK(cudaMalloc(&c->cs, b[PCU_BUF_CS]), "cudaMalloc");
+	CK(cudaMalloc(&c->aq, b[PCU_BUF_AQ]), "cudaMalloc");
+	CK(cudaMalloc(&c->ads, b[PCU_BUF_ADS]), "cudaMalloc");
 	if (m->blas.h)
-		CK(cudaMalloc(&c->xh, B * c->widest * 2), "cudaMalloc");
-	CK(cudaMalloc(&c->part, (size_t)ATT_TOKENS * f->n_head * (n_ctx / ATT_CHUNK + 1) *
-			  (f->head_dim + 2) * 4), "cudaMalloc (attention's parts)");
+		CK(cudaMalloc(&c->xh, b[PCU_BUF_XH]), "cudaMalloc");
+	CK(cudaMalloc(&c->part, b[PCU_BUF_PART]), "cudaMalloc (attention's parts)");
 	if (m->has_output)
-		CK(cudaMalloc(&c->logits, PCU_LOGIT_ROWS * (size_t)f->n_vocab * 4),
-		   "cudaMalloc (the logits)");
+		CK(cudaMalloc(&c->logits, b[PCU_BUF_LOGITS]), "cudaMalloc (the logits)");
 	ret = 0;
 out:
 	if (ret)

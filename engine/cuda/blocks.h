@@ -78,6 +78,37 @@ PCU_FN struct pcu_layout pcu_layout(uint32_t type)
 	return l;
 }
 
+/*
+ * Device bytes of a @rows x @cols matrix of @type: F16 and F32 rows as they
+ * are, quantized ones packed; 0 when there is no kernel for the type or the
+ * rows are not whole blocks. The engine's plan and the backend both count
+ * with it.
+ */
+PCU_FN uint64_t pcu_mat_bytes(uint32_t type, uint64_t rows, uint64_t cols)
+{
+	struct pcu_layout l = pcu_layout(type);
+
+	if (type == PCU_F32 || type == PCU_F16)
+		return rows * cols * (type == PCU_F32 ? 4 : 2);
+	if (!l.elems || cols % l.elems)
+		return 0;
+	return rows * (cols / l.elems) * (l.qb + l.mb);
+}
+
+/* Bytes of a @rows x @cols matrix of @type in the file: 0 for F16, F32 (not packed). */
+PCU_FN uint64_t pcu_raw_bytes(uint32_t type, uint64_t rows, uint64_t cols)
+{
+	struct pcu_layout l = pcu_layout(type);
+
+	return l.elems ? rows * (cols / l.elems) * l.raw : 0;
+}
+
+/* A streamed matrix's room in a ring slot: its device bytes, 256-aligned. */
+PCU_FN uint64_t pcu_slot_room(uint32_t type, uint64_t rows, uint64_t cols)
+{
+	return (pcu_mat_bytes(type, rows, cols) + 255) / 256 * 256;
+}
+
 /* fp16 bits to float. */
 PCU_FN float pcu_h2f(uint16_t h)
 {

@@ -84,17 +84,57 @@ struct pcu_device {
 #define PCU_ATT_CHUNK 128
 #define PCU_ATT_TOKENS 32
 
+/* Rows of logits one logits() call gives at most (its buffer's). */
+#define PCU_LOGIT_ROWS 32
+
+
 struct pcu_model;
 struct pcu_ctx;
+
+/*
+ * A context's device buffers and their bytes, as ctx_create() allocates
+ * them (xh only with cuBLAS, logits only with the output layer) and the
+ * engine's plan counts them (all of them).
+ */
+enum pcu_buf {
+	PCU_BUF_KC, PCU_BUF_VC, PCU_BUF_X, PCU_BUF_XB, PCU_BUF_Q, PCU_BUF_K, PCU_BUF_V,
+	PCU_BUF_OUT, PCU_BUF_HB, PCU_BUF_HB2, PCU_BUF_TMP, PCU_BUF_CS, PCU_BUF_AQ, PCU_BUF_ADS,
+	PCU_BUF_XH, PCU_BUF_PART, PCU_BUF_LOGITS, PCU_N_BUFS,
+};
+
+/*
+ * The bytes of each buffer of a context of @layers layers, @n_ctx
+ * positions and batches of @max_batch tokens (@output: with the output
+ * layer's logits).
+ */
+static inline void pcu_ctx_bytes(const struct pcu_config *f, uint32_t layers, uint32_t n_ctx,
+				 uint32_t max_batch, int output, uint64_t b[PCU_N_BUFS])
+{
+	uint64_t E = f->n_embd, qd = (uint64_t)f->n_head * f->head_dim, F = f->n_ff;
+	uint64_t kvd = (uint64_t)f->n_head_kv * f->head_dim, B = max_batch;
+	uint64_t wide = E > qd ? E : qd;
+
+	wide = wide > F ? wide : F;
+	b[PCU_BUF_KC] = b[PCU_BUF_VC] = 2 * (uint64_t)layers * n_ctx * kvd + 1;	/* fp16 */
+	b[PCU_BUF_X] = b[PCU_BUF_TMP] = B * E * 4;
+	b[PCU_BUF_XB] = B * wide * 4;
+	b[PCU_BUF_Q] = b[PCU_BUF_OUT] = B * qd * 4;
+	b[PCU_BUF_K] = b[PCU_BUF_V] = B * kvd * 4;
+	b[PCU_BUF_HB] = b[PCU_BUF_HB2] = B * F * 4;
+	b[PCU_BUF_CS] = B * f->n_rot * 4 + 4;
+	b[PCU_BUF_AQ] = B * wide;
+	b[PCU_BUF_ADS] = B * wide / 32 * 8;
+	b[PCU_BUF_XH] = B * wide * 2;
+	b[PCU_BUF_PART] = 4 * (uint64_t)PCU_ATT_TOKENS * f->n_head * (n_ctx / PCU_ATT_CHUNK + 1) *
+			  (f->head_dim + 2);
+	b[PCU_BUF_LOGITS] = output ? PCU_LOGIT_ROWS * 4 * (uint64_t)f->n_vocab : 0;
+}
 
 /*
  * The reference mode: float activations times the dequantized weights
  * (the engine's llm_session_set_exact()) instead of 8-bit integer products.
  */
 #define PCU_EXACT 1u
-
-/* Rows of logits one logits() call gives at most (its buffer's). */
-#define PCU_LOGIT_ROWS 32
 
 /* Every operation returns 0, or -1 with a message in @err (@n bytes). */
 struct pcu_api {

@@ -27,16 +27,10 @@ struct llm_gpu {
 	struct pcu_device dev;
 };
 
-/* Device bytes of @t: cuda/blocks.h's layout (0: no kernel for its type). */
+/* Device bytes of @t (0: no kernel for its type). */
 static uint64_t mat_bytes(const struct llm_tensor *t)
 {
-	struct pcu_layout l = pcu_layout(t->type);
-
-	if (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16)
-		return t->rows * t->cols * (t->type == GGML_TYPE_F32 ? 4 : 2);
-	if (!l.elems || t->cols % l.elems)
-		return 0;
-	return t->rows * (t->cols / l.elems) * (l.qb + l.mb);
+	return pcu_mat_bytes(t->type, t->rows, t->cols);
 }
 
 static const char *tensor_name(const struct llm_model *m, const struct llm_tensor *t, char *buf,
@@ -53,29 +47,31 @@ static const char *tensor_name(const struct llm_model *m, const struct llm_tenso
 	return "a tensor";
 }
 
-/* The device bytes of a session: what the backend's ctx_create() allocates. */
+/* The backend's view of @c's shapes. */
+static struct pcu_config pcu_cfg(const struct llm_config *c)
+{
+	return (struct pcu_config){
+		.n_embd = c->n_embd, .n_ff = c->n_ff, .n_head = c->n_head, .n_head_kv = c->n_head_kv,
+		.head_dim = c->head_dim, .n_rot = c->n_rot, .n_vocab = c->n_vocab,
+		.rope_neox = c->rope == LLM_ROPE_NEOX, .rms_eps = c->rms_eps,
+	};
+}
+
+/* The device bytes of a session: every buffer the backend's ctx_create() may allocate. */
 static uint64_t session_bytes(const struct llm_config *c, uint32_t layers, uint32_t n_ctx,
 			      bool output)
 {
-	uint64_t E = c->n_embd, qd = (uint64_t)c->n_head * c->head_dim;
-	uint64_t kvd = (uint64_t)c->n_head_kv * c->head_dim, F = c->n_ff, B = LLM_BATCH;
-	uint64_t wide = E > qd ? E : qd;
+	struct pcu_config f = pcu_cfg(c);
+	uint64_t b[PCU_N_BUFS], sum = 0;
+	int i;
 
-	wide = wide > F ? wide : F;
-	return 4 * (uint64_t)layers * n_ctx * kvd +	/* fp16 K and V */
-	       B * 4 * (2 * E + wide + 2 * qd + 2 * kvd + 2 * F + c->n_rot) +
-	       B * wide + B * wide / PCU_QA * 8 + B * wide * 2 +	/* 8-bit, fp16 inputs */
-	       4 * (uint64_t)PCU_ATT_TOKENS * c->n_head * (n_ctx / PCU_ATT_CHUNK + 1) *
-		       (c->head_dim + 2) +	/* attention's parts */
-	       (output ? PCU_LOGIT_ROWS * 4 * (uint64_t)c->n_vocab : 0);
+	pcu_ctx_bytes(&f, layers, n_ctx, LLM_BATCH, output, b);
+	for (i = 0; i < PCU_N_BUFS; i++)
+		sum += b[i];
+	return sum;
 }
 
 #define GPU_RING 2	/* slots for streamed layers: one in use, one filling */
-
-static uint64_t align256(uint64_t x)
-{
-	return (x + 255) / 256 * 256;
-}
 
 /*
  * Layer @l's device bytes: its matrices packed (@mats), its vectors
@@ -95,12 +91,11 @@ static void layer_bytes(const struct llm_model *m, uint32_t l, uint64_t *mats, u
 
 	*mats = *vecs = *slot = *stage = 0;
 	for (i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
-		bool plain = ms[i]->type == GGML_TYPE_F32 || ms[i]->type == GGML_TYPE_F16;
+		uint64_t raw = pcu_raw_bytes(ms[i]->type, ms[i]->rows, ms[i]->cols);
 
 		*mats += mat_bytes(ms[i]);
-		*slot += align256(mat_bytes(ms[i]));
-		if (!plain && ms[i]->bytes > *stage)
-			*stage = ms[i]->bytes;
+		*slot += pcu_slot_room(ms[i]->type, ms[i]->rows, ms[i]->cols);
+		*stage = raw > *stage ? raw : *stage;
 	}
 	for (i = 0; i < sizeof(vs) / sizeof(vs[0]); i++)
 		*vecs += vs[i]->bytes ? vs[i]->cols * 4 : 0;
@@ -348,10 +343,7 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 	}
 	out = pcu_mat(&m->output);
 	d = (struct pcu_model_desc){
-		.cfg = { .n_embd = c->n_embd, .n_ff = c->n_ff, .n_head = c->n_head,
-			 .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .n_rot = c->n_rot,
-			 .n_vocab = c->n_vocab, .rope_neox = c->rope == LLM_ROPE_NEOX,
-			 .rms_eps = c->rms_eps },
+		.cfg = pcu_cfg(c),
 		.n_layers = p->gpu_layers, .layers = ls,
 		.output = p->gpu_output ? &out : NULL,
 		.output_norm = p->gpu_output ? m->output_norm.data : NULL,
