@@ -265,7 +265,6 @@ static void print_gpu_plan(const struct llm_plan *p)
 {
 	struct pinfer_err err = { 0 };
 	struct pcu_device dev;
-	char lib[512];
 
 	printf("  GPU layers      %10.1f MiB: layers %" PRIu32 "-%" PRIu32 "%s (%" PRIu32 " of %" PRIu32 ")\n",
 	       p->gpu_weights / MIB, p->n_layer - p->gpu_layers, p->n_layer - 1,
@@ -278,7 +277,7 @@ static void print_gpu_plan(const struct llm_plan *p)
 	printf("  GPU total       %10.1f MiB", (p->gpu_weights + p->gpu_session) / MIB);
 	if (p->gpu_mem)
 		printf(" within --gpu-mem %.1f MiB", p->gpu_mem / MIB);
-	if (llm_gpu_probe(&dev, lib, sizeof(lib), &err)) {
+	if (llm_gpu_probe(&dev, &err)) {
 		printf("; no GPU here: %s\n", err.msg);
 		return;
 	}

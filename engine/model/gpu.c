@@ -232,11 +232,11 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl, ui
 }
 
 /* Open the backend: $PINFER_CUDA_LIB, or libpinfer-cuda.so beside this program, or on the path. */
-static int open_lib(void **lib, const struct pcu_api **api, char *path, size_t n,
-		    struct pinfer_err *err)
+static int open_lib(void **lib, const struct pcu_api **api, struct pinfer_err *err)
 {
 	const char *env = getenv("PINFER_CUDA_LIB");
-	char exe[PATH_MAX - 32];	/* room for the name after it */
+	char exe[PATH_MAX - 32], path[PATH_MAX];	/* room for the name after it */
+	const size_t n = sizeof(path);
 	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	pcu_api_fn fn;
 
@@ -267,15 +267,13 @@ static int open_lib(void **lib, const struct pcu_api **api, char *path, size_t n
 	return 0;
 }
 
-int llm_gpu_probe(struct pcu_device *dev, char *lib_out, size_t n, struct pinfer_err *err)
+int llm_gpu_probe(struct pcu_device *dev, struct pinfer_err *err)
 {
 	const struct pcu_api *api;
-	char msg[256], path[PATH_MAX];
+	char msg[256];
 	void *lib;
-	int ret = open_lib(&lib, &api, path, sizeof(path), err);
+	int ret = open_lib(&lib, &api, err);
 
-	if (lib_out)
-		snprintf(lib_out, n, "%s", path);
 	if (ret)
 		return ret;
 	ret = api->probe(dev, msg, sizeof(msg)) ? pinfer_fail(err, ENODEV, "%s", msg) : 0;
@@ -304,7 +302,7 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 	struct pcu_model_desc d = { 0 };
 	struct pcu_layer *ls = NULL;
 	struct pcu_mat out;
-	char path[PATH_MAX], msg[512];
+	char msg[512];
 	struct llm_gpu *g;
 	uint64_t limit;
 	int ret;
@@ -315,7 +313,7 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 	if (!g)
 		return pinfer_fail(err, ENOMEM, "out of memory");
 	m->gpu = g;
-	ret = open_lib(&g->lib, &g->api, path, sizeof(path), err);
+	ret = open_lib(&g->lib, &g->api, err);
 	if (ret)
 		return ret;
 	if (g->api->probe(&g->dev, msg, sizeof(msg)))

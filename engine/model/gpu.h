@@ -30,10 +30,10 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl, ui
 		 struct pinfer_err *err);
 
 /*
- * The CUDA backend and its device, or an error saying why there is none
- * (no library, no driver, no device). @lib_out: the library's path.
+ * The CUDA backend's device, or an error saying why there is none (no
+ * library, no driver, no device).
  */
-int llm_gpu_probe(struct pcu_device *dev, char *lib_out, size_t n, struct pinfer_err *err);
+int llm_gpu_probe(struct pcu_device *dev, struct pinfer_err *err);
 
 /* Upload the planned layers of @m (loaded, not yet packed for the CPU) to the GPU. */
 int llm_gpu_start(struct llm_model *m, struct pinfer_err *err);

@@ -214,7 +214,7 @@ def test_gpu_mem():
     out = dev_bytes(out_t.tensor_type.name, vocab, E) + 4 * E
     wide = max(E, n_head * hd, F)
 
-    def sess(output):   # as cuda.md lists the buffers (K and V 1 byte more each, the angles 4)
+    def sess(output):   # the buffers a context allocates (K and V 1 byte more each, the angles 4)
         return (4 * n_layer * ctx * n_kv * hd + 6 + B * 4 * (2 * E + wide + 2 * n_head * hd + 2 * n_kv * hd
                                                           + 2 * F + hd)
                 + B * wide + B * wide // 32 * 8 + B * wide * 2
