@@ -89,12 +89,11 @@ struct slot {
 };
 
 /*
- * cuBLAS, opened with dlopen() when the model is made (the backend loads
- * without it: batches then go through the 8-bit kernels).
+ * cuBLAS, opened with dlopen() once per process, on first use (the backend
+ * loads without it: batches then go through the 8-bit kernels).
  */
 struct blas {
 	void *lib;
-	cublasHandle_t h;
 	cublasStatus_t (*create)(cublasHandle_t *);
 	cublasStatus_t (*destroy)(cublasHandle_t);
 	cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t);
@@ -106,7 +105,8 @@ struct blas {
 
 struct pcu_model {
 	struct pcu_config cfg;
-	struct blas blas;	/* .h NULL: no cuBLAS */
+	const struct blas *blas;
+	cublasHandle_t blas_h;	/* NULL: no cuBLAS */
 	__half *wh;		/* a layer matrix dequantized to fp16, for cuBLAS */
 	size_t wh_elems;	/* its room */
 	uint32_t n_layers;
@@ -587,7 +587,7 @@ static void matmul_blas(struct pcu_ctx *c, const struct dmat *w, const float *x,
 		k_dequant_f16<<<grid(rows * cols / PCU_QA, 256), 256, 0, st>>>(w->type, w->qs, w->meta,
 									     rows, cols, m->wh);
 	k_to_half<<<grid((size_t)n * cols, 256), 256, 0, st>>>(x, c->xh, (size_t)n * cols);
-	s = m->blas.gemm_ex(m->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)n, (int)cols, &one,
+	s = m->blas->gemm_ex(m->blas_h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)n, (int)cols, &one,
 			    a, CUDA_R_16F, (int)cols, c->xh, CUDA_R_16F, (int)cols, &zero, out,
 			    CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 	if (s != CUBLAS_STATUS_SUCCESS && c->blas_status == CUBLAS_STATUS_SUCCESS)
@@ -610,7 +610,7 @@ static void matmul(struct pcu_ctx *c, const struct dmat *w, const float *x, cons
 	size_t cols = w->cols;
 	uint32_t t = 0;
 
-	if (!ex && n >= PCU_GEMM_MIN && c->m->blas.h && w->type != PCU_F32 &&
+	if (!ex && n >= PCU_GEMM_MIN && c->m->blas_h && w->type != PCU_F32 &&
 	    (w->type == PCU_F16 || w->rows * w->cols <= c->m->wh_elems)) {
 		matmul_blas(c, w, x, bias, n, out);
 		return;
@@ -644,52 +644,53 @@ static void quantize(struct pcu_ctx *c, const float *x, uint32_t n, size_t cols)
 	k_quantize<<<grid(blocks * WARP, 256), 256, 0, c->m->stream>>>(x, c->aq, c->ads, blocks);
 }
 
-/* cuBLAS of the major version built against, or why not (in @why). */
-static int blas_open(struct blas *b, char *why, size_t n)
+/*
+ * cuBLAS of the major version built against, opened on the first call, or
+ * NULL; @why (may be NULL) says which path batches take.
+ */
+static const struct blas *blas_open(const char **why)
 {
 	static const char *const names[] = {
 		"libcublas.so." CUBLAS_STR(CUBLAS_VER_MAJOR),
 		"/usr/local/cuda/lib64/libcublas.so." CUBLAS_STR(CUBLAS_VER_MAJOR),
 	};
+	static struct blas b;
+	static char msg[160];
+	static bool tried;
 	const char *env = getenv("PINFER_CUBLAS");
 
-	memset(b, 0, sizeof(*b));
+	if (why)
+		*why = msg;
+	if (tried)
+		return b.lib ? &b : NULL;
+	tried = true;
 	if (env && !strcmp(env, "0")) {
-		snprintf(why, n, "the 8-bit kernels (PINFER_CUBLAS=0)");
-		return -1;
+		snprintf(msg, sizeof(msg), "the 8-bit kernels (PINFER_CUBLAS=0)");
+		return NULL;
 	}
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !b->lib; i++)
-		b->lib = dlopen(env && *env ? env : names[i], RTLD_NOW | RTLD_LOCAL);
-	if (!b->lib) {
-		snprintf(why, n, "the 8-bit kernels (no cuBLAS: %s)", dlerror());
-		return -1;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !b.lib; i++)
+		b.lib = dlopen(env && *env ? env : names[i], RTLD_NOW | RTLD_LOCAL);
+	if (!b.lib) {
+		snprintf(msg, sizeof(msg), "the 8-bit kernels (no cuBLAS: %s)", dlerror());
+		return NULL;
 	}
-	*(void **)&b->create = dlsym(b->lib, "cublasCreate_v2");
-	*(void **)&b->destroy = dlsym(b->lib, "cublasDestroy_v2");
-	*(void **)&b->set_stream = dlsym(b->lib, "cublasSetStream_v2");
-	*(void **)&b->gemm_ex = dlsym(b->lib, "cublasGemmEx");
-	if (!b->create || !b->destroy || !b->set_stream || !b->gemm_ex) {
-		snprintf(why, n, "the 8-bit kernels (cuBLAS lacks cublasGemmEx)");
-		dlclose(b->lib);
-		b->lib = NULL;
-		return -1;
+	*(void **)&b.create = dlsym(b.lib, "cublasCreate_v2");
+	*(void **)&b.destroy = dlsym(b.lib, "cublasDestroy_v2");
+	*(void **)&b.set_stream = dlsym(b.lib, "cublasSetStream_v2");
+	*(void **)&b.gemm_ex = dlsym(b.lib, "cublasGemmEx");
+	if (!b.create || !b.destroy || !b.set_stream || !b.gemm_ex) {
+		snprintf(msg, sizeof(msg), "the 8-bit kernels (cuBLAS lacks cublasGemmEx)");
+		dlclose(b.lib);
+		b.lib = NULL;
+		return NULL;
 	}
-	snprintf(why, n, "cuBLAS %d (fp16 weights dequantized per batch)", CUBLAS_VER_MAJOR);
-	return 0;
-}
-
-static void blas_close(struct blas *b)
-{
-	if (b->h)
-		b->destroy(b->h);
-	if (b->lib)
-		dlclose(b->lib);
-	memset(b, 0, sizeof(*b));
+	snprintf(msg, sizeof(msg), "cuBLAS %d (fp16 weights dequantized per batch)", CUBLAS_VER_MAJOR);
+	return &b;
 }
 
 static int probe(struct pcu_device *dev, char *err, size_t en)
 {
-	struct blas b;
+	const char *why;
 	struct cudaDeviceProp p;
 	size_t fr = 0, tot = 0;
 	int n = 0, ret = -1;
@@ -719,8 +720,8 @@ static int probe(struct pcu_device *dev, char *err, size_t en)
 	if (p.major < 8)
 		return fail(err, en, "CUDA: %s has compute capability %d.%d; pinfer's kernels are built for 8.0 and up",
 			    p.name, p.major, p.minor);
-	if (!blas_open(&b, dev->gemm, sizeof(dev->gemm)))
-		blas_close(&b);
+	blas_open(&why);
+	snprintf(dev->gemm, sizeof(dev->gemm), "%s", why);
 	ret = 0;
 out:
 	return ret;
@@ -773,7 +774,8 @@ static void model_free(struct pcu_model *m)
 	if (m->registered)
 		cudaHostUnregister(m->registered);
 	cudaFree(m->wh);
-	blas_close(&m->blas);
+	if (m->blas_h)
+		m->blas->destroy(m->blas_h);
 	free(m);
 }
 
@@ -891,7 +893,6 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	struct pcu_model *m = (struct pcu_model *)calloc(1, sizeof(*m));
 	uint64_t slot_raw = 0, slot_packed = 0;
 	uint8_t *scratch = NULL;
-	char msg[160];
 	uint32_t i;
 	int ret = -1;
 
@@ -976,15 +977,15 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 			if (pcu_layout(s->type).elems && s->rows * s->cols > m->wh_elems)
 				m->wh_elems = s->rows * s->cols;
 		}
-	if (!blas_open(&m->blas, msg, sizeof(msg))) {
-		if (m->blas.create(&m->blas.h) != CUBLAS_STATUS_SUCCESS ||
-		    m->blas.set_stream(m->blas.h, m->stream) != CUBLAS_STATUS_SUCCESS) {
-			m->blas.h = NULL;	/* without it, as if it were not there */
-			blas_close(&m->blas);
-		} else if (m->wh_elems) {
-			CK(cudaMalloc(&m->wh, m->wh_elems * 2), "cudaMalloc (the fp16 weights for cuBLAS)");
-		}
+	m->blas = blas_open(NULL);	/* a failure: without it, as if it were not there */
+	if (m->blas && m->blas->create(&m->blas_h) != CUBLAS_STATUS_SUCCESS) {
+		m->blas_h = NULL;
+	} else if (m->blas && m->blas->set_stream(m->blas_h, m->stream) != CUBLAS_STATUS_SUCCESS) {
+		m->blas->destroy(m->blas_h);
+		m->blas_h = NULL;
 	}
+	if (m->blas_h && m->wh_elems)
+		CK(cudaMalloc(&m->wh, m->wh_elems * 2), "cudaMalloc (the fp16 weights for cuBLAS)");
 	if (m->n_streamed) {
 		m->ring = dsc->ring < 2 ? 2 : dsc->ring;
 		m->slots = (struct slot *)calloc(m->ring, sizeof(*m->slots));
@@ -1057,7 +1058,7 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 	CK(cudaMalloc(&c->cs, b[PCU_BUF_CS]), "cudaMalloc");
 	CK(cudaMalloc(&c->aq, b[PCU_BUF_AQ]), "cudaMalloc");
 	CK(cudaMalloc(&c->ads, b[PCU_BUF_ADS]), "cudaMalloc");
-	if (m->blas.h)
+	if (m->blas_h)
 		CK(cudaMalloc(&c->xh, b[PCU_BUF_XH]), "cudaMalloc");
 	CK(cudaMalloc(&c->part, b[PCU_BUF_PART]), "cudaMalloc (attention's parts)");
 	if (m->has_output)

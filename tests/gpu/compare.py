@@ -111,21 +111,20 @@ def main():
 
     ref = logits(ids, exact=True)
     gx = logits(ids, ngl=N_LAYER, exact=True)
-    rng_ = ref.max(axis=1) - ref.min(axis=1)
-    rel = (np.abs(gx - ref).max(axis=1) / rng_).max()
+    span = ref.max(axis=1) - ref.min(axis=1)
+    rel = (np.abs(gx - ref).max(axis=1) / span).max()
     check(rel < 0.005, f"reference mode, all {N_LAYER} layers on the GPU: within {100 * rel:.4f}% "
           "of the logit range of the CPU's (limit 0.5%)")
 
     c8 = logits(ids)
     kl_c, top_c = kld(ref, c8)
     for ngl in (half, N_LAYER):
-        g8 = logits(ids, ngl=ngl)
-        kl_g, top_g = kld(ref, g8)
+        g1 = logits(ids, ngl=ngl)   # the last: every layer on the GPU, one by one
+        kl_g, top_g = kld(ref, g1)
         check(kl_g <= 1.5 * kl_c + 1e-5 and top_g >= top_c - 0.03,
               f"8-bit, -ngl {ngl}: mean KL {kl_g:.6f} (CPU {kl_c:.6f}, limit "
               f"{1.5 * kl_c + 1e-5:.6f}), top-1 {100 * top_g:.1f}% (CPU {100 * top_c:.1f}%)")
 
-    g1 = logits(ids, ngl=N_LAYER)
     ga = logits(ids[:24], ngl=N_LAYER, mode="--all")
     check(np.array_equal(g1[:24], ga), f"a batch of 24 on the GPU: the logits of one by one, "
           f"bit for bit (max difference {np.abs(g1[:24] - ga).max():.3g})")

@@ -91,7 +91,11 @@ else
 	lim=$($PY tests/gpu/compare.py --limit "$W/q4_k.gguf" 6 "$P")
 	for mode in "" "--all" "stream"; do
 		env=(PINFER_NGL=6 PINFER_CTX=256)
-		[ "$mode" = stream ] && env+=(PINFER_GPU_MEM=${lim:-0}) && mode=--all
+		if [ "$mode" = stream ]; then
+			[ -n "$lim" ] || { echo "FAIL: no GPU memory limit streams two layers"; failed=1; continue; }
+			env+=(PINFER_GPU_MEM=$lim)
+			mode=--all
+		fi
 		if env "${env[@]}" "$cs" --error-exitcode 9 --leak-check full --target-processes all \
 			"$W/bin/print_logits" $mode \
 			"$W/q4_k.gguf" $ids >/dev/null 2>"$W/cs.err"; then
