@@ -866,13 +866,46 @@ static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, fl
 	_mm256_storeu_ps(out + 8, acc[1]);
 }
 
+/*
+ * The packed Q6_K column at @g (16 rows' blocks): rows 8h..8h + 7's weights
+ * q (0..63) of dword @dw (0..7) of quarter @e (elements 32e..) of half @hh
+ * (elements 128hh..) of the block, lane r row 8h + r's four.
+ */
+static inline __m256i q6_weights(const uint8_t *g, int h, int hh, int e, int dw)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+	__m256i A = _mm256_loadu_si256((const __m256i *)(g + 32 * h + 64 * (16 * hh + (e & 1) * 8 + dw)));
+	__m256i H = _mm256_loadu_si256((const __m256i *)(g + 16 * 128 + 32 * h + 64 * (8 * hh + dw)));
+
+	A = e < 2 ? A : _mm256_srli_epi16(A, 4);
+	H = e == 0 ? _mm256_slli_epi16(H, 4) : e == 1 ? _mm256_slli_epi16(H, 2) :
+	    e == 2 ? H : _mm256_srli_epi16(H, 2);
+	return _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(H, m2));
+}
+
+/* Rows 8h..8h + 7 of block @a's -32 Σ_g sc_g (y sums)_g, the scales at @scb: the offsets' sums */
+static inline __m256i q6_bias(const uint8_t *scb, const struct block_q8_K *a, int h)
+{
+	__m256i bias = _mm256_setzero_si256();
+	int k;
+
+	UNROLL
+	for (k = 0; k < 16; k += 2) {
+		__m128i s0 = _mm_loadu_si128((const __m128i *)(scb + 16 * k));
+		__m128i s1 = _mm_loadu_si128((const __m128i *)(scb + 16 * k + 16));
+
+		bias = _mm256_add_epi32(bias, _mm256_madd_epi16(pair16(s0, s1, h, true),
+			_mm256_set1_epi32(i16_pair(a->bsums[k], a->bsums[k + 1]))));
+	}
+	return _mm256_slli_epi32(bias, 5);
+}
+
 /* Q6_K, @T (1..4) activations: as the AVX-512 GEMM, half by half. */
 static inline __attribute__((always_inline)) void
 gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
 	       float *out, size_t os)
 {
 	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
-	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
 	__m256 acc[2][4];
 	size_t b;
 	int h, t, hh, kq, e, k;
@@ -886,13 +919,13 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 		acc[0][t] = acc[1][t] = _mm256_setzero_ps();
 	for (b = 0; b < nb; b++, g += col) {
 		for (h = 0; h < 2; h++) {
-			const uint8_t *ql = g + 32 * h, *qh = g + 16 * 128 + 32 * h, *scb = g + 16 * 192;
+			const uint8_t *scb = g + 16 * 192;
 			const __m256 d = load8h(g + 16 * 208 + 16 * h);
-			__m256i isum[4], bias[4];
+			__m256i isum[4];
 
 			UNROLL
 			for (t = 0; t < T; t++)
-				isum[t] = bias[t] = _mm256_setzero_si256();
+				isum[t] = _mm256_setzero_si256();
 			for (hh = 0; hh < 2; hh++)		/* 128 elements each */
 				for (kq = 0; kq < 2; kq++)
 					for (e = 0; e < 4; e++) {	/* group 8hh + 2e + kq */
@@ -901,17 +934,8 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 						__m256i w[4], sc16 = pair16(s8, s8, h, true);
 
 						UNROLL
-						for (k = 0; k < 4; k++) {
-							int dw = 4 * kq + k;
-							__m256i A = _mm256_loadu_si256((const __m256i *)
-								(ql + 64 * (16 * hh + (e & 1) * 8 + dw)));
-							__m256i H = _mm256_loadu_si256((const __m256i *)(qh + 64 * (8 * hh + dw)));
-
-							A = e < 2 ? A : _mm256_srli_epi16(A, 4);
-							H = e == 0 ? _mm256_slli_epi16(H, 4) : e == 1 ? _mm256_slli_epi16(H, 2) :
-							    e == 2 ? H : _mm256_srli_epi16(H, 2);
-							w[k] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(H, m2));
-						}
+						for (k = 0; k < 4; k++)
+							w[k] = q6_weights(g, h, hh, e, 4 * kq + k);
 						UNROLL
 						for (t = 0; t < T; t++) {
 							const int8_t *y = ((const struct block_q8_K *)(act + t * as) + b)->qs +
@@ -928,17 +952,8 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 			UNROLL
 			for (t = 0; t < T; t++) {
 				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
-				__m256i tot;
+				__m256i tot = _mm256_sub_epi32(isum[t], q6_bias(scb, a, h));
 
-				UNROLL
-				for (k = 0; k < 16; k += 2) {
-					__m128i s0 = _mm_loadu_si128((const __m128i *)(scb + 16 * k));
-					__m128i s1 = _mm_loadu_si128((const __m128i *)(scb + 16 * k + 16));
-
-					bias[t] = _mm256_add_epi32(bias[t], _mm256_madd_epi16(pair16(s0, s1, h, true),
-						_mm256_set1_epi32(i16_pair(a->bsums[k], a->bsums[k + 1]))));
-				}
-				tot = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(bias[t], 5));
 				acc[h][t] = _mm256_add_ps(acc[h][t], _mm256_mul_ps(
 					_mm256_mul_ps(_mm256_set1_ps(a->d), d), _mm256_cvtepi32_ps(tot)));
 			}
@@ -948,6 +963,112 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 	for (t = 0; t < T; t++) {
 		_mm256_storeu_ps(out + t * os, acc[0][t]);
 		_mm256_storeu_ps(out + t * os + 8, acc[1][t]);
+	}
+}
+
+/*
+ * Q6_K for a prompt (@nt >= Q6_SPLIT activations): as the AVX-512 GEMM's
+ * gemm_q6_K_unpacked, each stretch of Q6_CHUNK blocks unpacked once for all
+ * activations (the tile above unpacks each group's weights for every 4
+ * activations: 24 operations against their 40 products), then multiplied
+ * 4 activations at a time, the same sums in the same order as the tile's,
+ * so the same bits.
+ */
+#define Q6_CHUNK 4
+#define Q6_SPLIT 16
+
+/* Blocks [0, @nbk) of the column at @g, as w[((2 b + h) 16 + group) 4 + k]: rows 8h.., group's dword k */
+static void q6_unpack(const uint8_t *g, size_t nbk, __m256i *w)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	size_t b;
+	int h, hh, e, dw;
+
+	for (b = 0; b < nbk; b++, g += col)
+		for (h = 0; h < 2; h++, w += 64)
+			for (hh = 0; hh < 2; hh++)
+				UNROLL
+				for (e = 0; e < 4; e++)
+					UNROLL
+					for (dw = 0; dw < 8; dw++)	/* group 8hh + 2e + dw / 4 */
+						w[4 * (8 * hh + 2 * e) + dw] = q6_weights(g, h, hh, e, dw);
+}
+
+/*
+ * @T (1..4) activations times the @nbk blocks unpacked in @w, whose scales
+ * and d are in the column at @g; activation t's blocks at act + t * as, its
+ * float sums at out + t * os (@fresh: they start at 0).
+ */
+static inline __attribute__((always_inline)) void
+q6_stretch(const int T, size_t nbk, const __m256i *w, const uint8_t *g, const uint8_t *act,
+	   size_t as, float *out, size_t os, bool fresh)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	size_t b;
+	int h, t, grp;
+
+	for (b = 0; b < nbk; b++, g += col)
+		for (h = 0; h < 2; h++, w += 64) {
+			const uint8_t *scb = g + 16 * 192;
+			const __m256 d = load8h(g + 16 * 208 + 16 * h);
+			__m256i isum[4];
+
+			UNROLL
+			for (t = 0; t < T; t++)
+				isum[t] = _mm256_setzero_si256();
+			for (grp = 0; grp < 16; grp++) {
+				__m128i s8 = _mm_loadu_si128((const __m128i *)(scb + 16 * grp));
+				const __m256i sc16 = pair16(s8, s8, h, true);
+				const __m256i w0 = w[4 * grp], w1 = w[4 * grp + 1];
+				const __m256i w2 = w[4 * grp + 2], w3 = w[4 * grp + 3];
+
+				UNROLL
+				for (t = 0; t < T; t++) {
+					const int8_t *y = ((const struct block_q8_K *)(act + t * as) + b)->qs + 16 * grp;
+					__m256i pa = _mm256_add_epi16(_mm256_maddubs_epi16(w0, bcast(y)),
+								      _mm256_maddubs_epi16(w1, bcast(y + 4)));
+					__m256i pb = _mm256_add_epi16(_mm256_maddubs_epi16(w2, bcast(y + 8)),
+								      _mm256_maddubs_epi16(w3, bcast(y + 12)));
+
+					isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(
+						_mm256_madd_epi16(pa, sc16), _mm256_madd_epi16(pb, sc16)));
+				}
+			}
+			UNROLL
+			for (t = 0; t < T; t++) {
+				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+				const __m256i tot = _mm256_sub_epi32(isum[t], q6_bias(scb, a, h));
+				float *o = out + t * os + 8 * h;
+				const __m256 acc = fresh && !b ? _mm256_setzero_ps() : _mm256_loadu_ps(o);
+
+				_mm256_storeu_ps(o, _mm256_add_ps(acc, _mm256_mul_ps(
+					_mm256_mul_ps(_mm256_set1_ps(a->d), d), _mm256_cvtepi32_ps(tot))));
+			}
+		}
+}
+
+static void gemm_q6_K_unpacked(size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
+			       size_t nt, float *out, size_t os)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	__m256i w[Q6_CHUNK * 128];
+	size_t b0, t;
+
+	for (b0 = 0; b0 < nb; b0 += Q6_CHUNK, g += Q6_CHUNK * col) {
+		const size_t nbk = nb - b0 < Q6_CHUNK ? nb - b0 : Q6_CHUNK;
+		const uint8_t *a = act + b0 * sizeof(struct block_q8_K);
+
+#define STRETCH(T) q6_stretch(T, nbk, w, g, a + t * as, as, out + t * os, os, !b0)
+		q6_unpack(g, nbk, w);
+		for (t = 0; t + 4 <= nt; t += 4)
+			STRETCH(4);
+		switch (nt - t) {
+		case 3: STRETCH(3); break;
+		case 2: STRETCH(2); break;
+		case 1: STRETCH(1); break;
+		default: break;
+		}
+#undef STRETCH
 	}
 }
 
@@ -987,7 +1108,16 @@ GEMM(gemm_q5_1, TILE_Q5_1)
 GEMM(gemm_q8_0, TILE_Q8_0)
 GEMM(gemm_q4_K, TILE_Q4_K)
 GEMM(gemm_q5_K, TILE_Q5_K)
-GEMM(gemm_q6_K, TILE_Q6_K)
+GEMM(gemm_q6_K_tiles, TILE_Q6_K)
+
+static void gemm_q6_K(size_t n, const void *group, const void *act, size_t as,
+		      const float *side, size_t ss, size_t nt, float *out, size_t os)
+{
+	if (nt >= Q6_SPLIT)
+		gemm_q6_K_unpacked(n / QK_K, group, act, as, nt, out, os);
+	else
+		gemm_q6_K_tiles(n, group, act, as, side, ss, nt, out, os);
+}
 
 gemm16_fn quant_gemm16_avx2(uint32_t type)
 {

@@ -136,7 +136,7 @@ static void check_gemm(const char *isa, gemm16_fn (*gemm_of)(uint32_t), vec_dot_
 		GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
 		GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
 	};
-	static const size_t blocks[] = { 1, 2, 3, 17, 48 }, nts[] = { 1, 2, 3, 4, 5, 7, 8, 9, 20 };
+	static const size_t blocks[] = { 1, 2, 3, 17, 48 }, nts[] = { 1, 2, 3, 4, 5, 7, 8, 9, 16, 20, 33 };
 	size_t t, b, k;
 
 	for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
@@ -147,7 +147,7 @@ static void check_gemm(const char *isa, gemm16_fn (*gemm_of)(uint32_t), vec_dot_
 			for (k = 0; k < sizeof(nts) / sizeof(nts[0]); k++)
 				same = gemm_case(gemm_of(types[t]), dot_of(types[t]), types[t], blocks[b],
 						 nts[k], false) && same;
-			ok(same, "%s GEMM on 16 packed %s rows of %zu blocks, 1 to 20 activations: "
+			ok(same, "%s GEMM on 16 packed %s rows of %zu blocks, 1 to 33 activations: "
 			   "the row kernel's results bit for bit, the reference's within rounding, "
 			   "rows read back", isa, ggml_type_name(types[t]), blocks[b]);
 		}
