@@ -101,13 +101,13 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 	return 0;
 }
 
-/* Grow *@p to @n elements of @size bytes; false when out of memory. */
-static bool grow(void *p, size_t n, size_t size)
+/* Grow the session buffer *@p from @had to @n elements of @size bytes; false when out of memory. */
+static bool grow(void *p, size_t had, size_t n, size_t size)
 {
 	void *old, *q;
 
 	memcpy(&old, p, sizeof(old));
-	q = realloc(old, n * size);
+	q = llm_buf_grow(old, had * size, n * size);
 	if (q)
 		memcpy(p, &q, sizeof(q));
 	return q != NULL;
@@ -121,11 +121,11 @@ static int reserve(struct llm_session *s, size_t n, struct pinfer_err *err)
 
 	if (n <= s->n_cap)
 		return 0;
-	ok = grow(&s->x, n, c->n_embd * sizeof(float));
-	ok = grow(&s->rope_cs, n, c->n_rot * sizeof(float)) && ok;
-	ok = grow(&s->tpos, n, sizeof(*s->tpos)) && ok;
-	ok = grow(&s->ttab, n, sizeof(*s->ttab)) && ok;
-	ok = grow(&s->toks, n, sizeof(*s->toks)) && ok;
+	ok = grow(&s->x, s->n_cap, n, c->n_embd * sizeof(float));
+	ok = grow(&s->rope_cs, s->n_cap, n, c->n_rot * sizeof(float)) && ok;
+	ok = grow(&s->tpos, s->n_cap, n, sizeof(*s->tpos)) && ok;
+	ok = grow(&s->ttab, s->n_cap, n, sizeof(*s->ttab)) && ok;
+	ok = grow(&s->toks, s->n_cap, n, sizeof(*s->toks)) && ok;
 	if (!ok)
 		return pinfer_fail(err, ENOMEM, "session: out of memory for a batch of %zu tokens", n);
 	s->n_cap = n;
@@ -187,7 +187,7 @@ static int output_logits(struct llm_session *s, const size_t *rows, size_t k,
 	size_t E = c->n_embd, V = c->n_vocab, i, j, j0;
 
 	if (k > s->n_logits) {
-		if (!grow(&s->logits, k, V * sizeof(float)))
+		if (!grow(&s->logits, s->n_logits, k, V * sizeof(float)))
 			return pinfer_fail(err, ENOMEM, "session: out of memory for %zu rows of logits", k);
 		s->n_logits = k;
 	}

@@ -83,6 +83,15 @@ struct llm_session {
 };
 
 /*
+ * The session's buffers (session.c): @bytes of zeros on cache lines of
+ * their own; llm_buf_grow() gives @p (@old bytes) @bytes, its contents
+ * kept, or NULL (and @p kept) when out of memory.
+ */
+void *llm_buf_alloc(size_t bytes);
+void *llm_buf_grow(void *p, size_t old, size_t bytes);
+void llm_buf_free(void *p);
+
+/*
  * out[b] = W in[b] (+ bias) for the @nb inputs of a batch (in: stride
  * cols), by whichever path suits the matrix, the batch and the CPU.
  */
