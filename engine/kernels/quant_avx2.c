@@ -702,6 +702,32 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 }
 
 /*
+ * The packed Q4_K (Q5_K: @five) column at @g: rows 8h..8h + 7's quants of
+ * dword @j of sub-blocks 2c (*lo) and 2c + 1 (*hi), each with its fifth
+ * bit for Q5_K (a qh dword holds the bits of 4 elements of all 8
+ * sub-blocks), lane r row 8h + r's four.
+ */
+static inline void k45_weights(bool five, const uint8_t *g, int h, int c, int j, __m256i *lo,
+			       __m256i *hi)
+{
+	const __m256i low = _mm256_set1_epi8(0x0f), sixteen = _mm256_set1_epi8(16);
+	const __m256i x = _mm256_loadu_si256((const __m256i *)(g + k45_qs(five) + 64 * (8 * c + j) + 32 * h));
+
+	*lo = _mm256_and_si256(x, low);
+	*hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+	if (five) {
+		const __m256i e = _mm256_loadu_si256((const __m256i *)(g + k45_qh() + 64 * j + 32 * h));
+		const __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * c)));
+		const __m256i b1 = _mm256_set1_epi8((char)(2 << (2 * c)));
+
+		*lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(e, b0), b0),
+							    sixteen));
+		*hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(e, b1), b1),
+							    sixteen));
+	}
+}
+
+/*
  * Q4_K and (@five) Q5_K, @T (1..4) activations: as the AVX-512 GEMM, half
  * by half. int16 pair sums hold 8 steps of 4-bit quants (8 x 2 x 15 x 127)
  * but only 4 of Q5_K's 5-bit ones (4 x 2 x 31 x 127 = 31496): those go to
@@ -711,9 +737,8 @@ static inline __attribute__((always_inline)) void
 gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
 	      size_t as, float *out, size_t os)
 {
-	const size_t col = k45_col(five), qs = k45_qs(five);
+	const size_t col = k45_col(five);
 	const int run = five ? 4 : 8;	/* steps summed in int16 */
-	const __m256i low = _mm256_set1_epi8(0x0f), sixteen = _mm256_set1_epi8(16);
 	__m256 acc[2][4];
 	size_t b;
 	int h, t, c, j;
@@ -727,16 +752,12 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 		k4_scales16(g + 64, sc, mn);
 		for (h = 0; h < 2; h++) {
 			const __m256 d = load8h(g + 16 * h), dmin = load8h(g + 32 + 16 * h);
-			const uint8_t *qh = g + k45_qh() + 32 * h;
 			__m256i isum[4];
 
 			UNROLL
 			for (t = 0; t < T; t++)
 				isum[t] = _mm256_setzero_si256();
 			for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
-				const uint8_t *q = g + qs + 64 * 8 * c + 32 * h;
-				const __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * c)));
-				const __m256i b1 = _mm256_set1_epi8((char)(2 << (2 * c)));
 				const __m256i s0 = pair16(sc[2 * c], sc[2 * c], h, false);
 				const __m256i s1 = pair16(sc[2 * c + 1], sc[2 * c + 1], h, false);
 				__m256i p0[4], p1[4];
@@ -745,18 +766,9 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 					p0[t] = p1[t] = _mm256_setzero_si256();
 				UNROLL
 				for (j = 0; j < 8; j++) {
-					__m256i x = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
-					__m256i lo = _mm256_and_si256(x, low);
-					__m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+					__m256i lo, hi;
 
-					if (five) {
-						__m256i e = _mm256_loadu_si256((const __m256i *)(qh + 64 * j));
-
-						lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(
-							_mm256_and_si256(e, b0), b0), sixteen));
-						hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(
-							_mm256_and_si256(e, b1), b1), sixteen));
-					}
+					k45_weights(five, g, h, c, j, &lo, &hi);
 					UNROLL
 					for (t = 0; t < T; t++) {
 						const int8_t *y = ((const struct block_q8_K *)(act + t * as) + b)->qs +
@@ -795,6 +807,134 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 	for (t = 0; t < T; t++) {
 		_mm256_storeu_ps(out + t * os, acc[0][t]);
 		_mm256_storeu_ps(out + t * os + 8, acc[1][t]);
+	}
+}
+
+/*
+ * Q4_K and Q5_K for a prompt (@nt >= K45_SPLIT activations): as Q6_K's
+ * gemm_q6_K_unpacked below, the quants of K45_CHUNK blocks unpacked once
+ * for all activations, with each block's scales and mins as the tile's
+ * madd operands, then 4 activations at a time, one sub-block at a time
+ * (the 4 activations' int16 sums, their int32 sums and a dword of weights:
+ * 9 of the 16 registers): the tile's sums and float steps, so the same bits.
+ */
+#define K45_CHUNK 4
+#define K45_SPLIT 16
+#define K45_WORDS 76	/* vectors an unpacked block half: 64 quants, 8 scales, 4 min pairs */
+
+/*
+ * Blocks [0, @nbk) of the column at @g, K45_WORDS vectors for each of its
+ * halves (rows 8h..): w[8 i + j] sub-block i's dword j, then the scales,
+ * then the min pairs, as the tile's madd operands
+ */
+static void k45_unpack(bool five, const uint8_t *g, size_t nbk, __m256i *w)
+{
+	size_t b;
+	int h, c, j;
+
+	for (b = 0; b < nbk; b++, g += k45_col(five)) {
+		__m128i sc[8], mn[8];
+
+		k4_scales16(g + 64, sc, mn);
+		for (h = 0; h < 2; h++, w += K45_WORDS) {
+			for (c = 0; c < 4; c++)
+				UNROLL
+				for (j = 0; j < 8; j++)
+					k45_weights(five, g, h, c, j, &w[16 * c + j], &w[16 * c + 8 + j]);
+			UNROLL
+			for (j = 0; j < 8; j++)
+				w[64 + j] = pair16(sc[j], sc[j], h, false);
+			UNROLL
+			for (j = 0; j < 8; j += 2)
+				w[72 + j / 2] = pair16(mn[j], mn[j + 1], h, false);
+		}
+	}
+}
+
+/*
+ * @T (1..4) activations times the @nbk blocks unpacked in @w, whose d and
+ * dmin are in the column at @g; activation t's blocks at act + t * as, its
+ * float sums at out + t * os (@fresh: they start at 0).
+ */
+static inline __attribute__((always_inline)) void
+k45_stretch(const bool five, const int T, size_t nbk, const __m256i *w, const uint8_t *g,
+	    const uint8_t *act, size_t as, float *out, size_t os, bool fresh)
+{
+	const int run = five ? 4 : 8;	/* steps summed in int16 */
+	size_t b;
+	int h, t, i, j;
+
+	for (b = 0; b < nbk; b++, g += k45_col(five))
+		for (h = 0; h < 2; h++, w += K45_WORDS) {
+			const __m256 d = load8h(g + 16 * h), dmin = load8h(g + 32 + 16 * h);
+			__m256i isum[4];
+
+			UNROLL
+			for (t = 0; t < T; t++)
+				isum[t] = _mm256_setzero_si256();
+			for (i = 0; i < 8; i++) {	/* sub-block i: elements 32 i.. */
+				__m256i p[4];
+
+				UNROLL
+				for (t = 0; t < T; t++)
+					p[t] = _mm256_setzero_si256();
+				UNROLL
+				for (j = 0; j < 8; j++) {
+					const __m256i q = w[8 * i + j];
+
+					UNROLL
+					for (t = 0; t < T; t++)
+						p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(q, bcast(
+							((const struct block_q8_K *)(act + t * as) + b)->qs + 32 * i + 4 * j)));
+					if ((j + 1) % run)
+						continue;
+					UNROLL
+					for (t = 0; t < T; t++) {
+						isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p[t], w[64 + i]));
+						p[t] = _mm256_setzero_si256();
+					}
+				}
+			}
+			UNROLL
+			for (t = 0; t < T; t++) {
+				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+				float *o = out + t * os + 8 * h;
+				const __m256 acc = fresh && !b ? _mm256_setzero_ps() : _mm256_loadu_ps(o);
+				__m256i msum = _mm256_setzero_si256();
+
+				UNROLL
+				for (j = 0; j < 8; j += 2)
+					msum = _mm256_add_epi32(msum, _mm256_madd_epi16(w[72 + j / 2],
+						_mm256_set1_epi32(i16_pair(k4_bsum(a, j), k4_bsum(a, j + 1)))));
+				_mm256_storeu_ps(o, _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(a->d), _mm256_sub_ps(
+					_mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[t])),
+					_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum))))));
+			}
+		}
+}
+
+static inline __attribute__((always_inline)) void
+gemm_k45_unpacked(const bool five, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
+		  size_t nt, float *out, size_t os)
+{
+	__m256i w[K45_CHUNK * 2 * K45_WORDS];
+	size_t b0, t;
+
+	for (b0 = 0; b0 < nb; b0 += K45_CHUNK, g += K45_CHUNK * k45_col(five)) {
+		const size_t nbk = nb - b0 < K45_CHUNK ? nb - b0 : K45_CHUNK;
+		const uint8_t *a = act + b0 * sizeof(struct block_q8_K);
+
+#define STRETCH(T) k45_stretch(five, T, nbk, w, g, a + t * as, as, out + t * os, os, !b0)
+		k45_unpack(five, g, nbk, w);
+		for (t = 0; t + 4 <= nt; t += 4)
+			STRETCH(4);
+		switch (nt - t) {
+		case 3: STRETCH(3); break;
+		case 2: STRETCH(2); break;
+		case 1: STRETCH(1); break;
+		default: break;
+		}
+#undef STRETCH
 	}
 }
 
@@ -1106,9 +1246,27 @@ GEMM(gemm_q4_1, TILE_Q4_1)
 GEMM(gemm_q5_0, TILE_Q5_0)
 GEMM(gemm_q5_1, TILE_Q5_1)
 GEMM(gemm_q8_0, TILE_Q8_0)
-GEMM(gemm_q4_K, TILE_Q4_K)
-GEMM(gemm_q5_K, TILE_Q5_K)
+GEMM(gemm_q4_K_tiles, TILE_Q4_K)
+GEMM(gemm_q5_K_tiles, TILE_Q5_K)
 GEMM(gemm_q6_K_tiles, TILE_Q6_K)
+
+static void gemm_q4_K(size_t n, const void *group, const void *act, size_t as,
+		      const float *side, size_t ss, size_t nt, float *out, size_t os)
+{
+	if (nt >= K45_SPLIT)
+		gemm_k45_unpacked(false, n / QK_K, group, act, as, nt, out, os);
+	else
+		gemm_q4_K_tiles(n, group, act, as, side, ss, nt, out, os);
+}
+
+static void gemm_q5_K(size_t n, const void *group, const void *act, size_t as,
+		      const float *side, size_t ss, size_t nt, float *out, size_t os)
+{
+	if (nt >= K45_SPLIT)
+		gemm_k45_unpacked(true, n / QK_K, group, act, as, nt, out, os);
+	else
+		gemm_q5_K_tiles(n, group, act, as, side, ss, nt, out, os);
+}
 
 static void gemm_q6_K(size_t n, const void *group, const void *act, size_t as,
 		      const float *side, size_t ss, size_t nt, float *out, size_t os)
