@@ -567,6 +567,28 @@ static inline __m512i bcast(const int8_t *p)
 }
 
 /*
+ * The packed Q4_K (Q5_K: @five) column at @g: 16 rows' quants of dword @j
+ * of sub-blocks 2c (*lo) and 2c + 1 (*hi), with Q5_K's fifth bits from its
+ * qh dword j (bit s for sub-block s), lane r row r's four.
+ */
+static inline void k45_weights(bool five, const uint8_t *g, int c, int j, __m512i *lo, __m512i *hi)
+{
+	const __m512i low = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
+	const __m512i x = _mm512_loadu_si512(g + k45_qs(five) + 64 * (8 * c + j));
+
+	*lo = _mm512_and_si512(x, low);
+	*hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), low);
+	if (five) {
+		const __m512i h = _mm512_loadu_si512(g + k45_qh() + 64 * j);
+
+		*lo = _mm512_or_si512(*lo, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(
+			h, _mm512_set1_epi8((char)(1 << (2 * c)))), sixteen));
+		*hi = _mm512_or_si512(*hi, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(
+			h, _mm512_set1_epi8((char)(1 << (2 * c + 1)))), sixteen));
+	}
+}
+
+/*
  * Q4_K and (@five) Q5_K, @T (1..4) activations: per super-block, lane r of
  * isum is row r's Σ_j sc_j (q·y)_j and of msum its Σ_j m_j (y sums)_j,
  * exact; then the float steps of the row kernel (dot_k45), so the same
@@ -576,8 +598,7 @@ static inline __attribute__((always_inline)) void
 gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
 	      size_t as, float *out, size_t os)
 {
-	const size_t col = k45_col(five), qs = k45_qs(five);
-	const __m512i low = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
+	const size_t col = k45_col(five);
 	__m512 acc[4];
 	size_t b;
 	int t, c, j;
@@ -596,24 +617,10 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 		for (t = 0; t < T; t++)
 			isum[t] = _mm512_setzero_si512();
 		for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
-			const uint8_t *q = g + qs + 64 * 8 * c;
-			const uint8_t *qh = g + k45_qh();
 			__m512i lo[8], hi[8];
 			UNROLL
-			for (j = 0; j < 8; j++) {
-				__m512i x = _mm512_loadu_si512(q + 64 * j);
-
-				lo[j] = _mm512_and_si512(x, low);
-				hi[j] = _mm512_and_si512(_mm512_srli_epi16(x, 4), low);
-				if (five) {
-					__m512i h = _mm512_loadu_si512(qh + 64 * j);
-
-					lo[j] = _mm512_or_si512(lo[j], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(
-						h, _mm512_set1_epi8((char)(1 << (2 * c)))), sixteen));
-					hi[j] = _mm512_or_si512(hi[j], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(
-						h, _mm512_set1_epi8((char)(1 << (2 * c + 1)))), sixteen));
-				}
-			}
+			for (j = 0; j < 8; j++)
+				k45_weights(five, g, c, j, &lo[j], &hi[j]);
 			UNROLL
 			for (t = 0; t < T; t++) {
 				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
@@ -947,6 +954,122 @@ static void gemm_q6_K_unpacked(size_t nb, const uint8_t *g, const uint8_t *act, 
 	}
 }
 
+/*
+ * Q4_K and Q5_K for a prompt (@nt >= K45_SPLIT activations): as Q6_K's
+ * gemm_q6_K_unpacked above, the quants of K45_CHUNK blocks unpacked once
+ * for all activations, with each block's scales (as dwords) and min pairs,
+ * then 8 activations at a time, one sub-block at a time, the activations
+ * interleaved: the tile's sums and float steps, so the same bits.
+ */
+#define K45_CHUNK 4
+#define K45_SPLIT 16
+#define K45_WORDS 76	/* vectors an unpacked block: 64 quants, 8 scales, 4 min pairs */
+
+/* Blocks [0, @nbk) of the column at @g, K45_WORDS vectors each: w[8 i + j] sub-block i's dword j */
+static void k45_unpack(bool five, const uint8_t *g, size_t nbk, __m512i *w)
+{
+	size_t b;
+	int c, j;
+
+	for (b = 0; b < nbk; b++, g += k45_col(five), w += K45_WORDS) {
+		__m128i sc[8], mn[8];
+
+		k4_scales16(g + 64, sc, mn);
+		for (c = 0; c < 4; c++)
+			UNROLL
+			for (j = 0; j < 8; j++)
+				k45_weights(five, g, c, j, &w[16 * c + j], &w[16 * c + 8 + j]);
+		UNROLL
+		for (j = 0; j < 8; j++)
+			w[64 + j] = _mm512_cvtepu8_epi32(sc[j]);
+		UNROLL
+		for (j = 0; j < 8; j += 2)
+			w[72 + j / 2] = pairs16(mn[j], mn[j + 1], false);
+	}
+}
+
+/*
+ * @T (1..8) activations times the @nbk blocks unpacked in @w, whose d and
+ * dmin are in the column at @g; activation t's blocks at act + t * as, its
+ * float sums at out + t * os (@fresh: they start at 0).
+ */
+static inline __attribute__((always_inline)) void
+k45_stretch(const bool five, const int T, size_t nbk, const __m512i *w, const uint8_t *g,
+	    const uint8_t *act, size_t as, float *out, size_t os, bool fresh)
+{
+	size_t b;
+	int t, i, j;
+
+	for (b = 0; b < nbk; b++, g += k45_col(five), w += K45_WORDS) {
+		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+		const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+		__m512i isum[8];
+
+		UNROLL
+		for (t = 0; t < T; t++)
+			isum[t] = _mm512_setzero_si512();
+		for (i = 0; i < 8; i++) {	/* sub-block i: elements 32 i.. */
+			__m512i s[8];
+
+			UNROLL
+			for (t = 0; t < T; t++)
+				s[t] = _mm512_setzero_si512();
+			UNROLL
+			for (j = 0; j < 8; j++)
+				UNROLL
+				for (t = 0; t < T; t++)
+					s[t] = _mm512_dpbusd_epi32(s[t], w[8 * i + j], bcast(
+						((const struct block_q8_K *)(act + t * as) + b)->qs + 32 * i + 4 * j));
+			UNROLL
+			for (t = 0; t < T; t++)
+				isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], w[64 + i]));
+		}
+		UNROLL
+		for (t = 0; t < T; t++) {
+			const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
+			const __m512 acc = fresh && !b ? _mm512_setzero_ps() : _mm512_loadu_ps(out + t * os);
+			__m512i msum = _mm512_setzero_si512();
+
+			UNROLL
+			for (j = 0; j < 8; j += 2)	/* sub-blocks j and j + 1 */
+				msum = _mm512_add_epi32(msum, _mm512_madd_epi16(w[72 + j / 2],
+					_mm512_set1_epi32(i16_pair(k4_bsum(a, j), k4_bsum(a, j + 1)))));
+			_mm512_storeu_ps(out + t * os, _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(a->d),
+				_mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(isum[t])),
+					      _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(msum))))));
+		}
+	}
+}
+
+static inline __attribute__((always_inline)) void
+gemm_k45_unpacked(const bool five, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
+		  size_t nt, float *out, size_t os)
+{
+	__m512i w[K45_CHUNK * K45_WORDS];
+	size_t b0, t;
+
+	for (b0 = 0; b0 < nb; b0 += K45_CHUNK, g += K45_CHUNK * k45_col(five)) {
+		const size_t nbk = nb - b0 < K45_CHUNK ? nb - b0 : K45_CHUNK;
+		const uint8_t *a = act + b0 * sizeof(struct block_q8_K);
+
+#define STRETCH(T) k45_stretch(five, T, nbk, w, g, a + t * as, as, out + t * os, os, !b0)
+		k45_unpack(five, g, nbk, w);
+		for (t = 0; t + 8 <= nt; t += 8)
+			STRETCH(8);
+		switch (nt - t) {
+		case 7: STRETCH(7); break;
+		case 6: STRETCH(6); break;
+		case 5: STRETCH(5); break;
+		case 4: STRETCH(4); break;
+		case 3: STRETCH(3); break;
+		case 2: STRETCH(2); break;
+		case 1: STRETCH(1); break;
+		default: break;
+		}
+#undef STRETCH
+	}
+}
+
 /* The K-quant GEMMs: tiles of @T activations, then the rest (fewer than @T) by one smaller tile. */
 #define GEMM_K(name, tile, T)							\
 static void name(size_t n, const void *group, const void *act, size_t as,	\
@@ -974,9 +1097,27 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 #define TILE_Q4_K(T, ...) gemm_k45_tile(false, T, __VA_ARGS__)
 #define TILE_Q5_K(T, ...) gemm_k45_tile(true, T, __VA_ARGS__)
 
-GEMM_K(gemm_q4_K, TILE_Q4_K, 4)
-GEMM_K(gemm_q5_K, TILE_Q5_K, 4)
+GEMM_K(gemm_q4_K_tiles, TILE_Q4_K, 4)
+GEMM_K(gemm_q5_K_tiles, TILE_Q5_K, 4)
 GEMM_K(gemm_q6_K_tiles, gemm_q6_K_tile, 8)
+
+static void gemm_q4_K(size_t n, const void *group, const void *act, size_t as,
+		      const float *side, size_t ss, size_t nt, float *out, size_t os)
+{
+	if (nt >= K45_SPLIT)
+		gemm_k45_unpacked(false, n / QK_K, group, act, as, nt, out, os);
+	else
+		gemm_q4_K_tiles(n, group, act, as, side, ss, nt, out, os);
+}
+
+static void gemm_q5_K(size_t n, const void *group, const void *act, size_t as,
+		      const float *side, size_t ss, size_t nt, float *out, size_t os)
+{
+	if (nt >= K45_SPLIT)
+		gemm_k45_unpacked(true, n / QK_K, group, act, as, nt, out, os);
+	else
+		gemm_q5_K_tiles(n, group, act, as, side, ss, nt, out, os);
+}
 
 static void gemm_q6_K(size_t n, const void *group, const void *act, size_t as,
 		      const float *side, size_t ss, size_t nt, float *out, size_t os)
