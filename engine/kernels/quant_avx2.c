@@ -811,15 +811,12 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 }
 
 /*
- * Q4_K and Q5_K for a prompt (@nt >= K45_SPLIT activations): as Q6_K's
- * gemm_q6_K_unpacked below, the quants of K45_CHUNK blocks unpacked once
- * for all activations, with each block's scales and mins as the tile's
+ * Q4_K and Q5_K for a prompt (GEMM_STRETCHED): as Q6_K's below, the quants
+ * of STRETCH_BLOCKS blocks unpacked once for all activations, with each block's scales and mins as the tile's
  * madd operands, then 4 activations at a time, one sub-block at a time
  * (the 4 activations' int16 sums, their int32 sums and a dword of weights:
  * 9 of the 16 registers): the tile's sums and float steps, so the same bits.
  */
-#define K45_CHUNK 4
-#define K45_SPLIT 16
 #define K45_WORDS 76	/* vectors an unpacked block half: 64 quants, 8 scales, 4 min pairs */
 
 /*
@@ -911,31 +908,6 @@ k45_stretch(const bool five, const int T, size_t nbk, const __m256i *w, const ui
 					_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(msum))))));
 			}
 		}
-}
-
-static inline __attribute__((always_inline)) void
-gemm_k45_unpacked(const bool five, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
-		  size_t nt, float *out, size_t os)
-{
-	__m256i w[K45_CHUNK * 2 * K45_WORDS];
-	size_t b0, t;
-
-	for (b0 = 0; b0 < nb; b0 += K45_CHUNK, g += K45_CHUNK * k45_col(five)) {
-		const size_t nbk = nb - b0 < K45_CHUNK ? nb - b0 : K45_CHUNK;
-		const uint8_t *a = act + b0 * sizeof(struct block_q8_K);
-
-#define STRETCH(T) k45_stretch(five, T, nbk, w, g, a + t * as, as, out + t * os, os, !b0)
-		k45_unpack(five, g, nbk, w);
-		for (t = 0; t + 4 <= nt; t += 4)
-			STRETCH(4);
-		switch (nt - t) {
-		case 3: STRETCH(3); break;
-		case 2: STRETCH(2); break;
-		case 1: STRETCH(1); break;
-		default: break;
-		}
-#undef STRETCH
-	}
 }
 
 /*
@@ -1107,15 +1079,12 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 }
 
 /*
- * Q6_K for a prompt (@nt >= Q6_SPLIT activations): as the AVX-512 GEMM's
- * gemm_q6_K_unpacked, each stretch of Q6_CHUNK blocks unpacked once for all
- * activations (the tile above unpacks each group's weights for every 4
+ * Q6_K for a prompt (GEMM_STRETCHED): as the AVX-512 GEMM's, each stretch
+ * of STRETCH_BLOCKS blocks unpacked once for all activations (the tile above unpacks each group's weights for every 4
  * activations: 24 operations against their 40 products), then multiplied
  * 4 activations at a time, the same sums in the same order as the tile's,
  * so the same bits.
  */
-#define Q6_CHUNK 4
-#define Q6_SPLIT 16
 
 /* Blocks [0, @nbk) of the column at @g, as w[((2 b + h) 16 + group) 4 + k]: rows 8h.., group's dword k */
 static void q6_unpack(const uint8_t *g, size_t nbk, __m256i *w)
@@ -1187,31 +1156,6 @@ q6_stretch(const int T, size_t nbk, const __m256i *w, const uint8_t *g, const ui
 		}
 }
 
-static void gemm_q6_K_unpacked(size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
-			       size_t nt, float *out, size_t os)
-{
-	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
-	__m256i w[Q6_CHUNK * 128];
-	size_t b0, t;
-
-	for (b0 = 0; b0 < nb; b0 += Q6_CHUNK, g += Q6_CHUNK * col) {
-		const size_t nbk = nb - b0 < Q6_CHUNK ? nb - b0 : Q6_CHUNK;
-		const uint8_t *a = act + b0 * sizeof(struct block_q8_K);
-
-#define STRETCH(T) q6_stretch(T, nbk, w, g, a + t * as, as, out + t * os, os, !b0)
-		q6_unpack(g, nbk, w);
-		for (t = 0; t + 4 <= nt; t += 4)
-			STRETCH(4);
-		switch (nt - t) {
-		case 3: STRETCH(3); break;
-		case 2: STRETCH(2); break;
-		case 1: STRETCH(1); break;
-		default: break;
-		}
-#undef STRETCH
-	}
-}
-
 /* nt activations, 4 at a time: @tile(T, ...) with T a constant each time. */
 #define GEMM(name, TILE)							\
 static void name(size_t n, const void *group, const void *act, size_t as,	\
@@ -1250,32 +1194,52 @@ GEMM(gemm_q4_K_tiles, TILE_Q4_K)
 GEMM(gemm_q5_K_tiles, TILE_Q5_K)
 GEMM(gemm_q6_K_tiles, TILE_Q6_K)
 
-static void gemm_q4_K(size_t n, const void *group, const void *act, size_t as,
-		      const float *side, size_t ss, size_t nt, float *out, size_t os)
-{
-	if (nt >= K45_SPLIT)
-		gemm_k45_unpacked(false, n / QK_K, group, act, as, nt, out, os);
-	else
-		gemm_q4_K_tiles(n, group, act, as, side, ss, nt, out, os);
+/*
+ * @name: the K-quant GEMM whose passes (over fewer than STRETCH_MIN activations) are
+ * @tiles (a GEMM of its own), and whose prompts (STRETCH_MIN activations
+ * or more) go by stretches of STRETCH_BLOCKS blocks: @unpack(g, nbk, w)
+ * lays a stretch of the column out in w (@words vectors a block),
+ * @stretch(T, nbk, w, g, act, as, out, os, fresh) multiplies T of the
+ * activations with it; @col: the bytes of a block column.
+ */
+#define GEMM_STRETCHED(name, tiles, col, words, unpack, stretch)		\
+static void name(size_t n, const void *group, const void *act, size_t as,	\
+		 const float *side, size_t ss, size_t nt, float *out, size_t os) \
+{										\
+	const size_t nb = n / QK_K;						\
+	const uint8_t *g = group;						\
+	__m256i w[STRETCH_BLOCKS * (words)];					\
+	size_t b0, t;								\
+										\
+	if (nt < STRETCH_MIN) {							\
+		tiles(n, group, act, as, side, ss, nt, out, os);		\
+		return;								\
+	}									\
+	for (b0 = 0; b0 < nb; b0 += STRETCH_BLOCKS, g += STRETCH_BLOCKS * (col)) { \
+		const size_t nbk = nb - b0 < STRETCH_BLOCKS ? nb - b0 : STRETCH_BLOCKS; \
+		const uint8_t *a = (const uint8_t *)act + b0 * sizeof(struct block_q8_K); \
+										\
+		unpack(g, nbk, w);						\
+		for (t = 0; t + 4 <= nt; t += 4)				\
+			stretch(4, nbk, w, g, a + t * as, as, out + t * os, os, !b0); \
+		switch (nt - t) {						\
+		case 3: stretch(3, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		case 2: stretch(2, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		case 1: stretch(1, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		default: break;							\
+		}								\
+	}									\
 }
 
-static void gemm_q5_K(size_t n, const void *group, const void *act, size_t as,
-		      const float *side, size_t ss, size_t nt, float *out, size_t os)
-{
-	if (nt >= K45_SPLIT)
-		gemm_k45_unpacked(true, n / QK_K, group, act, as, nt, out, os);
-	else
-		gemm_q5_K_tiles(n, group, act, as, side, ss, nt, out, os);
-}
+#define Q4_UNPACK(g, nbk, w) k45_unpack(false, g, nbk, w)
+#define Q5_UNPACK(g, nbk, w) k45_unpack(true, g, nbk, w)
+#define Q4_STRETCH(T, ...) k45_stretch(false, T, __VA_ARGS__)
+#define Q5_STRETCH(T, ...) k45_stretch(true, T, __VA_ARGS__)
 
-static void gemm_q6_K(size_t n, const void *group, const void *act, size_t as,
-		      const float *side, size_t ss, size_t nt, float *out, size_t os)
-{
-	if (nt >= Q6_SPLIT)
-		gemm_q6_K_unpacked(n / QK_K, group, act, as, nt, out, os);
-	else
-		gemm_q6_K_tiles(n, group, act, as, side, ss, nt, out, os);
-}
+GEMM_STRETCHED(gemm_q4_K, gemm_q4_K_tiles, k45_col(false), 2 * K45_WORDS, Q4_UNPACK, Q4_STRETCH)
+GEMM_STRETCHED(gemm_q5_K, gemm_q5_K_tiles, k45_col(true), 2 * K45_WORDS, Q5_UNPACK, Q5_STRETCH)
+GEMM_STRETCHED(gemm_q6_K, gemm_q6_K_tiles, PACK_ROWS * sizeof(struct block_q6_K), 128, q6_unpack,
+	       q6_stretch)
 
 gemm16_fn quant_gemm16_avx2(uint32_t type)
 {

@@ -817,12 +817,12 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 }
 
 /*
- * Q6_K for a prompt (@nt >= Q6_SPLIT activations). The tile above unpacks
+ * Q6_K for a prompt (GEMM_STRETCHED, below). The tile above unpacks
  * each group of weights for every T activations (12 operations against
  * T x 6 for the products: a sixth of the work), and starts every group's
  * sum at its offset (a scalar multiply and a broadcast from a general
- * register for each group and activation). Here each stretch of Q6_CHUNK
- * blocks is unpacked once for all @nt activations into 16 KiB of vectors
+ * register for each group and activation). Here each stretch of
+ * STRETCH_BLOCKS blocks is unpacked once for all activations into 16 KiB of vectors
  * (which stay in L1 with a tile's activations), and the offsets of a
  * block, -32 Σ_g sc_g (y sums)_g, take 8 vpdpwssd an activation (the
  * scales paired per row, times -32, against the y sums paired). Integer
@@ -831,8 +831,6 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
  * bench-kernels`' program, -t 128 -k 2048) 159 G multiply-adds a second on
  * one core where the tile does 127.
  */
-#define Q6_CHUNK 4
-#define Q6_SPLIT 16
 
 /* Blocks [0, @nbk) of the column at @g, as w[(16 b + group) 4 + k]: group's dword k */
 static void q6_unpack(const uint8_t *g, size_t nbk, __m512i *w)
@@ -925,44 +923,12 @@ q6_stretch(const int T, size_t nbk, const __m512i *w, const uint8_t *g, const ui
 	}
 }
 
-static void gemm_q6_K_unpacked(size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
-			       size_t nt, float *out, size_t os)
-{
-	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
-	__m512i w[Q6_CHUNK * 64];
-	size_t b0, t;
-
-	for (b0 = 0; b0 < nb; b0 += Q6_CHUNK, g += Q6_CHUNK * col) {
-		const size_t nbk = nb - b0 < Q6_CHUNK ? nb - b0 : Q6_CHUNK;
-		const uint8_t *a = act + b0 * sizeof(struct block_q8_K);
-
-#define STRETCH(T) q6_stretch(T, nbk, w, g, a + t * as, as, out + t * os, os, !b0)
-		q6_unpack(g, nbk, w);
-		for (t = 0; t + 8 <= nt; t += 8)
-			STRETCH(8);
-		switch (nt - t) {
-		case 7: STRETCH(7); break;
-		case 6: STRETCH(6); break;
-		case 5: STRETCH(5); break;
-		case 4: STRETCH(4); break;
-		case 3: STRETCH(3); break;
-		case 2: STRETCH(2); break;
-		case 1: STRETCH(1); break;
-		default: break;
-		}
-#undef STRETCH
-	}
-}
-
 /*
- * Q4_K and Q5_K for a prompt (@nt >= K45_SPLIT activations): as Q6_K's
- * gemm_q6_K_unpacked above, the quants of K45_CHUNK blocks unpacked once
- * for all activations, with each block's scales (as dwords) and min pairs,
+ * Q4_K and Q5_K for a prompt (GEMM_STRETCHED): as Q6_K's above, the quants
+ * of STRETCH_BLOCKS blocks unpacked once for all activations, with each block's scales (as dwords) and min pairs,
  * then 8 activations at a time, one sub-block at a time, the activations
  * interleaved: the tile's sums and float steps, so the same bits.
  */
-#define K45_CHUNK 4
-#define K45_SPLIT 16
 #define K45_WORDS 76	/* vectors an unpacked block: 64 quants, 8 scales, 4 min pairs */
 
 /* Blocks [0, @nbk) of the column at @g, K45_WORDS vectors each: w[8 i + j] sub-block i's dword j */
@@ -1041,35 +1007,6 @@ k45_stretch(const bool five, const int T, size_t nbk, const __m512i *w, const ui
 	}
 }
 
-static inline __attribute__((always_inline)) void
-gemm_k45_unpacked(const bool five, size_t nb, const uint8_t *g, const uint8_t *act, size_t as,
-		  size_t nt, float *out, size_t os)
-{
-	__m512i w[K45_CHUNK * K45_WORDS];
-	size_t b0, t;
-
-	for (b0 = 0; b0 < nb; b0 += K45_CHUNK, g += K45_CHUNK * k45_col(five)) {
-		const size_t nbk = nb - b0 < K45_CHUNK ? nb - b0 : K45_CHUNK;
-		const uint8_t *a = act + b0 * sizeof(struct block_q8_K);
-
-#define STRETCH(T) k45_stretch(five, T, nbk, w, g, a + t * as, as, out + t * os, os, !b0)
-		k45_unpack(five, g, nbk, w);
-		for (t = 0; t + 8 <= nt; t += 8)
-			STRETCH(8);
-		switch (nt - t) {
-		case 7: STRETCH(7); break;
-		case 6: STRETCH(6); break;
-		case 5: STRETCH(5); break;
-		case 4: STRETCH(4); break;
-		case 3: STRETCH(3); break;
-		case 2: STRETCH(2); break;
-		case 1: STRETCH(1); break;
-		default: break;
-		}
-#undef STRETCH
-	}
-}
-
 /* The K-quant GEMMs: tiles of @T activations, then the rest (fewer than @T) by one smaller tile. */
 #define GEMM_K(name, tile, T)							\
 static void name(size_t n, const void *group, const void *act, size_t as,	\
@@ -1101,32 +1038,56 @@ GEMM_K(gemm_q4_K_tiles, TILE_Q4_K, 4)
 GEMM_K(gemm_q5_K_tiles, TILE_Q5_K, 4)
 GEMM_K(gemm_q6_K_tiles, gemm_q6_K_tile, 8)
 
-static void gemm_q4_K(size_t n, const void *group, const void *act, size_t as,
-		      const float *side, size_t ss, size_t nt, float *out, size_t os)
-{
-	if (nt >= K45_SPLIT)
-		gemm_k45_unpacked(false, n / QK_K, group, act, as, nt, out, os);
-	else
-		gemm_q4_K_tiles(n, group, act, as, side, ss, nt, out, os);
+/*
+ * @name: the K-quant GEMM whose passes (over fewer than STRETCH_MIN activations) are
+ * @tiles (a GEMM of its own), and whose prompts (STRETCH_MIN activations
+ * or more) go by stretches of STRETCH_BLOCKS blocks: @unpack(g, nbk, w)
+ * lays a stretch of the column out in w (@words vectors a block),
+ * @stretch(T, nbk, w, g, act, as, out, os, fresh) multiplies T of the
+ * activations with it; @col: the bytes of a block column.
+ */
+#define GEMM_STRETCHED(name, tiles, col, words, unpack, stretch)		\
+static void name(size_t n, const void *group, const void *act, size_t as,	\
+		 const float *side, size_t ss, size_t nt, float *out, size_t os) \
+{										\
+	const size_t nb = n / QK_K;						\
+	const uint8_t *g = group;						\
+	__m512i w[STRETCH_BLOCKS * (words)];					\
+	size_t b0, t;								\
+										\
+	if (nt < STRETCH_MIN) {							\
+		tiles(n, group, act, as, side, ss, nt, out, os);		\
+		return;								\
+	}									\
+	for (b0 = 0; b0 < nb; b0 += STRETCH_BLOCKS, g += STRETCH_BLOCKS * (col)) { \
+		const size_t nbk = nb - b0 < STRETCH_BLOCKS ? nb - b0 : STRETCH_BLOCKS; \
+		const uint8_t *a = (const uint8_t *)act + b0 * sizeof(struct block_q8_K); \
+										\
+		unpack(g, nbk, w);						\
+		for (t = 0; t + 8 <= nt; t += 8)				\
+			stretch(8, nbk, w, g, a + t * as, as, out + t * os, os, !b0); \
+		switch (nt - t) {						\
+		case 7: stretch(7, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		case 6: stretch(6, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		case 5: stretch(5, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		case 4: stretch(4, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		case 3: stretch(3, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		case 2: stretch(2, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		case 1: stretch(1, nbk, w, g, a + t * as, as, out + t * os, os, !b0); break; \
+		default: break;							\
+		}								\
+	}									\
 }
 
-static void gemm_q5_K(size_t n, const void *group, const void *act, size_t as,
-		      const float *side, size_t ss, size_t nt, float *out, size_t os)
-{
-	if (nt >= K45_SPLIT)
-		gemm_k45_unpacked(true, n / QK_K, group, act, as, nt, out, os);
-	else
-		gemm_q5_K_tiles(n, group, act, as, side, ss, nt, out, os);
-}
+#define Q4_UNPACK(g, nbk, w) k45_unpack(false, g, nbk, w)
+#define Q5_UNPACK(g, nbk, w) k45_unpack(true, g, nbk, w)
+#define Q4_STRETCH(T, ...) k45_stretch(false, T, __VA_ARGS__)
+#define Q5_STRETCH(T, ...) k45_stretch(true, T, __VA_ARGS__)
 
-static void gemm_q6_K(size_t n, const void *group, const void *act, size_t as,
-		      const float *side, size_t ss, size_t nt, float *out, size_t os)
-{
-	if (nt >= Q6_SPLIT)
-		gemm_q6_K_unpacked(n / QK_K, group, act, as, nt, out, os);
-	else
-		gemm_q6_K_tiles(n, group, act, as, side, ss, nt, out, os);
-}
+GEMM_STRETCHED(gemm_q4_K, gemm_q4_K_tiles, k45_col(false), K45_WORDS, Q4_UNPACK, Q4_STRETCH)
+GEMM_STRETCHED(gemm_q5_K, gemm_q5_K_tiles, k45_col(true), K45_WORDS, Q5_UNPACK, Q5_STRETCH)
+GEMM_STRETCHED(gemm_q6_K, gemm_q6_K_tiles, PACK_ROWS * sizeof(struct block_q6_K), 64, q6_unpack,
+	       q6_stretch)
 
 gemm16_fn quant_gemm16_avx512(uint32_t type)
 {
