@@ -598,106 +598,208 @@ static inline __m256 load8h(const uint8_t *p)
 #define UNROLL _Pragma("GCC unroll 8")
 
 /*
- * @T (1..4) activations times the group's 16 rows, half by half. int16 pair
- * sums hold all 8 steps of 4-bit quants (8 x 2 x 15 x 127) but only 4 of
- * 5-bit ones (4 x 2 x 31 x 127 = 31496): those widen every 4 steps.
+ * The 32-element types' block @g of a packed column, rows 8h..8h + 7: the
+ * quants of its 8 dwords in w (Q8_0: signed, and their magnitudes in wabs).
  */
+static inline __attribute__((always_inline)) void
+q32_weights(const enum kind kind, const uint8_t *g, int h, __m256i w[8], __m256i wabs[8])
+{
+	const uint8_t *q = g + kind_qs(kind) + 32 * h;
+	const __m256i low = _mm256_set1_epi8(0x0f), sixteen = _mm256_set1_epi8(16);
+	int j;
+
+	if (kind == K_Q8_0) {
+		UNROLL
+		for (j = 0; j < 8; j++) {	/* back to signed */
+			w[j] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j)),
+						_mm256_set1_epi8((char)0x80));
+			wabs[j] = _mm256_sign_epi8(w[j], w[j]);
+		}
+		return;
+	}
+	UNROLL
+	for (j = 0; j < 4; j++) {
+		__m256i x = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
+
+		w[j] = _mm256_and_si256(x, low);
+		w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+	}
+	if (kind_five(kind)) {	/* the fifth bits: quant_simd.h */
+		const __m256i qh = _mm256_loadu_si256((const __m256i *)(g + kind_qh(kind) + 32 * h));
+
+		UNROLL
+		for (j = 0; j < 8; j++) {
+			const __m256i bit = _mm256_set1_epi32(q5_bit(j));
+			const __m256i e = _mm256_and_si256(_mm256_shuffle_epi8(
+				qh, _mm256_broadcastsi128_si256(q5_spread(j))), bit);
+
+			w[j] = _mm256_or_si256(w[j], _mm256_and_si256(_mm256_cmpeq_epi8(e, bit), sixteen));
+		}
+	}
+}
+
+/*
+ * @acc plus one block of 8 rows (quants @w, @wabs as q32_weights() gives
+ * them; scales @dw, mins @mw) times the activation block's quants @a and
+ * its floats @sd (d, and the sum or, for the unsigned types, the offset):
+ * int16 pair sums hold all 8 steps of 4-bit quants (8 x 2 x 15 x 127) but
+ * only 4 of 5-bit ones (4 x 2 x 31 x 127 = 31496): those widen every 4.
+ */
+static inline __attribute__((always_inline)) __m256
+q32_block(const enum kind kind, const __m256i w[8], const __m256i wabs[8], const int8_t *a,
+	  const float *sd, __m256 dw, __m256 mw, __m256 acc)
+{
+	const __m256i ones = _mm256_set1_epi16(1);
+	__m256i s = _mm256_setzero_si256();
+	__m256 isum;
+	int j;
+
+	if (kind == K_Q8_0) {
+		UNROLL
+		for (j = 0; j < 8; j++)
+			s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(
+				wabs[j], _mm256_sign_epi8(bcast(a + 4 * j), w[j])), ones));
+		isum = _mm256_cvtepi32_ps(s);	/* signed: no offset */
+	} else {
+		__m256i s2 = _mm256_setzero_si256();
+
+		UNROLL
+		for (j = 0; j < 8; j++) {
+			__m256i p = _mm256_maddubs_epi16(w[j], bcast(a + 4 * j));
+
+			if (kind_five(kind) && j >= 4)
+				s2 = _mm256_add_epi16(s2, p);
+			else
+				s = _mm256_add_epi16(s, p);
+		}
+		s = _mm256_madd_epi16(s, ones);
+		if (kind_five(kind))
+			s = _mm256_add_epi32(s, _mm256_madd_epi16(s2, ones));
+		isum = _mm256_cvtepi32_ps(s);
+		if (!kind_mins(kind))	/* the unsigned quants' offset: exact */
+			isum = _mm256_sub_ps(isum, _mm256_set1_ps(sd[1]));
+	}
+	acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dw, _mm256_set1_ps(sd[0])), isum));
+	if (kind_mins(kind))
+		acc = _mm256_add_ps(acc, _mm256_mul_ps(mw, _mm256_set1_ps(sd[1])));
+	return acc;
+}
+
+/* @T (1..4) activations times the group's 16 rows, half by half, block by block. */
 static inline __attribute__((always_inline)) void
 gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const uint8_t *act,
 	  size_t as, const float *side, size_t ss, float *out, size_t os)
 {
-	const bool mins = kind_mins(kind), five = kind_five(kind);
-	const size_t col = kind_col(kind), quants = kind_qs(kind), high = kind_qh(kind);
-	const size_t ablk = mins ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
-	const size_t aqs = mins ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
-	const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-	const __m256i sixteen = _mm256_set1_epi8(16);
+	const size_t col = kind_col(kind);
+	const size_t ablk = kind_mins(kind) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+	const size_t aqs = kind_mins(kind) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
 	__m256 acc[2][4];
 	size_t b;
-	int h, t, j;
+	int h, t;
 
 	UNROLL
 	for (t = 0; t < T; t++)
 		acc[0][t] = acc[1][t] = _mm256_setzero_ps();
 	for (b = 0; b < nb; b++, g += col)
 		for (h = 0; h < 2; h++) {
-			const uint8_t *q = g + quants + 32 * h;
-			__m256 dw = load8h(g + 16 * h);
-			__m256 mw = mins ? load8h(g + 32 + 16 * h) : _mm256_setzero_ps();
+			const __m256 dw = load8h(g + 16 * h);
+			const __m256 mw = kind_mins(kind) ? load8h(g + 32 + 16 * h) : _mm256_setzero_ps();
 			__m256i w[8], wabs[8];
 
-			if (kind == K_Q8_0) {
-				UNROLL
-				for (j = 0; j < 8; j++) {	/* back to signed */
-					w[j] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + 64 * j)),
-								_mm256_set1_epi8((char)0x80));
-					wabs[j] = _mm256_sign_epi8(w[j], w[j]);
-				}
-			} else {
-				UNROLL
-				for (j = 0; j < 4; j++) {
-					__m256i x = _mm256_loadu_si256((const __m256i *)(q + 64 * j));
-
-					w[j] = _mm256_and_si256(x, low);
-					w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-				}
-			}
-			if (five) {	/* the fifth bits: quant_simd.h */
-				const __m256i qh = _mm256_loadu_si256((const __m256i *)(g + high + 32 * h));
-
-				UNROLL
-				for (j = 0; j < 8; j++) {
-					const __m256i bit = _mm256_set1_epi32(q5_bit(j));
-					const __m256i e = _mm256_and_si256(_mm256_shuffle_epi8(
-						qh, _mm256_broadcastsi128_si256(q5_spread(j))), bit);
-
-					w[j] = _mm256_or_si256(w[j], _mm256_and_si256(_mm256_cmpeq_epi8(e, bit),
-										      sixteen));
-				}
-			}
+			q32_weights(kind, g, h, w, wabs);
 			UNROLL
-			for (t = 0; t < T; t++) {
-				const int8_t *a = (const int8_t *)(act + t * as + b * ablk + aqs);
-				const float *sd = side + t * ss + 2 * b;
-				__m256i s = _mm256_setzero_si256();
-				__m256 isum;
-
-				if (kind == K_Q8_0) {
-					UNROLL
-					for (j = 0; j < 8; j++)
-						s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(
-							wabs[j], _mm256_sign_epi8(bcast(a + 4 * j), w[j])), ones));
-					isum = _mm256_cvtepi32_ps(s);	/* signed: no offset */
-				} else {
-					__m256i s2 = _mm256_setzero_si256();
-
-					UNROLL
-					for (j = 0; j < 8; j++) {
-						__m256i p = _mm256_maddubs_epi16(w[j], bcast(a + 4 * j));
-
-						if (five && j >= 4)
-							s2 = _mm256_add_epi16(s2, p);
-						else
-							s = _mm256_add_epi16(s, p);
-					}
-					s = _mm256_madd_epi16(s, ones);
-					if (five)
-						s = _mm256_add_epi32(s, _mm256_madd_epi16(s2, ones));
-					isum = _mm256_cvtepi32_ps(s);
-					if (!mins)	/* the unsigned quants' offset: exact */
-						isum = _mm256_sub_ps(isum, _mm256_set1_ps(sd[1]));
-				}
-				acc[h][t] = _mm256_add_ps(acc[h][t], _mm256_mul_ps(
-					_mm256_mul_ps(dw, _mm256_set1_ps(sd[0])), isum));
-				if (mins)
-					acc[h][t] = _mm256_add_ps(acc[h][t],
-								  _mm256_mul_ps(mw, _mm256_set1_ps(sd[1])));
-			}
+			for (t = 0; t < T; t++)
+				acc[h][t] = q32_block(kind, w, wabs, (const int8_t *)(act + t * as + b * ablk + aqs),
+						      side + t * ss + 2 * b, dw, mw, acc[h][t]);
 		}
 	UNROLL
 	for (t = 0; t < T; t++) {
 		_mm256_storeu_ps(out + t * os, acc[0][t]);
 		_mm256_storeu_ps(out + t * os + 8, acc[1][t]);
+	}
+}
+
+/*
+ * The 32-element types for a prompt (STRETCH_MIN activations or more): as
+ * the K-quants' (GEMM_STRETCHED), the quants of Q32_STRETCH blocks at a
+ * time unpacked once for all activations (16 KiB: 16 vectors a block and
+ * half, Q8_0's magnitudes in the second 8), then 4 activations at a time,
+ * half by half, their float sums in registers through the stretch: the
+ * tile's steps block after block, so the same bits.
+ */
+#define Q32_STRETCH 16
+
+static inline __attribute__((always_inline)) void
+q32_unpack(const enum kind kind, const uint8_t *g, size_t nbk, __m256i *w)
+{
+	size_t b;
+	int h;
+
+	for (h = 0; h < 2; h++)
+		for (b = 0; b < nbk; b++) {
+			__m256i *v = w + (Q32_STRETCH * h + b) * 16;
+
+			q32_weights(kind, g + b * kind_col(kind), h, v, v + 8);
+		}
+}
+
+static inline __attribute__((always_inline)) void
+q32_stretch(const enum kind kind, const int T, size_t nbk, const __m256i *w, const uint8_t *g,
+	    const uint8_t *act, size_t as, const float *side, size_t ss, float *out, size_t os,
+	    bool fresh)
+{
+	const size_t ablk = kind_mins(kind) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+	const size_t aqs = kind_mins(kind) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
+	size_t b;
+	int h, t;
+
+	for (h = 0; h < 2; h++) {
+		__m256 acc[4];
+
+		UNROLL
+		for (t = 0; t < T; t++)
+			acc[t] = fresh ? _mm256_setzero_ps() : _mm256_loadu_ps(out + t * os + 8 * h);
+		for (b = 0; b < nbk; b++) {
+			const uint8_t *gb = g + b * kind_col(kind);
+			const __m256 dw = load8h(gb + 16 * h);
+			const __m256 mw = kind_mins(kind) ? load8h(gb + 32 + 16 * h) : _mm256_setzero_ps();
+			const __m256i *v = w + (Q32_STRETCH * h + b) * 16;
+
+			UNROLL
+			for (t = 0; t < T; t++)
+				acc[t] = q32_block(kind, v, v + 8, (const int8_t *)(act + t * as + b * ablk + aqs),
+						   side + t * ss + 2 * b, dw, mw, acc[t]);
+		}
+		UNROLL
+		for (t = 0; t < T; t++)
+			_mm256_storeu_ps(out + t * os + 8 * h, acc[t]);
+	}
+}
+
+static inline __attribute__((always_inline)) void
+gemm_q32_stretched(const enum kind kind, size_t nb, const uint8_t *g, const uint8_t *act,
+		   size_t as, const float *side, size_t ss, size_t nt, float *out, size_t os)
+{
+	const size_t ablk = kind_mins(kind) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+	__m256i w[2 * Q32_STRETCH * 16];
+	size_t b0, t;
+
+	for (b0 = 0; b0 < nb; b0 += Q32_STRETCH, g += Q32_STRETCH * kind_col(kind)) {
+		const size_t nbk = nb - b0 < Q32_STRETCH ? nb - b0 : Q32_STRETCH;
+		const uint8_t *a = act + b0 * ablk;
+		const float *sd = side + 2 * b0;
+
+#define STRETCH(T) q32_stretch(kind, T, nbk, w, g, a + t * as, as, sd + t * ss, ss, out + t * os, os, !b0)
+		q32_unpack(kind, g, nbk, w);
+		for (t = 0; t + 4 <= nt; t += 4)
+			STRETCH(4);
+		switch (nt - t) {
+		case 3: STRETCH(3); break;
+		case 2: STRETCH(2); break;
+		case 1: STRETCH(1); break;
+		default: break;
+		}
+#undef STRETCH
 	}
 }
 
@@ -1185,11 +1287,28 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 #define TILE_Q5_K(T, a_, s_, o_) gemm_k45_tile(true, T, n / QK_K, group, a_, as, o_, os)
 #define TILE_Q6_K(T, a_, s_, o_) gemm_q6_K_tile(T, n / QK_K, group, a_, as, o_, os)
 
-GEMM(gemm_q4_0, TILE_Q4_0)
-GEMM(gemm_q4_1, TILE_Q4_1)
-GEMM(gemm_q5_0, TILE_Q5_0)
-GEMM(gemm_q5_1, TILE_Q5_1)
-GEMM(gemm_q8_0, TILE_Q8_0)
+GEMM(gemm_q4_0_tiles, TILE_Q4_0)
+GEMM(gemm_q4_1_tiles, TILE_Q4_1)
+GEMM(gemm_q5_0_tiles, TILE_Q5_0)
+GEMM(gemm_q5_1_tiles, TILE_Q5_1)
+GEMM(gemm_q8_0_tiles, TILE_Q8_0)
+
+/* @name: the 32-element type @kind's GEMM: its tiles (@tiles), or stretches for a prompt */
+#define GEMM_Q32(name, kind, tiles)						\
+static void name(size_t n, const void *group, const void *act, size_t as,	\
+		 const float *side, size_t ss, size_t nt, float *out, size_t os) \
+{										\
+	if (nt < STRETCH_MIN)							\
+		tiles(n, group, act, as, side, ss, nt, out, os);		\
+	else									\
+		gemm_q32_stretched(kind, n / QK, group, act, as, side, ss, nt, out, os); \
+}
+
+GEMM_Q32(gemm_q4_0, K_Q4_0, gemm_q4_0_tiles)
+GEMM_Q32(gemm_q4_1, K_Q4_1, gemm_q4_1_tiles)
+GEMM_Q32(gemm_q5_0, K_Q5_0, gemm_q5_0_tiles)
+GEMM_Q32(gemm_q5_1, K_Q5_1, gemm_q5_1_tiles)
+GEMM_Q32(gemm_q8_0, K_Q8_0, gemm_q8_0_tiles)
 GEMM(gemm_q4_K_tiles, TILE_Q4_K)
 GEMM(gemm_q5_K_tiles, TILE_Q5_K)
 GEMM(gemm_q6_K_tiles, TILE_Q6_K)
