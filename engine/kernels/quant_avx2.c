@@ -1012,6 +1012,23 @@ k45_stretch(const bool five, const int T, size_t nbk, const __m256i *w, const ui
 		}
 }
 
+/* Rows 8h..8h + 7 of block @a's -32 Σ_g sc_g (y sums)_g, the scales at @scb: the offsets' sums */
+static inline __m256i q6_bias(const uint8_t *scb, const struct block_q8_K *a, int h)
+{
+	__m256i bias = _mm256_setzero_si256();
+	int k;
+
+	UNROLL
+	for (k = 0; k < 16; k += 2) {
+		__m128i s0 = _mm_loadu_si128((const __m128i *)(scb + 16 * k));
+		__m128i s1 = _mm_loadu_si128((const __m128i *)(scb + 16 * k + 16));
+
+		bias = _mm256_add_epi32(bias, _mm256_madd_epi16(pair16(s0, s1, h, true),
+			_mm256_set1_epi32(i16_pair(a->bsums[k], a->bsums[k + 1]))));
+	}
+	return _mm256_slli_epi32(bias, 5);
+}
+
 /*
  * Q6_K, one activation (generation): the tile's sums, but each half's
  * quants read once, in address order (as the AVX-512 gemv_q6_K): a ql
@@ -1030,7 +1047,7 @@ static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, fl
 		for (h = 0; h < 2; h++) {	/* rows 8h..8h+7 */
 			const uint8_t *ql = g + 32 * h, *qh = g + 16 * 128 + 32 * h, *scb = g + 16 * 192;
 			const __m256 d = load8h(g + 16 * 208 + 16 * h);
-			__m256i isum = _mm256_setzero_si256(), bias = _mm256_setzero_si256();
+			__m256i isum = _mm256_setzero_si256();
 
 			for (hh = 0; hh < 2; hh++)	/* 128 elements each */
 				UNROLL
@@ -1065,16 +1082,8 @@ static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, fl
 						}
 					}
 				}
-			UNROLL
-			for (k = 0; k < 16; k += 2) {
-				__m128i s0 = _mm_loadu_si128((const __m128i *)(scb + 16 * k));
-				__m128i s1 = _mm_loadu_si128((const __m128i *)(scb + 16 * k + 16));
-
-				bias = _mm256_add_epi32(bias, _mm256_madd_epi16(pair16(s0, s1, h, true),
-					_mm256_set1_epi32(i16_pair(a->bsums[k], a->bsums[k + 1]))));
-			}
 			acc[h] = _mm256_add_ps(acc[h], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(a->d), d),
-					_mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_slli_epi32(bias, 5)))));
+					_mm256_cvtepi32_ps(_mm256_sub_epi32(isum, q6_bias(scb, a, h)))));
 		}
 	_mm256_storeu_ps(out, acc[0]);
 	_mm256_storeu_ps(out + 8, acc[1]);
@@ -1095,23 +1104,6 @@ static inline __m256i q6_weights(const uint8_t *g, int h, int hh, int e, int dw)
 	H = e == 0 ? _mm256_slli_epi16(H, 4) : e == 1 ? _mm256_slli_epi16(H, 2) :
 	    e == 2 ? H : _mm256_srli_epi16(H, 2);
 	return _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(H, m2));
-}
-
-/* Rows 8h..8h + 7 of block @a's -32 Σ_g sc_g (y sums)_g, the scales at @scb: the offsets' sums */
-static inline __m256i q6_bias(const uint8_t *scb, const struct block_q8_K *a, int h)
-{
-	__m256i bias = _mm256_setzero_si256();
-	int k;
-
-	UNROLL
-	for (k = 0; k < 16; k += 2) {
-		__m128i s0 = _mm_loadu_si128((const __m128i *)(scb + 16 * k));
-		__m128i s1 = _mm_loadu_si128((const __m128i *)(scb + 16 * k + 16));
-
-		bias = _mm256_add_epi32(bias, _mm256_madd_epi16(pair16(s0, s1, h, true),
-			_mm256_set1_epi32(i16_pair(a->bsums[k], a->bsums[k + 1]))));
-	}
-	return _mm256_slli_epi32(bias, 5);
 }
 
 /* Q6_K, @T (1..4) activations: as the AVX-512 GEMM, half by half. */

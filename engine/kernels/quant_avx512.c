@@ -822,31 +822,18 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
  * T x 6 for the products: a sixth of the work), and starts every group's
  * sum at its offset (a scalar multiply and a broadcast from a general
  * register for each group and activation). Here each stretch of
- * STRETCH_BLOCKS blocks is unpacked once for all activations into 16 KiB of vectors
- * (which stay in L1 with a tile's activations), and the offsets of a
- * block, -32 Σ_g sc_g (y sums)_g, take 8 vpdpwssd an activation (the
- * scales paired per row, times -32, against the y sums paired). Integer
+ * STRETCH_BLOCKS blocks is unpacked once for all activations into 18 KiB
+ * of vectors (which stay in L1 with a tile's activations), with each
+ * block's scales paired per row, times -32, so that its offsets,
+ * -32 Σ_g sc_g (y sums)_g, take 8 vpdpwssd an activation against the y
+ * sums paired. Integer
  * sums exact, the float steps block after block as in the tile, so the
  * same bits; the float sums wait in @out between stretches. In L2 (`make
  * bench-kernels`' program, -t 128 -k 2048) 159 G multiply-adds a second on
  * one core where the tile does 127.
  */
 
-/* Blocks [0, @nbk) of the column at @g, as w[(16 b + group) 4 + k]: group's dword k */
-static void q6_unpack(const uint8_t *g, size_t nbk, __m512i *w)
-{
-	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
-	size_t b;
-	int h, e, dw;
-
-	for (b = 0; b < nbk; b++, g += col, w += 64)
-		for (h = 0; h < 2; h++)
-			UNROLL
-			for (e = 0; e < 4; e++)
-				UNROLL
-				for (dw = 0; dw < 8; dw++)	/* group 8h + 2e + dw / 4 */
-					w[4 * (8 * h + 2 * e) + dw] = q6_weights(g, h, e, dw);
-}
+#define Q6_WORDS 72	/* vectors an unpacked block: 64 of weights, 8 offset pairs */
 
 /* lane r of offs[i]: row r's scales of groups 2i and 2i + 1 times -32, as an int16 pair */
 static inline void q6_offset_pairs(const uint8_t *scb, __m512i offs[8])
@@ -865,6 +852,27 @@ static inline void q6_offset_pairs(const uint8_t *scb, __m512i offs[8])
 }
 
 /*
+ * Blocks [0, @nbk) of the column at @g, Q6_WORDS vectors each: w[4 group + k]
+ * the group's dword k, then the block's offset pairs (q6_offset_pairs())
+ */
+static void q6_unpack(const uint8_t *g, size_t nbk, __m512i *w)
+{
+	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	size_t b;
+	int h, e, dw;
+
+	for (b = 0; b < nbk; b++, g += col, w += Q6_WORDS) {
+		for (h = 0; h < 2; h++)
+			UNROLL
+			for (e = 0; e < 4; e++)
+				UNROLL
+				for (dw = 0; dw < 8; dw++)	/* group 8h + 2e + dw / 4 */
+					w[4 * (8 * h + 2 * e) + dw] = q6_weights(g, h, e, dw);
+		q6_offset_pairs(g + 16 * 192, w + 64);
+	}
+}
+
+/*
  * @T (1..8) activations times the @nbk blocks unpacked in @w, whose scales
  * and d are in the column at @g; activation t's blocks at act + t * as,
  * its float sums at out + t * os (@fresh: they start at 0).
@@ -877,12 +885,12 @@ q6_stretch(const int T, size_t nbk, const __m512i *w, const uint8_t *g, const ui
 	size_t b;
 	int t, grp, k, i;
 
-	for (b = 0; b < nbk; b++, g += col, w += 64) {
+	for (b = 0; b < nbk; b++, g += col, w += Q6_WORDS) {
 		const uint8_t *scb = g + 16 * 192;
 		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * 208)));
-		__m512i isum[8], offs[8];
+		const __m512i *offs = w + 64;
+		__m512i isum[8];
 
-		q6_offset_pairs(scb, offs);
 		UNROLL
 		for (t = 0; t < T; t++) {
 			const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
@@ -1086,7 +1094,7 @@ static void name(size_t n, const void *group, const void *act, size_t as,	\
 
 GEMM_STRETCHED(gemm_q4_K, gemm_q4_K_tiles, k45_col(false), K45_WORDS, Q4_UNPACK, Q4_STRETCH)
 GEMM_STRETCHED(gemm_q5_K, gemm_q5_K_tiles, k45_col(true), K45_WORDS, Q5_UNPACK, Q5_STRETCH)
-GEMM_STRETCHED(gemm_q6_K, gemm_q6_K_tiles, PACK_ROWS * sizeof(struct block_q6_K), 64, q6_unpack,
+GEMM_STRETCHED(gemm_q6_K, gemm_q6_K_tiles, PACK_ROWS * sizeof(struct block_q6_K), Q6_WORDS, q6_unpack,
 	       q6_stretch)
 
 gemm16_fn quant_gemm16_avx512(uint32_t type)
