@@ -472,6 +472,8 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 		__m512 mw = _mm512_setzero_ps();
 		__m512i w[8];
 
+		if (T == 1)	/* generation: quant_simd.h */
+			prefetch_share(g, col, 0, 1);
 		if (mins)
 			mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
 		if (kind == K_Q8_0) {
@@ -619,8 +621,11 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 		for (c = 0; c < 4; c++) {	/* sub-blocks 2c (low nibbles), 2c + 1 */
 			__m512i lo[8], hi[8];
 			UNROLL
-			for (j = 0; j < 8; j++)
+			for (j = 0; j < 8; j++) {
+				if (T == 1)	/* generation: quant_simd.h */
+					prefetch_share(g, col, 8 * c + j, 32);
 				k45_weights(five, g, c, j, &lo[j], &hi[j]);
+			}
 			UNROLL
 			for (t = 0; t < T; t++) {
 				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;

@@ -161,27 +161,35 @@ static inline void q6k_unpack(const struct block_q6_K *w, int h, __m256i q[4])
 }
 
 /*
- * Generation (one activation) reads each weight once from memory. Q6_K's
- * block column is 52.5 lines read as two streams (ql and qh), and the
- * hardware's prefetchers fall behind it: bench/kernels measured its GEMV
- * at 8 GB/s from memory (one thread) where a read loop gets 21 and the
- * kernel runs 48 in L2. So it asks for the column of @bytes that starts at
- * least PREFETCH_AHEAD past @col, the one it reads (at least the next one:
- * nearer, this column's own loads have already missed), a share of its
- * lines at each of @n steps (step @i): 17.8 GB/s. A burst of the whole
- * column at once helped nothing. The kernels whose columns are read in
- * address order (Q4_0, Q4_1, Q8_0, Q4_K) gained nothing measurable from
- * it with two threads, and do without. Past the end of a matrix is harmless.
+ * Generation (one activation) reads each weight once from memory, and a
+ * kernel busy with its arithmetic keeps too few loads in flight for the
+ * hardware's prefetchers to stream at a core's share of the bandwidth:
+ * bench/kernels, one thread, AVX2 Q4_K 24 GB/s in L2 but 11 from memory
+ * where a read loop gets 17.5, as if the two times added. Q6_K's column,
+ * read as two streams, was worse: 8 GB/s. So each one-activation kernel
+ * asks for the column of @bytes that starts at least PREFETCH_AHEAD past
+ * @col, the one it reads (at least the next one: nearer, this column's
+ * own loads have already missed), a share of its lines at each of @n
+ * steps (step @i). A burst of the whole column at once helped nothing.
+ * Past the end of a matrix is harmless.
+ *
+ * always_inline: a prefetch has no side effects in GCC's eyes, so a copy
+ * of this function left out of line is "const" and its calls, whose
+ * result nobody uses, are deleted. That happened in the big tile
+ * functions, silently: an earlier measurement of these prefetches there
+ * measured nothing.
  */
 #define PREFETCH_AHEAD 2048
 
-static inline void prefetch_share(const uint8_t *col, size_t bytes, int i, int n)
+static inline __attribute__((always_inline)) void
+prefetch_share(const uint8_t *col, size_t bytes, int i, int n)
 {
 	const uint8_t *p = col + (bytes > PREFETCH_AHEAD ? bytes : PREFETCH_AHEAD);
-	const int per = (int)(((bytes + 63) / 64 + n - 1) / n);	/* a constant, inlined */
+	const int lines = (int)((bytes + 63) / 64);
+	const int per = (lines + n - 1) / n;	/* constants, inlined */
 	int l;
 
-	for (l = 0; l < per; l++)
+	for (l = 0; l < per && i * per + l < lines; l++)
 		_mm_prefetch((const char *)p + 64 * (i * per + l), _MM_HINT_T0);
 }
 
