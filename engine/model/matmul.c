@@ -183,7 +183,10 @@ static size_t groups_of(const struct llm_tensor *w)
  * How a packed product's groups are handed out: one at a time for batches;
  * for one input (generation), runs of several, taken as threads come free,
  * so that a thread that lost its CPU for a while holds nobody up, while
- * each run still streams a long stretch of memory.
+ * each run still streams a long stretch of memory: 4 runs a thread. Each
+ * run's start costs its prefetchers' ramp (quant_simd.h, prefetch_share):
+ * 8 a thread gave 2-5% less generation on the 1B models than 4, 16 10%
+ * less, and with one core half busy 4 and 8 were alike.
  */
 static void run_groups(struct llm_session *s, size_t items, size_t nb, pinfer_for_fn fn, void *arg)
 {
@@ -194,7 +197,7 @@ static void run_groups(struct llm_session *s, size_t items, size_t nb, pinfer_fo
 		return;
 	}
 	if (nb == 1)
-		chunk = items / (8 * (size_t)pinfer_pool_threads(s->pool));
+		chunk = items / (4 * (size_t)pinfer_pool_threads(s->pool));
 	pinfer_parallel_for(s->pool, items, chunk ? chunk : 1, PINFER_DYNAMIC, fn, arg);
 }
 
