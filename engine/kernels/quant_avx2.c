@@ -1058,7 +1058,7 @@ static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, fl
 				for (kq = 0; kq < 2; kq++) {
 					__m256i sc[4], p[4];
 
-					prefetch_share(g, col, 8 * h + 4 * hh + 2 * kq, 16);
+					prefetch_share(g, col, 4 * h + 2 * hh + kq, 8);
 					UNROLL
 					for (e = 0; e < 4; e++) {
 						__m128i s8 = _mm_loadu_si128((const __m128i *)
