@@ -173,11 +173,12 @@ static inline void q6k_unpack(const struct block_q6_K *w, int h, __m256i q[4])
  * steps (step @i). A burst of the whole column at once helped nothing.
  * Past the end of a matrix is harmless.
  *
- * always_inline: a prefetch has no side effects in GCC's eyes, so a copy
- * of this function left out of line is "const" and its calls, whose
- * result nobody uses, are deleted. That happened in the big tile
- * functions, silently: an earlier measurement of these prefetches there
- * measured nothing.
+ * always_inline: a prefetch has no side effects in GCC's eyes, and in the
+ * big tile functions its interprocedural analysis (ipa-pure-const and
+ * ipa-modref: with -fno-ipa-pure-const -fno-ipa-modref they stay) found
+ * this function free of them and deleted its calls, whose result nobody
+ * uses, before it came to inline them. Silently: an earlier measurement of
+ * these prefetches there measured nothing.
  */
 #define PREFETCH_AHEAD 2048
 
