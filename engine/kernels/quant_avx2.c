@@ -706,7 +706,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 			const __m256 mw = kind_mins(kind) ? load8h(g + 32 + 16 * h) : _mm256_setzero_ps();
 			__m256i w[8], wabs[8];
 
-			if (T == 1)	/* generation: quant_simd.h */
+			if (T <= 4)	/* generation, small batches: quant_simd.h */
 				prefetch_share(g, col, h, 2);
 			q32_weights(kind, g, h, w, wabs);
 			UNROLL
@@ -872,7 +872,7 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 				for (j = 0; j < 8; j++) {
 					__m256i lo, hi;
 
-					if (T == 1)	/* generation: quant_simd.h */
+					if (T <= 4)	/* generation, small batches: quant_simd.h */
 						prefetch_share(g, col, 32 * h + 8 * c + j, 64);
 					k45_weights(five, g, h, c, j, &lo, &hi);
 					UNROLL

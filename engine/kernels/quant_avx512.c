@@ -472,7 +472,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 		__m512 mw = _mm512_setzero_ps();
 		__m512i w[8];
 
-		if (T == 1)	/* generation: quant_simd.h */
+		if (T <= 4)	/* generation, small batches: quant_simd.h */
 			prefetch_share(g, col, 0, 1);
 		if (mins)
 			mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
@@ -622,7 +622,7 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 			__m512i lo[8], hi[8];
 			UNROLL
 			for (j = 0; j < 8; j++) {
-				if (T == 1)	/* generation: quant_simd.h */
+				if (T <= 4)	/* generation, small batches: quant_simd.h */
 					prefetch_share(g, col, 8 * c + j, 32);
 				k45_weights(five, g, c, j, &lo[j], &hi[j]);
 			}
