@@ -691,8 +691,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 	  size_t as, const float *side, size_t ss, float *out, size_t os)
 {
 	const size_t col = kind_col(kind);
-	const size_t ablk = kind_mins(kind) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
-	const size_t aqs = kind_mins(kind) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
+	const size_t ablk = kind_ablk(kind), aqs = kind_aqs(kind);
 	__m256 acc[2][4];
 	size_t b;
 	int h, t;
@@ -706,8 +705,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 			const __m256 mw = kind_mins(kind) ? load8h(g + 32 + 16 * h) : _mm256_setzero_ps();
 			__m256i w[8], wabs[8];
 
-			if (T <= 4)	/* generation, small batches: quant_simd.h */
-				prefetch_share(g, col, h, 2);
+			prefetch_share(g, col, h, 2);	/* quant_simd.h */
 			q32_weights(kind, g, h, w, wabs);
 			UNROLL
 			for (t = 0; t < T; t++)
@@ -750,8 +748,7 @@ q32_stretch(const enum kind kind, const int T, size_t nbk, const __m256i *w, con
 	    const uint8_t *act, size_t as, const float *side, size_t ss, float *out, size_t os,
 	    bool fresh)
 {
-	const size_t ablk = kind_mins(kind) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
-	const size_t aqs = kind_mins(kind) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
+	const size_t ablk = kind_ablk(kind), aqs = kind_aqs(kind);
 	size_t b;
 	int h, t;
 
@@ -782,7 +779,7 @@ static inline __attribute__((always_inline)) void
 gemm_q32_stretched(const enum kind kind, size_t nb, const uint8_t *g, const uint8_t *act,
 		   size_t as, const float *side, size_t ss, size_t nt, float *out, size_t os)
 {
-	const size_t ablk = kind_mins(kind) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+	const size_t ablk = kind_ablk(kind);
 	__m256i w[2 * Q32_STRETCH * 16];
 	size_t b0, t;
 
@@ -872,8 +869,7 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 				for (j = 0; j < 8; j++) {
 					__m256i lo, hi;
 
-					if (T <= 4)	/* generation, small batches: quant_simd.h */
-						prefetch_share(g, col, 32 * h + 8 * c + j, 64);
+					prefetch_share(g, col, 32 * h + 8 * c + j, 64);	/* quant_simd.h */
 					k45_weights(five, g, h, c, j, &lo, &hi);
 					UNROLL
 					for (t = 0; t < T; t++) {

@@ -456,8 +456,7 @@ gemm_tile(const enum kind kind, const int T, size_t nb, const uint8_t *g, const 
 {
 	const bool mins = kind_mins(kind), five = kind_five(kind);
 	const size_t col = kind_col(kind), quants = kind_qs(kind), high = kind_qh(kind);
-	const size_t ablk = mins ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
-	const size_t aqs = mins ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
+	const size_t ablk = kind_ablk(kind), aqs = kind_aqs(kind);
 	const __m512i low = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
 	__m512 acc[8];
 	size_t b;
@@ -622,8 +621,7 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 			__m512i lo[8], hi[8];
 			UNROLL
 			for (j = 0; j < 8; j++) {
-				if (T <= 4)	/* generation, small batches: quant_simd.h */
-					prefetch_share(g, col, 8 * c + j, 32);
+				prefetch_share(g, col, 8 * c + j, 32);	/* quant_simd.h */
 				k45_weights(five, g, c, j, &lo[j], &hi[j]);
 			}
 			UNROLL

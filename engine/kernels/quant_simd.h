@@ -60,6 +60,17 @@ static inline size_t kind_qh(enum kind kind)
 			    offsetof(struct block_q5_1, qh));
 }
 
+/* The activations' blocks for @kind (Q8_1 with the mins' sums, else Q8_0): bytes, and their quants' offset */
+static inline size_t kind_ablk(enum kind kind)
+{
+	return kind_mins(kind) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+}
+
+static inline size_t kind_aqs(enum kind kind)
+{
+	return kind_mins(kind) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
+}
+
 /*
  * Packed Q5_0/Q5_1 quants' dword j holds elements 4j..4j+3 of each row
  * (16 + 4(j - 4).. for j >= 4: the high nibbles), whose fifth bits are
