@@ -598,6 +598,14 @@ static inline __m256 load8h(const uint8_t *p)
 #define UNROLL _Pragma("GCC unroll 8")
 
 /*
+ * @v is in a register here: an empty asm that GCC must assume reads and
+ * changes it, so a chain of integer adds stays a chain. Without it GCC
+ * reassociates a stretch's int16 sums into trees of all of a sub-block's
+ * products, which spill to the stack.
+ */
+#define IN_REG(v) __asm__("" : "+x"(v))
+
+/*
  * The 32-element types' block @g of a packed column, rows 8h..8h + 7: the
  * quants of its 8 dwords in w (Q8_0: signed, and their magnitudes in wabs).
  */
@@ -656,9 +664,11 @@ q32_block(const enum kind kind, const __m256i w[8], const __m256i wabs[8], const
 
 	if (kind == K_Q8_0) {
 		UNROLL
-		for (j = 0; j < 8; j++)
+		for (j = 0; j < 8; j++) {
 			s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(
 				wabs[j], _mm256_sign_epi8(bcast(a + 4 * j), w[j])), ones));
+			IN_REG(s);
+		}
 		isum = _mm256_cvtepi32_ps(s);	/* signed: no offset */
 	} else {
 		__m256i s2 = _mm256_setzero_si256();
@@ -667,10 +677,13 @@ q32_block(const enum kind kind, const __m256i w[8], const __m256i wabs[8], const
 		for (j = 0; j < 8; j++) {
 			__m256i p = _mm256_maddubs_epi16(w[j], bcast(a + 4 * j));
 
-			if (kind_five(kind) && j >= 4)
+			if (kind_five(kind) && j >= 4) {
 				s2 = _mm256_add_epi16(s2, p);
-			else
+				IN_REG(s2);
+			} else {
 				s = _mm256_add_epi16(s, p);
+				IN_REG(s);
+			}
 		}
 		s = _mm256_madd_epi16(s, ones);
 		if (kind_five(kind))
@@ -878,6 +891,8 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
 
 						p0[t] = _mm256_add_epi16(p0[t], _mm256_maddubs_epi16(lo, bcast(y)));
 						p1[t] = _mm256_add_epi16(p1[t], _mm256_maddubs_epi16(hi, bcast(y + 32)));
+						IN_REG(p0[t]);
+						IN_REG(p1[t]);
 					}
 					if ((j + 1) % run)
 						continue;
@@ -983,8 +998,11 @@ k45_stretch(const bool five, const int T, size_t nbk, const __m256i *w, const ui
 
 					UNROLL
 					for (t = 0; t < T; t++)
+					{
 						p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(q, bcast(
 							((const struct block_q8_K *)(act + t * as) + b)->qs + 32 * i + 4 * j)));
+						IN_REG(p[t]);
+					}
 					if ((j + 1) % run)
 						continue;
 					UNROLL
@@ -1153,6 +1171,7 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 
 							isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(
 								_mm256_madd_epi16(pa, sc16), _mm256_madd_epi16(pb, sc16)));
+							IN_REG(isum[t]);
 						}
 					}
 			UNROLL
@@ -1235,6 +1254,7 @@ q6_stretch(const int T, size_t nbk, const __m256i *w, const uint8_t *g, const ui
 
 					isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(
 						_mm256_madd_epi16(pa, sc16), _mm256_madd_epi16(pb, sc16)));
+					IN_REG(isum[t]);
 				}
 			}
 			UNROLL
