@@ -1157,6 +1157,7 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 						__m128i s8 = _mm_loadu_si128((const __m128i *)(scb + 16 * grp));
 						__m256i w[4], sc16 = pair16(s8, s8, h, true);
 
+						prefetch_share(g, col, 16 * h + 8 * hh + 4 * kq + e, 32);
 						UNROLL
 						for (k = 0; k < 4; k++)
 							w[k] = q6_weights(g, h, hh, e, 4 * kq + k);

@@ -791,6 +791,7 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 						(const __m128i *)(scb + 16 * grp)));
 					__m512i w[4];
 
+					prefetch_share(g, col, grp, 16);	/* quant_simd.h */
 					UNROLL
 					for (k = 0; k < 4; k++)
 						w[k] = q6_weights(g, h, e, 4 * kq + k);
