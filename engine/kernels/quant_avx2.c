@@ -1095,8 +1095,10 @@ static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, fl
 							__m256i m = _mm256_maddubs_epi16(w[e], bcast(y + 32 * e));
 
 							p[e] = k & 1 ? _mm256_add_epi16(p[e], m) : m;
-							if (k & 1)	/* two steps' pairs fit int16 */
+							if (k & 1) {	/* two steps' pairs fit int16 */
 								isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p[e], sc[e]));
+								IN_REG(isum);
+							}
 						}
 					}
 				}
