@@ -85,6 +85,7 @@ static double log_sum_exp(const float *x, size_t n, size_t *top)
 struct stats {
 	double nll, nll2;		/* Σ -log p(token), Σ of its square */
 	double base_nll, kld, kld2;	/* with a base */
+	double dnll2;			/* Σ (nll - the base's nll)^2 */
 	uint64_t count, same_top;
 };
 
@@ -126,6 +127,7 @@ static void score(const float *lg, size_t V, int32_t tok, const fp16_t *base, fp
 			kl += exp(lb) * (lb - (lg[i] - lz));
 		}
 		st->base_nll -= tab[base[tok]];
+		st->dnll2 += (nll + tab[base[tok]]) * (nll + tab[base[tok]]);
 		st->kld += kl;
 		st->kld2 += kl * kl;
 		st->same_top += btop == top;
@@ -433,6 +435,9 @@ int cmd_perplexity(int argc, char **argv)
 
 			printf("base PPL = %.4f; PPL / base = %.6f, delta %+.4f\n", bppl, ppl / bppl,
 			       ppl - bppl);
+			/* paired, token by token: what separates two models on one text */
+			printf("mean ln(PPL / base) = %+.6f +/- %.6f\n", (st.nll - st.base_nll) / st.count,
+			       std_err(st.nll - st.base_nll, st.dnll2, st.count));
 			printf("mean KL divergence = %.6f +/- %.6f\n", st.kld / st.count,
 			       std_err(st.kld, st.kld2, st.count));
 			printf("same top token = %.2f%% (%" PRIu64 " of %" PRIu64 ")\n",

@@ -17,7 +17,8 @@ that ships for it (tests/reference/alice-ch1.txt):
   the same top token everywhere), and pinfer quantize's Q4_0 against the
   Q4_1 base, the tool's mean KL and top-1 agreement against the same
   figures computed here from both models' logits of every position (the
-  chunks fed as one batch, as the tool feeds them: print_logits --all);
+  chunks fed as one batch, as the tool feeds them: print_logits --all),
+  and the paired mean ln(PPL / base) with its standard error;
 - bad input: no text, a missing file, a text too short for two chunks, a
   chunk longer than the model's context, both base options, a base of
   another -c or text or not a base at all, an unwritable base: one clear
@@ -159,13 +160,15 @@ def test_base(ids, tmp):
             "--kl-divergence-base", base)
     kl = re.search(r"mean KL divergence = ([0-9.e-]+)", p.stdout)
     same = re.search(r"same top token = ([0-9.]+)%", p.stdout)
-    kls, tops = [], []
+    kls, tops, dl = [], [], []
     for c in range(chunks):
         chunk = ids[c * ctx:(c + 1) * ctx]
         a, b = log_softmax(all_logits(MODEL, chunk)), log_softmax(all_logits(q4, chunk))
         for j in range(ctx // 2, ctx - 1):
             kls.append(float(np.sum(np.exp(a[j]) * (a[j] - b[j]))))
             tops.append(a[j].argmax() == b[j].argmax())
+            # the base's log-probability as stored (fp16) minus the model's
+            dl.append(float(np.float16(a[j][chunk[j + 1]])) - float(b[j][chunk[j + 1]]))
     want_kl, want_top = np.mean(kls), 100 * np.mean(tops)
     # the base holds fp16 log-probabilities: KL within 0.5%, a top token may flip at a tie
     ok(p.returncode == 0 and kl and abs(float(kl.group(1)) / want_kl - 1) < 5e-3 and
@@ -173,6 +176,13 @@ def test_base(ids, tmp):
        f"Q4_0 against the Q4_1 base: KL {kl and kl.group(1)}, same top "
        f"{same and same.group(1)}%; from the engine's logits here {want_kl:.6f}, "
        f"{want_top:.2f}%", p.stdout + p.stderr)
+    lr = re.search(r"mean ln\(PPL / base\) = ([-+0-9.e]+) \+/- ([0-9.e-]+)", p.stdout)
+    want_lr, want_se = np.mean(dl), np.std(dl, ddof=1) / np.sqrt(len(dl))
+    ok(p.returncode == 0 and lr and abs(float(lr.group(1)) - want_lr) < 2e-4 and
+       abs(float(lr.group(2)) / want_se - 1) < 0.01 and want_se > 1e-3,
+       f"Q4_0 against the Q4_1 base: mean ln(PPL / base) {lr and lr.group(1)} +/- "
+       f"{lr and lr.group(2)}; from the engine's logits here {want_lr:+.6f} +/- {want_se:.6f}",
+       p.stdout + p.stderr)
 
 
 def test_errors(tmp):
