@@ -38,6 +38,57 @@ static void rmsnorm(float *o, const float *x, const float *w, size_t n, float ep
 }
 
 /*
+ * The element-wise steps between a layer's products, token by token:
+ * SwiGLU (@g = silu(@g) * @u over @F elements), the residual (@x += @add),
+ * then RMSNorm of @x into @norm (each optional). Split over the pool's
+ * threads for a batch (a prompt's 512 tokens took 10% of pp512 on one
+ * thread while the others waited); each element is computed as on one, so
+ * the bits are the same.
+ */
+struct tok_task {
+	float *g;
+	const float *u;
+	size_t F;
+	float *x;
+	const float *add, *norm_w;
+	float *norm;
+	size_t E;
+	float eps;
+};
+
+static void tok_steps(void *arg, size_t b, size_t e, int thread)
+{
+	const struct tok_task *t = arg;
+	size_t k, i;
+
+	(void)thread;
+	for (k = b; k < e; k++) {
+		float *x = t->x + k * t->E;
+
+		if (t->g) {
+			float *g = t->g + k * t->F;
+			const float *u = t->u + k * t->F;
+
+			for (i = 0; i < t->F; i++)
+				g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+		}
+		if (t->add)
+			for (i = 0; i < t->E; i++)
+				x[i] += t->add[k * t->E + i];
+		if (t->norm)
+			rmsnorm(t->norm + k * t->E, x, t->norm_w, t->E, t->eps);
+	}
+}
+
+static void tok_run(struct llm_session *s, size_t nb, struct tok_task t)
+{
+	if (s->pool && nb > 1)
+		pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, tok_steps, &t);
+	else
+		tok_steps(&t, 0, nb, 0);
+}
+
+/*
  * Layer @l for the call's tokens b0..b0+nb, whose residual stream is @x
  * and RoPE angles @cs; token b is at position s->tpos[b] of the sequence
  * whose block table is s->ttab[b].
@@ -50,8 +101,8 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 	size_t E = c->n_embd, F = c->n_ff, kvd = s->kv_dim, qd = s->qd, b, i;
 
 	/* attention */
-	for (b = 0; b < nb; b++)
-		rmsnorm(s->xb + b * E, x + b * E, ly->attn_norm.data, E, c->rms_eps);
+	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .norm = s->xb, .norm_w = ly->attn_norm.data,
+					  .eps = c->rms_eps });
 	llm_matmuls(s, (const struct llm_mm[]){ { &ly->wq, &ly->bq, s->q }, { &ly->wk, &ly->bk, s->k },
 						{ &ly->wv, &ly->bv, s->v } }, 3, s->xb, nb);
 	for (b = 0; b < nb; b++) {
@@ -78,12 +129,10 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 	}
 	llm_attention(s, l, b0, nb, s->q, s->out);	/* causal: each up to itself */
 	llm_matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
-	for (i = 0; i < nb * E; i++)
-		x[i] += s->tmp[i];
 
 	/* feed-forward: down(silu(gate x) * up x), or a mixture of such experts */
-	for (b = 0; b < nb; b++)
-		rmsnorm(s->xb + b * E, x + b * E, ly->ffn_norm.data, E, c->rms_eps);
+	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .add = s->tmp, .norm = s->xb,
+					  .norm_w = ly->ffn_norm.data, .eps = c->rms_eps });
 	if (c->n_expert) {
 		int ret = llm_moe(s, ly, l, nb, s->moe, err);
 
@@ -93,11 +142,9 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 	}
 	llm_matmuls(s, (const struct llm_mm[]){ { &ly->w_gate, NULL, s->hb }, { &ly->w_up, NULL, s->hb2 } },
 		    2, s->xb, nb);
-	for (i = 0; i < nb * F; i++)
-		s->hb[i] = s->hb[i] / (1.0f + expf(-s->hb[i])) * s->hb2[i];
+	tok_run(s, nb, (struct tok_task){ .g = s->hb, .u = s->hb2, .F = F, .x = x, .E = E });
 	llm_matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);
-	for (i = 0; i < nb * E; i++)
-		x[i] += s->tmp[i];
+	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .add = s->tmp });
 	return 0;
 }
 
