@@ -80,12 +80,61 @@ static void tok_steps(void *arg, size_t b, size_t e, int thread)
 	}
 }
 
-static void tok_run(struct llm_session *s, size_t nb, struct tok_task t)
+/* @fn over the call's @nb tokens, split over the pool for a batch */
+static void tok_run_fn(struct llm_session *s, size_t nb, pinfer_for_fn fn, void *arg)
 {
 	if (s->pool && nb > 1)
-		pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, tok_steps, &t);
+		pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, fn, arg);
 	else
-		tok_steps(&t, 0, nb, 0);
+		fn(arg, 0, nb, 0);
+}
+
+static void tok_run(struct llm_session *s, size_t nb, struct tok_task t)
+{
+	tok_run_fn(s, nb, tok_steps, &t);
+}
+
+/* The call's tokens from @b0 at layer @l: the per-head q/k norms (qwen3), RoPE, K and V into the cache. */
+struct qk_task {
+	struct llm_session *s;
+	const struct llm_layer *ly;
+	uint32_t l;
+	size_t b0;
+	const float *cs;	/* the tokens' RoPE angles */
+};
+
+static void qk_rows(void *arg, size_t bb, size_t be, int thread)
+{
+	const struct qk_task *t = arg;
+	struct llm_session *s = t->s;
+	const struct llm_layer *ly = t->ly;
+	const struct llm_config *c = &s->m->cfg;
+	const struct attn_kernels *ak = attn_kernels();
+	size_t kvd = s->kv_dim, qd = s->qd, b, i;
+
+	(void)thread;
+	for (b = bb; b < be; b++) {
+		size_t at = llm_kv_at(s, s->ttab[t->b0 + b], t->l, s->tpos[t->b0 + b]);
+		fp16_t *kh = (fp16_t *)(s->kcache + at), *vh = (fp16_t *)(s->vcache + at);
+
+		if (c->qk_norm) {
+			for (i = 0; i < c->n_head; i++)
+				rmsnorm(s->q + b * qd + i * c->head_dim, s->q + b * qd + i * c->head_dim,
+					ly->q_norm.data, c->head_dim, c->rms_eps);
+			for (i = 0; i < c->n_head_kv; i++)
+				rmsnorm(s->k + b * kvd + i * c->head_dim, s->k + b * kvd + i * c->head_dim,
+					ly->k_norm.data, c->head_dim, c->rms_eps);
+		}
+		llm_rope(c, s->q + b * qd, c->n_head, t->cs + b * c->n_rot);
+		llm_rope(c, s->k + b * kvd, c->n_head_kv, t->cs + b * c->n_rot);
+		if (s->kv_type == LLM_KV_Q8_0) {
+			quantize_row_act_ref(GGML_TYPE_Q8_0, s->k + b * kvd, s->kcache + at, kvd);
+			quantize_row_act_ref(GGML_TYPE_Q8_0, s->v + b * kvd, s->vcache + at, kvd);
+			continue;
+		}
+		ak->to_f16(s->k + b * kvd, kh, kvd);
+		ak->to_f16(s->v + b * kvd, vh, kvd);
+	}
 }
 
 /*
@@ -97,36 +146,14 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 		       size_t b0, size_t nb, float *x, const float *cs, struct pinfer_err *err)
 {
 	const struct llm_config *c = &s->m->cfg;
-	const struct attn_kernels *ak = attn_kernels();
-	size_t E = c->n_embd, F = c->n_ff, kvd = s->kv_dim, qd = s->qd, b, i;
+	size_t E = c->n_embd, F = c->n_ff, i;
 
 	/* attention */
 	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .norm = s->xb, .norm_w = ly->attn_norm.data,
 					  .eps = c->rms_eps });
 	llm_matmuls(s, (const struct llm_mm[]){ { &ly->wq, &ly->bq, s->q }, { &ly->wk, &ly->bk, s->k },
 						{ &ly->wv, &ly->bv, s->v } }, 3, s->xb, nb);
-	for (b = 0; b < nb; b++) {
-		size_t at = llm_kv_at(s, s->ttab[b0 + b], l, s->tpos[b0 + b]);
-		fp16_t *kh = (fp16_t *)(s->kcache + at), *vh = (fp16_t *)(s->vcache + at);
-
-		if (c->qk_norm) {
-			for (i = 0; i < c->n_head; i++)
-				rmsnorm(s->q + b * qd + i * c->head_dim, s->q + b * qd + i * c->head_dim,
-					ly->q_norm.data, c->head_dim, c->rms_eps);
-			for (i = 0; i < c->n_head_kv; i++)
-				rmsnorm(s->k + b * kvd + i * c->head_dim, s->k + b * kvd + i * c->head_dim,
-					ly->k_norm.data, c->head_dim, c->rms_eps);
-		}
-		llm_rope(c, s->q + b * qd, c->n_head, cs + b * c->n_rot);
-		llm_rope(c, s->k + b * kvd, c->n_head_kv, cs + b * c->n_rot);
-		if (s->kv_type == LLM_KV_Q8_0) {
-			quantize_row_act_ref(GGML_TYPE_Q8_0, s->k + b * kvd, s->kcache + at, kvd);
-			quantize_row_act_ref(GGML_TYPE_Q8_0, s->v + b * kvd, s->vcache + at, kvd);
-			continue;
-		}
-		ak->to_f16(s->k + b * kvd, kh, kvd);
-		ak->to_f16(s->v + b * kvd, vh, kvd);
-	}
+	tok_run_fn(s, nb, qk_rows, &(struct qk_task){ .s = s, .ly = ly, .l = l, .b0 = b0, .cs = cs });
 	llm_attention(s, l, b0, nb, s->q, s->out);	/* causal: each up to itself */
 	llm_matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
 
