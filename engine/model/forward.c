@@ -41,9 +41,9 @@ static void rmsnorm(float *o, const float *x, const float *w, size_t n, float ep
  * The element-wise steps between a layer's products, token by token:
  * SwiGLU (@g = silu(@g) * @u over @F elements), the residual (@x += @add),
  * then RMSNorm of @x into @norm (each optional). Split over the pool's
- * threads for a batch (a prompt's 512 tokens took 10% of pp512 on one
- * thread while the others waited); each element is computed as on one, so
- * the bits are the same.
+ * threads for a batch (on the calling thread alone, with the others
+ * waiting, they held pp512 on the 1B models down by 5-10%); each element
+ * is computed as on one thread, so the bits are the same.
  */
 struct tok_task {
 	float *g;
