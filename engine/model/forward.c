@@ -63,8 +63,6 @@ static void tok_steps(void *arg, size_t b, size_t e, int thread)
 
 	(void)thread;
 	for (k = b; k < e; k++) {
-		float *x = t->x + k * t->E;
-
 		if (t->g) {
 			float *g = t->g + k * t->F;
 			const float *u = t->u + k * t->F;
@@ -74,9 +72,9 @@ static void tok_steps(void *arg, size_t b, size_t e, int thread)
 		}
 		if (t->add)
 			for (i = 0; i < t->E; i++)
-				x[i] += t->add[k * t->E + i];
+				t->x[k * t->E + i] += t->add[k * t->E + i];
 		if (t->norm)
-			rmsnorm(t->norm + k * t->E, x, t->norm_w, t->E, t->eps);
+			rmsnorm(t->norm + k * t->E, t->x + k * t->E, t->norm_w, t->E, t->eps);
 	}
 }
 
@@ -92,6 +90,11 @@ static void tok_run_fn(struct llm_session *s, size_t nb, pinfer_for_fn fn, void 
 static void tok_run(struct llm_session *s, size_t nb, struct tok_task t)
 {
 	tok_run_fn(s, nb, tok_steps, &t);
+}
+
+void llm_swiglu(struct llm_session *s, float *g, const float *u, size_t F, size_t nb)
+{
+	tok_run(s, nb, (struct tok_task){ .g = g, .u = u, .F = F });
 }
 
 /* The call's tokens from @b0 at layer @l: the per-head q/k norms (qwen3), RoPE, K and V into the cache. */
@@ -146,7 +149,7 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 		       size_t b0, size_t nb, float *x, const float *cs, struct pinfer_err *err)
 {
 	const struct llm_config *c = &s->m->cfg;
-	size_t E = c->n_embd, F = c->n_ff, i;
+	size_t E = c->n_embd, F = c->n_ff;
 
 	/* attention */
 	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .norm = s->xb, .norm_w = ly->attn_norm.data,
@@ -163,13 +166,13 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 	if (c->n_expert) {
 		int ret = llm_moe(s, ly, l, nb, s->moe, err);
 
-		for (i = 0; i < nb * E && !ret; i++)
-			x[i] += s->moe[i];
+		if (!ret)
+			tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .add = s->moe });
 		return ret;
 	}
 	llm_matmuls(s, (const struct llm_mm[]){ { &ly->w_gate, NULL, s->hb }, { &ly->w_up, NULL, s->hb2 } },
 		    2, s->xb, nb);
-	tok_run(s, nb, (struct tok_task){ .g = s->hb, .u = s->hb2, .F = F, .x = x, .E = E });
+	llm_swiglu(s, s->hb, s->hb2, F, nb);
 	llm_matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);
 	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .add = s->tmp });
 	return 0;

@@ -125,6 +125,9 @@ void llm_matmuls(struct llm_session *s, const struct llm_mm *ops, size_t n, cons
 int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_t nb,
 	    float *out, struct pinfer_err *err);
 
+/* SwiGLU of @nb tokens' @F gate values @g and up values @u: g = silu(g) * u (split over the pool for a batch) */
+void llm_swiglu(struct llm_session *s, float *g, const float *u, size_t F, size_t nb);
+
 /* cos and sin of each rotated pair's angle at position @pos (n_rot floats). */
 void llm_rope_angles(const struct llm_model *m, uint32_t pos, float *cs);
 /* Rotate each of @n_heads heads' first n_rot dimensions by the angles @cs. */
