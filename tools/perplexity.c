@@ -116,7 +116,7 @@ static void score(const float *lg, size_t V, int32_t tok, const fp16_t *base, fp
 			save[i] = f32_to_fp16((float)(lg[i] - lz));
 	if (base) {
 		const float *tab = fp16_table();
-		double kl = 0;
+		double kl = 0, d = nll + tab[base[tok]];	/* d: nll less the base's */
 		size_t btop = 0;
 
 		for (i = 0; i < V; i++) {
@@ -127,7 +127,7 @@ static void score(const float *lg, size_t V, int32_t tok, const fp16_t *base, fp
 			kl += exp(lb) * (lb - (lg[i] - lz));
 		}
 		st->base_nll -= tab[base[tok]];
-		st->dnll2 += (nll + tab[base[tok]]) * (nll + tab[base[tok]]);
+		st->dnll2 += d * d;
 		st->kld += kl;
 		st->kld2 += kl * kl;
 		st->same_top += btop == top;

@@ -997,8 +997,7 @@ k45_stretch(const bool five, const int T, size_t nbk, const __m256i *w, const ui
 					const __m256i q = w[8 * i + j];
 
 					UNROLL
-					for (t = 0; t < T; t++)
-					{
+					for (t = 0; t < T; t++) {
 						p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(q, bcast(
 							((const struct block_q8_K *)(act + t * as) + b)->qs + 32 * i + 4 * j)));
 						IN_REG(p[t]);
