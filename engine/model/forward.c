@@ -63,13 +63,8 @@ static void tok_steps(void *arg, size_t b, size_t e, int thread)
 
 	(void)thread;
 	for (k = b; k < e; k++) {
-		if (t->g) {
-			float *g = t->g + k * t->F;
-			const float *u = t->u + k * t->F;
-
-			for (i = 0; i < t->F; i++)
-				g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-		}
+		if (t->g)
+			llm_swiglu(t->g + k * t->F, t->u + k * t->F, t->F);
 		if (t->add)
 			for (i = 0; i < t->E; i++)
 				t->x[k * t->E + i] += t->add[k * t->E + i];
@@ -90,11 +85,6 @@ static void tok_run_fn(struct llm_session *s, size_t nb, pinfer_for_fn fn, void 
 static void tok_run(struct llm_session *s, size_t nb, struct tok_task t)
 {
 	tok_run_fn(s, nb, tok_steps, &t);
-}
-
-void llm_swiglu(struct llm_session *s, float *g, const float *u, size_t F, size_t nb)
-{
-	tok_run(s, nb, (struct tok_task){ .g = g, .u = u, .F = F });
 }
 
 /* The call's tokens from @b0 at layer @l: the per-head q/k norms (qwen3), RoPE, K and V into the cache. */
@@ -172,7 +162,7 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 	}
 	llm_matmuls(s, (const struct llm_mm[]){ { &ly->w_gate, NULL, s->hb }, { &ly->w_up, NULL, s->hb2 } },
 		    2, s->xb, nb);
-	llm_swiglu(s, s->hb, s->hb2, F, nb);
+	tok_run(s, nb, (struct tok_task){ .g = s->hb, .u = s->hb2, .F = F });
 	llm_matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);
 	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .add = s->tmp });
 	return 0;

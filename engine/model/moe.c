@@ -121,7 +121,7 @@ int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_
 				memcpy(s->xe + i * E, s->xb + s->etok[first + i] / k * E, E * sizeof(float));
 			llm_matmuls(s, (const struct llm_mm[]){ { &xm->gate, NULL, s->hb },
 								{ &xm->up, NULL, s->hb2 } }, 2, s->xe, cnt);
-			llm_swiglu(s, s->hb, s->hb2, F, cnt);
+			llm_swiglu(s->hb, s->hb2, cnt * F);
 			llm_matmul(s, &xm->down, NULL, s->hb, cnt, s->tmp);
 			for (i = 0; i < cnt; i++) {
 				uint32_t pick = s->etok[first + i];

@@ -8,6 +8,8 @@
 #ifndef PINFER_MODEL_SESSION_H
 #define PINFER_MODEL_SESSION_H
 
+#include <math.h>
+
 #include "model.h"
 
 struct llm_expert_mats;
@@ -125,8 +127,14 @@ void llm_matmuls(struct llm_session *s, const struct llm_mm *ops, size_t n, cons
 int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_t nb,
 	    float *out, struct pinfer_err *err);
 
-/* SwiGLU of @nb tokens' @F gate values @g and up values @u: g = silu(g) * u (split over the pool for a batch) */
-void llm_swiglu(struct llm_session *s, float *g, const float *u, size_t F, size_t nb);
+/* SwiGLU of @n gate values @g and up values @u: g = silu(g) * u (the dense feed-forward's and the experts') */
+static inline void llm_swiglu(float *g, const float *u, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
 
 /* cos and sin of each rotated pair's angle at position @pos (n_rot floats). */
 void llm_rope_angles(const struct llm_model *m, uint32_t pos, float *cs);
