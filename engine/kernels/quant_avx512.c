@@ -272,41 +272,71 @@ static float dot_q5_K(size_t n, const void *row, const void *act)
 	return dot_k45(n / QK_K, row, sizeof(struct block_q5_K), act, true);
 }
 
-/* lanes 4g..4g+3 = sc[g], g < 4 */
-static inline __m512i scales4(const int8_t *sc)
+/*
+ * Q6_K: elements q - 32 with q in 0..63 (four bits in ql, two in qh) and a
+ * signed scale per 16 elements: d Σ_g sc_g s_g, with s_g = (q·y)_g - 32 (y
+ * sums)_g. Every AVX-512 Q6_K kernel sums a block the same way, so that
+ * they give the same bits: s_g exact in int32 (|s_g| <= 2^16), each
+ * product sc_g s_g exact in float (< 2^23), and those added to 0 in the
+ * order of g (the GEMMs' fused multiply-adds round as the adds here do),
+ * then times (y's d times the block's d). A float multiply-add a group
+ * costs the GEMMs less than an int32 multiply (vpmulld, two operations)
+ * and an add.
+ */
+/*
+ * -32 (y sums)_g of activation block @a, g = 0..15, at @off: the offset
+ * each group's sum starts at (broadcast from memory, no arithmetic)
+ */
+static inline void q6_offsets(const struct block_q8_K *a, int32_t off[16])
 {
-	return _mm512_set_epi32(sc[3], sc[3], sc[3], sc[3], sc[2], sc[2], sc[2], sc[2],
-				sc[1], sc[1], sc[1], sc[1], sc[0], sc[0], sc[0], sc[0]);
+	_mm512_storeu_si512(off, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(
+		_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)a->bsums)), 5)));
+}
+
+/* lane r: row r's scale of group @grp, as a float */
+static inline __m512 q6_scale(const uint8_t *scb, int grp)
+{
+	return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scb + 16 * grp))));
 }
 
 /*
- * Q6_K: elements q - 32 with q in 0..63 (four bits in ql, two in qh) and a
- * signed scale per 16: d Σ_g sc_g ((q·y)_g - 32 (y sums)_g). 64 elements
- * (four groups) per dpbusd; lanes 4g..4g+3 hold group g's parts.
+ * The row kernel: 64 elements (four groups) per dpbusd, lanes 4g..4g+3
+ * holding group g's parts; a 4x4 transpose of 128-bit quarters adds them
+ * into one lane per group.
  */
 static float dot_q6_K(size_t n, const void *row, const void *act)
 {
+	const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
 	const struct block_q6_K *w = row;
 	const struct block_q8_K *a = act;
-	float sum = 0;
+	float sum = 0, p[16];
 	size_t i;
-	int h;
+	int h, g;
 
 	for (i = 0; i < n / QK_K; i++) {
-		__m512i acc = _mm512_setzero_si512();
-		int bias = q6k_bias(&w[i], &a[i]);
+		int32_t off[16] __attribute__((aligned(64)));
+		__m512i v[4], x, y;
+		float f = 0;
 
-		for (h = 0; h < 2; h++) {	/* 128 elements each */
-			const int8_t *sc = w[i].scales + 8 * h, *y = a[i].qs + 128 * h;
+		for (h = 0; h < 2; h++) {	/* 128 elements each: groups 8h.. */
+			const int8_t *ys = a[i].qs + 128 * h;
 			__m256i q[4];
 
 			q6k_unpack(&w[i], h, q);
-			acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(
-				udot(join(q[0], q[1]), _mm512_loadu_si512(y)), scales4(sc)));
-			acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(
-				udot(join(q[2], q[3]), _mm512_loadu_si512(y + 64)), scales4(sc + 4)));
+			v[2 * h] = udot(join(q[0], q[1]), _mm512_loadu_si512(ys));
+			v[2 * h + 1] = udot(join(q[2], q[3]), _mm512_loadu_si512(ys + 64));
 		}
-		sum += a[i].d * h2f(w[i].d) * (float)(_mm512_reduce_add_epi32(acc) - 32 * bias);
+		/* quarter c of x lane k: v[k]'s quarter c summed = group 4k + c */
+		x = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+		y = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+		x = _mm512_add_epi32(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
+		q6_offsets(&a[i], off);
+		x = _mm512_add_epi32(_mm512_permutexvar_epi32(order, x), _mm512_load_si512(off));
+		_mm512_storeu_ps(p, _mm512_mul_ps(_mm512_cvtepi32_ps(x), _mm512_cvtepi32_ps(
+			_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w[i].scales)))));
+		for (g = 0; g < 16; g++)
+			f += p[g];
+		sum += a[i].d * h2f(w[i].d) * f;
 	}
 	return sum;
 }
@@ -670,7 +700,8 @@ gemm_k45_tile(const bool five, const int T, size_t nb, const uint8_t *g, const u
  * but the block column's quants are read once each, in address order: a
  * dword of ql holds the low bits of quarters e and e + 2, one of qh the
  * high bits of all four, so each step loads two ql lines and one qh line
- * and feeds four groups' sums (eight kept at a time).
+ * and feeds four groups' sums (eight kept at a time), each started at its
+ * offset; then the groups in order into the float sum (dot_q6_K).
  */
 static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, float *out)
 {
@@ -684,7 +715,7 @@ static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, fl
 	for (b = 0; b < nb; b++, g += col, a++) {
 		const uint8_t *ql = g, *qh = g + 16 * 128, *scb = g + 16 * 192;
 		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * 208)));
-		__m512i isum = _mm512_setzero_si512();
+		__m512 f = _mm512_setzero_ps();
 
 		for (h = 0; h < 2; h++) {	/* 128 elements each */
 			__m512i s[4][2];
@@ -719,15 +750,13 @@ static inline void gemv_q6_K(size_t nb, const uint8_t *g, const uint8_t *act, fl
 						s[e][kq] = _mm512_dpbusd_epi32(s[e][kq], w[e], bcast(y + 32 * e));
 				}
 			UNROLL
-			for (e = 0; e < 4; e++)
+			for (e = 0; e < 4; e++)		/* groups 8h + 2e + kq, in order */
 				UNROLL
 				for (kq = 0; kq < 2; kq++)
-					isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s[e][kq],
-						_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)
-							(scb + 16 * (8 * h + 2 * e + kq))))));
+					f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[e][kq]),
+							    q6_scale(scb, 8 * h + 2 * e + kq), f);
 		}
-		acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(a->d), d),
-						       _mm512_cvtepi32_ps(isum)));
+		acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(a->d), d), f));
 	}
 	_mm512_storeu_ps(out, acc);
 }
@@ -752,9 +781,9 @@ static inline __m512i q6_weights(const uint8_t *g, int h, int e, int dw)
 
 /*
  * Q6_K, @T (1..8) activations: weights q - 32 with q in 0..63; lane r of
- * isum is row r's Σ_g sc_g ((q·y)_g - 32 (y sums)_g), exact (each group's
- * sum starts at its offset, -32 (y sums)_g, before its scale multiplies
- * it); then the float steps of the row kernel (dot_q6_K), so the same
+ * s is row r's s_g = (q·y)_g - 32 (y sums)_g, exact (each group's sum
+ * starts at its offset, broadcast from q6_offsets()), and f[t] adds sc_g
+ * s_g group after group as the row kernel (dot_q6_K) does, so the same
  * bits. One group of 16 rows' 16 weights at a time, 4 registers, unpacked
  * once for all T activations: the 16 accumulators stay in registers.
  */
@@ -777,18 +806,20 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 	for (b = 0; b < nb; b++, g += col) {
 		const uint8_t *scb = g + 16 * 192;
 		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * 208)));
-		__m512i isum[8];
+		int32_t off[8][16] __attribute__((aligned(64)));
+		__m512 f[8];
 
 		UNROLL
-		for (t = 0; t < T; t++)
-			isum[t] = _mm512_setzero_si512();
+		for (t = 0; t < T; t++) {
+			q6_offsets((const struct block_q8_K *)(act + t * as) + b, off[t]);
+			f[t] = _mm512_setzero_ps();
+		}
 		for (h = 0; h < 2; h++)		/* 128 elements each */
 			UNROLL
 			for (e = 0; e < 4; e++)	/* quarter e: elements 32e.. of the 128 */
 				for (kq = 0; kq < 2; kq++) {	/* its dwords 4kq..4kq+3 */
 					const int grp = 8 * h + 2 * e + kq;
-					const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(
-						(const __m128i *)(scb + 16 * grp)));
+					const __m512 sc = q6_scale(scb, grp);
 					__m512i w[4];
 
 					prefetch_share(g, col, grp, 16);	/* quant_simd.h */
@@ -799,20 +830,19 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 					for (t = 0; t < T; t++) {
 						const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
 						const int8_t *y = a->qs + 128 * h + 32 * e + 16 * kq;
-						__m512i s = _mm512_set1_epi32(-32 * a->bsums[grp]);
+						__m512i s = _mm512_set1_epi32(off[t][grp]);
 
 						UNROLL
 						for (k = 0; k < 4; k++)
 							s = _mm512_dpbusd_epi32(s, w[k], bcast(y + 4 * k));
-						isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
+						f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, f[t]);
 					}
 				}
 		UNROLL
 		for (t = 0; t < T; t++) {
 			const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
 
-			acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(a->d), d),
-								     _mm512_cvtepi32_ps(isum[t])));
+			acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(a->d), d), f[t]));
 		}
 	}
 	UNROLL
@@ -823,47 +853,28 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 /*
  * Q6_K for a prompt (GEMM_STRETCHED, below). The tile above unpacks
  * each group of weights for every T activations (12 operations against
- * T x 6 for the products: a sixth of the work), and starts every group's
- * sum at its offset (a scalar multiply and a broadcast from a general
- * register for each group and activation). Here each stretch of
- * STRETCH_BLOCKS blocks is unpacked once for all activations into 18 KiB
+ * T x 6 for the products: a sixth of the work). Here each stretch of
+ * STRETCH_BLOCKS blocks is unpacked once for all activations into 20 KiB
  * of vectors (which stay in L1 with a tile's activations), with each
- * block's scales paired per row, times -32, so that its offsets,
- * -32 Σ_g sc_g (y sums)_g, take 8 vpdpwssd an activation against the y
- * sums paired. Integer
- * sums exact, the float steps block after block as in the tile, so the
- * same bits; the float sums wait in @out between stretches. In L2 (`make
- * bench-kernels`' program, -t 128 -k 2048) 159 G multiply-adds a second on
- * one core where the tile does 127.
+ * group's scales as floats. A group and activation then cost 4 vpdpbusd,
+ * a conversion and a multiply-add, its offset a broadcast from memory;
+ * the same steps as the tile's, so the same bits; the float sums wait in
+ * @out between stretches. In L2 (`make bench-kernels`' program, -t 128
+ * -k 2048 -s 16) 170 G multiply-adds a second on one core (151 with the
+ * int32 multiply by the scale and the offsets by vpdpwssd).
  */
 
-#define Q6_WORDS 72	/* vectors an unpacked block: 64 of weights, 8 offset pairs */
-
-/* lane r of offs[i]: row r's scales of groups 2i and 2i + 1 times -32, as an int16 pair */
-static inline void q6_offset_pairs(const uint8_t *scb, __m512i offs[8])
-{
-	int i;
-
-	UNROLL
-	for (i = 0; i < 8; i++) {
-		__m512i lo = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scb + 32 * i)));
-		__m512i hi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scb + 32 * i + 16)));
-
-		offs[i] = _mm512_mullo_epi16(_mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xffff)),
-							     _mm512_slli_epi32(hi, 16)),
-					     _mm512_set1_epi16(-32));
-	}
-}
+#define Q6_WORDS 80	/* vectors an unpacked block: 64 of weights, 16 of float scales */
 
 /*
  * Blocks [0, @nbk) of the column at @g, Q6_WORDS vectors each: w[4 group + k]
- * the group's dword k, then the block's offset pairs (q6_offset_pairs())
+ * the group's dword k, then the groups' scales as floats (q6_scale())
  */
 static void q6_unpack(const uint8_t *g, size_t nbk, __m512i *w)
 {
 	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
 	size_t b;
-	int h, e, dw;
+	int h, e, dw, grp;
 
 	for (b = 0; b < nbk; b++, g += col, w += Q6_WORDS) {
 		for (h = 0; h < 2; h++)
@@ -872,48 +883,43 @@ static void q6_unpack(const uint8_t *g, size_t nbk, __m512i *w)
 				UNROLL
 				for (dw = 0; dw < 8; dw++)	/* group 8h + 2e + dw / 4 */
 					w[4 * (8 * h + 2 * e) + dw] = q6_weights(g, h, e, dw);
-		q6_offset_pairs(g + 16 * 192, w + 64);
+		for (grp = 0; grp < 16; grp++)
+			w[64 + grp] = _mm512_castps_si512(q6_scale(g + 16 * 192, grp));
 	}
 }
 
 /*
- * @T (1..8) activations times the @nbk blocks unpacked in @w, whose scales
- * and d are in the column at @g; activation t's blocks at act + t * as,
- * its float sums at out + t * os (@fresh: they start at 0).
+ * @T (1..8) activations times the @nbk blocks unpacked in @w, whose d is
+ * in the column at @g; activation t's blocks at act + t * as, its float
+ * sums at out + t * os (@fresh: they start at 0).
  */
 static inline __attribute__((always_inline)) void
 q6_stretch(const int T, size_t nbk, const __m512i *w, const uint8_t *g, const uint8_t *act,
 	   size_t as, float *out, size_t os, bool fresh)
 {
 	const size_t col = PACK_ROWS * sizeof(struct block_q6_K);
+	int32_t off[8][16] __attribute__((aligned(64)));
 	size_t b;
-	int t, grp, k, i;
+	int t, grp, k;
 
 	for (b = 0; b < nbk; b++, g += col, w += Q6_WORDS) {
-		const uint8_t *scb = g + 16 * 192;
 		const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 16 * 208)));
-		const __m512i *offs = w + 64;
-		__m512i isum[8];
+		__m512 f[8];
 
 		UNROLL
 		for (t = 0; t < T; t++) {
-			const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
-
-			isum[t] = _mm512_setzero_si512();
-			UNROLL
-			for (i = 0; i < 8; i++)
-				isum[t] = _mm512_dpwssd_epi32(isum[t], offs[i],
-					_mm512_set1_epi32(load_dword((const int8_t *)(a->bsums + 2 * i))));
+			q6_offsets((const struct block_q8_K *)(act + t * as) + b, off[t]);
+			f[t] = _mm512_setzero_ps();
 		}
 		for (grp = 0; grp < 16; grp++) {
-			const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scb + 16 * grp)));
+			const __m512 sc = _mm512_castsi512_ps(w[64 + grp]);
 			const int y0 = 16 * grp;	/* group grp: elements 16 grp.. */
 			__m512i s[8];
 
-			/* activations interleaved: each sum's 4 steps (and its multiply) not back to back */
+			/* activations interleaved: each sum's 4 steps not back to back */
 			UNROLL
 			for (t = 0; t < T; t++)
-				s[t] = _mm512_setzero_si512();
+				s[t] = _mm512_set1_epi32(off[t][grp]);
 			UNROLL
 			for (k = 0; k < 4; k++)
 				UNROLL
@@ -922,7 +928,7 @@ q6_stretch(const int T, size_t nbk, const __m512i *w, const uint8_t *g, const ui
 						bcast(((const struct block_q8_K *)(act + t * as) + b)->qs + y0 + 4 * k));
 			UNROLL
 			for (t = 0; t < T; t++)
-				isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], sc));
+				f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), sc, f[t]);
 		}
 		UNROLL
 		for (t = 0; t < T; t++) {
@@ -930,7 +936,7 @@ q6_stretch(const int T, size_t nbk, const __m512i *w, const uint8_t *g, const ui
 			const __m512 acc = fresh && !b ? _mm512_setzero_ps() : _mm512_loadu_ps(out + t * os);
 
 			_mm512_storeu_ps(out + t * os, _mm512_add_ps(acc, _mm512_mul_ps(
-				_mm512_mul_ps(_mm512_set1_ps(a->d), d), _mm512_cvtepi32_ps(isum[t]))));
+				_mm512_mul_ps(_mm512_set1_ps(a->d), d), f[t])));
 		}
 	}
 }

@@ -59,16 +59,21 @@ static size_t quant_offset(uint32_t type)
 	       type == GGML_TYPE_Q5_K ? 4 : 2;
 }
 
+enum rows_kind {
+	ROWS_RANDOM,
+	ROWS_WORST,	/* every quant at its top, every activation 127 */
+	ROWS_LARGE,	/* Q6_K: large sums of varied products (below) */
+};
+
 /*
- * 16 random rows of @type, packed (@worst: every quant at its top, every
- * activation 127); nt activations: @gemm gives what @dot
+ * 16 random rows of @type, packed, of @kind; nt activations: @gemm gives what @dot
  * (that ISA's row kernel) gives for each row and activation, bit for bit,
  * which for the 32-element types is the reference's (quant.h's order) and
  * for the K-quants within float rounding of it; and each row reads back
  * out of the group as the reference dequantizes it.
  */
 static bool gemm_case(gemm16_fn gemm, vec_dot_fn dot, uint32_t type, size_t nblk, size_t nt,
-		      bool worst)
+		      enum rows_kind kind)
 {
 	const struct ggml_type_info *ti = ggml_type_get(type);
 	uint32_t atype = quant_vec_dot_type(type);
@@ -83,7 +88,26 @@ static bool gemm_case(gemm16_fn gemm, vec_dot_fn dot, uint32_t type, size_t nblk
 	bool same = true;
 	size_t r, t, i;
 
+	const bool worst = kind == ROWS_WORST;
+
 	random_row(type, rows, PACK_ROWS * n);
+	/*
+	 * Q6_K: quants 56..63, scales 96..127, activations of one sign: each
+	 * group's product with its scale about 5e6, so a block's float sum
+	 * passes 2^24 and rounds; a kernel adding the groups in another order
+	 * than the row kernel's gives other bits.
+	 */
+	if (kind == ROWS_LARGE)
+		for (i = 0; i < PACK_ROWS * nblk; i++) {
+			struct block_q6_K *blk = (struct block_q6_K *)(rows + i * ti->block_bytes);
+			size_t j;
+
+			for (j = 0; j < sizeof(blk->ql); j++)
+				blk->ql[j] |= 0x88;
+			memset(blk->qh, 0xff, sizeof(blk->qh));
+			for (j = 0; j < 16; j++)
+				blk->scales[j] = (int8_t)(96 + (blk->scales[j] & 31));
+		}
 	if (worst)	/* every quant (and sub-block scale) at its top: the int sums' worst case */
 		for (i = 0; i < PACK_ROWS * nblk; i++) {
 			uint8_t *blk = rows + i * ti->block_bytes;
@@ -97,7 +121,7 @@ static bool gemm_case(gemm16_fn gemm, vec_dot_fn dot, uint32_t type, size_t nblk
 	quant_repack16(type, packed, n, scratch);
 	for (t = 0; t < nt; t++) {
 		for (i = 0; i < n; i++)
-			x[i] = worst ? 3 : uniform(-3, 3);
+			x[i] = worst ? 3 : kind == ROWS_LARGE ? uniform(2, 3) : uniform(-3, 3);
 		quantize_row_act_ref(atype, x, act + t * as, n);
 		quant_act_side(type, act + t * as, n, side + t * ss);
 	}
@@ -146,17 +170,26 @@ static void check_gemm(const char *isa, gemm16_fn (*gemm_of)(uint32_t), vec_dot_
 			same = true;
 			for (k = 0; k < sizeof(nts) / sizeof(nts[0]); k++)
 				same = gemm_case(gemm_of(types[t]), dot_of(types[t]), types[t], blocks[b],
-						 nts[k], false) && same;
+						 nts[k], ROWS_RANDOM) && same;
 			ok(same, "%s GEMM on 16 packed %s rows of %zu blocks, 1 to 33 activations: "
 			   "the row kernel's results bit for bit, the reference's within rounding, "
 			   "rows read back", isa, ggml_type_name(types[t]), blocks[b]);
 		}
 		for (k = 0, same = true; k < sizeof(nts) / sizeof(nts[0]); k++)
-			same = gemm_case(gemm_of(types[t]), dot_of(types[t]), types[t], 3, nts[k], true) &&
+			same = gemm_case(gemm_of(types[t]), dot_of(types[t]), types[t], 3, nts[k], ROWS_WORST) &&
 			       same;
 		ok(same, "%s GEMM on 16 packed %s rows, every quant at its top and every activation "
 		   "127: the row kernel's results bit for bit (no int16 sum overflows)", isa,
 		   ggml_type_name(types[t]));
+	}
+	for (b = 0; b < 5; b++) {
+		bool same = true;
+
+		for (k = 0; k < sizeof(nts) / sizeof(nts[0]); k++)
+			same = gemm_case(gemm_of(GGML_TYPE_Q6_K), dot_of(GGML_TYPE_Q6_K), GGML_TYPE_Q6_K,
+					 blocks[b], nts[k], ROWS_LARGE) && same;
+		ok(same, "%s GEMM on 16 packed Q6_K rows of %zu blocks whose float sums round, 1 to 33 "
+		   "activations: the row kernel's results bit for bit", isa, blocks[b]);
 	}
 }
 
