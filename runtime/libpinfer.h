@@ -150,6 +150,12 @@ typedef void (*pinfer_for_fn)(void *arg, size_t begin, size_t end, int thread);
 enum pinfer_schedule {
 	PINFER_STATIC,		/* equal contiguous shares, one per thread */
 	PINFER_DYNAMIC,		/* chunks taken from a shared counter */
+	/*
+	 * equal contiguous shares, each taken from its front a quarter of
+	 * what is left at a time (at least the chunk); a thread done with
+	 * its own takes the back half of the largest share left
+	 */
+	PINFER_STEAL,
 };
 
 /*
@@ -179,7 +185,10 @@ void pinfer_pool_run(struct pinfer_pool *p, pinfer_task_fn fn, void *arg);
 /* Inside a task: wait until every thread of the pool has arrived. */
 void pinfer_pool_barrier(struct pinfer_pool *p);
 
-/* Split [0, n) over the pool; DYNAMIC hands out @chunk indices at a time. */
+/*
+ * Split [0, n) over the pool (n < 2^32 for STEAL); DYNAMIC hands out
+ * @chunk indices at a time, STEAL at least @chunk.
+ */
 void pinfer_parallel_for(struct pinfer_pool *p, size_t n, size_t chunk,
 			 enum pinfer_schedule sched, pinfer_for_fn fn, void *arg);
 

@@ -33,6 +33,11 @@
 #define SPIN_NS 200000		/* spin this long before sleeping */
 #define CACHELINE 64
 
+/* A thread's share for PINFER_STEAL: its next index << 32 | its end. */
+struct share {
+	alignas(CACHELINE) _Atomic uint64_t v;
+};
+
 /* A futex word with the count of threads sleeping on it. */
 struct waitword {
 	alignas(CACHELINE) atomic_uint value;
@@ -50,6 +55,7 @@ struct pinfer_pool {
 	struct waitword phase;		/* barrier generation */
 	alignas(CACHELINE) atomic_uint arrived;	/* at the barrier */
 	alignas(CACHELINE) atomic_size_t next;	/* dynamic for: next index */
+	struct share *shares;			/* steal for: one a thread */
 
 	alignas(CACHELINE) pinfer_task_fn fn;
 	void *arg;
@@ -197,7 +203,8 @@ int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
 		goto free_pool;
 	p->n = n_threads ? n_threads : p->ncpus;
 	p->workers = calloc(p->n, sizeof(*p->workers));
-	if (!p->workers) {
+	p->shares = aligned_alloc(CACHELINE, p->n * sizeof(*p->shares));
+	if (!p->workers || !p->shares) {
 		ret = pinfer_fail(err, ENOMEM, "pool: out of memory");
 		goto free_pool;
 	}
@@ -243,6 +250,8 @@ int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
 	return 0;
 
 free_pool:
+	free(p->workers);
+	free(p->shares);
 	free(p->cpus);
 	free(p);
 	return ret;
@@ -261,6 +270,7 @@ void pinfer_pool_free(struct pinfer_pool *p)
 	if (p->caller_pinned && pthread_equal(p->caller, pthread_self()))
 		pthread_setaffinity_np(p->caller, sizeof(p->caller_cpus), &p->caller_cpus);
 	free(p->workers);
+	free(p->shares);
 	free(p->cpus);
 	free(p);
 }
@@ -302,7 +312,68 @@ struct for_task {
 	pinfer_for_fn fn;
 	void *arg;
 	atomic_size_t *next;
+	struct share *shares;
 };
+
+static uint64_t share_of(uint32_t next, uint32_t end)
+{
+	return (uint64_t)next << 32 | end;
+}
+
+/*
+ * PINFER_STEAL, when @thread's own share is done: move the back half of
+ * the largest share left (all of it when one index is left) to its own.
+ * False when every share is empty. Each share changes only by
+ * compare-and-swap, so an index is taken by one thread only. A share
+ * being moved is empty for a moment; a thread that finds nothing then
+ * returns a little early, and the moving thread does the work.
+ */
+static bool steal(const struct for_task *t, int thread, int n_threads)
+{
+	for (;;) {
+		uint64_t best = 0;
+		uint32_t most = 0, next, end, mid;
+		int i, victim = -1;
+
+		for (i = 0; i < n_threads; i++) {
+			uint64_t v = atomic_load(&t->shares[i].v);
+
+			next = (uint32_t)(v >> 32), end = (uint32_t)v;
+			if (i != thread && next < end && end - next > most)
+				most = end - next, victim = i, best = v;
+		}
+		if (victim < 0)
+			return false;
+		next = (uint32_t)(best >> 32), end = (uint32_t)best;
+		mid = next + most / 2;
+		if (atomic_compare_exchange_strong(&t->shares[victim].v, &best, share_of(next, mid))) {
+			atomic_store(&t->shares[thread].v, share_of(mid, end));
+			return true;
+		}
+	}
+}
+
+/* PINFER_STEAL: take from the front of the own share; steal when it is done. */
+static void steal_body(const struct for_task *t, int thread, int n_threads)
+{
+	_Atomic uint64_t *own = &t->shares[thread].v;
+
+	for (;;) {
+		uint64_t v = atomic_load(own);
+		uint32_t next = (uint32_t)(v >> 32), end = (uint32_t)v, take;
+
+		if (next >= end) {
+			if (!steal(t, thread, n_threads))
+				return;
+			continue;
+		}
+		take = (end - next + 3) / 4;
+		if (take < t->chunk)
+			take = end - next < t->chunk ? end - next : (uint32_t)t->chunk;
+		if (atomic_compare_exchange_strong(own, &v, share_of(next + take, end)))
+			t->fn(t->arg, next, next + take, thread);
+	}
+}
 
 static void for_body(void *arg, int thread, int n_threads)
 {
@@ -314,6 +385,10 @@ static void for_body(void *arg, int thread, int n_threads)
 		e = t->n * (thread + 1) / n_threads;
 		if (b < e)
 			t->fn(t->arg, b, e, thread);
+		return;
+	}
+	if (t->sched == PINFER_STEAL) {
+		steal_body(t, thread, n_threads);
 		return;
 	}
 	for (;;) {
@@ -330,9 +405,14 @@ void pinfer_parallel_for(struct pinfer_pool *p, size_t n, size_t chunk,
 {
 	struct for_task t = {
 		.n = n, .chunk = chunk ? chunk : 1, .sched = sched, .fn = fn,
-		.arg = arg, .next = &p->next,
+		.arg = arg, .next = &p->next, .shares = p->shares,
 	};
+	int i;
 
 	atomic_store(&p->next, 0);
+	if (sched == PINFER_STEAL)
+		for (i = 0; i < p->n; i++)
+			atomic_store(&p->shares[i].v, share_of((uint32_t)(n * i / p->n),
+							       (uint32_t)(n * (i + 1) / p->n)));
 	pinfer_pool_run(p, for_body, &t);
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * libpinfer thread pool: parallel sums for 1..8 threads with static and
- * dynamic schedules equal the closed form; dynamic chunks cover every index
- * exactly once; each thread runs each task once; the barrier orders phases;
+ * libpinfer thread pool: parallel sums for 1..8 threads with static,
+ * dynamic and stealing schedules equal the closed form; dynamic chunks and
+ * stealing cover every index exactly once, and a held-up thread's share is
+ * stolen; each thread runs each task once; the barrier orders phases;
  * workers stay on the CPUs they were pinned to, those of the NUMA node
  * asked for (the last one: node 1 in the test VM); an idle pool's workers
  * go to sleep (not a timing: their state in /proc); bad arguments are
@@ -69,6 +70,25 @@ static void cover_body(void *arg, size_t b, size_t e, int thread)
 	atomic_fetch_add(&t->threads_used[thread], 1);
 	for (i = b; i < e; i++)
 		atomic_fetch_add(&t->hits[i], 1);
+}
+
+/* Which thread ran each index; thread 0's first call sleeps, so others steal from it. */
+struct steal_task {
+	atomic_int *by;		/* thread + 1, or 0 */
+	atomic_int twice;	/* indices run more than once */
+	atomic_int slept;
+};
+
+static void steal_body(void *arg, size_t b, size_t e, int thread)
+{
+	struct steal_task *t = arg;
+	size_t i;
+
+	if (thread == 0 && !atomic_exchange(&t->slept, 1))
+		usleep(100 * 1000);
+	for (i = b; i < e; i++)
+		if (atomic_exchange(&t->by[i], thread + 1))
+			atomic_fetch_add(&t->twice, 1);
 }
 
 struct run_task {
@@ -141,6 +161,27 @@ static void cpu_body(void *arg, int thread, int n)
 	}
 }
 
+/*
+ * PINFER_STEAL with thread 0 held up in its first chunk: every index runs
+ * exactly once, and (with other threads) some of thread 0's share, which
+ * it would have run alone, runs on the others.
+ */
+static void steal_check(struct pinfer_pool *p, int n, size_t N)
+{
+	struct steal_task st = { .by = calloc(N, sizeof(*st.by)) };
+	size_t i, missed = 0, stolen = 0;
+
+	pinfer_parallel_for(p, N, 1, PINFER_STEAL, steal_body, &st);
+	for (i = 0; i < N; i++) {
+		missed += !atomic_load(&st.by[i]);
+		stolen += i < N / n && atomic_load(&st.by[i]) > 1;
+	}
+	ok(!missed && !atomic_load(&st.twice) && (n == 1 ? !stolen : stolen > 0),
+	   "%d threads: stealing covers every index exactly once; of the held-up thread 0's "
+	   "share, %zu of %zu ran on the others", n, stolen, N / n);
+	free(st.by);
+}
+
 static void test_threads(int n)
 {
 	const size_t N = 1000003;
@@ -162,6 +203,13 @@ static void test_threads(int n)
 	ok(parallel_sum(p, N, PINFER_DYNAMIC, 1000) == want, "%d threads: dynamic sum", n);
 	ok(parallel_sum(p, 3, PINFER_STATIC, 0) == 3 && parallel_sum(p, 0, PINFER_DYNAMIC, 7) == 0,
 	   "%d threads: fewer indices than threads, and none", n);
+
+	ok(parallel_sum(p, N, PINFER_STEAL, 1) == want && parallel_sum(p, N, PINFER_STEAL, 1000) == want,
+	   "%d threads: stealing sums, chunks of 1 and 1000", n);
+	ok(parallel_sum(p, 3, PINFER_STEAL, 1) == 3 && parallel_sum(p, 1, PINFER_STEAL, 5) == 0 &&
+	   parallel_sum(p, 0, PINFER_STEAL, 1) == 0,
+	   "%d threads: stealing over fewer indices than threads, one, and none", n);
+	steal_check(p, n, N);
 
 	cover.hits = calloc(N, sizeof(*cover.hits));
 	pinfer_parallel_for(p, N, 7, PINFER_DYNAMIC, cover_body, &cover);
