@@ -186,8 +186,8 @@ void pinfer_pool_run(struct pinfer_pool *p, pinfer_task_fn fn, void *arg);
 void pinfer_pool_barrier(struct pinfer_pool *p);
 
 /*
- * Split [0, n) over the pool (n < 2^32 for STEAL); DYNAMIC hands out
- * @chunk indices at a time, STEAL at least @chunk.
+ * Split [0, n) over the pool; DYNAMIC hands out @chunk indices at a time,
+ * STEAL at least @chunk (DYNAMIC's way for n of 2^32 or more).
  */
 void pinfer_parallel_for(struct pinfer_pool *p, size_t n, size_t chunk,
 			 enum pinfer_schedule sched, pinfer_for_fn fn, void *arg);

@@ -409,6 +409,8 @@ void pinfer_parallel_for(struct pinfer_pool *p, size_t n, size_t chunk,
 	};
 	int i;
 
+	if (sched == PINFER_STEAL && n > UINT32_MAX)	/* a share is two 32-bit indices */
+		t.sched = sched = PINFER_DYNAMIC;
 	atomic_store(&p->next, 0);
 	if (sched == PINFER_STEAL)
 		for (i = 0; i < p->n; i++)

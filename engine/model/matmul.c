@@ -197,11 +197,7 @@ static void run_groups(struct llm_session *s, size_t items, size_t nb, pinfer_fo
 		fn(arg, 0, items, 0);
 		return;
 	}
-	if (nb == 1) {
-		pinfer_parallel_for(s->pool, items, 1, PINFER_STEAL, fn, arg);
-		return;
-	}
-	pinfer_parallel_for(s->pool, items, 1, PINFER_DYNAMIC, fn, arg);
+	pinfer_parallel_for(s->pool, items, 1, nb == 1 ? PINFER_STEAL : PINFER_DYNAMIC, fn, arg);
 }
 
 /* One product, by whichever path suits it (llm_matmuls()). */
