@@ -264,7 +264,7 @@ void llm_attention(struct llm_session *s, uint32_t layer, size_t b0, size_t nb,
 		size_t items = s->m->cfg.n_head * ((nb + ATTN_BLOCK - 1) / ATTN_BLOCK);
 
 		if (s->pool) {
-			pinfer_parallel_for(s->pool, pos + nb, 64, PINFER_STATIC, kv_to_float, &g);
+			pinfer_parallel_for(s->pool, pos + nb, 64, PINFER_STEAL, kv_to_float, &g);
 			pinfer_parallel_for(s->pool, items, 1, PINFER_DYNAMIC, attn_gemm_items, &g);
 		} else {
 			kv_to_float(&g, 0, pos + nb, 0);

@@ -73,11 +73,14 @@ static void tok_steps(void *arg, size_t b, size_t e, int thread)
 	}
 }
 
-/* @fn over the call's @nb tokens, split over the pool for a batch */
+/*
+ * @fn over the call's @nb tokens, split over the pool for a batch in shares
+ * that a thread which lost its CPU has taken from it (PINFER_STEAL)
+ */
 static void tok_run_fn(struct llm_session *s, size_t nb, pinfer_for_fn fn, void *arg)
 {
 	if (s->pool && nb > 1)
-		pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, fn, arg);
+		pinfer_parallel_for(s->pool, nb, 1, PINFER_STEAL, fn, arg);
 	else
 		fn(arg, 0, nb, 0);
 }

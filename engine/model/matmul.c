@@ -154,7 +154,7 @@ static void quantize_inputs(struct llm_session *s, const struct llm_tensor *w, c
 	ggml_row_bytes(atype, w->cols, &bytes);
 	q.act_stride = (bytes + 63) / 64 * 64;
 	if (s->pool && nb > 1)
-		pinfer_parallel_for(s->pool, nb, 1, PINFER_STATIC, quant_inputs, &q);
+		pinfer_parallel_for(s->pool, nb, 1, PINFER_STEAL, quant_inputs, &q);
 	else
 		quant_inputs(&q, 0, nb, 0);
 	t->act = s->act;
