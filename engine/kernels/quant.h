@@ -177,6 +177,27 @@ void f16_to_f32_row_avx2(const fp16_t *x, float *y, size_t n);
 void softmax_ref(float *x, size_t n, float scale);
 
 /*
+ * The element-wise steps between a layer's products, a row at a time:
+ * SwiGLU (g = silu(g) * u) and RMSNorm (o = x / sqrt(mean(x^2) + eps) * w,
+ * the squares summed in double). The AVX2 SwiGLU takes e^x from the
+ * softmax's polynomial (within 1e-6 relative of libm's); RMSNorm's sums
+ * are in another order, in double, so its floats are libm's but for a
+ * rounding in a billion. Each element's bits depend only on its inputs
+ * and the path, never on the batch.
+ */
+struct row_kernels {
+	void (*swiglu)(float *g, const float *u, size_t n);
+	void (*rmsnorm)(float *o, const float *x, const float *w, size_t n, float eps);
+};
+
+const struct row_kernels *row_kernels(void);
+void swiglu_avx2(float *g, const float *u, size_t n);
+void rmsnorm_avx2(float *o, const float *x, const float *w, size_t n, float eps);
+/* The plain-C ones (libm's expf), for tests. */
+void swiglu_ref(float *g, const float *u, size_t n);
+void rmsnorm_ref(float *o, const float *x, const float *w, size_t n, float eps);
+
+/*
  * Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 dot products all compute, per block b
  * in order,
  *   sum = sum + (dw_b * da_b) * (float)isum_b      (isum_b: Σ q_w q_a, exact)

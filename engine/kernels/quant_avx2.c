@@ -276,7 +276,7 @@ void attn_axpy_f16_avx2(float *o, float p, const fp16_t *v, size_t n)
  * e^x for x <= 0 (softmax's inputs less their maximum): x = n ln2 + r with
  * |r| <= ln2 / 2, e^r by its Taylor series to r^7 (the next term is below
  * 6e-9 relative: under float's rounding), times 2^n through the exponent
- * bits; below -87 the result is 0.
+ * bits; below -87 it is e^-87 (1.6e-38, nothing next to softmax's 1).
  */
 static inline __m256 exp_neg(__m256 x)
 {
@@ -344,6 +344,71 @@ void softmax_avx2(float *x, size_t n, float scale)
 		_mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), sv));
 	for (; i < n; i++)
 		x[i] *= inv;
+}
+
+/*
+ * silu(g) * u = g / (1 + e^-g) * u, with e = e^-|g| (exp_neg: no overflow
+ * whatever g): g / (1 + e) * u for g >= 0, g e / (1 + e) * u below. The
+ * last n % 8 go through a padded vector, so an element's bits do not
+ * depend on where in the row it sits (the experts' rows run end to end).
+ */
+static inline __m256 swiglu8(__m256 g, __m256 u)
+{
+	__m256 e = exp_neg(_mm256_or_ps(g, _mm256_set1_ps(-0.0f)));
+	__m256 neg = _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_LT_OQ);
+	__m256 num = _mm256_blendv_ps(g, _mm256_mul_ps(g, e), neg);
+
+	return _mm256_mul_ps(_mm256_div_ps(num, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+
+void swiglu_avx2(float *g, const float *u, size_t n)
+{
+	float gt[8] = { 0 }, ut[8] = { 0 };
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(g + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+	if (i < n) {
+		memcpy(gt, g + i, (n - i) * sizeof(float));
+		memcpy(ut, u + i, (n - i) * sizeof(float));
+		_mm256_storeu_ps(gt, swiglu8(_mm256_loadu_ps(gt), _mm256_loadu_ps(ut)));
+		memcpy(g + i, gt, (n - i) * sizeof(float));
+	}
+}
+
+/*
+ * RMSNorm as rmsnorm_ref: the squares (exact in double) summed in double,
+ * here in 8 interleaved sums added together at the end; then each
+ * (x * scale) * w, the same bits as the plain loop.
+ */
+void rmsnorm_avx2(float *o, const float *x, const float *w, size_t n, float eps)
+{
+	__m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+	__m256 sv;
+	double ss = 0, l[4], h[4];
+	float scale;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		__m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+		__m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+
+		lo = _mm256_fmadd_pd(a, a, lo);
+		hi = _mm256_fmadd_pd(b, b, hi);
+	}
+	_mm256_storeu_pd(l, lo);
+	_mm256_storeu_pd(h, hi);
+	ss = ((l[0] + h[0]) + (l[1] + h[1])) + ((l[2] + h[2]) + (l[3] + h[3]));
+	for (; i < n; i++)
+		ss += (double)x[i] * x[i];
+	scale = 1.0f / sqrtf((float)(ss / n) + eps);
+	sv = _mm256_set1_ps(scale);
+	for (i = 0; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv),
+						      _mm256_loadu_ps(w + i)));
+	for (; i < n; i++)
+		o[i] = x[i] * scale * w[i];
 }
 
 /* y[0..n) = fp16 x[0..n), rounded to nearest even (as f32_to_fp16). */

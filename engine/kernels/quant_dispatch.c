@@ -168,6 +168,35 @@ const struct attn_kernels *attn_kernels(void)
 	return pinfer_cpu()->isa >= PINFER_ISA_AVX2 ? &avx2 : &ref;
 }
 
+void swiglu_ref(float *g, const float *u, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void rmsnorm_ref(float *o, const float *x, const float *w, size_t n, float eps)
+{
+	double ss = 0;
+	float scale;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	scale = 1.0f / sqrtf((float)(ss / n) + eps);
+	for (i = 0; i < n; i++)
+		o[i] = x[i] * scale * w[i];
+}
+
+const struct row_kernels *row_kernels(void)
+{
+	static const struct row_kernels ref = { swiglu_ref, rmsnorm_ref },
+		avx2 = { swiglu_avx2, rmsnorm_avx2 };
+
+	return pinfer_cpu()->isa >= PINFER_ISA_AVX2 ? &avx2 : &ref;
+}
+
 int quant_vec_dot_type(uint32_t type)
 {
 	switch (type) {

@@ -26,15 +26,7 @@
 
 static void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps)
 {
-	double ss = 0;
-	float scale;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		ss += (double)x[i] * x[i];
-	scale = 1.0f / sqrtf((float)(ss / n) + eps);
-	for (i = 0; i < n; i++)
-		o[i] = x[i] * scale * w[i];
+	row_kernels()->rmsnorm(o, x, w, n, eps);
 }
 
 /*

@@ -8,8 +8,7 @@
 #ifndef PINFER_MODEL_SESSION_H
 #define PINFER_MODEL_SESSION_H
 
-#include <math.h>
-
+#include "kernels/quant.h"
 #include "model.h"
 
 struct llm_expert_mats;
@@ -130,10 +129,7 @@ int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_
 /* SwiGLU of @n gate values @g and up values @u: g = silu(g) * u (the dense feed-forward's and the experts') */
 static inline void llm_swiglu(float *g, const float *u, size_t n)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+	row_kernels()->swiglu(g, u, n);
 }
 
 /* cos and sin of each rotated pair's angle at position @pos (n_rot floats). */

@@ -268,6 +268,55 @@ static void check_softmax_f16(void)
 	   "avx2 fp16 row conversions equal f32_to_fp16 and fp16_to_f32 bit for bit");
 }
 
+/*
+ * The AVX2 SwiGLU against the plain one (libm's expf) on gate values from
+ * -120 to 120 (past where e^-g overflows float) and the signed zeros, each
+ * element within 1e-6 relative (exp_neg's polynomial and one division:
+ * a few float roundings), or 1e-26 absolute where libm's is below 1e-20
+ * (g under -87: e^-87 g here, libm's 0 or near it); the same bits for an element wherever it sits
+ * in the row (the padded tail). The AVX2 RMSNorm against the plain one,
+ * bit for bit, on rows of 1 to 2051 values spread over 2^-20..2^20.
+ */
+static void check_rows(void)
+{
+	static const size_t lens[] = { 1, 7, 8, 9, 64, 300, 2051 };
+	static float g[2051], u[2051], want[2051], shifted[2051], w[2051], o[2051], o2[2051];
+	float worst = 0;
+	bool same = true, norm_same = true;
+	size_t l, i;
+
+	for (l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+		size_t n = lens[l];
+
+		for (i = 0; i < n; i++) {
+			g[i] = want[i] = i % 5 ? uniform(-12, 12) : uniform(-120, 120);
+			u[i] = uniform(-3, 3);
+		}
+		if (n > 2)
+			g[1] = want[1] = -0.0f, g[2] = want[2] = 0.0f;
+		memcpy(shifted, g, n * sizeof(float));
+		swiglu_ref(want, u, n);
+		swiglu_avx2(g, u, n);
+		for (i = 0; i < n; i++)
+			worst = fmaxf(worst, fabsf(g[i] - want[i]) / fmaxf(fabsf(want[i]), 1e-20f));
+		if (n > 1) {	/* the row less its first element: every lane moves by one */
+			swiglu_avx2(shifted + 1, u + 1, n - 1);
+			same = same && !memcmp(shifted + 1, g + 1, (n - 1) * sizeof(float));
+		}
+		for (i = 0; i < n; i++) {
+			g[i] = ldexpf(uniform(-1, 1), (int)(i % 41) - 20);
+			w[i] = uniform(-2, 2);
+		}
+		rmsnorm_ref(o, g, w, n, 1e-5f);
+		rmsnorm_avx2(o2, g, w, n, 1e-5f);
+		norm_same = norm_same && !memcmp(o, o2, n * sizeof(float));
+	}
+	ok(worst < 1e-6f, "avx2 swiglu equals libm's within %.2g relative (limit 1e-6)",
+	   (double)worst);
+	ok(same, "avx2 swiglu: an element's bits do not depend on its place in the row");
+	ok(norm_same, "avx2 rmsnorm equals the plain one bit for bit");
+}
+
 int main(void)
 {
 	static const uint32_t types[] = {
@@ -328,6 +377,7 @@ int main(void)
 			want_o += fabsf(o[i] - (o2[i] + 0.37f * fp16_to_f32(k[i])));
 		ok(want_o <= 1e-5f * 69, "avx2 attention axpy over 69 fp16 values");
 		check_softmax_f16();
+		check_rows();
 	}
 	quant_vec_dot(GGML_TYPE_Q4_1, &name);
 	ok(cpu->isa < PINFER_ISA_AVX2 ||
