@@ -182,6 +182,46 @@ static void steal_check(struct pinfer_pool *p, int n, size_t N)
 	free(st.by);
 }
 
+/*
+ * PINFER_STEAL over 2^32 indices or more (a share holds two 32-bit
+ * indices, so it goes DYNAMIC's way): chunks of 2^28, each range noted;
+ * sorted, they must tile [0, n) exactly, with nothing cut at 2^32.
+ */
+struct range_task {
+	atomic_int count;
+	size_t b[64], e[64];
+};
+
+static void range_body(void *arg, size_t b, size_t e, int thread)
+{
+	struct range_task *t = arg;
+	int k = atomic_fetch_add(&t->count, 1);
+
+	(void)thread;
+	if (k < 64)
+		t->b[k] = b, t->e[k] = e;
+}
+
+static void steal_huge_check(struct pinfer_pool *p, int n)
+{
+	const size_t N = ((size_t)1 << 32) + 3;
+	struct range_task t = { 0 };
+	size_t next = 0;
+	int k, j, count;
+	bool tiled = true;
+
+	pinfer_parallel_for(p, N, (size_t)1 << 28, PINFER_STEAL, range_body, &t);
+	count = atomic_load(&t.count);
+	for (k = 0; k < count && k < 64 && tiled; k++) {	/* the range that starts at next */
+		for (j = 0; j < count && t.b[j] != next; j++)
+			;
+		tiled = j < count && t.e[j] > t.b[j];
+		next = tiled ? t.e[j] : next;
+	}
+	ok(count <= 64 && tiled && next == N,
+	   "%d threads: stealing over 2^32 + 3 indices: %d ranges, tiling them exactly", n, count);
+}
+
 static void test_threads(int n)
 {
 	const size_t N = 1000003;
@@ -210,6 +250,7 @@ static void test_threads(int n)
 	   parallel_sum(p, 0, PINFER_STEAL, 1) == 0,
 	   "%d threads: stealing over fewer indices than threads, one, and none", n);
 	steal_check(p, n, N);
+	steal_huge_check(p, n);
 
 	cover.hits = calloc(N, sizeof(*cover.hits));
 	pinfer_parallel_for(p, N, 7, PINFER_DYNAMIC, cover_body, &cover);
