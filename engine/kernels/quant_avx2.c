@@ -557,19 +557,26 @@ static inline float amax32(const float *x, int n)
 	return hmax(m);
 }
 
-/* 32 floats times @id, rounded, to 32 bytes at @qs; returns their sum. */
-static inline int quant32(const float *x, __m256 id, int8_t *qs)
+/* 32 floats times @id, rounded, to 32 bytes at @qs; @q: them as int32s. */
+static inline void quant32_q(const float *x, __m256 id, int8_t *qs, __m256i q[4])
 {
-	__m256i q[4], p, s;
+	__m256i p;
 	int j;
 
 	for (j = 0; j < 4; j++)
 		q[j] = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), id)));
-	s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
 	p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
 	p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 	_mm256_storeu_si256((__m256i *)qs, p);
-	return hsum_i32(s);
+}
+
+/* As quant32_q; returns their sum. */
+static inline int quant32(const float *x, __m256 id, int8_t *qs)
+{
+	__m256i q[4];
+
+	quant32_q(x, id, qs, q);
+	return hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
 }
 
 static void quant_q8_0(const float *x, void *out, size_t n)
@@ -602,7 +609,7 @@ static void quant_q8_K(const float *x, void *out, size_t n)
 {
 	struct block_q8_K *b = out;
 	size_t i;
-	int j, k;
+	int j;
 
 	for (i = 0; i < n / QK_K; i++, x += QK_K) {
 		float amax = amax32(x, QK_K);
@@ -613,14 +620,17 @@ static void quant_q8_K(const float *x, void *out, size_t n)
 			continue;
 		id = _mm256_set1_ps(127 / amax);
 		b[i].d = amax / 127;
-		for (j = 0; j < QK_K / 32; j++) {
-			int16_t sums[2] = { 0, 0 };
+		for (j = 0; j < QK_K / 32; j++) {	/* two groups of 16: a sum each */
+			__m256i q[4], h;
+			__m128i s;
 
-			quant32(x + 32 * j, id, b[i].qs + 32 * j);
-			for (k = 0; k < 32; k++)
-				sums[k / 16] += b[i].qs[32 * j + k];
-			b[i].bsums[2 * j] = sums[0];
-			b[i].bsums[2 * j + 1] = sums[1];
+			quant32_q(x + 32 * j, id, b[i].qs + 32 * j, q);
+			/* each half's 16 as 8 lanes, then pairs, halves of 128 and pairs again */
+			h = _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+			s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+			s = _mm_hadd_epi32(s, s);
+			b[i].bsums[2 * j] = (int16_t)_mm_cvtsi128_si32(s);
+			b[i].bsums[2 * j + 1] = (int16_t)_mm_extract_epi32(s, 1);
 		}
 	}
 }
