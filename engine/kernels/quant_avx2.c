@@ -1121,6 +1121,19 @@ static inline __m256i q6_bias(const uint8_t *scb, const struct block_q8_K *a, in
 	return _mm256_slli_epi32(bias, 5);
 }
 
+/* q6_bias with its scale pairs widened already (q6_unpack: @sp) */
+static inline __m256i q6_bias_w(const __m256i *sp, const struct block_q8_K *a)
+{
+	__m256i bias = _mm256_setzero_si256();
+	int k;
+
+	UNROLL
+	for (k = 0; k < 8; k++)
+		bias = _mm256_add_epi32(bias, _mm256_madd_epi16(sp[k],
+			_mm256_set1_epi32(i16_pair(a->bsums[2 * k], a->bsums[2 * k + 1]))));
+	return _mm256_slli_epi32(bias, 5);
+}
+
 /*
  * Q6_K, one activation (generation): the tile's sums, but each half's
  * quants read once, in address order (as the AVX-512 gemv_q6_K): a ql
@@ -1281,9 +1294,10 @@ gemm_q6_K_tile(const int T, size_t nb, const uint8_t *g, const uint8_t *act, siz
 /*
  * Blocks [0, @nbk) of the column at @g, Q6_WORDS2 vectors a block and half
  * (rows 8h..8h + 7): w[4 group + k] the group's dword k, w[64 + group] its
- * scales as the madd operand
+ * scales as the madd operand, w[80 + k] groups 2k and 2k + 1's scales as
+ * q6_bias's madd operand
  */
-#define Q6_WORDS2 80
+#define Q6_WORDS2 88
 
 static void q6_unpack(const uint8_t *g, size_t nbk, __m256i *w)
 {
@@ -1304,6 +1318,10 @@ static void q6_unpack(const uint8_t *g, size_t nbk, __m256i *w)
 
 				w[64 + grp] = pair16(s8, s8, h, true);
 			}
+			for (grp = 0; grp < 16; grp += 2)
+				w[80 + grp / 2] = pair16(
+					_mm_loadu_si128((const __m128i *)(g + 16 * 192 + 16 * grp)),
+					_mm_loadu_si128((const __m128i *)(g + 16 * 192 + 16 * grp + 16)), h, true);
 		}
 }
 
@@ -1322,7 +1340,6 @@ q6_stretch(const int T, size_t nbk, const __m256i *w, const uint8_t *g, const ui
 
 	for (b = 0; b < nbk; b++, g += col)
 		for (h = 0; h < 2; h++, w += Q6_WORDS2) {
-			const uint8_t *scb = g + 16 * 192;
 			const __m256 d = load8h(g + 16 * 208 + 16 * h);
 			__m256i isum[4];
 
@@ -1350,7 +1367,7 @@ q6_stretch(const int T, size_t nbk, const __m256i *w, const uint8_t *g, const ui
 			UNROLL
 			for (t = 0; t < T; t++) {
 				const struct block_q8_K *a = (const struct block_q8_K *)(act + t * as) + b;
-				const __m256i tot = _mm256_sub_epi32(isum[t], q6_bias(scb, a, h));
+				const __m256i tot = _mm256_sub_epi32(isum[t], q6_bias_w(w + 80, a));
 				float *o = out + t * os + 8 * h;
 				const __m256 acc = fresh && !b ? _mm256_setzero_ps() : _mm256_loadu_ps(o);
 
