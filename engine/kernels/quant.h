@@ -181,8 +181,8 @@ void softmax_ref(float *x, size_t n, float scale);
  * SwiGLU (g = silu(g) * u) and RMSNorm (o = x / sqrt(mean(x^2) + eps) * w,
  * the squares summed in double). The AVX2 SwiGLU takes e^x from the
  * softmax's polynomial (within 1e-6 relative of libm's); RMSNorm's sums
- * are in another order, in double, so its floats are libm's but for a
- * rounding in a billion. Each element's bits depend only on its inputs
+ * are in another order, in double, so its floats are the plain loop's but
+ * for a rounding in a billion. Each element's bits depend only on its inputs
  * and the path, never on the batch.
  */
 struct row_kernels {

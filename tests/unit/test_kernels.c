@@ -273,9 +273,10 @@ static void check_softmax_f16(void)
  * -120 to 120 (past where e^-g overflows float) and the signed zeros, each
  * element within 1e-6 relative (exp_neg's polynomial and one division:
  * a few float roundings), or 1e-26 absolute where libm's is below 1e-20
- * (g under -87: e^-87 g here, libm's 0 or near it); the same bits for an element wherever it sits
- * in the row (the padded tail). The AVX2 RMSNorm against the plain one,
- * bit for bit, on rows of 1 to 2051 values spread over 2^-20..2^20.
+ * (g under -87: e^-87 g here, libm's 0 or near it); the same bits for an
+ * element wherever it sits in the row (the padded tail). The AVX2 RMSNorm
+ * against the plain one, bit for bit, on rows of 1 to 2051 values spread
+ * over 2^-20..2^20.
  */
 static void check_rows(void)
 {

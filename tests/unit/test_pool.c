@@ -185,7 +185,7 @@ static void steal_check(struct pinfer_pool *p, int n, size_t N)
 /*
  * PINFER_STEAL over 2^32 indices or more (a share holds two 32-bit
  * indices, so it goes DYNAMIC's way): chunks of 2^28, each range noted;
- * sorted, they must tile [0, n) exactly, with nothing cut at 2^32.
+ * followed from 0, they must tile [0, n) exactly, nothing cut at 2^32.
  */
 struct range_task {
 	atomic_int count;
