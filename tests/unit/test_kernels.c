@@ -270,21 +270,22 @@ static void check_softmax_f16(void)
 
 /*
  * The AVX2 SwiGLU against the plain one (libm's expf) on gate values from
- * -120 to 120 (past where e^-g overflows float) and the signed zeros, each
- * element within 1e-6 relative (exp_neg's polynomial and one division:
- * a few float roundings), or 1e-26 absolute where libm's is below 1e-20
- * (g under -87: e^-87 g here, libm's 0 or near it); the same bits for an
- * element wherever it sits in the row (the padded tail). The AVX2 RMSNorm
- * against the plain one, bit for bit, on rows of 1 to 2051 values spread
- * over 2^-20..2^20.
+ * -120 to 120 (past where e^-g overflows float: both give -0 there) and
+ * the signed zeros: libm's bits for at least 99.9% of the elements (its
+ * e^-g rounded from double: a last-bit difference here moves the 8-bit
+ * path's perplexity, as test_perplexity saw), the rest within 2.5e-7
+ * relative (e^-g a unit in the last place off, then a division and a
+ * product); the same bits for an element wherever it sits in the row (the
+ * padded tail). The AVX2 RMSNorm against the plain one, bit for bit, on
+ * rows of 1 to 2051 values spread over 2^-20..2^20.
  */
 static void check_rows(void)
 {
-	static const size_t lens[] = { 1, 7, 8, 9, 64, 300, 2051 };
+	static const size_t lens[] = { 1, 7, 8, 9, 64, 300, 2051, 2051, 2051, 2051, 2051 };
 	static float g[2051], u[2051], want[2051], shifted[2051], w[2051], o[2051], o2[2051];
 	float worst = 0;
 	bool same = true, norm_same = true;
-	size_t l, i;
+	size_t l, i, differ = 0, all = 0;
 
 	for (l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
 		size_t n = lens[l];
@@ -298,8 +299,10 @@ static void check_rows(void)
 		memcpy(shifted, g, n * sizeof(float));
 		swiglu_ref(want, u, n);
 		swiglu_avx2(g, u, n);
-		for (i = 0; i < n; i++)
-			worst = fmaxf(worst, fabsf(g[i] - want[i]) / fmaxf(fabsf(want[i]), 1e-20f));
+		for (i = 0; i < n; i++, all++) {
+			differ += memcmp(&g[i], &want[i], sizeof(float)) != 0;
+			worst = fmaxf(worst, fabsf(g[i] - want[i]) / fabsf(want[i]));
+		}
 		if (n > 1) {	/* the row less its first element: every lane moves by one */
 			swiglu_avx2(shifted + 1, u + 1, n - 1);
 			same = same && !memcmp(shifted + 1, g + 1, (n - 1) * sizeof(float));
@@ -312,8 +315,9 @@ static void check_rows(void)
 		rmsnorm_avx2(o2, g, w, n, 1e-5f);
 		norm_same = norm_same && !memcmp(o, o2, n * sizeof(float));
 	}
-	ok(worst < 1e-6f, "avx2 swiglu equals libm's within %.2g relative (limit 1e-6)",
-	   (double)worst);
+	ok(differ * 1000 <= all && worst <= 2.5e-7f,
+	   "avx2 swiglu: libm's bits on all but %zu of %zu elements (limit 0.1%%), "
+	   "the rest within %.2g relative (limit 2.5e-7)", differ, all, (double)worst);
 	ok(same, "avx2 swiglu: an element's bits do not depend on its place in the row");
 	ok(norm_same, "avx2 rmsnorm equals the plain one bit for bit");
 }
