@@ -180,10 +180,10 @@ void softmax_ref(float *x, size_t n, float scale);
  * The element-wise steps between a layer's products, a row at a time:
  * SwiGLU (g = silu(g) * u) and RMSNorm (o = x / sqrt(mean(x^2) + eps) * w,
  * the squares summed in double). The AVX2 SwiGLU takes e^-g in double,
- * rounded: libm's bits nearly always; RMSNorm's sums
- * are in another order, in double, so its floats are the plain loop's but
- * for a rounding in a billion. Each element's bits depend only on its inputs
- * and the path, never on the batch.
+ * rounded: libm's bits nearly always; RMSNorm's sums are in another order,
+ * in double, so its floats are the plain loop's but for a rounding in a
+ * billion. Each element's bits depend only on its inputs and the path,
+ * never on the batch.
  */
 struct row_kernels {
 	void (*swiglu)(float *g, const float *u, size_t n);

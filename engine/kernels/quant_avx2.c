@@ -356,6 +356,10 @@ void softmax_avx2(float *x, size_t n, float scale)
  */
 static inline __m256d exp_pd(__m256d x)
 {
+	static const double inv_fact[12] = {	/* 1 / k! */
+		1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+		1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
+	};
 	const __m256d ln2_hi = _mm256_set1_pd(6.93147180369123816490e-01);
 	const __m256d ln2_lo = _mm256_set1_pd(1.90821492927058770002e-10);
 	__m256d n, r, p;
@@ -367,16 +371,9 @@ static inline __m256d exp_pd(__m256d x)
 			    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	r = _mm256_fnmadd_pd(n, ln2_hi, x);
 	r = _mm256_fnmadd_pd(n, ln2_lo, r);
-	p = _mm256_set1_pd(1.0 / 39916800);	/* 1 / 11! */
-	for (k = 10; k >= 1; k--) {	/* unrolled: constants */
-		static const double inv_fact[11] = {
-			1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
-			1.0 / 40320, 1.0 / 362880, 1.0 / 3628800,
-		};
-
+	p = _mm256_set1_pd(inv_fact[11]);
+	for (k = 10; k >= 0; k--)
 		p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(inv_fact[k]));
-	}
-	p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
 	e = _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n)),
 					       _mm256_set1_epi64x(1023)), 52);
 	return _mm256_mul_pd(p, _mm256_castsi256_pd(e));
@@ -1145,24 +1142,18 @@ k45_stretch(const bool five, const int T, size_t nbk, const __m256i *w, const ui
 		}
 }
 
-/* Rows 8h..8h + 7 of block @a's -32 Σ_g sc_g (y sums)_g, the scales at @scb: the offsets' sums */
-static inline __m256i q6_bias(const uint8_t *scb, const struct block_q8_K *a, int h)
+/* Groups 2k and 2k + 1's scales of rows 8h..8h + 7 (at @scb), as q6_bias_w's madd operands */
+static inline void q6_bias_pairs(const uint8_t *scb, int h, __m256i sp[8])
 {
-	__m256i bias = _mm256_setzero_si256();
 	int k;
 
 	UNROLL
-	for (k = 0; k < 16; k += 2) {
-		__m128i s0 = _mm_loadu_si128((const __m128i *)(scb + 16 * k));
-		__m128i s1 = _mm_loadu_si128((const __m128i *)(scb + 16 * k + 16));
-
-		bias = _mm256_add_epi32(bias, _mm256_madd_epi16(pair16(s0, s1, h, true),
-			_mm256_set1_epi32(i16_pair(a->bsums[k], a->bsums[k + 1]))));
-	}
-	return _mm256_slli_epi32(bias, 5);
+	for (k = 0; k < 8; k++)
+		sp[k] = pair16(_mm_loadu_si128((const __m128i *)(scb + 32 * k)),
+			       _mm_loadu_si128((const __m128i *)(scb + 32 * k + 16)), h, true);
 }
 
-/* q6_bias with its scale pairs widened already (q6_unpack: @sp) */
+/* Rows 8h..8h + 7 of block @a's -32 Σ_g sc_g (y sums)_g, the scale pairs in @sp: the offsets' sums */
 static inline __m256i q6_bias_w(const __m256i *sp, const struct block_q8_K *a)
 {
 	__m256i bias = _mm256_setzero_si256();
@@ -1173,6 +1164,15 @@ static inline __m256i q6_bias_w(const __m256i *sp, const struct block_q8_K *a)
 		bias = _mm256_add_epi32(bias, _mm256_madd_epi16(sp[k],
 			_mm256_set1_epi32(i16_pair(a->bsums[2 * k], a->bsums[2 * k + 1]))));
 	return _mm256_slli_epi32(bias, 5);
+}
+
+/* As q6_bias_w, the scales at @scb (the tiles, which unpack nothing ahead) */
+static inline __m256i q6_bias(const uint8_t *scb, const struct block_q8_K *a, int h)
+{
+	__m256i sp[8];
+
+	q6_bias_pairs(scb, h, sp);
+	return q6_bias_w(sp, a);
 }
 
 /*
@@ -1360,10 +1360,7 @@ static void q6_unpack(const uint8_t *g, size_t nbk, __m256i *w)
 
 				w[64 + grp] = pair16(s8, s8, h, true);
 			}
-			for (grp = 0; grp < 16; grp += 2)
-				w[80 + grp / 2] = pair16(
-					_mm_loadu_si128((const __m128i *)(g + 16 * 192 + 16 * grp)),
-					_mm_loadu_si128((const __m128i *)(g + 16 * 192 + 16 * grp + 16)), h, true);
+			q6_bias_pairs(g + 16 * 192, h, w + 80);
 		}
 }
 

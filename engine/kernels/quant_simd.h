@@ -233,7 +233,7 @@ static inline void k4_scales16(const uint8_t *s, __m128i sc[8], __m128i m[8])
 /*
  * The K-quant GEMMs' prompt path (both ISAs, GEMM_STRETCHED): for
  * STRETCH_MIN activations or more, a group's quants are unpacked
- * STRETCH_BLOCKS blocks at a time once for all of them (16 to 20 KiB of
+ * STRETCH_BLOCKS blocks at a time once for all of them (16 to 22 KiB of
  * vectors, which stay in L1 with a pass's activations) and then
  * multiplied with each; fewer take the tiles, which unpack for every pass.
  */
