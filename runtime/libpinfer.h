@@ -186,6 +186,18 @@ void pinfer_pool_run(struct pinfer_pool *p, pinfer_task_fn fn, void *arg);
 void pinfer_pool_barrier(struct pinfer_pool *p);
 
 /*
+ * Lend the workers (threads 1 .. n - 1) @fn while the caller goes on with
+ * its own work: the next pinfer_pool_run() or pinfer_parallel_for() (or
+ * pinfer_pool_reclaim(), or pinfer_pool_free()) first recalls them and
+ * waits until each has returned, so @arg must live until then. @fn polls
+ * pinfer_pool_recalled() and returns soon after it turns true; it must not
+ * call pinfer_pool_barrier(). With one thread, nothing runs.
+ */
+void pinfer_pool_lend(struct pinfer_pool *p, pinfer_task_fn fn, void *arg);
+bool pinfer_pool_recalled(const struct pinfer_pool *p);
+void pinfer_pool_reclaim(struct pinfer_pool *p);
+
+/*
  * Split [0, n) over the pool; DYNAMIC hands out @chunk indices at a time,
  * STEAL at least @chunk (DYNAMIC's way for n of 2^32 or more).
  */

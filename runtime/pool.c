@@ -12,6 +12,10 @@
  * sequentially consistent operations, so either the waker sees the sleeper
  * or the sleeper's futex_wait sees the new value. Hot words live on cache
  * lines of their own.
+ *
+ * A lent task (pinfer_pool_lend) is published the same way, the caller not
+ * taking part; it counts in `done` as a task does, and the next task waits
+ * for that count after raising `recall`.
  */
 #include <errno.h>
 #include <limits.h>
@@ -60,6 +64,9 @@ struct pinfer_pool {
 	alignas(CACHELINE) pinfer_task_fn fn;
 	void *arg;
 	bool stop;
+	bool lent;		/* the workers run a lent task (pinfer_pool_lend) */
+	unsigned int lent_done;	/* done's value once they have all returned */
+	alignas(CACHELINE) atomic_bool recall;	/* the lent task is to return */
 
 	pthread_t caller;	/* thread 0, pinned to cpus[0] while the pool lives */
 	cpu_set_t caller_cpus;	/* its affinity before, restored by free */
@@ -263,6 +270,7 @@ void pinfer_pool_free(struct pinfer_pool *p)
 
 	if (!p)
 		return;
+	pinfer_pool_reclaim(p);
 	p->stop = true;
 	post(&p->epoch, 1);
 	for (i = 1; i < p->n; i++)
@@ -280,10 +288,42 @@ int pinfer_pool_threads(const struct pinfer_pool *p)
 	return p->n;
 }
 
+void pinfer_pool_reclaim(struct pinfer_pool *p)
+{
+	unsigned int v;
+
+	if (!p->lent)
+		return;
+	atomic_store(&p->recall, true);
+	v = atomic_load_explicit(&p->done.value, memory_order_acquire);
+	while (v != p->lent_done)
+		v = wait_change(&p->done, v);
+	p->lent = false;
+}
+
+bool pinfer_pool_recalled(const struct pinfer_pool *p)
+{
+	return atomic_load_explicit(&p->recall, memory_order_relaxed);
+}
+
+void pinfer_pool_lend(struct pinfer_pool *p, pinfer_task_fn fn, void *arg)
+{
+	pinfer_pool_reclaim(p);
+	if (p->n < 2)
+		return;
+	p->fn = fn;
+	p->arg = arg;
+	atomic_store(&p->recall, false);
+	p->lent_done = atomic_load(&p->done.value) + (unsigned int)(p->n - 1);
+	p->lent = true;
+	post(&p->epoch, 1);			/* publishes fn and arg */
+}
+
 void pinfer_pool_run(struct pinfer_pool *p, pinfer_task_fn fn, void *arg)
 {
 	unsigned int want, v;
 
+	pinfer_pool_reclaim(p);
 	p->fn = fn;
 	p->arg = arg;
 	want = atomic_load(&p->done.value) + (unsigned int)(p->n - 1);
@@ -409,6 +449,7 @@ void pinfer_parallel_for(struct pinfer_pool *p, size_t n, size_t chunk,
 	};
 	int i;
 
+	pinfer_pool_reclaim(p);	/* before the shares change under a lent task */
 	if (sched == PINFER_STEAL && n > UINT32_MAX)	/* a share is two 32-bit indices */
 		t.sched = sched = PINFER_DYNAMIC;
 	atomic_store(&p->next, 0);

@@ -125,40 +125,83 @@ static void qk_rows(void *arg, size_t bb, size_t be, int thread)
 	}
 }
 
+/* Layer @ly's Q, K and V products for llm_matmuls() */
+static void qkv_ops(struct llm_session *s, const struct llm_layer *ly, struct llm_mm ops[3])
+{
+	ops[0] = (struct llm_mm){ &ly->wq, &ly->bq, s->q };
+	ops[1] = (struct llm_mm){ &ly->wk, &ly->bk, s->k };
+	ops[2] = (struct llm_mm){ &ly->wv, &ly->bv, s->v };
+}
+
+/*
+ * Generation, after layer @l: lend the pool's workers what comes next
+ * (llm_matmul_ahead): the next layer's Q, K and V when it is resident and
+ * on the CPU, the output after the last layer when the CPU computes it.
+ */
+static void ahead_next_layer(struct llm_session *s, uint32_t l)
+{
+	const struct llm_model *m = s->m;
+	uint32_t n_cpu = s->gpu ? m->cfg.n_layer - m->plan.gpu_layers : m->cfg.n_layer;
+	struct llm_mm ops[3];
+
+	if (l + 1 < n_cpu && l + 1 < m->plan.n_resident) {
+		qkv_ops(s, &m->layers[l + 1], ops);
+		llm_matmul_ahead(s, ops, 3);
+	} else if (l + 1 == m->cfg.n_layer && !(s->gpu && m->plan.gpu_output)) {
+		ops[0] = (struct llm_mm){ &m->output, NULL, s->logits };
+		llm_matmul_ahead(s, ops, 1);
+	}
+}
+
 /*
  * Layer @l for the call's tokens b0..b0+nb, whose residual stream is @x
  * and RoPE angles @cs; token b is at position s->tpos[b] of the sequence
- * whose block table is s->ttab[b].
+ * whose block table is s->ttab[b]. For one token (generation), each
+ * product's weights are lent to the pool's workers to read ahead
+ * (llm_matmul_ahead) while the caller does the steps before it alone.
  */
 static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32_t l,
 		       size_t b0, size_t nb, float *x, const float *cs, struct pinfer_err *err)
 {
 	const struct llm_config *c = &s->m->cfg;
 	size_t E = c->n_embd, F = c->n_ff;
+	const bool ahead = nb == 1;
+	struct llm_mm qkv[3], wo = { &ly->wo, NULL, s->tmp };
+	struct llm_mm ffn[2] = { { &ly->w_gate, NULL, s->hb }, { &ly->w_up, NULL, s->hb2 } };
+	struct llm_mm down = { &ly->w_down, NULL, s->tmp };
 
 	/* attention */
+	qkv_ops(s, ly, qkv);
 	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .norm = s->xb, .norm_w = ly->attn_norm.data,
 					  .eps = c->rms_eps });
-	llm_matmuls(s, (const struct llm_mm[]){ { &ly->wq, &ly->bq, s->q }, { &ly->wk, &ly->bk, s->k },
-						{ &ly->wv, &ly->bv, s->v } }, 3, s->xb, nb);
+	llm_matmuls(s, qkv, 3, s->xb, nb);
+	if (ahead)
+		llm_matmul_ahead(s, &wo, 1);
 	tok_run_fn(s, nb, qk_rows, &(struct qk_task){ .s = s, .ly = ly, .l = l, .b0 = b0, .cs = cs });
 	llm_attention(s, l, b0, nb, s->q, s->out);	/* causal: each up to itself */
-	llm_matmul(s, &ly->wo, NULL, s->out, nb, s->tmp);
+	llm_matmuls(s, &wo, 1, s->out, nb);
 
 	/* feed-forward: down(silu(gate x) * up x), or a mixture of such experts */
+	if (ahead && !c->n_expert)
+		llm_matmul_ahead(s, ffn, 2);
 	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .add = s->tmp, .norm = s->xb,
 					  .norm_w = ly->ffn_norm.data, .eps = c->rms_eps });
 	if (c->n_expert) {
 		int ret = llm_moe(s, ly, l, nb, s->moe, err);
 
+		if (!ret && ahead)
+			ahead_next_layer(s, l);
 		if (!ret)
 			tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .add = s->moe });
 		return ret;
 	}
-	llm_matmuls(s, (const struct llm_mm[]){ { &ly->w_gate, NULL, s->hb }, { &ly->w_up, NULL, s->hb2 } },
-		    2, s->xb, nb);
+	llm_matmuls(s, ffn, 2, s->xb, nb);
+	if (ahead)
+		llm_matmul_ahead(s, &down, 1);
 	tok_run(s, nb, (struct tok_task){ .g = s->hb, .u = s->hb2, .F = F });
-	llm_matmul(s, &ly->w_down, NULL, s->hb, nb, s->tmp);
+	llm_matmuls(s, &down, 1, s->hb, nb);
+	if (ahead)
+		ahead_next_layer(s, l);
 	tok_run(s, nb, (struct tok_task){ .x = x, .E = E, .add = s->tmp });
 	return 0;
 }
@@ -305,6 +348,8 @@ static int feed(struct llm_session *s, const int32_t *tokens, size_t n, const si
 	ret = run_layers(s, tokens, n, err);
 	if (!ret)
 		ret = output_logits(s, rows, k, err);
+	if (s->pool)	/* a failed layer may have lent the workers its next products */
+		pinfer_pool_reclaim(s->pool);
 	if (ret)
 		return ret;
 	s->pos += (uint32_t)n;
@@ -381,6 +426,8 @@ int llm_eval_seqs(struct llm_session *s, const struct llm_seq_batch *seqs, size_
 	ret = run_layers(s, s->toks, n, err);
 	if (!ret && k)
 		ret = output_logits(s, rows, k, err);
+	if (s->pool)	/* as in feed() */
+		pinfer_pool_reclaim(s->pool);
 	s->invariant = false;
 	free(rows);
 	if (ret)

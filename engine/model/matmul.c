@@ -260,6 +260,18 @@ static void fused_groups(void *arg, size_t b, size_t e, int thread)
 	}
 }
 
+/* Whether llm_matmuls() runs @n > 1 products as one task (below). */
+static bool fusable(const struct llm_session *s, const struct llm_mm *ops, size_t n)
+{
+	const struct llm_tensor *w0 = ops[0].w;
+	bool fuse = n > 1 && !s->exact && w0->packed && quant_gemm16(w0->type);
+	size_t i;
+
+	for (i = 1; i < n && fuse; i++)
+		fuse = ops[i].w->packed && ops[i].w->type == w0->type && ops[i].w->cols == w0->cols;
+	return fuse;
+}
+
 /*
  * The products of @n (at most LLM_MATMULS_MAX) matrices with the same @nb
  * inputs @in, with the inputs quantized to 8 bits: matrices packed for the
@@ -276,12 +288,9 @@ void llm_matmuls(struct llm_session *s, const struct llm_mm *ops, size_t n, cons
 {
 	const struct llm_tensor *w0 = ops[0].w;
 	struct fused_task f = { .n = n };
-	bool fuse = n > 1 && !s->exact && w0->packed && quant_gemm16(w0->type);
 	size_t i;
 
-	for (i = 1; i < n && fuse; i++)
-		fuse = ops[i].w->packed && ops[i].w->type == w0->type && ops[i].w->cols == w0->cols;
-	if (!fuse) {
+	if (!fusable(s, ops, n)) {
 		for (i = 0; i < n; i++)
 			matmul_one(s, ops[i].w, ops[i].bias, in, nb, ops[i].out);
 		return;
@@ -310,4 +319,71 @@ void llm_matmul(struct llm_session *s, const struct llm_tensor *w,
 	struct llm_mm op = { w, bias, out };
 
 	llm_matmuls(s, &op, 1, in, nb);
+}
+
+/*
+ * Reading ahead. A generated token's products stream their weights from
+ * memory; between two of them the caller alone works (norms, RoPE,
+ * attention at short contexts, SwiGLU, quantizing the inputs) while the
+ * other threads wait, and nothing streams. So the caller lends them the
+ * next products (pinfer_pool_lend): each reads, a line at a time, the
+ * front of the share of groups that PINFER_STEAL will first hand it
+ * (run_groups), up to AHEAD_BYTES (well within a core's L2), until the
+ * caller takes the pool back for its next task; then its first groups come
+ * from its cache. Only packed matrices, whose groups the GEMM hands out.
+ */
+#define AHEAD_BYTES (1u << 20)
+
+/* Read the lines of [@p, @p + @bytes); false when recalled first. */
+static bool read_lines(const struct pinfer_pool *pool, const uint8_t *p, size_t bytes)
+{
+	size_t off;
+
+	for (off = 0; off < bytes; off += 64) {
+		if (!(off & 4095) && pinfer_pool_recalled(pool))
+			return false;
+		(void)*(const volatile uint8_t *)(p + off);
+	}
+	return true;
+}
+
+static void ahead_task(void *arg, int thread, int n_threads)
+{
+	const struct llm_ahead *a = arg;
+	size_t total = a->start[a->n], b = total * thread / n_threads;
+	size_t e = total * (thread + 1) / n_threads, left = AHEAD_BYTES, i;
+
+	for (i = 0; i < a->n && left; i++) {
+		const struct llm_tensor *w = a->w[i];
+		size_t lo = b > a->start[i] ? b : a->start[i], hi = e < a->start[i + 1] ? e : a->start[i + 1];
+		size_t r0 = (lo - a->start[i]) * PACK_ROWS, r1 = (hi - a->start[i]) * PACK_ROWS;
+		size_t bytes;
+
+		if (lo >= hi)
+			continue;
+		r1 = r1 < w->rows ? r1 : w->rows;
+		bytes = (r1 - r0) * w->row_bytes < left ? (r1 - r0) * w->row_bytes : left;
+		if (!read_lines(a->pool, (const uint8_t *)w->data + r0 * w->row_bytes, bytes))
+			return;
+		left -= bytes;
+	}
+}
+
+void llm_matmul_ahead(struct llm_session *s, const struct llm_mm *ops, size_t n)
+{
+	struct llm_ahead *a = &s->ahead;
+	size_t i;
+
+	if (!s->pool || s->exact || !ops[0].w->packed || !quant_gemm16(ops[0].w->type))
+		return;
+	if (!fusable(s, ops, n))
+		n = 1;		/* they run one after the other: the first's groups */
+	pinfer_pool_reclaim(s->pool);	/* before *a changes under a lent task */
+	a->pool = s->pool;
+	a->n = n;
+	for (i = 0; i < n; i++) {
+		a->w[i] = ops[i].w;
+		a->start[i + 1] = a->start[i] + groups_of(ops[i].w);
+	}
+	pinfer_pool_lend(s->pool, ahead_task, a);
 }

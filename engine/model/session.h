@@ -19,6 +19,7 @@ struct pcu_ctx;
 			   and streamed layers packed for the integer GEMM */
 #define GEMM_ROWS 32	/* weight rows dequantized at a time, per thread */
 #define ATTN_BLOCK 32	/* tokens per item of a batch's attention GEMMs */
+#define LLM_MATMULS_MAX 3	/* products llm_matmuls() takes at once */
 
 /*
  * Scratch buffers hold LLM_BATCH tokens each, token b at b * (its width):
@@ -33,6 +34,14 @@ struct pcu_ctx;
  * (table own_table); a paged session's blocks are a shared pool's
  * (llm_session_create_paged()).
  */
+/* What generation's workers read ahead while the caller works alone (matmul.c). */
+struct llm_ahead {
+	const struct pinfer_pool *pool;
+	const struct llm_tensor *w[LLM_MATMULS_MAX];
+	size_t start[LLM_MATMULS_MAX + 1];	/* each one's first group, of all of them */
+	size_t n;
+};
+
 struct llm_session {
 	const struct llm_model *m;
 	struct pinfer_pool *pool;
@@ -81,6 +90,7 @@ struct llm_session {
 	uint32_t *psel;	/* [n_expert_used] one token's guess */
 	float *pselw;	/* [n_expert_used] */
 	struct pcu_ctx *gpu;	/* the GPU layers' KV cache and buffers (gpu.h), or NULL */
+	struct llm_ahead ahead;	/* lent to the pool's workers (llm_matmul_ahead) */
 };
 
 /*
@@ -105,8 +115,6 @@ struct llm_mm {
 	float *out;
 };
 
-#define LLM_MATMULS_MAX 3
-
 /*
  * llm_matmul() of @n (<= LLM_MATMULS_MAX) matrices with the same inputs
  * (Q, K and V; gate and up): the inputs quantized once and the products
@@ -114,6 +122,15 @@ struct llm_mm {
  */
 void llm_matmuls(struct llm_session *s, const struct llm_mm *ops, size_t n, const float *in,
 		 size_t nb);
+
+/*
+ * For generation (one token) with a pool: lend its workers the products
+ * @ops (as llm_matmuls() takes them) that the caller will run next, to
+ * read the front of their shares of the weights while the caller works
+ * alone; its next use of the pool takes them back. Only packed matrices;
+ * nothing else changes, the results included.
+ */
+void llm_matmul_ahead(struct llm_session *s, const struct llm_mm *ops, size_t n);
 
 /*
  * The mixture-of-experts feed-forward of layer @ly (@l) for the block's

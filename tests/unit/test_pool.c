@@ -6,8 +6,9 @@
  * stolen; each thread runs each task once; the barrier orders phases;
  * workers stay on the CPUs they were pinned to, those of the NUMA node
  * asked for (the last one: node 1 in the test VM); an idle pool's workers
- * go to sleep (not a timing: their state in /proc); bad arguments are
- * refused.
+ * go to sleep (not a timing: their state in /proc); a task lent to the
+ * workers runs while the caller goes on and is recalled by what comes
+ * next; bad arguments are refused.
  */
 #include <errno.h>
 #include <numa.h>
@@ -222,6 +223,93 @@ static void steal_huge_check(struct pinfer_pool *p, int n)
 	   "%d threads: stealing over 2^32 + 3 indices: %d ranges, tiling them exactly", n, count);
 }
 
+/*
+ * A lent task: each thread that runs it notes itself, then works until
+ * recalled (at most 10 s: a recall that never comes is a failure, not a
+ * hang) and notes that it returned.
+ */
+struct lend_task {
+	struct pinfer_pool *p;
+	atomic_int ran[MAXT];
+	atomic_int started, returned, unrecalled, bad_n;
+	int n;
+};
+
+static void lend_body(void *arg, int thread, int n)
+{
+	struct lend_task *t = arg;
+	int i;
+
+	atomic_fetch_add(&t->ran[thread], 1);
+	atomic_fetch_add(&t->started, 1);
+	if (n != t->n)
+		atomic_fetch_add(&t->bad_n, 1);
+	for (i = 0; !pinfer_pool_recalled(t->p); i++) {
+		if (i == 100000) {
+			atomic_fetch_add(&t->unrecalled, 1);
+			break;
+		}
+		usleep(100);
+	}
+	atomic_fetch_add(&t->returned, 1);
+}
+
+/* Wait (at most 10 s) until @n workers have started @t. */
+static bool all_started(struct lend_task *t, int n)
+{
+	int i;
+
+	for (i = 0; i < 10000 && atomic_load(&t->started) < n; i++)
+		usleep(1000);
+	return atomic_load(&t->started) == n;
+}
+
+/*
+ * pinfer_pool_lend(): the workers, not the caller, run the task while
+ * the caller goes on (all have started, none returned); whatever comes
+ * next takes them back first: a parallel for (whose sum is right), a
+ * reclaim, a second lend, freeing the pool. With one thread, nothing runs.
+ */
+static void lend_check(int n)
+{
+	const size_t N = 100003;
+	const uint64_t want = (uint64_t)N * (N - 1) / 2;
+	struct lend_task t = { .n = n };
+	struct pinfer_pool *p;
+	struct pinfer_err err;
+	bool going, sum_ok, after;
+	int k, ran_ok = 1;
+
+	if (pinfer_pool_create(&p, n, -1, &err))
+		return;
+	t.p = p;
+	pinfer_pool_lend(p, lend_body, &t);
+	going = all_started(&t, n - 1) && !atomic_load(&t.returned);
+	sum_ok = parallel_sum(p, N, PINFER_STEAL, 1) == want;
+	after = atomic_load(&t.returned) == n - 1;
+	ok(going && sum_ok && after,
+	   "%d threads: a lent task runs on the workers while the caller goes on; the next parallel for recalls them and sums right",
+	   n);
+
+	pinfer_pool_lend(p, lend_body, &t);
+	going = all_started(&t, 2 * (n - 1));
+	pinfer_pool_lend(p, lend_body, &t);	/* recalls the first */
+	going = going && all_started(&t, 3 * (n - 1)) && atomic_load(&t.returned) == 2 * (n - 1);
+	pinfer_pool_reclaim(p);
+	pinfer_pool_reclaim(p);			/* nothing lent: returns */
+	after = atomic_load(&t.returned) == 3 * (n - 1);
+	ok(going && after, "%d threads: a second lend recalls the first, and reclaim waits for the second", n);
+
+	pinfer_pool_lend(p, lend_body, &t);
+	all_started(&t, 4 * (n - 1));
+	pinfer_pool_free(p);			/* recalls it too */
+	for (k = 1; k < n; k++)
+		ran_ok = ran_ok && atomic_load(&t.ran[k]) == 4;
+	ok(!atomic_load(&t.ran[0]) && ran_ok && atomic_load(&t.returned) == 4 * (n - 1) &&
+	   !atomic_load(&t.unrecalled) && !atomic_load(&t.bad_n),
+	   "%d threads: freeing the pool recalls a lent task; each worker ran each of 4 once, thread 0 none", n);
+}
+
 static void test_threads(int n)
 {
 	const size_t N = 1000003;
@@ -336,8 +424,10 @@ int main(void)
 	struct pinfer_err err;
 	int n;
 
-	for (n = 1; n <= MAXT; n++)
+	for (n = 1; n <= MAXT; n++) {
 		test_threads(n);
+		lend_check(n);
+	}
 	test_pinning_and_idle();
 	ok(pinfer_pool_create(&p, -1, -1, &err) == -EINVAL, "-1 threads: %s", err.msg);
 	ok(pinfer_pool_create(&p, 2, 999, &err) == -EINVAL && strstr(err.msg, "999"),
