@@ -159,6 +159,13 @@ enum pinfer_schedule {
 };
 
 /*
+ * The NUMA node of all the CPUs this process may use, or -1 when they are
+ * on several nodes (or the machine has one): where memory and threads
+ * belong when nobody says.
+ */
+int pinfer_node_default(void);
+
+/*
  * @n_threads threads in all: the caller of pinfer_pool_run() is thread 0,
  * and n_threads - 1 workers are created once, pinned one per CPU of NUMA
  * node @node that this process may use (-1: any node). n_threads 0 means one
@@ -167,13 +174,6 @@ enum pinfer_schedule {
  * thread, gives it back its affinity: thread 0 must be the thread that
  * creates the pool.
  */
-/*
- * The NUMA node of all the CPUs this process may use, or -1 when they are
- * on several nodes (or the machine has one): where memory and threads
- * belong when nobody says.
- */
-int pinfer_node_default(void);
-
 int pinfer_pool_create(struct pinfer_pool **out, int n_threads, int node,
 		       struct pinfer_err *err);
 void pinfer_pool_free(struct pinfer_pool *p);

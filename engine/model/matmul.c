@@ -381,6 +381,7 @@ void llm_matmul_ahead(struct llm_session *s, const struct llm_mm *ops, size_t n)
 	pinfer_pool_reclaim(s->pool);	/* before *a changes under a lent task */
 	a->pool = s->pool;
 	a->n = n;
+	a->start[0] = 0;
 	for (i = 0; i < n; i++) {
 		a->w[i] = ops[i].w;
 		a->start[i + 1] = a->start[i] + groups_of(ops[i].w);

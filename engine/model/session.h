@@ -21,6 +21,14 @@ struct pcu_ctx;
 #define ATTN_BLOCK 32	/* tokens per item of a batch's attention GEMMs */
 #define LLM_MATMULS_MAX 3	/* products llm_matmuls() takes at once */
 
+/* What generation's workers read ahead while the caller works alone (matmul.c). */
+struct llm_ahead {
+	const struct pinfer_pool *pool;
+	const struct llm_tensor *w[LLM_MATMULS_MAX];
+	size_t start[LLM_MATMULS_MAX + 1];	/* each one's first group, of all of them */
+	size_t n;
+};
+
 /*
  * Scratch buffers hold LLM_BATCH tokens each, token b at b * (its width):
  * a batch reads each weight row once for all its tokens. The residual
@@ -34,14 +42,6 @@ struct pcu_ctx;
  * (table own_table); a paged session's blocks are a shared pool's
  * (llm_session_create_paged()).
  */
-/* What generation's workers read ahead while the caller works alone (matmul.c). */
-struct llm_ahead {
-	const struct pinfer_pool *pool;
-	const struct llm_tensor *w[LLM_MATMULS_MAX];
-	size_t start[LLM_MATMULS_MAX + 1];	/* each one's first group, of all of them */
-	size_t n;
-};
-
 struct llm_session {
 	const struct llm_model *m;
 	struct pinfer_pool *pool;
