@@ -30,6 +30,12 @@ def stat(*args, timeout=120):
                           timeout=timeout)
 
 
+# Tokens of the long request. The server's tokens/s is over windows of 2 s
+# of decoding, so the request must outlast one: 600 tokens took 1.8 s here
+# once generation got faster, and the rate stayed 0 while its slot was busy.
+LONG = 4000
+
+
 def views(p):
     out = []
     for line in p.stdout.splitlines():
@@ -43,7 +49,8 @@ def views(p):
 class Server:
     def __init__(self):
         self.log = tempfile.TemporaryFile()
-        self.p = subprocess.Popen([PINFER, "serve", "-m", MODEL, "--port", "0", "--parallel", "2"],
+        self.p = subprocess.Popen([PINFER, "serve", "-m", MODEL, "--port", "0", "--parallel", "2",
+                                   "-c", str(LONG + 96)],
                                   stderr=subprocess.PIPE, stdout=self.log)
         self.port = serve_port(self.p)
         threading.Thread(target=lambda: self.p.stderr.read(), daemon=True).start()
@@ -115,7 +122,7 @@ def test_serve():
 
     # a long request decoding while stat watches
     done = []
-    t = threading.Thread(target=lambda: done.append(srv.complete(600)))
+    t = threading.Thread(target=lambda: done.append(srv.complete(LONG)))
     t.start()
     busy = []
     t0 = time.time()
