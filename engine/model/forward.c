@@ -65,21 +65,9 @@ static void tok_steps(void *arg, size_t b, size_t e, int thread)
 	}
 }
 
-/*
- * @fn over the call's @nb tokens, split over the pool for a batch in shares
- * that a thread which lost its CPU has taken from it (PINFER_STEAL)
- */
-static void tok_run_fn(struct llm_session *s, size_t nb, pinfer_for_fn fn, void *arg)
-{
-	if (s->pool && nb > 1)
-		pinfer_parallel_for(s->pool, nb, 1, PINFER_STEAL, fn, arg);
-	else
-		fn(arg, 0, nb, 0);
-}
-
 static void tok_run(struct llm_session *s, size_t nb, struct tok_task t)
 {
-	tok_run_fn(s, nb, tok_steps, &t);
+	llm_per_token(s, nb, tok_steps, &t);
 }
 
 /* The call's tokens from @b0 at layer @l: the per-head q/k norms (qwen3), RoPE, K and V into the cache. */
@@ -133,6 +121,14 @@ static void qkv_ops(struct llm_session *s, const struct llm_layer *ly, struct ll
 	ops[2] = (struct llm_mm){ &ly->wv, &ly->bv, s->v };
 }
 
+/* The layers the CPU runs: the first ones, before the GPU's (gpu.h). */
+static uint32_t cpu_layers(const struct llm_session *s)
+{
+	const struct llm_model *m = s->m;
+
+	return s->gpu ? m->cfg.n_layer - m->plan.gpu_layers : m->cfg.n_layer;
+}
+
 /*
  * Generation, after layer @l: lend the pool's workers what comes next
  * (llm_matmul_ahead): the next layer's Q, K and V when it is resident and
@@ -141,7 +137,7 @@ static void qkv_ops(struct llm_session *s, const struct llm_layer *ly, struct ll
 static void ahead_next_layer(struct llm_session *s, uint32_t l)
 {
 	const struct llm_model *m = s->m;
-	uint32_t n_cpu = s->gpu ? m->cfg.n_layer - m->plan.gpu_layers : m->cfg.n_layer;
+	uint32_t n_cpu = cpu_layers(s);
 	struct llm_mm ops[3];
 
 	if (l + 1 < n_cpu && l + 1 < m->plan.n_resident) {
@@ -177,7 +173,7 @@ static int layer_chunk(struct llm_session *s, const struct llm_layer *ly, uint32
 	llm_matmuls(s, qkv, 3, s->xb, nb);
 	if (ahead)
 		llm_matmul_ahead(s, &wo, 1);
-	tok_run_fn(s, nb, qk_rows, &(struct qk_task){ .s = s, .ly = ly, .l = l, .b0 = b0, .cs = cs });
+	llm_per_token(s, nb, qk_rows, &(struct qk_task){ .s = s, .ly = ly, .l = l, .b0 = b0, .cs = cs });
 	llm_attention(s, l, b0, nb, s->q, s->out);	/* causal: each up to itself */
 	llm_matmuls(s, &wo, 1, s->out, nb);
 
@@ -259,7 +255,7 @@ static int run_layers(struct llm_session *s, const int32_t *tokens, size_t n,
 	const struct llm_model *m = s->m;
 	const struct llm_config *c = &m->cfg;
 	size_t E = c->n_embd, i, b;
-	uint32_t l, n_cpu = s->gpu ? c->n_layer - m->plan.gpu_layers : c->n_layer;
+	uint32_t l, n_cpu = cpu_layers(s);
 	int ret;
 
 	for (b = 0; b < n; b++) {	/* the same angles serve every layer */

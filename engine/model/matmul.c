@@ -153,10 +153,7 @@ static void quantize_inputs(struct llm_session *s, const struct llm_tensor *w, c
 	/* packed, not maxd apart: strides of 4 KiB multiples alias in L1 */
 	ggml_row_bytes(atype, w->cols, &bytes);
 	q.act_stride = (bytes + 63) / 64 * 64;
-	if (s->pool && nb > 1)
-		pinfer_parallel_for(s->pool, nb, 1, PINFER_STEAL, quant_inputs, &q);
-	else
-		quant_inputs(&q, 0, nb, 0);
+	llm_per_token(s, nb, quant_inputs, &q);
 	t->act = s->act;
 	t->act_stride = q.act_stride;
 	t->side = s->side;

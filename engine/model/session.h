@@ -143,6 +143,19 @@ void llm_matmul_ahead(struct llm_session *s, const struct llm_mm *ops, size_t n)
 int llm_moe(struct llm_session *s, const struct llm_layer *ly, uint32_t l, size_t nb,
 	    float *out, struct pinfer_err *err);
 
+/*
+ * @fn over a call's @nb tokens, split over the session's pool for a batch
+ * in shares that a thread which lost its CPU has taken from it
+ * (PINFER_STEAL); one token on the calling thread alone.
+ */
+static inline void llm_per_token(struct llm_session *s, size_t nb, pinfer_for_fn fn, void *arg)
+{
+	if (s->pool && nb > 1)
+		pinfer_parallel_for(s->pool, nb, 1, PINFER_STEAL, fn, arg);
+	else
+		fn(arg, 0, nb, 0);
+}
+
 /* SwiGLU of @n gate values @g and up values @u: g = silu(g) * u (the dense feed-forward's and the experts') */
 static inline void llm_swiglu(float *g, const float *u, size_t n)
 {
