@@ -136,7 +136,14 @@ $(BUILD)/tests/test_stat: $(BUILD)/obj/tests/unit/test_stat.o $(BUILD)/obj/tools
 BENCH_BINS := $(BUILD)/bench/kernels $(BUILD)/bench/tokenize $(BUILD)/bench/load \
 	$(BUILD)/bench/barrier
 
-tests: $(PINFER) $(UNIT_BINS) $(HELPER_BINS) $(if $(filter 1,$(SAN)),,$(BENCH_BINS))
+# The CUDA backend's contract carried out on the CPU (tests/gpu/emul.c), so
+# that the engine's side of -ngl runs in the tests of a machine without a GPU.
+EMUL := $(BUILD)/tests/libpinfer-cuda-emul.so
+$(EMUL): tests/gpu/emul.c $(wildcard engine/cuda/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden $(LDFLAGS) -o $@ $< -lm
+
+tests: $(PINFER) $(UNIT_BINS) $(HELPER_BINS) $(EMUL) $(if $(filter 1,$(SAN)),,$(BENCH_BINS))
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

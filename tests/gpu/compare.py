@@ -22,8 +22,9 @@ beforehand from the CPU's own figures on the same file and ids:
   best tokens are within 1% of the logit range (a near tie);
 - with PINFER: under a GPU memory limit (the largest for which `pinfer run
   --plan` streams at least two layers), the logits of one by one and of a
-  batch are the resident run's bit for bit (the same packed bytes, the
-  same kernels).
+  batch are those of every layer resident bit for bit (the same packed
+  bytes, the same kernels), the output layer on the CPU in both (where
+  layers stream it stays there: the smallest limit that streams none).
 
 Usage: compare.py PRINT_LOGITS MODEL N_LAYER [PINFER]; exit 1 if any check
 fails. compare.py --limit MODEL N_LAYER PINFER: print that GPU memory limit.
@@ -77,29 +78,43 @@ def kld(ref, got):
     return float(per.mean()), float((ref.argmax(-1) == got.argmax(-1)).mean())
 
 
-def streamed(pinfer, limit):
-    """Layers the plan streams at --gpu-mem @limit bytes, or None when it refuses."""
+def placed(pinfer, limit):
+    """(layers streamed, output layer on the GPU) at --gpu-mem @limit bytes, or
+    None when the plan refuses."""
     p = subprocess.run([pinfer, "run", "-m", MODEL, "--plan", "-ngl", str(N_LAYER),
                         "-c", str(CTX), "--gpu-mem", str(limit)], capture_output=True, text=True)
     if p.returncode:
         return None
     m = re.search(r"GPU streamed .* layers (\d+)-(\d+) copied", p.stdout)
-    return int(m.group(2)) - int(m.group(1)) + 1 if m else 0
+    return (int(m.group(2)) - int(m.group(1)) + 1 if m else 0,
+            bool(re.search(r"GPU layers .* and the output layer", p.stdout)))
 
 
-def streaming_limit(pinfer):
-    """The largest --gpu-mem (bytes) at which the plan streams two or more layers
-    (binary search: fewer bytes never stream fewer layers)."""
+def search(pinfer, enough):
+    """(lo, hi): --gpu-mem limits 4 KiB apart, the placement at hi @enough and
+    at lo not (binary search: fewer bytes never place more on the GPU)."""
     lo, hi = 1 << 20, 1 << 34
     while hi - lo > 4096:
         mid = (lo + hi) // 2
-        n = streamed(pinfer, mid)
-        if n is None or n >= 2:
-            lo = mid
-        else:
+        if enough(placed(pinfer, mid)):
             hi = mid
-    n = streamed(pinfer, lo)
-    return lo if n and n >= 2 else None
+        else:
+            lo = mid
+    return lo, hi
+
+
+def streaming_limit(pinfer):
+    """The largest --gpu-mem at which the plan streams two or more layers."""
+    lim = search(pinfer, lambda p: p is not None and p[0] < 2)[0]
+    p = placed(pinfer, lim)
+    return lim if p and p[0] >= 2 else None
+
+
+def resident_limit(pinfer):
+    """The smallest --gpu-mem at which nothing streams: every layer resident
+    and the output layer on the CPU, as when layers stream."""
+    lim = search(pinfer, lambda p: p is not None and p[0] == 0)[1]
+    return lim if placed(pinfer, lim) == (0, False) else None
 
 
 def main():
@@ -151,14 +166,16 @@ def main():
               f"choices are {100 * gap:.3f}% of the range apart (a near tie: limit 1%)")
 
     if len(sys.argv) > 4 and not os.environ.get("PINFER_GPU_DRY"):
-        lim = streaming_limit(sys.argv[4])
-        if not lim:
-            check(False, "no --gpu-mem at which the plan streams two layers")
+        lim, res = streaming_limit(sys.argv[4]), resident_limit(sys.argv[4])
+        if not lim or not res:
+            check(False, "no --gpu-mem at which the plan streams two layers, or none at which "
+                  "every layer is resident and the output layer is not")
         else:
-            r1 = logits(ids, ngl=N_LAYER, ctx=CTX)
-            ra = logits(ids, ngl=N_LAYER, ctx=CTX, mode="--all")
-            s1 = logits(ids, ngl=N_LAYER, ctx=CTX, gpu_mem=lim)
-            sa = logits(ids, ngl=N_LAYER, ctx=CTX, gpu_mem=lim, mode="--all")
+            short = ids[:CTX - 56]   # within the context of CTX, over 2 of attention's chunks
+            r1 = logits(short, ngl=N_LAYER, ctx=CTX, gpu_mem=res)
+            ra = logits(short, ngl=N_LAYER, ctx=CTX, gpu_mem=res, mode="--all")
+            s1 = logits(short, ngl=N_LAYER, ctx=CTX, gpu_mem=lim)
+            sa = logits(short, ngl=N_LAYER, ctx=CTX, gpu_mem=lim, mode="--all")
             check(np.array_equal(s1, r1) and np.array_equal(sa, ra),
                   f"layers streamed through {lim >> 20} MiB of GPU memory: the resident logits "
                   f"bit for bit, one by one and as a batch (max difference "

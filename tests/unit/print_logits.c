@@ -51,6 +51,8 @@ int main(int argc, char **argv)
 		lo.expert_slots = (uint32_t)atoi(getenv("PINFER_EXPERT_SLOTS"));
 	if (getenv("PINFER_NGL"))
 		lo.gpu_layers = (uint32_t)atoi(getenv("PINFER_NGL"));
+	if (getenv("PINFER_CTX"))	/* the plan's too: the GPU's KV cache is sized by it */
+		lo.n_ctx = (uint32_t)atoi(getenv("PINFER_CTX"));
 	if (getenv("PINFER_GPU_MEM"))
 		lo.gpu_mem = strtoull(getenv("PINFER_GPU_MEM"), NULL, 0);
 	if (getenv("PINFER_EXPERT_POLICY") && !strcmp(getenv("PINFER_EXPERT_POLICY"), "lfu"))
