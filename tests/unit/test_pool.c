@@ -14,6 +14,7 @@
 #include <numa.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -270,6 +271,17 @@ static bool all_started(struct lend_task *t, int n)
  * next takes them back first: a parallel for (whose sum is right), a
  * reclaim, a second lend, freeing the pool. With one thread, nothing runs.
  */
+static char hung_msg[128];
+
+/* A lent task that nothing recalls would hang its step: a failure, not a time-out. */
+static void lend_hung(int sig)
+{
+	(void)sig;
+	if (write(1, hung_msg, strlen(hung_msg)) < 0)
+		_exit(2);
+	_exit(1);
+}
+
 static void lend_check(int n)
 {
 	const size_t N = 100003;
@@ -280,8 +292,14 @@ static void lend_check(int n)
 	bool going, sum_ok, after;
 	int k, ran_ok = 1;
 
-	if (pinfer_pool_create(&p, n, -1, &err))
+	snprintf(hung_msg, sizeof(hung_msg),
+		 "not ok - %d threads: a lend step hung for 60 s: the pool never took a lent task back\n", n);
+	signal(SIGALRM, lend_hung);
+	alarm(60);
+	if (pinfer_pool_create(&p, n, -1, &err)) {
+		alarm(0);
 		return;
+	}
 	t.p = p;
 	pinfer_pool_lend(p, lend_body, &t);
 	going = all_started(&t, n - 1) && !atomic_load(&t.returned);
@@ -308,6 +326,7 @@ static void lend_check(int n)
 	ok(!atomic_load(&t.ran[0]) && ran_ok && atomic_load(&t.returned) == 4 * (n - 1) &&
 	   !atomic_load(&t.unrecalled) && !atomic_load(&t.bad_n),
 	   "%d threads: freeing the pool recalls a lent task; each worker ran each of 4 once, thread 0 none", n);
+	alarm(0);
 }
 
 static void test_threads(int n)
