@@ -269,10 +269,14 @@ static void print_gpu_plan(const struct llm_plan *p)
 	printf("  GPU layers      %10.1f MiB: layers %" PRIu32 "-%" PRIu32 "%s (%" PRIu32 " of %" PRIu32 ")\n",
 	       p->gpu_weights / MIB, p->n_layer - p->gpu_layers, p->n_layer - 1,
 	       p->gpu_output ? " and the output layer" : "", p->gpu_layers, p->n_layer);
-	if (p->gpu_streamed)
+	if (p->gpu_streamed && !p->gpu_drive)
 		printf("  GPU streamed    %10.1f MiB per call: layers %" PRIu32 "-%" PRIu32 " copied from memory through a ring of %" PRIu32 " slots of %.1f MiB (in the above)\n",
 		       p->gpu_stream_bytes / MIB, p->n_layer - p->gpu_streamed, p->n_layer - 1,
 		       p->gpu_ring, p->gpu_slot / MIB);
+	else if (p->gpu_streamed)
+		printf("  GPU streamed    %10.1f MiB per call: layers %" PRIu32 "-%" PRIu32 " copied through a ring of %" PRIu32 " slots of %.1f MiB (in the above), layers %" PRIu32 "-%" PRIu32 " read from the drive first\n",
+		       p->gpu_stream_bytes / MIB, p->n_layer - p->gpu_streamed, p->n_layer - 1,
+		       p->gpu_ring, p->gpu_slot / MIB, p->n_layer - p->gpu_drive, p->n_layer - 1);
 	printf("  GPU KV, buffers %10.1f MiB\n", p->gpu_session / MIB);
 	printf("  GPU total       %10.1f MiB", (p->gpu_weights + p->gpu_session) / MIB);
 	if (p->gpu_mem)

@@ -27,6 +27,7 @@
 #include <microhttpd.h>
 
 #include "cli.h"
+#include "model/gpu.h"
 #include "model/model.h"
 #include "serve/sched.h"
 #include "text/chat.h"
@@ -60,6 +61,10 @@ static const char serve_help[] =
 	"      --provider NAME    memory: kmod, hugetlb, thp or plain (default: best)\n"
 	"      --mem SIZE         memory budget for the weights (default: what can be\n"
 	"                         pinned); layers that do not fit stream from the file\n"
+	"  -ngl, --gpu-layers N   run the last N layers, and the output layer, on an\n"
+	"                         NVIDIA GPU, their KV cache there too (Documentation/cuda.md)\n"
+	"      --gpu-mem SIZE     GPU memory to use at most (default: what is free);\n"
+	"                         layers that do not fit are copied to it per step\n"
 	"      --grace SECONDS    on SIGTERM/SIGINT, let running requests finish this\n"
 	"                         long before cutting them (default 10)\n"
 	"  -h, --help\n";
@@ -69,7 +74,8 @@ struct serve_opts {
 	char api_key[256];
 	long long port, parallel, ctx, queue, chunk, grace;
 	int threads, node;
-	uint64_t mem;
+	uint64_t mem, gpu_mem;
+	long long gpu_layers;
 	enum pinfer_provider provider;
 };
 
@@ -976,12 +982,15 @@ static int parse(int argc, char **argv, struct serve_opts *o)
 		{ "provider", required_argument, NULL, 9 },
 		{ "mem", required_argument, NULL, 10 },
 		{ "grace", required_argument, NULL, 11 },
+		{ "gpu-layers", required_argument, NULL, 12 },
+		{ "gpu-mem", required_argument, NULL, 13 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	long long v;
 	int c, bad = 0;
 
+	cli_alias_ngl(argc, argv, "m:t:c:h", opts);
 	while ((c = getopt_long(argc, argv, "m:t:c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
@@ -1016,6 +1025,8 @@ static int parse(int argc, char **argv, struct serve_opts *o)
 			break;
 		case 10: bad = cli_parse_mem(optarg, &o->mem); break;
 		case 11: bad = cli_int("--grace", optarg, 0, 3600, &o->grace); break;
+		case 12: bad = cli_int("--gpu-layers", optarg, 0, 100000, &o->gpu_layers); break;
+		case 13: bad = cli_parse_bytes("--gpu-mem", optarg, &o->gpu_mem); break;
 		case 'h':
 			fputs(serve_help, stdout);
 			return -1;
@@ -1059,6 +1070,8 @@ static int load(struct server *sv)
 	struct llm_load_opts lo = {
 		.provider = o->provider, .node = o->node, .mem = o->mem,
 		.threads = (uint32_t)o->threads, .progress_label = "loading",
+		.n_ctx = (uint32_t)o->ctx, .gpu_layers = (uint32_t)o->gpu_layers,
+		.gpu_mem = o->gpu_mem, .gpu_seqs = (uint32_t)o->parallel,
 	};
 	struct pinfer_region_props rp;
 	struct pinfer_err err = { 0 };
@@ -1105,6 +1118,14 @@ static int load(struct server *sv)
 		(double)o->parallel * ((o->ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) *
 		llm_kv_block_bytes(&sv->m->cfg) / 1048576.0,
 		pinfer_pool_threads(sv->pool), chat_template_name(sv->tmpl));
+	if (sv->m->plan.gpu_layers) {
+		const struct llm_plan *p = &sv->m->plan;
+
+		fprintf(stderr, "pinfer: GPU (%s): layers %" PRIu32 "-%" PRIu32 "%s, %" PRIu32 " of them copied to it per step; %.1f MiB of its memory, their KV cache included\n",
+			llm_gpu_name(sv->m), p->n_layer - p->gpu_layers, p->n_layer - 1,
+			p->gpu_output ? " and the output layer" : "", p->gpu_streamed,
+			(p->gpu_weights + p->gpu_session) / 1048576.0);
+	}
 	return 0;
 }
 

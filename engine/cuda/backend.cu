@@ -75,6 +75,7 @@ struct dlayer {
 	float *attn_norm, *ffn_norm, *q_norm, *k_norm, *bq, *bk, *bv;
 	const struct pcu_mat *src;	/* a streamed layer's matrices in host memory (N_MATS) */
 	int stream_ix;		/* its place among the streamed layers, or -1: resident */
+	bool from_drive;	/* streamed, its matrices from fetch() each time */
 };
 
 /*
@@ -121,12 +122,27 @@ struct pcu_model {
 	void *registered;	/* host memory registered with the driver, or NULL */
 	cudaStream_t stream;	/* compute */
 	cudaStream_t copy;	/* the streamed layers' copies and packing */
+	int (*fetch)(void *, uint32_t, struct pcu_mat *, char *, size_t);	/* PCU_FROM_DRIVE's */
+	void (*done)(void *, uint32_t);
+	void *arg;
 };
 
+/*
+ * A KV cache of n_blocks blocks of `block` positions, per layer: rows
+ * [layer][n_blocks * block][kv_dim]; position p of a sequence whose block
+ * table is tab is row tab[p / block] * block + p % block. A call's tables
+ * go to the device as tab (each distinct table once) and toff (each
+ * token's table's offset in tab).
+ */
 struct pcu_ctx {
 	struct pcu_model *m;
-	uint32_t n_ctx, max_batch;
-	__half *kc, *vc;	/* [layer][n_ctx][kv_dim] */
+	uint32_t n_ctx, max_batch, n_blocks, block;
+	__half *kc, *vc;	/* [layer][n_blocks * block][kv_dim] */
+	uint32_t *pos, *toff, *tab;	/* the call's positions, tables' offsets, tables */
+	size_t tab_cap;		/* entries tab has room for */
+	const uint32_t **hseen;	/* [max_batch] host: the call's distinct tables, */
+	uint32_t *hlen, *hix;	/* their entries, each token's table */
+	uint32_t *htoff, *htab;	/* what goes to toff and tab */
 	float *x, *xb, *q, *k, *v, *out, *hb, *hb2, *tmp, *cs, *logits;
 	int8_t *aq;		/* [max_batch][widest input] */
 	float *ads;		/* [max_batch][widest / 32][2] */
@@ -134,6 +150,7 @@ struct pcu_ctx {
 	__half *xh;		/* [max_batch][widest] a GEMM's inputs in fp16 */
 	float *part;		/* [ATT_TOKENS][n_head][chunks][head_dim + 2] attention's parts */
 	bool exact;		/* this call: PCU_EXACT */
+	bool invariant;		/* this call: PCU_INVARIANT */
 	cublasStatus_t blas_status;	/* the first cuBLAS failure of the call */
 };
 
@@ -313,20 +330,29 @@ __global__ void k_mmvf(const W *__restrict__ w, int rows, int cols, const float 
 	store_rows<NT>(sum, lane, r, bias, out, ostride);
 }
 
+/* The cache row (of a layer) of position @p of token @t's sequence (struct pcu_ctx). */
+__device__ __forceinline__ size_t kv_row(const uint32_t *toff, const uint32_t *tab, uint32_t block,
+					 uint32_t t, uint32_t p)
+{
+	return (size_t)tab[toff[t] + p / block] * block + p % block;
+}
+
 /*
  * Block (t, h): head h of token t. Q heads first, then K heads, then V
  * heads: q and k RMS-normed per head when the model says (qwen3), rotated
  * (RoPE, angles @cs of the token), and K and V stored as fp16 in the cache
- * at the token's position. blockDim.x = head_dim.
+ * at the token's position (@pos, in its sequence's blocks). blockDim.x =
+ * head_dim.
  */
 __global__ void k_qkv_rope(float *q, const float *k, const float *v, const float *cs,
 			   const float *qn, const float *kn, __half *kc, __half *vc,
-			   struct pcu_config c, uint32_t pos0, float eps)
+			   struct pcu_config c, const uint32_t *pos, const uint32_t *toff,
+			   const uint32_t *tab, uint32_t block, float eps)
 {
 	__shared__ float buf[MAX_HEAD];
 	uint32_t t = blockIdx.x, h = blockIdx.y, d = threadIdx.x, hd = c.head_dim;
 	uint32_t kvd = c.n_head_kv * hd, pairs = c.n_rot / 2, nq = c.n_head;
-	size_t at = (size_t)(pos0 + t) * kvd;
+	size_t at = kv_row(toff, tab, block, t, pos[t]) * kvd;
 	const float *norm = NULL, *src;
 	float *dst = NULL, val;
 
@@ -367,21 +393,22 @@ __global__ void k_qkv_rope(float *q, const float *k, const float *v, const float
 
 /*
  * Attention, split over the context: block (t, h, z) takes head h of token
- * t0 + t (at position pos0 + t0 + t) over the cache's positions
- * z * ATT_CHUNK.. up to its own (causal), four warps each an online softmax
+ * t0 + t (at position pos[t0 + t] of its sequence) over the sequence's
+ * positions z * ATT_CHUNK.. up to its own (causal), four warps each an online softmax
  * over every fourth position, merged into the block's running max, sum of
  * exponentials and unnormalised output, written to @part for
  * k_attn_merge. A token's chunks depend on its position alone, so its
  * result does not depend on the batch it came in.
  */
 __global__ void k_attention(const float *q, const __half *kc, const __half *vc, float *part,
-			    struct pcu_config c, uint32_t pos0, uint32_t t0, uint32_t nz)
+			    struct pcu_config c, const uint32_t *pos, const uint32_t *toff,
+			    const uint32_t *tab, uint32_t block, uint32_t t0, uint32_t nz)
 {
 	__shared__ float wm[ATT_WARPS], wl[ATT_WARPS], wacc[ATT_WARPS][MAX_HEAD];
 	uint32_t t = blockIdx.x, h = blockIdx.y, z = blockIdx.z, hd = c.head_dim, per = hd / WARP;
 	uint32_t kvd = c.n_head_kv * hd, kvh = h / (c.n_head / c.n_head_kv);
 	int lane = threadIdx.x % WARP, w = threadIdx.x / WARP;
-	uint32_t last = pos0 + t0 + t, lo = z * ATT_CHUNK, hi = lo + ATT_CHUNK, p, i;
+	uint32_t last = pos[t0 + t], lo = z * ATT_CHUNK, hi = lo + ATT_CHUNK, p, i;
 	const float *qh = q + (size_t)(t0 + t) * c.n_head * hd + h * hd;
 	float qv[MAX_HEAD / WARP], acc[MAX_HEAD / WARP], m = -INFINITY, l = 0;
 	float scale = rsqrtf((float)hd), *pm = part + (((size_t)t * c.n_head + h) * nz + z) * (hd + 2);
@@ -395,7 +422,8 @@ __global__ void k_attention(const float *q, const __half *kc, const __half *vc, 
 		acc[i] = 0;
 	}
 	for (p = lo + w; p < hi; p += ATT_WARPS) {
-		const __half *kr = kc + (size_t)p * kvd + kvh * hd, *vr = vc + (size_t)p * kvd + kvh * hd;
+		size_t row = kv_row(toff, tab, block, t0 + t, p) * kvd + kvh * hd;
+		const __half *kr = kc + row, *vr = vc + row;
 		float s = 0, mn, corr, e;
 
 #pragma unroll
@@ -448,11 +476,11 @@ __global__ void k_attention(const float *q, const __half *kc, const __half *vc, 
 }
 
 /* Block (t, h), a thread per dimension: token t0 + t's chunks of head h merged into @out. */
-__global__ void k_attn_merge(const float *part, float *out, struct pcu_config c, uint32_t pos0,
-			     uint32_t t0, uint32_t nz)
+__global__ void k_attn_merge(const float *part, float *out, struct pcu_config c,
+			     const uint32_t *pos, uint32_t t0, uint32_t nz)
 {
 	uint32_t t = blockIdx.x, h = blockIdx.y, d = threadIdx.x, hd = c.head_dim, z;
-	uint32_t chunks = (pos0 + t0 + t) / ATT_CHUNK + 1;
+	uint32_t chunks = pos[t0 + t] / ATT_CHUNK + 1;
 	const float *pm = part + ((size_t)t * c.n_head + h) * nz * (hd + 2);
 	float M = -INFINITY, L = 0, o = 0;
 
@@ -610,7 +638,7 @@ static void matmul(struct pcu_ctx *c, const struct dmat *w, const float *x, cons
 	size_t cols = w->cols;
 	uint32_t t = 0;
 
-	if (!ex && n >= PCU_GEMM_MIN && c->m->blas_h && w->type != PCU_F32 &&
+	if (!ex && !c->invariant && n >= PCU_GEMM_MIN && c->m->blas_h && w->type != PCU_F32 &&
 	    (w->type == PCU_F16 || w->rows * w->cols <= c->m->wh_elems)) {
 		matmul_blas(c, w, x, bias, n, out);
 		return;
@@ -850,24 +878,41 @@ out:
 }
 
 /*
- * Queue streamed layer @d into its slot on the copy stream, once the slot
+ * Queue streamed layer @li into its slot on the copy stream, once the slot
  * is free: each matrix through the one staging buffer (the copy stream
- * runs each copy and its packing before the next copy).
+ * runs each copy and its packing before the next copy). A layer from the
+ * drive is fetched first, and given back once its copies ran.
  */
-static cudaError_t prefetch(struct pcu_model *m, const struct dlayer *d)
+static int prefetch(struct pcu_model *m, uint32_t li, char *err, size_t en)
 {
+	const struct dlayer *d = &m->layers[li];
 	struct slot *sl = &m->slots[d->stream_ix % m->ring];
+	struct pcu_mat fetched[N_MATS];
+	const struct pcu_mat *src = d->src;
 	uint64_t packed = 0;
-	cudaError_t e = cudaStreamWaitEvent(m->copy, sl->done, 0);
+	cudaError_t e;
 
+	if (d->from_drive) {
+		if (m->fetch(m->arg, li, fetched, err, en))
+			return -1;
+		src = fetched;
+	}
+	e = cudaStreamWaitEvent(m->copy, sl->done, 0);
 	sl->view = *d;
 	for (int j = 0; j < N_MATS && e == cudaSuccess; j++) {
-		const struct pcu_mat *s = &d->src[j];
-
-		e = stage_mat(&mats(&sl->view)[j], s, m->stage, sl->packed + packed, m->copy);
-		packed += pcu_slot_room(s->type, s->rows, s->cols);
+		e = stage_mat(&mats(&sl->view)[j], &src[j], m->stage, sl->packed + packed, m->copy);
+		packed += pcu_slot_room(src[j].type, src[j].rows, src[j].cols);
 	}
-	return e == cudaSuccess ? cudaEventRecord(sl->ready, m->copy) : e;
+	if (e == cudaSuccess)
+		e = cudaEventRecord(sl->ready, m->copy);
+	if (d->from_drive) {	/* its host pages go back to the drive's ring */
+		if (e == cudaSuccess)
+			e = cudaEventSynchronize(sl->ready);
+		m->done(m->arg, li);
+	}
+	if (e != cudaSuccess)
+		return fail(err, en, "CUDA: copying a streamed layer: %s", cudaGetErrorString(e));
+	return 0;
 }
 
 /*
@@ -907,6 +952,9 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	}
 	m->cfg = *cf;
 	m->n_layers = dsc->n_layers;
+	m->fetch = dsc->fetch;
+	m->done = dsc->done;
+	m->arg = dsc->arg;
 	m->layers = (struct dlayer *)calloc(dsc->n_layers ? dsc->n_layers : 1, sizeof(*m->layers));
 	m->srcs = (struct pcu_mat *)calloc((size_t)(dsc->n_layers ? dsc->n_layers : 1) * N_MATS,
 					   sizeof(*m->srcs));
@@ -935,6 +983,12 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 			memcpy(&m->srcs[(size_t)i * N_MATS], ms, N_MATS * sizeof(*ms));
 			m->layers[i].src = &m->srcs[(size_t)i * N_MATS];
 			m->layers[i].stream_ix = (int)m->n_streamed++;
+			m->layers[i].from_drive = s->streamed == PCU_FROM_DRIVE;
+			if (m->layers[i].from_drive && (!dsc->fetch || !dsc->done)) {
+				fail(err, en, "CUDA: GPU layer %u is read from the drive, and there is no fetch()",
+				     i);
+				goto out;
+			}
 			continue;
 		}
 		for (int j = 0; j < N_MATS; j++)
@@ -1024,12 +1078,13 @@ static void ctx_free(struct pcu_ctx *c)
 	cudaFree(c->kc); cudaFree(c->vc); cudaFree(c->x); cudaFree(c->xb); cudaFree(c->q);
 	cudaFree(c->k); cudaFree(c->v); cudaFree(c->out); cudaFree(c->hb); cudaFree(c->hb2);
 	cudaFree(c->tmp); cudaFree(c->cs); cudaFree(c->logits); cudaFree(c->aq); cudaFree(c->ads);
-	cudaFree(c->xh); cudaFree(c->part);
+	cudaFree(c->xh); cudaFree(c->part); cudaFree(c->pos); cudaFree(c->toff); cudaFree(c->tab);
+	free(c->hseen); free(c->hlen); free(c->hix); free(c->htoff); free(c->htab);
 	free(c);
 }
 
-static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx, uint32_t max_batch,
-		      char *err, size_t en)
+static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
+		      uint32_t n_blocks, uint32_t block, uint32_t max_batch, char *err, size_t en)
 {
 	const struct pcu_config *f = &m->cfg;
 	struct pcu_ctx *c = (struct pcu_ctx *)calloc(1, sizeof(*c));
@@ -1039,11 +1094,31 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 	*out = NULL;
 	if (!c)
 		return fail(err, en, "out of memory");
-	pcu_ctx_bytes(f, m->n_layers, n_ctx, max_batch, m->has_output, b);
+	if (!n_ctx || !n_blocks || !block || !max_batch) {
+		free(c);
+		return fail(err, en, "CUDA: a context of %u positions in %u blocks of %u, batches of %u",
+			    n_ctx, n_blocks, block, max_batch);
+	}
+	pcu_ctx_bytes(f, m->n_layers, n_ctx, n_blocks, block, max_batch, m->has_output, b);
 	c->m = m;
 	c->n_ctx = n_ctx;
+	c->n_blocks = n_blocks;
+	c->block = block;
 	c->max_batch = max_batch;
 	c->widest = b[PCU_BUF_AQ] / max_batch;
+	c->tab_cap = b[PCU_BUF_TAB] / 4;
+	c->hseen = (const uint32_t **)calloc(max_batch, sizeof(*c->hseen));
+	c->hlen = (uint32_t *)calloc(max_batch, sizeof(uint32_t));
+	c->hix = (uint32_t *)calloc(max_batch, sizeof(uint32_t));
+	c->htoff = (uint32_t *)calloc(max_batch, sizeof(uint32_t));
+	c->htab = (uint32_t *)calloc(c->tab_cap, sizeof(uint32_t));
+	if (!c->hseen || !c->hlen || !c->hix || !c->htoff || !c->htab) {
+		fail(err, en, "out of memory");
+		goto out;
+	}
+	CK(cudaMalloc(&c->pos, b[PCU_BUF_POS]), "cudaMalloc");
+	CK(cudaMalloc(&c->toff, b[PCU_BUF_TOFF]), "cudaMalloc");
+	CK(cudaMalloc(&c->tab, b[PCU_BUF_TAB]), "cudaMalloc");
 	CK(cudaMalloc(&c->kc, b[PCU_BUF_KC]), "cudaMalloc (the KV cache)");
 	CK(cudaMalloc(&c->vc, b[PCU_BUF_VC]), "cudaMalloc (the KV cache)");
 	CK(cudaMalloc(&c->x, b[PCU_BUF_X]), "cudaMalloc");
@@ -1072,13 +1147,18 @@ out:
 	return ret;
 }
 
-/* Layer @li (its weights @d) over @n tokens whose residual stream is c->x. */
-static void layer(struct pcu_ctx *c, const struct dlayer *d, uint32_t li, uint32_t n, uint32_t pos0)
+/*
+ * Layer @li (its weights @d) over @n tokens at positions @pos (host; on the
+ * device with their tables: put_tables()) whose residual stream is c->x.
+ */
+static void layer(struct pcu_ctx *c, const struct dlayer *d, uint32_t li, uint32_t n,
+		  const uint32_t *pos)
 {
 	const struct pcu_model *m = c->m;
 	const struct pcu_config *f = &m->cfg;
 	size_t E = f->n_embd, F = f->n_ff, qd = (size_t)f->n_head * f->head_dim;
-	size_t kvd = (size_t)f->n_head_kv * f->head_dim, at = (size_t)li * c->n_ctx * kvd;
+	size_t kvd = (size_t)f->n_head_kv * f->head_dim;
+	size_t at = (size_t)li * c->n_blocks * c->block * kvd;
 	cudaStream_t st = m->stream;
 
 	k_rmsnorm<<<n, 256, 0, st>>>(c->x, d->attn_norm, c->xb, (int)E, f->rms_eps);
@@ -1087,15 +1167,17 @@ static void layer(struct pcu_ctx *c, const struct dlayer *d, uint32_t li, uint32
 	matmul(c, &d->wk, c->xb, d->bk, n, c->k);
 	matmul(c, &d->wv, c->xb, d->bv, n, c->v);
 	k_qkv_rope<<<dim3(n, f->n_head + 2 * f->n_head_kv), f->head_dim, 0, st>>>(
-		c->q, c->k, c->v, c->cs, d->q_norm, d->k_norm, c->kc + at, c->vc + at, *f, pos0,
-		f->rms_eps);
+		c->q, c->k, c->v, c->cs, d->q_norm, d->k_norm, c->kc + at, c->vc + at, *f, c->pos,
+		c->toff, c->tab, c->block, f->rms_eps);
 	for (uint32_t t0 = 0; t0 < n; t0 += ATT_TOKENS) {
-		uint32_t nt = n - t0 < ATT_TOKENS ? n - t0 : ATT_TOKENS;
-		uint32_t nz = (pos0 + t0 + nt - 1) / ATT_CHUNK + 1;	/* the last token's chunks */
+		uint32_t nt = n - t0 < ATT_TOKENS ? n - t0 : ATT_TOKENS, nz = 0;
 
+		for (uint32_t t = t0; t < t0 + nt; t++)	/* the most chunks of a token */
+			nz = pos[t] / ATT_CHUNK + 1 > nz ? pos[t] / ATT_CHUNK + 1 : nz;
 		k_attention<<<dim3(nt, f->n_head, nz), ATT_WARPS * WARP, 0, st>>>(
-			c->q, c->kc + at, c->vc + at, c->part, *f, pos0, t0, nz);
-		k_attn_merge<<<dim3(nt, f->n_head), f->head_dim, 0, st>>>(c->part, c->out, *f, pos0,
+			c->q, c->kc + at, c->vc + at, c->part, *f, c->pos, c->toff, c->tab, c->block,
+			t0, nz);
+		k_attn_merge<<<dim3(nt, f->n_head), f->head_dim, 0, st>>>(c->part, c->out, *f, c->pos,
 									  t0, nz);
 	}
 	quantize(c, c->out, n, qd);
@@ -1131,8 +1213,58 @@ out:
 	return ret;
 }
 
-static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const float *rope_cs,
-		  uint32_t flags, char *err, size_t en)
+/*
+ * The call's @n tokens' positions @pos and block tables @tabs to the
+ * device: each distinct table once, its entries up to its last token's
+ * block, and each token its table's offset; an error for a position past
+ * the context or a block past the cache.
+ */
+static int put_tables(struct pcu_ctx *c, uint32_t n, const uint32_t *pos,
+		      const uint32_t *const *tabs, char *err, size_t en)
+{
+	cudaStream_t st = c->m->stream;
+	uint32_t t, d, nd = 0, used = 0, i;
+	int ret = -1;
+
+	for (t = 0; t < n; t++) {
+		if (pos[t] >= c->n_ctx)
+			return fail(err, en, "CUDA: a token at position %u: past the context of %u",
+				    pos[t], c->n_ctx);
+		for (d = 0; d < nd && c->hseen[d] != tabs[t]; d++)
+			;
+		if (d == nd) {
+			c->hseen[nd] = tabs[t];
+			c->hlen[nd++] = 0;
+		}
+		c->hlen[d] = pos[t] / c->block + 1 > c->hlen[d] ? pos[t] / c->block + 1 : c->hlen[d];
+		c->hix[t] = d;
+	}
+	for (d = 0; d < nd; d++) {	/* at most max_batch tables of n_ctx / block + 1: tab_cap */
+		uint32_t len = c->hlen[d];
+
+		for (i = 0; i < len; i++) {
+			if (c->hseen[d][i] >= c->n_blocks)
+				return fail(err, en, "CUDA: block %u in a sequence's table: past the cache's %u blocks",
+					    c->hseen[d][i], c->n_blocks);
+			c->htab[used + i] = c->hseen[d][i];
+		}
+		c->hlen[d] = used;	/* from here on: the table's offset in tab */
+		used += len;
+	}
+	for (t = 0; t < n; t++)
+		c->htoff[t] = c->hlen[c->hix[t]];
+	CK(cudaMemcpyAsync(c->pos, pos, n * 4, cudaMemcpyHostToDevice, st), "copy the positions");
+	CK(cudaMemcpyAsync(c->toff, c->htoff, n * 4, cudaMemcpyHostToDevice, st), "copy the tables");
+	CK(cudaMemcpyAsync(c->tab, c->htab, (size_t)used * 4, cudaMemcpyHostToDevice, st),
+	   "copy the tables");
+	ret = 0;
+out:
+	return ret;
+}
+
+static int layers(struct pcu_ctx *c, float *x, uint32_t n, const uint32_t *pos,
+		  const uint32_t *const *tabs, const float *rope_cs, uint32_t flags, char *err,
+		  size_t en)
 {
 	const struct pcu_config *f = &c->m->cfg;
 	cudaStream_t st = c->m->stream;
@@ -1140,11 +1272,13 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const 
 	uint32_t li, nx, ahead;
 	int ret = -1;
 
-	if (n > c->max_batch || pos0 > c->n_ctx || n > c->n_ctx - pos0)
-		return fail(err, en, "CUDA: %u tokens at position %u: past the batch of %u or the context of %u",
-			    n, pos0, c->max_batch, c->n_ctx);
+	if (!n || n > c->max_batch)
+		return fail(err, en, "CUDA: %u tokens: not 1 to the batch of %u", n, c->max_batch);
 	c->exact = flags & PCU_EXACT;
+	c->invariant = flags & PCU_INVARIANT;
 	c->blas_status = CUBLAS_STATUS_SUCCESS;
+	if (put_tables(c, n, pos, tabs, err, en))
+		return -1;
 	CK(cudaMemcpyAsync(c->x, x, n * E * 4, cudaMemcpyHostToDevice, st), "copy the activations");
 	CK(cudaMemcpyAsync(c->cs, rope_cs, (size_t)n * f->n_rot * 4, cudaMemcpyHostToDevice, st),
 	   "copy the RoPE angles");
@@ -1154,23 +1288,25 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const 
 	 * layers ahead; the compute stream waits for the slot's layer.
 	 */
 	for (li = 0, ahead = 0; li < c->m->n_layers && ahead < c->m->ring; li++)
-		if (c->m->layers[li].stream_ix >= 0 && ahead++ < c->m->ring)
-			CK(prefetch(c->m, &c->m->layers[li]), "copying a streamed layer");
+		if (c->m->layers[li].stream_ix >= 0 && ahead++ < c->m->ring &&
+		    prefetch(c->m, li, err, en))
+			return -1;
 	for (li = 0; li < c->m->n_layers; li++) {
 		const struct dlayer *d = &c->m->layers[li];
 		struct slot *sl;
 
 		if (d->stream_ix < 0) {
-			layer(c, d, li, n, pos0);
+			layer(c, d, li, n, pos);
 			continue;
 		}
 		sl = &c->m->slots[d->stream_ix % c->m->ring];
 		CK(cudaStreamWaitEvent(st, sl->ready, 0), "waiting for a streamed layer");
-		layer(c, &sl->view, li, n, pos0);
+		layer(c, &sl->view, li, n, pos);
 		CK(cudaEventRecord(sl->done, st), "cudaEventRecord");
 		for (nx = li + 1; nx < c->m->n_layers; nx++)	/* the layer ring places later */
 			if (c->m->layers[nx].stream_ix == d->stream_ix + (int)c->m->ring) {
-				CK(prefetch(c->m, &c->m->layers[nx]), "copying a streamed layer");
+				if (prefetch(c->m, nx, err, en))
+					return -1;
 				break;
 			}
 	}
@@ -1191,6 +1327,7 @@ static int logits(struct pcu_ctx *c, const float *x, uint32_t k, float *lg, uint
 		return fail(err, en, "CUDA: %u rows of logits: no output layer on the GPU, or more than %u",
 			    k, PCU_LOGIT_ROWS);
 	c->exact = flags & PCU_EXACT;
+	c->invariant = flags & PCU_INVARIANT;
 	c->blas_status = CUBLAS_STATUS_SUCCESS;
 	CK(cudaMemcpyAsync(c->x, x, k * E * 4, cudaMemcpyHostToDevice, st), "copy the activations");
 	k_rmsnorm<<<k, 256, 0, st>>>(c->x, m->output_norm, c->xb, (int)E, m->cfg.rms_eps);

@@ -18,6 +18,7 @@
 #include "cuda/cuda_api.h"
 #include "format/gguf.h"
 #include "format/ggml_types.h"
+#include "placement.h"
 #include "session.h"
 
 struct llm_gpu {
@@ -57,15 +58,21 @@ static struct pcu_config pcu_cfg(const struct llm_config *c)
 	};
 }
 
-/* The device bytes of a session: every buffer the backend's ctx_create() may allocate. */
+/*
+ * The device bytes of a session: every buffer the backend's ctx_create() may
+ * allocate, for one sequence's own cache of @n_ctx, or (@seqs > 0) a
+ * server's of @seqs such in blocks.
+ */
 static uint64_t session_bytes(const struct llm_config *c, uint32_t layers, uint32_t n_ctx,
-			      bool output)
+			      uint32_t seqs, bool output)
 {
 	struct pcu_config f = pcu_cfg(c);
+	uint32_t block = seqs ? LLM_KV_BLOCK : n_ctx;
+	uint32_t n_blocks = seqs ? seqs * ((n_ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) : 1;
 	uint64_t b[PCU_N_BUFS], sum = 0;
 	int i;
 
-	pcu_ctx_bytes(&f, layers, n_ctx, LLM_BATCH, output, b);
+	pcu_ctx_bytes(&f, layers, n_ctx, n_blocks, block, LLM_BATCH, output, b);
 	for (i = 0; i < PCU_N_BUFS; i++)
 		sum += b[i];
 	return sum;
@@ -151,31 +158,33 @@ static int fit(struct llm_plan *p, const struct llm_model *m, uint64_t limit, st
 	}
 	ring += GPU_RING * p->gpu_slot;	/* the slots and the staging buffer */
 	p->gpu_output = mat_bytes(&m->output) && m->output_norm.type == GGML_TYPE_F32;
-	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_output);
+	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, p->gpu_output);
 	p->gpu_weights = lay + vec + (p->gpu_output ? out : 0);
-	if (!limit || p->gpu_weights + p->gpu_session <= limit)
+	if (!p->gpu_drive && (!limit || p->gpu_weights + p->gpu_session <= limit))
 		return 0;
-	if (p->gpu_output && lay + vec + session_bytes(c, p->gpu_layers, p->n_ctx, false) <= limit) {
+	if (!p->gpu_drive && p->gpu_output &&
+	    lay + vec + session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false) <= limit) {
 		p->gpu_output = false;
-		p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, false);
+		p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false);
 		p->gpu_weights = lay + vec;
 		return 0;
 	}
 	/*
 	 * Stream the last layers, the output layer on the CPU (its bytes would
 	 * make more layers stream, and a streamed layer costs a copy per call):
-	 * keep the first k resident, the most that fit beside the ring.
+	 * keep the first k resident, the most that fit beside the ring, never
+	 * one the host streams from the drive (it is not in memory to upload).
 	 */
 	p->gpu_output = false;
-	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, false);
+	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false);
 	fixed = vec + p->gpu_session + ring;
-	if (fixed > limit)
+	if (limit && fixed > limit)
 		return pinfer_fail(err, ENOMEM, "-ngl %" PRIu32 ": %.1f MiB of GPU memory hold not even the KV cache, buffers, norms and a ring of %d slots of %.1f MiB for streamed layers (%.1f MiB); lower -ngl or --ctx, or raise --gpu-mem",
 				   p->gpu_layers, limit / 1048576.0, GPU_RING, p->gpu_slot / 1048576.0,
 				   fixed / 1048576.0);
-	for (k = 0, lay = 0; k < p->gpu_layers; k++) {
+	for (k = 0, lay = 0; k < p->gpu_layers - p->gpu_drive; k++) {
 		layer_bytes(m, first + k, &mats, &vecs, &slot, &stage);
-		if (fixed + lay + mats > limit)
+		if (limit && fixed + lay + mats > limit)
 			break;
 		lay += mats;
 	}
@@ -189,14 +198,16 @@ static int fit(struct llm_plan *p, const struct llm_model *m, uint64_t limit, st
 	return 0;
 }
 
-int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl, uint64_t gpu_mem,
+int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm_load_opts *o,
 		 struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
-	uint32_t first, l;
+	uint32_t ngl = o->gpu_layers, first, l;
 	char name[96];
 
 	p->gpu_layers = ngl < c->n_layer ? ngl : c->n_layer;
+	p->gpu_seqs = o->gpu_seqs;
+	p->gpu_drive = 0;
 	p->gpu_output = false;
 	p->gpu_weights = p->gpu_session = p->gpu_mem = 0;
 	p->gpu_streamed = p->gpu_ring = 0;
@@ -206,9 +217,8 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl, ui
 		return pinfer_fail(err, ENOTSUP, "-ngl: mixture-of-experts layers do not run on the GPU yet (this model has %" PRIu32 " experts per layer)",
 				   c->n_expert);
 	first = c->n_layer - p->gpu_layers;
-	if (p->ring && p->n_resident < c->n_layer)
-		return pinfer_fail(err, ENOTSUP, "-ngl %" PRIu32 ": layers %" PRIu32 "-%" PRIu32 " stream from the file (the budget holds %" PRIu32 " of %" PRIu32 "); the GPU takes layers from memory, not from the drive: raise --mem or lower -ngl",
-				   ngl, p->n_resident, c->n_layer - 1, p->n_resident, c->n_layer);
+	if (p->ring && p->n_resident < c->n_layer)	/* the budget streams these from the drive */
+		p->gpu_drive = c->n_layer - (p->n_resident > first ? p->n_resident : first);
 	for (l = first; l < c->n_layer; l++) {
 		const struct llm_layer *ly = &m->layers[l];
 		const struct llm_tensor *mats[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate,
@@ -228,7 +238,7 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl, ui
 						   tensor_name(m, vecs[i], name, sizeof(name)),
 						   ggml_type_name(vecs[i]->type));
 	}
-	return fit(p, m, gpu_mem, err);
+	return fit(p, m, o->gpu_mem, err);
 }
 
 /* Open the backend: $PINFER_CUDA_LIB, or libpinfer-cuda.so beside this program, or on the path. */
@@ -294,6 +304,39 @@ static const float *vec(const struct llm_tensor *t)
 
 #define MIB 1048576.0
 
+/*
+ * The backend's fetch() and done() for a GPU layer the budget streams from
+ * the drive: the host's ring reads it (llm_stream_acquire(), in the file's
+ * layout, never packed for the CPU) and gets it back once copied.
+ */
+static int gpu_fetch(void *arg, uint32_t i, struct pcu_mat *mats, char *msg, size_t n)
+{
+	const struct llm_model *m = arg;
+	uint32_t l = m->cfg.n_layer - m->plan.gpu_layers + i;
+	const struct llm_layer *y = &m->layers[l];
+	struct pinfer_err e = { 0 };
+
+	if (llm_stream_acquire(m, l, NULL, false, &e)) {
+		snprintf(msg, n, "%s", e.msg);
+		return -1;
+	}
+	mats[0] = pcu_mat(&y->wq);
+	mats[1] = pcu_mat(&y->wk);
+	mats[2] = pcu_mat(&y->wv);
+	mats[3] = pcu_mat(&y->wo);
+	mats[4] = pcu_mat(&y->w_gate);
+	mats[5] = pcu_mat(&y->w_up);
+	mats[6] = pcu_mat(&y->w_down);
+	return 0;
+}
+
+static void gpu_done(void *arg, uint32_t i)
+{
+	const struct llm_model *m = arg;
+
+	llm_stream_release(m, m->cfg.n_layer - m->plan.gpu_layers + i);
+}
+
 int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
@@ -336,7 +379,8 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 			.attn_norm = vec(&y->attn_norm), .ffn_norm = vec(&y->ffn_norm),
 			.q_norm = vec(&y->q_norm), .k_norm = vec(&y->k_norm),
 			.bq = vec(&y->bq), .bk = vec(&y->bk), .bv = vec(&y->bv),
-			.streamed = i >= p->gpu_layers - p->gpu_streamed,
+			.streamed = i < p->gpu_layers - p->gpu_streamed ? PCU_RESIDENT :
+				    i < p->gpu_layers - p->gpu_drive ? PCU_FROM_HOST : PCU_FROM_DRIVE,
 		};
 	}
 	out = pcu_mat(&m->output);
@@ -346,7 +390,7 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 		.output = p->gpu_output ? &out : NULL,
 		.output_norm = p->gpu_output ? m->output_norm.data : NULL,
 		.host_base = pinfer_region_ptr(m->region), .host_bytes = p->region,
-		.ring = p->gpu_ring,
+		.ring = p->gpu_ring, .fetch = gpu_fetch, .done = gpu_done, .arg = m,
 	};
 	ret = g->api->model_create(&g->pm, &d, msg, sizeof(msg));
 	free(ls);
@@ -364,19 +408,25 @@ void llm_gpu_free(struct llm_gpu *g)
 	free(g);
 }
 
+const char *llm_gpu_name(const struct llm_model *m)
+{
+	return m->gpu ? m->gpu->dev.name : "none";
+}
+
 bool llm_gpu_layer(const struct llm_model *m, uint32_t l)
 {
 	return l >= m->cfg.n_layer - m->plan.gpu_layers;
 }
 
-int llm_gpu_session(struct llm_session *s, struct pinfer_err *err)
+int llm_gpu_session(struct llm_session *s, uint32_t n_blocks, struct pinfer_err *err)
 {
 	const struct llm_gpu *g = s->m->gpu;
 	char msg[256];
 
 	if (!g || !g->pm)
 		return 0;
-	if (g->api->ctx_create(&s->gpu, g->pm, s->n_ctx, LLM_BATCH, msg, sizeof(msg)))
+	if (g->api->ctx_create(&s->gpu, g->pm, s->n_ctx, n_blocks, s->kv_block, LLM_BATCH, msg,
+			       sizeof(msg)))
 		return pinfer_fail(err, ENOMEM, "session on the GPU: %s", msg);
 	return 0;
 }
@@ -397,9 +447,10 @@ int llm_gpu_layers(struct llm_session *s, size_t n, struct pinfer_err *err)
 
 	for (i = 0; i < n; i += nb) {
 		nb = n - i < LLM_BATCH ? n - i : LLM_BATCH;
-		if (g->api->layers(s->gpu, s->x + i * c->n_embd, (uint32_t)nb, s->tpos[i],
-				   s->rope_cs + i * c->n_rot, s->exact ? PCU_EXACT : 0, msg,
-				   sizeof(msg)))
+		if (g->api->layers(s->gpu, s->x + i * c->n_embd, (uint32_t)nb, s->tpos + i,
+				   s->ttab + i, s->rope_cs + i * c->n_rot,
+				   (s->exact ? PCU_EXACT : 0) | (s->invariant ? PCU_INVARIANT : 0),
+				   msg, sizeof(msg)))
 			return pinfer_fail(err, EIO, "GPU layers: %s", msg);
 	}
 	return 0;
@@ -415,7 +466,8 @@ int llm_gpu_logits(struct llm_session *s, const float *x, size_t k, float *logit
 	for (i = 0; i < k; i += nb) {
 		nb = k - i < PCU_LOGIT_ROWS ? k - i : PCU_LOGIT_ROWS;
 		if (g->api->logits(s->gpu, x + i * E, (uint32_t)nb, logits + i * V,
-				   s->exact ? PCU_EXACT : 0, msg, sizeof(msg)))
+				   (s->exact ? PCU_EXACT : 0) | (s->invariant ? PCU_INVARIANT : 0),
+				   msg, sizeof(msg)))
 			return pinfer_fail(err, EIO, "GPU output layer: %s", msg);
 	}
 	return 0;

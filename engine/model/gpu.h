@@ -19,14 +19,14 @@ struct llm_session;
 struct pcu_device;
 
 /*
- * The GPU part of @p for @ngl layers of @m (p->n_ctx set) within @gpu_mem
- * bytes of device memory (0: no limit known; loading uses the device's
- * free memory, or less): gpu_layers, gpu_output, how many stream, the
- * device bytes; an error naming the tensor when a type has no GPU kernel,
- * when the model's layout cannot go there yet, or when not even the ring
- * fits.
+ * The GPU part of @p for @o's gpu_layers layers of @m (p->n_ctx set), its
+ * KV cache for gpu_seqs sequences, within gpu_mem bytes of device memory
+ * (0: no limit known; loading uses the device's free memory, or less):
+ * gpu_layers, gpu_output, how many stream, the device bytes; an error
+ * naming the tensor when a type has no GPU kernel, when the model's layout
+ * cannot go there yet, or when not even the ring fits.
  */
-int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, uint32_t ngl, uint64_t gpu_mem,
+int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm_load_opts *o,
 		 struct pinfer_err *err);
 
 /*
@@ -39,14 +39,20 @@ int llm_gpu_probe(struct pcu_device *dev, struct pinfer_err *err);
 int llm_gpu_start(struct llm_model *m, struct pinfer_err *err);
 void llm_gpu_free(struct llm_gpu *g);
 
+/* The name of the GPU @m's layers run on (loaded with GPU layers). */
+const char *llm_gpu_name(const struct llm_model *m);
+
 /* True for the layers the GPU runs (their weights are not packed for the CPU). */
 bool llm_gpu_layer(const struct llm_model *m, uint32_t l);
 
-/* The session's KV cache and buffers on the GPU. */
-int llm_gpu_session(struct llm_session *s, struct pinfer_err *err);
+/*
+ * The session's KV cache and buffers on the GPU: @n_blocks blocks of
+ * s->kv_block positions, as its cache on the CPU (its own: one block).
+ */
+int llm_gpu_session(struct llm_session *s, uint32_t n_blocks, struct pinfer_err *err);
 void llm_gpu_session_free(struct llm_session *s);
 
-/* The GPU's layers over the call's @n tokens (s->x, s->tpos, s->rope_cs). */
+/* The GPU's layers over the call's @n tokens (s->x, s->tpos, s->ttab, s->rope_cs). */
 int llm_gpu_layers(struct llm_session *s, size_t n, struct pinfer_err *err);
 
 /* The output layer of @k rows @x ([k][n_embd]) into @logits, on the GPU. */

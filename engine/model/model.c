@@ -501,7 +501,7 @@ static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_p
 
 	int ret = llm_plan_make(m, o, llm_session_bytes(c, n_ctx, threads), p, lay, err);
 
-	return ret ? ret : llm_gpu_plan(p, m, o->gpu_layers, o->gpu_mem, err);
+	return ret ? ret : llm_gpu_plan(p, m, o, err);
 }
 
 int llm_model_plan(struct llm_plan *out, const char *path,

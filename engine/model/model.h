@@ -111,9 +111,12 @@ struct llm_plan {
 	 * session gpu_session more. When they do not fit, the last
 	 * gpu_streamed of them stay in host memory and are copied through a
 	 * ring of gpu_ring slots of gpu_slot bytes on the device each time
-	 * they run (gpu_stream_bytes per call).
+	 * they run (gpu_stream_bytes per call); the last gpu_drive of those
+	 * are the layers the budget streams from the drive (ring), read into
+	 * the host's ring and copied on from there. gpu_seqs > 0: the session
+	 * is a server's, its KV cache gpu_seqs contexts of n_ctx in blocks.
 	 */
-	uint32_t gpu_layers;
+	uint32_t gpu_layers, gpu_seqs, gpu_drive;
 	bool gpu_output;
 	uint64_t gpu_weights, gpu_session, gpu_mem;
 	uint32_t gpu_streamed, gpu_ring;
@@ -164,6 +167,9 @@ struct llm_load_opts {
 	uint32_t gpu_layers;	/* run the last this many layers (and the output
 				   layer) on the GPU: -ngl; 0: none */
 	uint64_t gpu_mem;	/* GPU memory to use at most (--gpu-mem); 0: what is free */
+	uint32_t gpu_seqs;	/* sequences whose KV caches the GPU holds at once, in
+				   a paged cache of blocks (pinfer serve's
+				   --parallel, each of n_ctx); 0: one session's own */
 };
 
 /* Load @path; on error a message naming the file and the problem. */

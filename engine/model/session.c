@@ -215,7 +215,7 @@ int llm_session_create_kv(struct llm_session **out, const struct llm_model *m,
 	s->own_kv = true;
 	if (allocate(out, s, err))
 		return -ENOMEM;
-	if (llm_gpu_session(*out, err)) {
+	if (llm_gpu_session(*out, 1, err)) {
 		llm_session_free(*out);
 		*out = NULL;
 		return -ENOMEM;
@@ -231,15 +231,20 @@ int llm_session_create_paged(struct llm_session **out, const struct llm_model *m
 	struct llm_session *s;
 
 	*out = NULL;
-	if (m->plan.gpu_layers)
-		return pinfer_fail(err, ENOTSUP, "-ngl: the paged KV cache (pinfer serve) does not run on the GPU yet");
 	s = session_new(m, n_ctx, LLM_KV_F16, pool);
 	if (!s)
 		return pinfer_fail(err, ENOMEM, "session: out of memory");
 	s->kv_block = LLM_KV_BLOCK;
 	s->kcache = kv;
 	s->vcache = (uint8_t *)kv + (size_t)n_blocks * (llm_kv_block_bytes(c) / 2);
-	return allocate(out, s, err);
+	if (allocate(out, s, err))
+		return -ENOMEM;
+	if (llm_gpu_session(*out, n_blocks, err)) {	/* the GPU layers' blocks, numbered alike */
+		llm_session_free(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 size_t llm_kv_block_bytes(const struct llm_config *c)

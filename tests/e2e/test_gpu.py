@@ -3,7 +3,7 @@
 checks are tests/gpu/run.sh):
 
 - the CUDA backend is built whenever nvcc is there (a compile failure fails
-  `make`), exports its table of operations with this ABI (2), and, loaded with
+  `make`), exports its table of operations with this ABI (3), and, loaded with
   ctypes, sizes each matrix as the device layout of Documentation/cuda.md
   says (computed here from the table, independently of blocks.h), and its
   probe says why there is no GPU instead of failing;
@@ -16,8 +16,11 @@ checks are tests/gpu/run.sh):
   (computed here from the file's tensors), from all resident down to a
   limit that holds not even the ring (exit 1);
 - failures: no GPU (exit 1, the reason), no backend or a library that is
-  not one, a mixture-of-experts model, layers that would stream, a tensor
-  type without a GPU kernel, bad numbers (exit 2); nothing crashes;
+  not one, a mixture-of-experts model, a tensor type without a GPU kernel,
+  bad numbers (exit 2); nothing crashes;
+- layers the budget streams from the drive: the GPU streams them through
+  its ring from the host's (the others stay resident there), the output
+  layer on the CPU;
 - -ngl 0 answers exactly as without it.
 """
 import ctypes
@@ -85,7 +88,7 @@ def test_library():
     fn = lib.pinfer_cuda_api
     fn.restype = ctypes.POINTER(Api)
     api = fn().contents
-    ok(api.abi == 2, f"pinfer_cuda_api(): ABI {api.abi}")
+    ok(api.abi == 3, f"pinfer_cuda_api(): ABI {api.abi}")
     bad = []
     for name, (e, qb, mb) in LAYOUT.items():
         for rows, cols in ((1, e), (576, 1536), (49152, 576 if e == 32 else 512)):
@@ -168,7 +171,8 @@ def test_plan(have_gpu):
         wide = max(n_embd, n_head * hd, n_ff)
         sess = (4 * want * 1024 * kvd + 6 + B * 4 * (2 * n_embd + wide + 2 * n_head * hd + 2 * kvd
                                                  + 2 * n_ff + hd) + B * wide + B * wide // 32 * 8
-                + B * wide * 2 + 4 * 32 * n_head * (1024 // 128 + 1) * (hd + 2) + 32 * 4 * vocab)
+                + B * wide * 2 + 4 * 32 * n_head * (1024 // 128 + 1) * (hd + 2) + 32 * 4 * vocab
+                + 8 * B + 4 * B * (1024 // 1024 + 1))   # positions, tables' offsets, tables
         ok(abs(float(kv.group(1)) - sess / MIB) < 0.051,
            f"-ngl {ngl}: KV cache (fp16, 1024 positions) and buffers {kv.group(1)} MiB")
         ok(have_gpu or "no GPU here" in p.stdout, "--plan says there is no GPU here, and why")
@@ -218,7 +222,8 @@ def test_gpu_mem():
         return (4 * n_layer * ctx * n_kv * hd + 6 + B * 4 * (2 * E + wide + 2 * n_head * hd + 2 * n_kv * hd
                                                           + 2 * F + hd)
                 + B * wide + B * wide // 32 * 8 + B * wide * 2
-                + 4 * 32 * n_head * (ctx // 128 + 1) * (hd + 2) + (32 * 4 * vocab if output else 0))
+                + 4 * 32 * n_head * (ctx // 128 + 1) * (hd + 2) + (32 * 4 * vocab if output else 0)
+                + 8 * B + 4 * B * (ctx // ctx + 1))    # positions, tables' offsets, one block's table
 
     ring = 2 * max(slots) + max(stages)
     lay, vec = sum(mats), sum(vecs) + gemm_scratch(r, 0)
@@ -296,6 +301,10 @@ def test_errors(have_gpu):
                        (["--gpu-layers"], "no value")):
         p = run("run", "-m", MODEL, "-p", "hi", *args)
         ok(p.returncode == 2 and p.stderr, f"-ngl {what}: exit 2", p.stderr)
+    for args, what in ((["-ngl", "x"], "-ngl not a number"), (["--gpu-mem", "lots"],
+                                                               "--gpu-mem not a size")):
+        p = run("serve", "-m", MODEL, "--port", "0", *args)
+        ok(p.returncode == 2 and ("--gpu" in p.stderr), f"serve {what}: exit 2", p.stderr)
 
     moe = os.path.join(TMP, "moe.gguf")
     bf16 = os.path.join(TMP, "bf16.gguf")
@@ -314,9 +323,14 @@ def test_errors(have_gpu):
            "-ngl over a BF16 matrix: exit 1, names the tensor and its type", p.stderr)
         p = run("run", "-m", bf16, "--plan", "-ngl", "0")
         ok(p.returncode == 0 and "GPU" not in p.stdout, "-ngl 0: no GPU part in the plan")
-    p = run("run", "-m", MODEL, "--plan", "--stream-layers", "2", "-ngl", "2")
-    ok(p.returncode == 1 and "stream from the file" in p.stderr and "--mem" in p.stderr,
-       "-ngl over streamed layers: exit 1, says what to change", p.stderr)
+    p = run("run", "-m", MODEL, "--plan", "--stream-layers", "2", "-ngl", "4")
+    ok(p.returncode == 0 and re.search(r"GPU layers .* layers 26-29 \(4 of 30\)", p.stdout) and
+       re.search(r"GPU streamed .* layers 28-29 copied through a ring .*, "
+                 r"layers 28-29 read from the drive first", p.stdout)
+       and not re.search(r"GPU layers .* and the output layer", p.stdout),
+       "-ngl 4 over 2 layers streamed from the drive: 26-27 resident on the GPU, 28-29 "
+       "copied to it from the drive's ring each call, the output layer on the CPU",
+       p.stdout + p.stderr)
 
 
 def test_ngl0():

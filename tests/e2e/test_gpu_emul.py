@@ -15,6 +15,16 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
   token within 3 points of the CPU's;
 - run, chat (two turns: the GPU's KV cache kept between them) and bench
   with -ngl;
+- `serve -ngl 10` (the GPU's KV cache paged, its blocks the CPU's): a
+  greedy answer equals `run -ngl 10`'s; 4 concurrent requests each equal
+  the same request alone; a request again, its prompt's blocks now from
+  the prefix cache: the same answer;
+- layers the budget streams from the drive (--stream-layers), read into
+  the host's ring and copied on to the GPU's: the logits of every layer
+  resident bit for bit (the output layer on the CPU in both), one by one
+  and as a batch, with all of them from the drive and with some of the
+  GPU's streamed layers from memory and the rest from the drive; run with
+  them; on the ASan build too;
 - the device's memory: the backend never holds more than the plan counts;
   without --gpu-mem, the device's free memory less 5% decides at load what
   streams (the same logits, bit for bit, as --gpu-mem giving the same
@@ -23,14 +33,16 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
   that says where, nothing crashes; and again on the ASan build, where a
   leak on those paths fails too.
 """
+import http.client
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 
-from tap import BUILD, MODEL, PINFER, ROOT, end, helper, ok, skip, skip_all
+from tap import BUILD, MODEL, PINFER, ROOT, end, helper, ok, serve_port, skip, skip_all
 
 EMUL = os.path.join(BUILD, "tests", "libpinfer-cuda-emul.so")
 PY = sys.executable
@@ -131,6 +143,103 @@ def test_cli(q4k):
            text(p))
 
 
+def post(port, path, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, json.loads(data) if r.status == 200 else data
+
+
+def metric(port, name):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def start_serve(env=None):
+    """`pinfer serve -ngl 10` on SmolLM2 with the emulation: (Popen, port, its stderr lines)."""
+    e = dict(os.environ, PINFER_CUDA_LIB=EMUL, **(env or {}))
+    p = subprocess.Popen([PINFER, "serve", "-m", MODEL, "--port", "0", "--ctx", "512",
+                          "--parallel", "4", "-t", "2", "-ngl", "10"],
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=e)
+    lines = []
+    port = serve_port(p, lines)
+    threading.Thread(target=lambda: [lines.append(ln.decode(errors="replace"))
+                                     for ln in p.stderr], daemon=True).start()
+    return p, port, lines
+
+
+def chat_answer(port, q, n=24):
+    st, r = post(port, "/v1/chat/completions",
+                 {"messages": [{"role": "user", "content": q}], "max_tokens": n,
+                  "temperature": 0})
+    return r["choices"][0]["message"]["content"] if st == 200 else f"HTTP {st}: {r}"
+
+
+def test_serve():
+    q = "Name the three primary colors."
+    want = run("run", "-m", MODEL, "-ngl", "10", "-p", q, "-n", "24", "--temp", "0")
+    want = want.stdout.decode().rstrip("\n")
+    p, port, lines = start_serve()
+    try:
+        if not ok(port is not None and any("GPU (CPU emulation" in ln and "layers 20-29 and the "
+                                           "output layer" in ln for ln in lines),
+                  "serve -ngl 10: listening, layers 20-29 and the output layer on the GPU",
+                  "".join(lines)):
+            return
+        got = chat_answer(port, q)
+        ok(got == want, "serve -ngl 10: a greedy answer equals `run -ngl 10 --temp 0`'s",
+           f"{got!r}\n{want!r}")
+        qs = [f"Question {i}: what is {i} times {i + 3}? Explain." for i in range(4)]
+        alone = [chat_answer(port, x) for x in qs]
+        together = [None] * 4
+
+        def one(i):
+            together[i] = chat_answer(port, qs[i])
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        ok(together == alone and all(a and not a.startswith("HTTP") for a in alone),
+           "serve -ngl 10: 4 concurrent greedy requests each equal the same request alone",
+           "\n".join(f"{a!r} / {b!r}" for a, b in zip(alone, together)))
+        before = metric(port, "pinfer_prompt_tokens_cached_total") or 0
+        again = chat_answer(port, qs[0])
+        hit = (metric(port, "pinfer_prompt_tokens_cached_total") or 0) - before
+        ok(again == alone[0] and hit >= 16,
+           f"serve -ngl 10: a request again, {hit:.0f} of its prompt's tokens from the prefix "
+           "cache (the GPU's blocks too): the same answer", f"{again!r} / {alone[0]!r}")
+    finally:
+        p.terminate()
+        ok(p.wait(timeout=60) == 0, "serve -ngl 10: SIGTERM, exit 0", "".join(lines))
+
+    # the backend failing in a step: that request's error, the next one served
+    p, port, lines = start_serve({"PINFER_EMUL_FAIL": "layers:2"})
+    try:
+        st, body = post(port, "/v1/chat/completions",
+                        {"messages": [{"role": "user", "content": q}], "max_tokens": 24,
+                         "temperature": 0}) if port else (None, b"")
+        ok(st == 500 and b"injected" in body,
+           f"serve -ngl 10, the GPU's second step failing: HTTP {st}, the backend's message",
+           body)
+        got = chat_answer(port, q) if port else None
+        ok(got == want, "serve -ngl 10: the next request served, the same answer", repr(got))
+    finally:
+        p.terminate()
+        ok(p.wait(timeout=60) == 0, "serve -ngl 10 after the failure: SIGTERM, exit 0",
+           "".join(lines))
+    p = run("serve", "-m", MODEL, "--port", "0", "-ngl", "10",
+            env={"PINFER_EMUL_MEM": str(4 << 20)})
+    ok(p.returncode == 1 and b"hold not even" in p.stderr,
+       "serve -ngl 10 on a device of 4 MiB: exit 1, says what it needs", p.stderr)
+
+
 def plan_total(path, ngl, extra=()):
     p = run("run", "-m", path, "--plan", "-ngl", str(ngl), "-c", "256", *extra)
     m = re.search(r"GPU total\s+([0-9.]+) MiB", text(p))
@@ -143,6 +252,50 @@ def logits(path, env, mode="--all"):
     p = run(*([mode] if mode else []), path, *[str(i) for i in range(1, 101)], env=e,
             exe=helper("print_logits"))
     return p
+
+
+def compare_limit(q4k, which):
+    p = subprocess.run([PY, os.path.join(ROOT, "tests", "gpu", "compare.py"), which, q4k, "6",
+                        PINFER], capture_output=True, text=True,
+                       env=dict(os.environ, PINFER_CUDA_LIB=EMUL))
+    lim = p.stdout.strip()
+    return int(lim) if lim.isdigit() else None
+
+
+def test_drive(q4k):
+    if not q4k:
+        return
+    res, lim = compare_limit(q4k, "--resident-limit"), compare_limit(q4k, "--limit")
+    if not ok(res and lim, f"GPU memory limits: every layer resident, the output layer on the "
+              f"CPU ({res}); two layers streamed ({lim})"):
+        return
+    p = run("run", "-m", q4k, "--plan", "-ngl", "6", "-c", "256", "--stream-layers", "4")
+    ok(p.returncode == 0 and re.search(r"GPU streamed .* layers 2-5 copied through a ring .*, "
+                                       r"layers 2-5 read from the drive first", text(p)),
+       "--stream-layers 4 -ngl 6: the plan copies layers 2-5 to the GPU from the drive's ring",
+       text(p))
+    want = {m: logits(q4k, {"PINFER_GPU_MEM": str(res)}, m) for m in (None, "--all")}
+    for what, env in (("layers 2-5 from the drive", {"PINFER_STREAM_LAYERS": "4"}),
+                      ("layer 5 from the drive, the other streamed ones from memory",
+                       {"PINFER_STREAM_LAYERS": "1", "PINFER_GPU_MEM": str(lim)})):
+        got = {m: logits(q4k, env, m) for m in (None, "--all")}
+        ok(all(got[m].returncode == 0 and got[m].stdout == want[m].stdout and want[m].stdout
+               for m in got),
+           f"-ngl 6, {what}: the resident logits bit for bit, one by one and as a batch",
+           "".join(text(got[m]) for m in got))
+    asan = os.path.join(ROOT, "build", "asan", "tests")
+    if os.path.exists(os.path.join(asan, "print_logits")):
+        e = {"PINFER_STREAM_LAYERS": "1", "PINFER_GPU_MEM": str(lim), "PINFER_NGL": "6",
+             "PINFER_CTX": "256"}
+        a = run("--all", q4k, *[str(i) for i in range(1, 101)], env=e,
+                exe=os.path.join(asan, "print_logits"),
+                emul=os.path.join(asan, "libpinfer-cuda-emul.so"))
+        ok(a.returncode == 0 and a.stdout == want["--all"].stdout and b"Sanitizer" not in a.stderr,
+           "the same on the ASan build: the same bits, no report, no leak", text(a))
+    p = run("run", "-m", MODEL, "-ngl", "10", "--stream-layers", "4", "-p", "Name a color.",
+            "-n", "12", "--temp", "0")
+    ok(p.returncode == 0 and p.stdout.strip(),
+       "run -ngl 10 --stream-layers 4 on SmolLM2: an answer, exit 0", text(p))
 
 
 def test_memory(q4k):
@@ -160,12 +313,9 @@ def test_memory(q4k):
        f"{total} MiB", text(p))
 
     # a limit that streams layers, given as the device's free memory and as --gpu-mem
-    lim = subprocess.run([PY, os.path.join(ROOT, "tests", "gpu", "compare.py"), "--limit", q4k,
-                          "6", PINFER], capture_output=True, text=True,
-                         env=dict(os.environ, PINFER_CUDA_LIB=EMUL)).stdout.strip()
-    if not ok(lim.isdigit(), f"a GPU memory limit that streams two layers: {lim}"):
+    lim = compare_limit(q4k, "--limit")
+    if not ok(lim, f"a GPU memory limit that streams two layers: {lim}"):
         return
-    lim = int(lim)
     free = lim * 20 // 19 + 20     # the load's limit: the free memory less 5%
     os.remove(log)
     a = logits(q4k, {"PINFER_EMUL_MEM": str(free), "PINFER_EMUL_LOG": log})
@@ -212,7 +362,9 @@ def main():
     else:
         skip("the ASan build: build/asan missing (make SAN=1 tests)")
     test_memory(q4k)
+    test_drive(q4k)
     test_cli(q4k)
+    test_serve()
     test_perplexity()
     test_compare((("q4_k", q4k, True), ("qwen3", qwen3, False), ("qwen2", qwen2, False)))
     subprocess.run(["rm", "-rf", TMP])

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Build what tests/gpu/run.sh needs and put it in build/gpu/, to carry to a
 # machine with a GPU that has no build tools or libraries of ours: pinfer,
-# the test helper print_logits, the CUDA backend, the shared libraries they
+# the test helper print_logits, the unit test test_seqs, the CUDA backend, the shared libraries they
 # load (all but glibc's and what a CUDA machine has) and, if
 # bench/build-llama.sh cuda built it, llama.cpp's CUDA llama-bench, stripped
 # and xz-compressed (79 MB as built; the carry limit is 64 MiB). Prints the
@@ -13,9 +13,9 @@ cd "$(dirname "$0")/../.."
 out=${1:-build/gpu}
 make -s all tests cuda >&2
 rm -rf "$out" && mkdir -p "$out/lib"
-cp build/pinfer build/tests/print_logits build/libpinfer-cuda.so "$out/"
+cp build/pinfer build/tests/print_logits build/tests/test_seqs build/libpinfer-cuda.so "$out/"
 llama=build/llama.cpp/build-cuda/bin/llama-bench
-for bin in "$out"/pinfer "$out"/print_logits "$out"/libpinfer-cuda.so; do
+for bin in "$out"/pinfer "$out"/print_logits "$out"/test_seqs "$out"/libpinfer-cuda.so; do
 	ldd "$bin" | awk '$3 ~ /^\// { print $3 }'
 done | sort -u | while read -r lib; do
 	case $(basename "$lib") in

@@ -27,7 +27,9 @@ beforehand from the CPU's own figures on the same file and ids:
   layers stream it stays there: the smallest limit that streams none).
 
 Usage: compare.py PRINT_LOGITS MODEL N_LAYER [PINFER]; exit 1 if any check
-fails. compare.py --limit MODEL N_LAYER PINFER: print that GPU memory limit.
+fails. compare.py --limit MODEL N_LAYER PINFER: print that GPU memory limit;
+--resident-limit: the smallest at which every layer is resident and the
+output layer on the CPU.
 Prints one line per check. PINFER_GPU_DRY=1: every run on the CPU (to try
 the script itself on a machine without a GPU; its verdicts mean nothing).
 """
@@ -184,7 +186,7 @@ def main():
 
 
 if __name__ == "__main__":
-    if HELPER == "--limit":
-        print(streaming_limit(sys.argv[4]) or "")
+    if HELPER in ("--limit", "--resident-limit"):
+        print((streaming_limit if HELPER == "--limit" else resident_limit)(sys.argv[4]) or "")
         sys.exit(0)
     sys.exit(main())

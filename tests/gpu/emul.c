@@ -133,6 +133,7 @@ struct elayer {
 	float *attn_norm, *ffn_norm, *q_norm, *k_norm, *bq, *bk, *bv;
 	const struct pcu_mat *src;	/* streamed: its host matrices */
 	int stream_ix;
+	bool from_drive;	/* its matrices from fetch() each time */
 };
 
 struct pcu_model {
@@ -146,13 +147,20 @@ struct pcu_model {
 	int has_output;
 	struct emat output;
 	float *output_norm;
+	const uint8_t *host_base;	/* the region handed over */
+	size_t host_bytes;
+	int (*fetch)(void *, uint32_t, struct pcu_mat *, char *, size_t);
+	void (*done)(void *, uint32_t);
+	void *arg;
 };
 
 struct pcu_ctx {
 	struct pcu_model *m;
-	uint32_t n_ctx, max_batch;
-	half *kc, *vc;
+	uint32_t n_ctx, max_batch, n_blocks, block;
+	const uint32_t *pos, *const *tabs;	/* this call's */
+	half *kc, *vc;		/* [layer][n_blocks * block][kv_dim] */
 	float *x, *xb, *q, *k, *v, *out, *hb, *hb2, *tmp, *cs, *logits, *ads, *part;
+	void *dpos, *dtoff, *dtab;
 	int8_t *aq;
 	bool exact;
 };
@@ -238,10 +246,16 @@ static void matmul(struct pcu_ctx *c, const struct emat *w, const float *x, cons
 			out[t * w->rows + r] = row_dot(c, w, r, x, t) + (bias ? bias[r] : 0.0f);
 }
 
-/* Token @t's Q, K and V heads: q/k norms, RoPE, K and V into the cache at @pos. */
-static void qkv_rope(struct pcu_ctx *c, const struct elayer *d, half *kc, half *vc, uint32_t t,
-		     uint32_t pos)
+/* The cache row of position @p of token @t's sequence. */
+static size_t kv_row(const struct pcu_ctx *c, uint32_t t, uint32_t p)
 {
+	return (size_t)c->tabs[t][p / c->block] * c->block + p % c->block;
+}
+
+/* Token @t's Q, K and V heads: q/k norms, RoPE, K and V into the cache at its position. */
+static void qkv_rope(struct pcu_ctx *c, const struct elayer *d, half *kc, half *vc, uint32_t t)
+{
+	size_t row = kv_row(c, t, c->pos[t]);
 	const struct pcu_config *f = &c->m->cfg;
 	uint32_t hd = f->head_dim, kvd = f->n_head_kv * hd, pairs = f->n_rot / 2, h, i;
 	const float *cs = c->cs + (size_t)t * f->n_rot;
@@ -273,15 +287,16 @@ static void qkv_rope(struct pcu_ctx *c, const struct elayer *d, half *kc, half *
 			memcpy(src, buf, hd * sizeof(float));
 		else
 			for (i = 0; i < hd; i++)
-				kc[(size_t)pos * kvd + (h - f->n_head) * hd + i] = (half)buf[i];
+				kc[row * kvd + (h - f->n_head) * hd + i] = (half)buf[i];
 	}
 	for (i = 0; i < kvd; i++)
-		vc[(size_t)pos * kvd + i] = (half)c->v[(size_t)t * kvd + i];
+		vc[row * kvd + i] = (half)c->v[(size_t)t * kvd + i];
 }
 
-/* Token @t (at @pos) attends to the cache's positions 0..pos, head by head, into c->out. */
-static void attention(struct pcu_ctx *c, const half *kc, const half *vc, uint32_t t, uint32_t pos)
+/* Token @t attends to its sequence's positions up to its own, head by head, into c->out. */
+static void attention(struct pcu_ctx *c, const half *kc, const half *vc, uint32_t t)
 {
+	uint32_t pos = c->pos[t];
 	const struct pcu_config *f = &c->m->cfg;
 	uint32_t hd = f->head_dim, kvd = f->n_head_kv * hd, h, p, i;
 	float *sc = c->part, scale = 1.0f / sqrtf((float)hd);
@@ -292,7 +307,7 @@ static void attention(struct pcu_ctx *c, const half *kc, const half *vc, uint32_
 		uint32_t kvh = h / (f->n_head / f->n_head_kv);
 
 		for (p = 0; p <= pos; p++) {
-			const half *kr = kc + (size_t)p * kvd + kvh * hd;
+			const half *kr = kc + kv_row(c, t, p) * kvd + kvh * hd;
 			float s = 0;
 
 			for (i = 0; i < hd; i++)
@@ -302,7 +317,7 @@ static void attention(struct pcu_ctx *c, const half *kc, const half *vc, uint32_
 		}
 		memset(o, 0, hd * sizeof(float));
 		for (p = 0; p <= pos; p++) {
-			const half *vr = vc + (size_t)p * kvd + kvh * hd;
+			const half *vr = vc + kv_row(c, t, p) * kvd + kvh * hd;
 			float e = expf(sc[p] - mx);
 
 			l += e;
@@ -314,12 +329,13 @@ static void attention(struct pcu_ctx *c, const half *kc, const half *vc, uint32_
 	}
 }
 
-/* Layer @li (weights @d) over @n tokens at @pos0.., residual stream c->x. */
-static void layer(struct pcu_ctx *c, const struct elayer *d, uint32_t li, uint32_t n, uint32_t pos0)
+/* Layer @li (weights @d) over the call's @n tokens, residual stream c->x. */
+static void layer(struct pcu_ctx *c, const struct elayer *d, uint32_t li, uint32_t n)
 {
 	const struct pcu_config *f = &c->m->cfg;
 	size_t E = f->n_embd, F = f->n_ff, qd = (size_t)f->n_head * f->head_dim;
-	size_t kvd = (size_t)f->n_head_kv * f->head_dim, at = (size_t)li * c->n_ctx * kvd, i;
+	size_t kvd = (size_t)f->n_head_kv * f->head_dim, i;
+	size_t at = (size_t)li * c->n_blocks * c->block * kvd;
 	const struct emat *w = d->w;
 	uint32_t t;
 
@@ -330,9 +346,9 @@ static void layer(struct pcu_ctx *c, const struct elayer *d, uint32_t li, uint32
 	matmul(c, &w[1], c->xb, d->bk, n, c->k);
 	matmul(c, &w[2], c->xb, d->bv, n, c->v);
 	for (t = 0; t < n; t++)
-		qkv_rope(c, d, c->kc + at, c->vc + at, t, pos0 + t);
+		qkv_rope(c, d, c->kc + at, c->vc + at, t);
 	for (t = 0; t < n; t++)
-		attention(c, c->kc + at, c->vc + at, t, pos0 + t);
+		attention(c, c->kc + at, c->vc + at, t);
 	quantize(c, c->out, n, qd);
 	matmul(c, &w[3], c->out, NULL, n, c->tmp);
 	for (i = 0; i < n * E; i++)
@@ -455,18 +471,17 @@ static uint64_t raw_bytes(const struct pcu_mat *s)
 	return pcu_raw_bytes(s->type, s->rows, s->cols);
 }
 
-/* The contract: a matrix's bytes lie in the region given for registration. */
-static int in_region(const struct pcu_model_desc *dsc, const struct pcu_mat *s, const char *what,
+/* The contract: a matrix's bytes lie in the region given for registration (@lo, @n). */
+static int in_region(const void *lo_, size_t n, const struct pcu_mat *s, const char *what,
 		     uint32_t li, char *err, size_t en)
 {
-	const uint8_t *lo = dsc->host_base, *p = s->data;
+	const uint8_t *lo = lo_, *p = s->data;
 	uint64_t bytes = raw_bytes(s) ? raw_bytes(s) : mat_bytes(s->type, s->rows, s->cols);
 
-	if (!dsc->host_bytes || (p >= lo && bytes <= dsc->host_bytes &&
-				 (uint64_t)(p - lo) <= dsc->host_bytes - bytes))
+	if (!n || (p >= lo && bytes <= n && (uint64_t)(p - lo) <= n - bytes))
 		return 0;
 	return fail(err, en, "CUDA (emulated): %s of GPU layer %u (%" PRIu64 " bytes at %p) is not in the region handed over for registration (%zu bytes at %p)",
-		    what, li, bytes, s->data, dsc->host_bytes, dsc->host_base);
+		    what, li, bytes, s->data, n, lo_);
 }
 
 static int upload_mat(struct emat *d, const struct pcu_mat *s, uint8_t *scratch, const char *name,
@@ -514,6 +529,11 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	}
 	m->cfg = *cf;
 	m->n_layers = dsc->n_layers;
+	m->host_base = dsc->host_base;
+	m->host_bytes = dsc->host_bytes;
+	m->fetch = dsc->fetch;
+	m->done = dsc->done;
+	m->arg = dsc->arg;
 	m->layers = calloc(dsc->n_layers + 1, sizeof(*m->layers));
 	m->srcs = calloc((size_t)(dsc->n_layers + 1) * N_MATS, sizeof(*m->srcs));
 	if (!m->layers || !m->srcs) {
@@ -528,7 +548,8 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		for (j = 0; j < N_MATS; j++) {
 			const struct pcu_mat *ms = &(&s->wq)[j];
 
-			if (in_region(dsc, ms, names[j], i, err, en))
+			if (s->streamed != PCU_FROM_DRIVE &&
+			    in_region(dsc->host_base, dsc->host_bytes, ms, names[j], i, err, en))
 				goto out;
 			if (s->streamed) {
 				slot_raw = raw_bytes(ms) > slot_raw ? raw_bytes(ms) : slot_raw;
@@ -542,6 +563,12 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 			memcpy(&m->srcs[(size_t)i * N_MATS], &s->wq, N_MATS * sizeof(s->wq));
 			m->layers[i].src = &m->srcs[(size_t)i * N_MATS];
 			m->layers[i].stream_ix = (int)m->n_streamed++;
+			m->layers[i].from_drive = s->streamed == PCU_FROM_DRIVE;
+			if (m->layers[i].from_drive && (!dsc->fetch || !dsc->done)) {
+				fail(err, en, "CUDA: GPU layer %u is read from the drive, and there is no fetch()",
+				     i);
+				goto out;
+			}
 		}
 	}
 	if (dsc->output && raw_bytes(dsc->output) > scratch_bytes)
@@ -599,11 +626,12 @@ static void ctx_free(struct pcu_ctx *c)
 	dfree(c->kc); dfree(c->vc); dfree(c->x); dfree(c->xb); dfree(c->q); dfree(c->k);
 	dfree(c->v); dfree(c->out); dfree(c->hb); dfree(c->hb2); dfree(c->tmp); dfree(c->cs);
 	dfree(c->logits); dfree(c->aq); dfree(c->ads); dfree(c->part);
+	dfree(c->dpos); dfree(c->dtoff); dfree(c->dtab);
 	free(c);
 }
 
-static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx, uint32_t max_batch,
-		      char *err, size_t en)
+static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
+		      uint32_t n_blocks, uint32_t block, uint32_t max_batch, char *err, size_t en)
 {
 	struct pcu_ctx *c = calloc(1, sizeof(*c));
 	uint64_t b[PCU_N_BUFS];
@@ -616,9 +644,16 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 		fail(err, en, "CUDA (emulated): an error injected by PINFER_EMUL_FAIL");
 		goto out;
 	}
-	pcu_ctx_bytes(&m->cfg, m->n_layers, n_ctx, max_batch, m->has_output, b);
+	if (!n_ctx || !n_blocks || !block || !max_batch) {
+		fail(err, en, "CUDA: a context of %u positions in %u blocks of %u, batches of %u",
+		     n_ctx, n_blocks, block, max_batch);
+		goto out;
+	}
+	pcu_ctx_bytes(&m->cfg, m->n_layers, n_ctx, n_blocks, block, max_batch, m->has_output, b);
 	c->m = m;
 	c->n_ctx = n_ctx;
+	c->n_blocks = n_blocks;
+	c->block = block;
 	c->max_batch = max_batch;
 	DALLOC(c->kc, b[PCU_BUF_KC], "the KV cache");
 	DALLOC(c->vc, b[PCU_BUF_VC], "the KV cache");
@@ -634,6 +669,9 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 	DALLOC(c->cs, b[PCU_BUF_CS], "cs");
 	DALLOC(c->aq, b[PCU_BUF_AQ], "aq");
 	DALLOC(c->ads, b[PCU_BUF_ADS], "ads");
+	DALLOC(c->dpos, b[PCU_BUF_POS], "pos");	/* the backend's tables: counted, not used */
+	DALLOC(c->dtoff, b[PCU_BUF_TOFF], "toff");
+	DALLOC(c->dtab, b[PCU_BUF_TAB], "tab");
 	/* attention's parts: here a row of scores (at least as many floats) */
 	DALLOC(c->part, b[PCU_BUF_PART] > 4ull * n_ctx ? b[PCU_BUF_PART] : 4ull * n_ctx,
 	       "attention's parts");
@@ -648,34 +686,63 @@ out:
 	return ret;
 }
 
-/* Streamed layer @d into its slot: its matrices from the host, packed (prefetch()). */
-static const struct elayer *fill_slot(struct pcu_model *m, const struct elayer *d)
+/*
+ * Streamed layer @li into its slot: its matrices from the host (fetched
+ * from the drive first, and given back after), packed (prefetch()); NULL
+ * and @err when fetching fails or breaks the contract.
+ */
+static const struct elayer *fill_slot(struct pcu_model *m, uint32_t li, char *err, size_t en)
 {
+	static const char *const names[N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
+						   "ffn_gate", "ffn_up", "ffn_down" };
+	const struct elayer *d = &m->layers[li];
 	uint32_t s = (uint32_t)d->stream_ix % m->ring;
 	struct elayer *v = &m->views[s];
+	struct pcu_mat fetched[N_MATS];
+	const struct pcu_mat *src = d->src;
 	uint64_t packed = 0;
-	int j;
+	int j, bad = 0;
 
+	if (d->from_drive) {
+		if (m->fetch(m->arg, li, fetched, err, en))
+			return NULL;
+		src = fetched;
+		for (j = 0; j < N_MATS && !bad; j++)
+			bad = in_region(m->host_base, m->host_bytes, &src[j], names[j], li, err, en);
+	}
 	*v = *d;
-	for (j = 0; j < N_MATS; j++) {
-		const struct pcu_mat *ms = &d->src[j];
+	for (j = 0; j < N_MATS && !bad; j++) {
+		const struct pcu_mat *ms = &src[j];
 
 		memset(&v->w[j], 0, sizeof(v->w[j]));
 		stage_mat(&v->w[j], ms, m->stage, m->slots[s] + packed);
 		packed += pcu_slot_room(ms->type, ms->rows, ms->cols);
 	}
-	return v;
+	if (d->from_drive)
+		m->done(m->arg, li);
+	return bad ? NULL : v;
 }
 
-static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const float *rope_cs,
-		  uint32_t flags, char *err, size_t en)
+static int layers(struct pcu_ctx *c, float *x, uint32_t n, const uint32_t *pos,
+		  const uint32_t *const *tabs, const float *rope_cs, uint32_t flags, char *err,
+		  size_t en)
 {
 	const struct pcu_config *f = &c->m->cfg;
-	uint32_t li;
+	uint32_t li, t, i;
 
-	if (n > c->max_batch || pos0 > c->n_ctx || n > c->n_ctx - pos0)
-		return fail(err, en, "CUDA: %u tokens at position %u: past the batch of %u or the context of %u",
-			    n, pos0, c->max_batch, c->n_ctx);
+	if (!n || n > c->max_batch)
+		return fail(err, en, "CUDA: %u tokens: not 1 to the batch of %u", n, c->max_batch);
+	for (t = 0; t < n; t++) {	/* as put_tables() */
+		if (pos[t] >= c->n_ctx)
+			return fail(err, en, "CUDA: a token at position %u: past the context of %u",
+				    pos[t], c->n_ctx);
+		for (i = 0; i <= pos[t] / c->block; i++)
+			if (tabs[t][i] >= c->n_blocks)
+				return fail(err, en, "CUDA: block %u in a sequence's table: past the cache's %u blocks",
+					    tabs[t][i], c->n_blocks);
+	}
+	c->pos = pos;
+	c->tabs = tabs;
 	if (injected("layers", &n_layers_calls))
 		return fail(err, en, "CUDA (emulated): an error injected by PINFER_EMUL_FAIL");
 	c->exact = flags & PCU_EXACT;
@@ -684,7 +751,9 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, uint32_t pos0, const 
 	for (li = 0; li < c->m->n_layers; li++) {
 		const struct elayer *d = &c->m->layers[li];
 
-		layer(c, d->stream_ix < 0 ? d : fill_slot(c->m, d), li, n, pos0);
+		if (d->stream_ix >= 0 && !(d = fill_slot(c->m, li, err, en)))
+			return -1;
+		layer(c, d, li, n);
 	}
 	memcpy(x, c->x, (size_t)n * f->n_embd * 4);
 	return 0;

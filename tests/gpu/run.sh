@@ -14,7 +14,9 @@
 #     qwen2 (biases): reference mode on the GPU against the CPU's, the 8-bit
 #     path at -ngl half and all against the CPU's KL, batch = one by one,
 #     greedy generation, and (Q4_0, Q4_K, F16) layers streamed through a
-#     GPU memory limit = resident; compute-sanitizer's memcheck;
+#     GPU memory limit = resident; many sequences over the GPU's paged KV
+#     cache (unit/test_seqs: the server's calls, bit for bit against one by
+#     one); compute-sanitizer's memcheck;
 #  2. benchmark: pinfer bench -ngl 999 (tg128, pp512) on synthetic models of
 #     SmolLM2-135M (its vocabulary too), TinyLlama-1.1B and Llama-3-8B
 #     shapes (synth's vocabulary of 512), next to llama.cpp's
@@ -37,7 +39,7 @@ W=$(mktemp -d /tmp/pinfer-gpu.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 mkdir -p "$W/bin"
 if [ -x "$B/pinfer" ]; then
-	for p in pinfer print_logits; do	# the bundle's libraries for these alone
+	for p in pinfer print_logits test_seqs; do	# the bundle's libraries for these alone
 		printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$PWD/$B/lib" "$PWD/$B/$p" >"$W/bin/$p"
 		chmod +x "$W/bin/$p"
 	done
@@ -49,6 +51,8 @@ with lzma.open(sys.argv[1]) as f, open(sys.argv[2], "wb") as o:
 else
 	ln -s "$PWD/build/pinfer" "$W/bin/pinfer"
 	ln -s "$PWD/build/tests/print_logits" "$W/bin/print_logits"
+	ln -s "$PWD/build/tests/test_seqs" "$W/bin/test_seqs"
+	export PINFER_CUDA_LIB=${PINFER_CUDA_LIB:-$PWD/build/libpinfer-cuda.so}
 	llama=build/llama.cpp/build-cuda/bin/llama-bench
 fi
 P=$W/bin/pinfer
@@ -81,6 +85,15 @@ for f in q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k f16 qwen3 qwen2; do
 	*) $PY tests/gpu/compare.py "$W/bin/print_logits" "$W/$f.gguf" 6 || failed=1 ;;
 	esac
 done
+
+echo "== many sequences over the GPU's paged KV cache (unit/test_seqs, as pinfer serve runs)"
+if [ -n "${PINFER_GPU_DRY:-}" ]; then
+	echo "(on the CPU alone: skipped)"
+elif "$W/bin/test_seqs" >"$W/seqs.log" 2>&1; then
+	echo "ok: test_seqs: $(grep -c '^ok .*GPU' "$W/seqs.log") checks with layers on the GPU, bit for bit"
+else
+	echo "FAIL: test_seqs:"; grep -v '^ok' "$W/seqs.log" | tail -20; failed=1
+fi
 
 echo "== compute-sanitizer memcheck: one by one, a batch of 40 (cuBLAS), layers streamed"
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)

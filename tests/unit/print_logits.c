@@ -13,6 +13,8 @@
  * experts through a cache of N (PINFER_EXPERT_POLICY=lfu: that policy);
  * its counters on stderr. PINFER_NGL=N: the last N layers and the output
  * layer on the GPU; PINFER_GPU_MEM=BYTES: within that much of its memory.
+ * PINFER_MEM=BYTES: the memory budget (layers past it stream from the drive);
+ * PINFER_STREAM_LAYERS=N: the last N layers stream from the drive anyway.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,10 @@ int main(int argc, char **argv)
 		lo.gpu_layers = (uint32_t)atoi(getenv("PINFER_NGL"));
 	if (getenv("PINFER_CTX"))	/* the plan's too: the GPU's KV cache is sized by it */
 		lo.n_ctx = (uint32_t)atoi(getenv("PINFER_CTX"));
+	if (getenv("PINFER_MEM"))
+		lo.mem = strtoull(getenv("PINFER_MEM"), NULL, 0);
+	if (getenv("PINFER_STREAM_LAYERS"))
+		lo.stream_layers = (uint32_t)atoi(getenv("PINFER_STREAM_LAYERS"));
 	if (getenv("PINFER_GPU_MEM"))
 		lo.gpu_mem = strtoull(getenv("PINFER_GPU_MEM"), NULL, 0);
 	if (getenv("PINFER_EXPERT_POLICY") && !strcmp(getenv("PINFER_EXPERT_POLICY"), "lfu"))

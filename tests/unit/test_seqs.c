@@ -13,7 +13,12 @@
  * - bad calls: a token outside the vocabulary, past the context.
  *
  * On SmolLM2 ($PINFER_TEST_MODEL or models/SmolLM2-135M-Instruct.Q4_1.gguf;
- * skipped when missing) and on a synthetic qwen2 model (biases, GQA).
+ * skipped when missing) and on a synthetic qwen2 model (biases, GQA); then
+ * again with their last layers and the output layer on a GPU: the CUDA
+ * backend $PINFER_CUDA_LIB names (tests/gpu/run.sh, on a GPU), or else its
+ * contract carried out on the CPU (libpinfer-cuda-emul.so beside this
+ * program, tests/gpu/emul.c): the GPU's paged KV cache, its blocks
+ * numbered as the CPU's, in the same calls.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -44,9 +49,11 @@ static bool same(const float *a, const float *b, size_t n)
 	return !memcmp(a, b, n * sizeof(float));
 }
 
-static void check_model(const char *name, const char *path)
+/* @name (@path), its last @ngl layers on the GPU (0: none). */
+static void check_model(const char *name, const char *path, uint32_t ngl)
 {
-	struct llm_load_opts o = { .provider = PINFER_PROVIDER_AUTO, .node = -1, .n_ctx = N_CTX };
+	struct llm_load_opts o = { .provider = PINFER_PROVIDER_AUTO, .node = -1, .n_ctx = N_CTX,
+				   .gpu_layers = ngl, .gpu_seqs = 4 };
 	struct pinfer_err err = { 0 };
 	struct llm_model *m = NULL;
 	struct llm_session *ref = NULL, *s = NULL;
@@ -177,6 +184,28 @@ out:
 	free(junk);
 }
 
+/*
+ * A CUDA backend for -ngl: $PINFER_CUDA_LIB's, or else the emulation beside
+ * this program; false: none.
+ */
+static bool gpu_backend(void)
+{
+	char path[4096];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 32);
+
+	if (getenv("PINFER_CUDA_LIB") && *getenv("PINFER_CUDA_LIB"))
+		return true;
+	if (n <= 0)
+		return false;
+	path[n] = 0;
+	strcpy(strrchr(path, '/'), "/libpinfer-cuda-emul.so");
+	if (access(path, R_OK)) {
+		tap_skip("-ngl: %s is not there (make tests)", path);
+		return false;
+	}
+	return !setenv("PINFER_CUDA_LIB", path, 1);
+}
+
 int main(void)
 {
 	struct pinfer_err err = { 0 };
@@ -203,18 +232,24 @@ int main(void)
 	if (access(real, R_OK))
 		tap_skip("SmolLM2: %s is not there (make model)", real);
 	else
-		check_model("SmolLM2", real);
+		check_model("SmolLM2", real, 0);
 	snprintf(qwen, sizeof(qwen), "%s/pinfer-seqs-qwen2-%d.gguf",
 		 getenv("PINFER_TEST_DIR") ? getenv("PINFER_TEST_DIR") : "/var/tmp", (int)getpid());
 	if (ok(!synth_write(&sp, qwen, pool, NULL, NULL, &err), "a synthetic qwen2 model%s",
-	       err.msg))
-		check_model("synthetic qwen2", qwen);
+	       err.msg)) {
+		check_model("synthetic qwen2", qwen, 0);
+		if (gpu_backend()) {
+			check_model("synthetic qwen2, layers 2-3 on the GPU", qwen, 2);
+			if (!access(real, R_OK))
+				check_model("SmolLM2, layers 20-29 on the GPU", real, 10);
+		}
+	}
 	unlink(qwen);
 	snprintf(moe, sizeof(moe), "%s/pinfer-seqs-qwen3moe-%d.gguf",
 		 getenv("PINFER_TEST_DIR") ? getenv("PINFER_TEST_DIR") : "/var/tmp", (int)getpid());
 	if (ok(!synth_write(&mp, moe, pool, NULL, NULL, &err), "a synthetic qwen3moe model%s",
 	       err.msg))
-		check_model("synthetic qwen3moe", moe);
+		check_model("synthetic qwen3moe", moe, 0);
 	unlink(moe);
 	pinfer_pool_free(pool);
 	return tap_end();
