@@ -30,6 +30,10 @@
 # PYTHON: a python3 with numpy (default python3).
 # PINFER_GPU_DRY=1: everything on the CPU (-ngl 0), to try the script itself
 # on a machine without a GPU; its verdicts and figures then mean nothing.
+# PINFER_CUDA_LIB=$PWD/build/tests/libpinfer-cuda-emul.so: the backend's
+# contract carried out on the CPU (tests/gpu/emul.c) instead of the GPU: a
+# rehearsal of the whole script, the bundle's binaries included, whose
+# checks then hold the engine's side (not the kernels) to the same limits.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bench=1
@@ -43,7 +47,7 @@ if [ -x "$B/pinfer" ]; then
 		printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$PWD/$B/lib" "$PWD/$B/$p" >"$W/bin/$p"
 		chmod +x "$W/bin/$p"
 	done
-	export PINFER_CUDA_LIB=$PWD/$B/libpinfer-cuda.so
+	export PINFER_CUDA_LIB=${PINFER_CUDA_LIB:-$PWD/$B/libpinfer-cuda.so}	# or a stand-in: tests/gpu/emul.c
 	llama=$W/bin/llama-bench
 	[ -f "$B/llama-bench.xz" ] && python3 -c 'import lzma, shutil, sys
 with lzma.open(sys.argv[1]) as f, open(sys.argv[2], "wb") as o:
