@@ -18,7 +18,9 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
 - `serve -ngl 10` (the GPU's KV cache paged, its blocks the CPU's): a
   greedy answer equals `run -ngl 10`'s; 4 concurrent requests each equal
   the same request alone; a request again, its prompt's blocks now from
-  the prefix cache: the same answer;
+  the prefix cache: the same answer; a failing step is that request's HTTP
+  500 and the next is served; on the ASan build, two requests at once and
+  SIGTERM: no report, no leak;
 - layers the budget streams from the drive (--stream-layers), read into
   the host's ring and copied on to the GPU's: the logits of every layer
   resident bit for bit (the output layer on the CPU in both), one by one
@@ -161,10 +163,11 @@ def metric(port, name):
     return float(m.group(1)) if m else None
 
 
-def start_serve(env=None):
+def start_serve(env=None, exe=PINFER, emul=EMUL):
     """`pinfer serve -ngl 10` on SmolLM2 with the emulation: (Popen, port, its stderr lines)."""
-    e = dict(os.environ, PINFER_CUDA_LIB=EMUL, **(env or {}))
-    p = subprocess.Popen([PINFER, "serve", "-m", MODEL, "--port", "0", "--ctx", "512",
+    e = dict(os.environ, PINFER_CUDA_LIB=emul, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+             **(env or {}))
+    p = subprocess.Popen([exe, "serve", "-m", MODEL, "--port", "0", "--ctx", "512",
                           "--parallel", "4", "-t", "2", "-ngl", "10"],
                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=e)
     lines = []
@@ -238,6 +241,31 @@ def test_serve():
             env={"PINFER_EMUL_MEM": str(4 << 20)})
     ok(p.returncode == 1 and b"hold not even" in p.stderr,
        "serve -ngl 10 on a device of 4 MiB: exit 1, says what it needs", p.stderr)
+
+    # the ASan build: two requests at once over the GPU's paged cache, then SIGTERM
+    asan = os.path.join(ROOT, "build", "asan")
+    if not os.path.exists(os.path.join(asan, "tests", "libpinfer-cuda-emul.so")):
+        skip("serve -ngl on the ASan build: build/asan missing (make SAN=1 tests)")
+        return
+    p, port, lines = start_serve(exe=os.path.join(asan, "pinfer"),
+                                 emul=os.path.join(asan, "tests", "libpinfer-cuda-emul.so"))
+    got = [None, None]
+    try:
+        if port:
+            ts = [threading.Thread(target=lambda i=i: got.__setitem__(i, chat_answer(port, x, 8)))
+                  for i, x in enumerate((q, "Name a color."))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+    finally:
+        p.terminate()
+        rc = p.wait(timeout=120)
+    err = "".join(lines)
+    ok(port and all(g and not g.startswith("HTTP") for g in got) and rc == 0 and
+       "Sanitizer" not in err and "runtime error" not in err,
+       "serve -ngl 10 on the ASan build: two requests at once answered; SIGTERM: exit 0, no "
+       "sanitizer report, no leak", f"{got}\n{err[-3000:]}")
 
 
 def plan_total(path, ngl, extra=()):
