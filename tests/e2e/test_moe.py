@@ -262,7 +262,7 @@ def test_serve():
     with socket.socket() as so:
         so.bind(("127.0.0.1", 0))
         port = so.getsockname()[1]
-    rc, _, err = run("run", "-m", path, "--plan", "--mem", "1")   # the plan serve makes
+    rc, _, err = run("run", "-m", path, "--plan", "--mem", "1", "-c", "512")  # serve's plan
     m = re.search(r"minimum of [0-9.]+ MiB \((\d+) bytes\)", err)
     srv = subprocess.Popen([PINFER, "serve", "-m", path, "--port", str(port), "--ctx", "512",
                             "--parallel", "2", "--mem", m.group(1) if m else "1"],
