@@ -133,17 +133,14 @@ static uint64_t weight_bytes(const struct llm_model *m)
 {
 	uint64_t b = m->output.rows * m->output.row_bytes;
 	uint32_t i;
+	unsigned k;
 
-	for (i = 0; i < m->cfg.n_layer; i++) {
-		const struct llm_layer *l = &m->layers[i];
-		const struct llm_tensor *t[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up,
-						 &l->w_down, &l->gate_inp, &l->gate_exps, &l->up_exps,
-						 &l->down_exps };
-		size_t k;
+	for (i = 0; i < m->cfg.n_layer; i++)
+		for (k = 0; k < LLM_LAYER_MATS; k++) {
+			const struct llm_tensor *t = llm_layer_cmat(&m->layers[i], k);
 
-		for (k = 0; k < sizeof(t) / sizeof(t[0]); k++)
-			b += t[k]->rows * t[k]->row_bytes * (t[k]->n_mat > 1 ? m->cfg.n_expert_used : 1);
-	}
+			b += t->rows * t->row_bytes * (t->n_mat > 1 ? m->cfg.n_expert_used : 1);
+		}
 	return b;
 }
 

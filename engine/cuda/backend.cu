@@ -68,12 +68,11 @@ struct dmat {
 	bool owned;		/* allocated for it (not a streaming slot's) */
 };
 
-#define N_MATS 7
 
 struct dlayer {
-	struct dmat wq, wk, wv, wo, w_gate, w_up, w_down;	/* N_MATS, in this order */
+	struct dmat w[PCU_N_MATS];	/* PCU_WQ..PCU_W_DOWN */
 	float *attn_norm, *ffn_norm, *q_norm, *k_norm, *bq, *bk, *bv;
-	const struct pcu_mat *src;	/* a streamed layer's matrices in host memory (N_MATS) */
+	const struct pcu_mat *src;	/* a streamed layer's matrices in host memory (PCU_N_MATS) */
 	int stream_ix;		/* its place among the streamed layers, or -1: resident */
 	bool from_drive;	/* streamed, its matrices from fetch() each time */
 };
@@ -112,7 +111,7 @@ struct pcu_model {
 	size_t wh_elems;	/* its room */
 	uint32_t n_layers;
 	struct dlayer *layers;
-	struct pcu_mat *srcs;	/* [n_layers][N_MATS]: the streamed layers' host matrices */
+	struct pcu_mat *srcs;	/* [n_layers][PCU_N_MATS]: the streamed layers' host matrices */
 	uint32_t n_streamed, ring;
 	struct slot *slots;	/* [ring] */
 	uint8_t *stage;		/* a streamed matrix's file bytes, on their way into a slot */
@@ -553,11 +552,6 @@ static unsigned grid(size_t n, unsigned per)
 	return (unsigned)((n + per - 1) / per);
 }
 
-static struct dmat *mats(struct dlayer *d)
-{
-	return &d->wq;
-}
-
 static uint64_t mat_bytes(uint32_t type, uint64_t rows, uint64_t cols)
 {
 	return pcu_mat_bytes(type, rows, cols);	/* a host function for the table */
@@ -786,8 +780,8 @@ static void model_free(struct pcu_model *m)
 	for (i = 0; m->layers && i < m->n_layers; i++) {
 		struct dlayer *d = &m->layers[i];
 
-		for (int j = 0; j < N_MATS; j++)
-			mat_free(&mats(d)[j]);
+		for (int j = 0; j < PCU_N_MATS; j++)
+			mat_free(&d->w[j]);
 		cudaFree(d->attn_norm); cudaFree(d->ffn_norm); cudaFree(d->q_norm);
 		cudaFree(d->k_norm); cudaFree(d->bq); cudaFree(d->bk); cudaFree(d->bv);
 	}
@@ -887,7 +881,7 @@ static int prefetch(struct pcu_model *m, uint32_t li, char *err, size_t en)
 {
 	const struct dlayer *d = &m->layers[li];
 	struct slot *sl = &m->slots[d->stream_ix % m->ring];
-	struct pcu_mat fetched[N_MATS];
+	struct pcu_mat fetched[PCU_N_MATS];
 	const struct pcu_mat *src = d->src;
 	uint64_t packed = 0;
 	cudaError_t e;
@@ -899,8 +893,8 @@ static int prefetch(struct pcu_model *m, uint32_t li, char *err, size_t en)
 	}
 	e = cudaStreamWaitEvent(m->copy, sl->done, 0);
 	sl->view = *d;
-	for (int j = 0; j < N_MATS && e == cudaSuccess; j++) {
-		e = stage_mat(&mats(&sl->view)[j], &src[j], m->stage, sl->packed + packed, m->copy);
+	for (int j = 0; j < PCU_N_MATS && e == cudaSuccess; j++) {
+		e = stage_mat(&sl->view.w[j], &src[j], m->stage, sl->packed + packed, m->copy);
 		packed += pcu_slot_room(src[j].type, src[j].rows, src[j].cols);
 	}
 	if (e == cudaSuccess)
@@ -921,10 +915,10 @@ static int prefetch(struct pcu_model *m, uint32_t li, char *err, size_t en)
  */
 static void slot_bytes(const struct pcu_layer *s, uint64_t *raw, uint64_t *packed)
 {
-	const struct pcu_mat *ms = &s->wq;
+	const struct pcu_mat *ms = s->mats;
 
 	*raw = *packed = 0;
-	for (int j = 0; j < N_MATS; j++) {
+	for (int j = 0; j < PCU_N_MATS; j++) {
 		*raw = raw_bytes(&ms[j]) > *raw ? raw_bytes(&ms[j]) : *raw;
 		*packed += pcu_slot_room(ms[j].type, ms[j].rows, ms[j].cols);
 	}
@@ -956,7 +950,7 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	m->done = dsc->done;
 	m->arg = dsc->arg;
 	m->layers = (struct dlayer *)calloc(dsc->n_layers ? dsc->n_layers : 1, sizeof(*m->layers));
-	m->srcs = (struct pcu_mat *)calloc((size_t)(dsc->n_layers ? dsc->n_layers : 1) * N_MATS,
+	m->srcs = (struct pcu_mat *)calloc((size_t)(dsc->n_layers ? dsc->n_layers : 1) * PCU_N_MATS,
 					   sizeof(*m->srcs));
 	if (!m->layers || !m->srcs) {
 		fail(err, en, "out of memory");
@@ -972,7 +966,7 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	cudaGetLastError();
 	for (i = 0; i < dsc->n_layers; i++) {
 		const struct pcu_layer *s = &dsc->layers[i];
-		const struct pcu_mat *ms = &s->wq;
+		const struct pcu_mat *ms = s->mats;
 		uint64_t r, pk;
 
 		m->layers[i].stream_ix = -1;
@@ -980,8 +974,8 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 			slot_bytes(s, &r, &pk);
 			slot_raw = r > slot_raw ? r : slot_raw;
 			slot_packed = pk > slot_packed ? pk : slot_packed;
-			memcpy(&m->srcs[(size_t)i * N_MATS], ms, N_MATS * sizeof(*ms));
-			m->layers[i].src = &m->srcs[(size_t)i * N_MATS];
+			memcpy(&m->srcs[(size_t)i * PCU_N_MATS], ms, PCU_N_MATS * sizeof(*ms));
+			m->layers[i].src = &m->srcs[(size_t)i * PCU_N_MATS];
 			m->layers[i].stream_ix = (int)m->n_streamed++;
 			m->layers[i].from_drive = s->streamed == PCU_FROM_DRIVE;
 			if (m->layers[i].from_drive && (!dsc->fetch || !dsc->done)) {
@@ -991,7 +985,7 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 			}
 			continue;
 		}
-		for (int j = 0; j < N_MATS; j++)
+		for (int j = 0; j < PCU_N_MATS; j++)
 			if (raw_bytes(&ms[j]) > scratch_bytes)
 				scratch_bytes = raw_bytes(&ms[j]);
 	}
@@ -1000,14 +994,14 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	if (scratch_bytes)
 		CK(cudaMalloc(&scratch, scratch_bytes), "cudaMalloc (the upload's scratch)");
 	for (i = 0; i < dsc->n_layers; i++) {
-		static const char *const names[N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
+		static const char *const names[PCU_N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
 							   "ffn_gate", "ffn_up", "ffn_down" };
 		const struct pcu_layer *s = &dsc->layers[i];
 		struct dlayer *d = &m->layers[i];
 		cudaStream_t st = m->stream;
 
-		for (int j = 0; j < N_MATS && !s->streamed; j++)
-			if (upload_mat(&mats(d)[j], &(&s->wq)[j], scratch, st, names[j], err, en))
+		for (int j = 0; j < PCU_N_MATS && !s->streamed; j++)
+			if (upload_mat(&d->w[j], &s->mats[j], scratch, st, names[j], err, en))
 				goto out;
 		if (upload_vec(&d->attn_norm, s->attn_norm, cf->n_embd, st, err, en) ||
 		    upload_vec(&d->ffn_norm, s->ffn_norm, cf->n_embd, st, err, en) ||
@@ -1025,8 +1019,8 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 			goto out;
 	}
 	for (i = 0; i < dsc->n_layers; i++)
-		for (int j = 0; j < N_MATS; j++) {
-			const struct pcu_mat *s = &(&dsc->layers[i].wq)[j];
+		for (int j = 0; j < PCU_N_MATS; j++) {
+			const struct pcu_mat *s = &dsc->layers[i].mats[j];
 
 			if (pcu_layout(s->type).elems && s->rows * s->cols > m->wh_elems)
 				m->wh_elems = s->rows * s->cols;
@@ -1163,9 +1157,9 @@ static void layer(struct pcu_ctx *c, const struct dlayer *d, uint32_t li, uint32
 
 	k_rmsnorm<<<n, 256, 0, st>>>(c->x, d->attn_norm, c->xb, (int)E, f->rms_eps);
 	quantize(c, c->xb, n, E);
-	matmul(c, &d->wq, c->xb, d->bq, n, c->q);
-	matmul(c, &d->wk, c->xb, d->bk, n, c->k);
-	matmul(c, &d->wv, c->xb, d->bv, n, c->v);
+	matmul(c, &d->w[PCU_WQ], c->xb, d->bq, n, c->q);
+	matmul(c, &d->w[PCU_WK], c->xb, d->bk, n, c->k);
+	matmul(c, &d->w[PCU_WV], c->xb, d->bv, n, c->v);
 	k_qkv_rope<<<dim3(n, f->n_head + 2 * f->n_head_kv), f->head_dim, 0, st>>>(
 		c->q, c->k, c->v, c->cs, d->q_norm, d->k_norm, c->kc + at, c->vc + at, *f, c->pos,
 		c->toff, c->tab, c->block, f->rms_eps);
@@ -1181,16 +1175,16 @@ static void layer(struct pcu_ctx *c, const struct dlayer *d, uint32_t li, uint32
 									  t0, nz);
 	}
 	quantize(c, c->out, n, qd);
-	matmul(c, &d->wo, c->out, NULL, n, c->tmp);
+	matmul(c, &d->w[PCU_WO], c->out, NULL, n, c->tmp);
 	k_add<<<grid(n * E, 256), 256, 0, st>>>(c->x, c->tmp, n * E);
 
 	k_rmsnorm<<<n, 256, 0, st>>>(c->x, d->ffn_norm, c->xb, (int)E, f->rms_eps);
 	quantize(c, c->xb, n, E);
-	matmul(c, &d->w_gate, c->xb, NULL, n, c->hb);
-	matmul(c, &d->w_up, c->xb, NULL, n, c->hb2);
+	matmul(c, &d->w[PCU_W_GATE], c->xb, NULL, n, c->hb);
+	matmul(c, &d->w[PCU_W_UP], c->xb, NULL, n, c->hb2);
 	k_swiglu<<<grid(n * F, 256), 256, 0, st>>>(c->hb, c->hb2, n * F);
 	quantize(c, c->hb, n, F);
-	matmul(c, &d->w_down, c->hb, NULL, n, c->tmp);
+	matmul(c, &d->w[PCU_W_DOWN], c->hb, NULL, n, c->tmp);
 	k_add<<<grid(n * E, 256), 256, 0, st>>>(c->x, c->tmp, n * E);
 }
 
@@ -1239,20 +1233,18 @@ static int put_tables(struct pcu_ctx *c, uint32_t n, const uint32_t *pos,
 		c->hlen[d] = pos[t] / c->block + 1 > c->hlen[d] ? pos[t] / c->block + 1 : c->hlen[d];
 		c->hix[t] = d;
 	}
-	for (d = 0; d < nd; d++) {	/* at most max_batch tables of n_ctx / block + 1: tab_cap */
-		uint32_t len = c->hlen[d];
-
-		for (i = 0; i < len; i++) {
+	/* the tables one after another in tab (at most max_batch of n_ctx / block + 1: tab_cap) */
+	for (d = 0; d < nd; used += c->hlen[d++]) {
+		for (i = 0; i < c->hlen[d]; i++) {
 			if (c->hseen[d][i] >= c->n_blocks)
 				return fail(err, en, "CUDA: block %u in a sequence's table: past the cache's %u blocks",
 					    c->hseen[d][i], c->n_blocks);
 			c->htab[used + i] = c->hseen[d][i];
 		}
-		c->hlen[d] = used;	/* from here on: the table's offset in tab */
-		used += len;
+		for (t = 0; t < n; t++)
+			if (c->hix[t] == d)
+				c->htoff[t] = used;
 	}
-	for (t = 0; t < n; t++)
-		c->htoff[t] = c->hlen[c->hix[t]];
 	CK(cudaMemcpyAsync(c->pos, pos, n * 4, cudaMemcpyHostToDevice, st), "copy the positions");
 	CK(cudaMemcpyAsync(c->toff, c->htoff, n * 4, cudaMemcpyHostToDevice, st), "copy the tables");
 	CK(cudaMemcpyAsync(c->tab, c->htab, (size_t)used * 4, cudaMemcpyHostToDevice, st),

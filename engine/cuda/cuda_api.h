@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define PCU_ABI 3
+#define PCU_ABI 4
 
 /* A weight matrix: @rows rows of @cols elements of ggml @type, in host memory. */
 struct pcu_mat {
@@ -33,9 +33,12 @@ struct pcu_mat {
 	size_t row_bytes;
 };
 
+/* A layer's matrices, in the order of pcu_layer's mats[] and of fetch()'s. */
+enum { PCU_WQ, PCU_WK, PCU_WV, PCU_WO, PCU_W_GATE, PCU_W_UP, PCU_W_DOWN, PCU_N_MATS };
+
 /* One layer: matrices, and float vectors (NULL when the model has none). */
 struct pcu_layer {
-	struct pcu_mat wq, wk, wv, wo, w_gate, w_up, w_down;
+	struct pcu_mat mats[PCU_N_MATS];
 	const float *attn_norm, *ffn_norm;	/* n_embd */
 	const float *q_norm, *k_norm;		/* head_dim (qwen3), or NULL */
 	const float *bq, *bk, *bv;		/* q_dim, kv_dim, kv_dim (qwen2), or NULL */

@@ -90,18 +90,17 @@ static void layer_bytes(const struct llm_model *m, uint32_t l, uint64_t *mats, u
 			uint64_t *slot, uint64_t *stage)
 {
 	const struct llm_layer *ly = &m->layers[l];
-	const struct llm_tensor *ms[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate,
-					  &ly->w_up, &ly->w_down };
 	const struct llm_tensor *vs[] = { &ly->attn_norm, &ly->ffn_norm, &ly->q_norm, &ly->k_norm,
 					  &ly->bq, &ly->bk, &ly->bv };
-	size_t i;
+	unsigned i;
 
 	*mats = *vecs = *slot = *stage = 0;
-	for (i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
-		uint64_t raw = pcu_raw_bytes(ms[i]->type, ms[i]->rows, ms[i]->cols);
+	for (i = 0; i < LLM_DENSE_MATS; i++) {
+		const struct llm_tensor *t = llm_layer_cmat(ly, i);
+		uint64_t raw = pcu_raw_bytes(t->type, t->rows, t->cols);
 
-		*mats += mat_bytes(ms[i]);
-		*slot += pcu_slot_room(ms[i]->type, ms[i]->rows, ms[i]->cols);
+		*mats += mat_bytes(t);
+		*slot += pcu_slot_room(t->type, t->rows, t->cols);
 		*stage = raw > *stage ? raw : *stage;
 	}
 	for (i = 0; i < sizeof(vs) / sizeof(vs[0]); i++)
@@ -117,17 +116,15 @@ static uint64_t gemm_bytes(const struct llm_model *m, uint32_t first)
 {
 	uint64_t most = 0;
 	uint32_t l;
+	unsigned i;
 
-	for (l = first; l < m->cfg.n_layer; l++) {
-		const struct llm_layer *ly = &m->layers[l];
-		const struct llm_tensor *ms[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate,
-						  &ly->w_up, &ly->w_down };
-		size_t i;
+	for (l = first; l < m->cfg.n_layer; l++)
+		for (i = 0; i < LLM_DENSE_MATS; i++) {
+			const struct llm_tensor *t = llm_layer_cmat(&m->layers[l], i);
 
-		for (i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
-			if (pcu_layout(ms[i]->type).elems && ms[i]->rows * ms[i]->cols * 2 > most)
-				most = ms[i]->rows * ms[i]->cols * 2;
-	}
+			if (pcu_layout(t->type).elems && t->rows * t->cols * 2 > most)
+				most = t->rows * t->cols * 2;
+		}
 	return most;
 }
 
@@ -221,17 +218,18 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm
 		p->gpu_drive = c->n_layer - (p->n_resident > first ? p->n_resident : first);
 	for (l = first; l < c->n_layer; l++) {
 		const struct llm_layer *ly = &m->layers[l];
-		const struct llm_tensor *mats[] = { &ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate,
-						    &ly->w_up, &ly->w_down };
 		const struct llm_tensor *vecs[] = { &ly->attn_norm, &ly->ffn_norm, &ly->q_norm,
 						    &ly->k_norm, &ly->bq, &ly->bk, &ly->bv };
-		size_t i;
+		unsigned i;
 
-		for (i = 0; i < sizeof(mats) / sizeof(mats[0]); i++)
-			if (!mat_bytes(mats[i]))
+		for (i = 0; i < LLM_DENSE_MATS; i++) {
+			const struct llm_tensor *t = llm_layer_cmat(ly, i);
+
+			if (!mat_bytes(t))
 				return pinfer_fail(err, ENOTSUP, "-ngl: %s is %s, which has no GPU kernel (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32 have)",
-						   tensor_name(m, mats[i], name, sizeof(name)),
-						   ggml_type_name(mats[i]->type));
+						   tensor_name(m, t, name, sizeof(name)),
+						   ggml_type_name(t->type));
+		}
 		for (i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
 			if (vecs[i]->bytes && vecs[i]->type != GGML_TYPE_F32)
 				return pinfer_fail(err, ENOTSUP, "-ngl: %s is %s; the GPU takes F32 vectors",
@@ -297,6 +295,16 @@ static struct pcu_mat pcu_mat(const struct llm_tensor *t)
 				 .row_bytes = t->row_bytes };
 }
 
+/* @ly's matrices as the backend takes them: pcu_layer's mats[], or fetch()'s. */
+static void pcu_mats(const struct llm_layer *ly, struct pcu_mat mats[PCU_N_MATS])
+{
+	_Static_assert((int)LLM_DENSE_MATS == (int)PCU_N_MATS, "the same seven matrices");
+	unsigned i;
+
+	for (i = 0; i < LLM_DENSE_MATS; i++)
+		mats[i] = pcu_mat(llm_layer_cmat(ly, i));
+}
+
 static const float *vec(const struct llm_tensor *t)
 {
 	return t->bytes ? t->data : NULL;
@@ -313,20 +321,13 @@ static int gpu_fetch(void *arg, uint32_t i, struct pcu_mat *mats, char *msg, siz
 {
 	const struct llm_model *m = arg;
 	uint32_t l = m->cfg.n_layer - m->plan.gpu_layers + i;
-	const struct llm_layer *y = &m->layers[l];
 	struct pinfer_err e = { 0 };
 
 	if (llm_stream_acquire(m, l, NULL, false, &e)) {
 		snprintf(msg, n, "%s", e.msg);
 		return -1;
 	}
-	mats[0] = pcu_mat(&y->wq);
-	mats[1] = pcu_mat(&y->wk);
-	mats[2] = pcu_mat(&y->wv);
-	mats[3] = pcu_mat(&y->wo);
-	mats[4] = pcu_mat(&y->w_gate);
-	mats[5] = pcu_mat(&y->w_up);
-	mats[6] = pcu_mat(&y->w_down);
+	pcu_mats(&m->layers[l], mats);
 	return 0;
 }
 
@@ -373,15 +374,13 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 		const struct llm_layer *y = &m->layers[first + i];
 
 		ls[i] = (struct pcu_layer){
-			.wq = pcu_mat(&y->wq), .wk = pcu_mat(&y->wk), .wv = pcu_mat(&y->wv),
-			.wo = pcu_mat(&y->wo), .w_gate = pcu_mat(&y->w_gate),
-			.w_up = pcu_mat(&y->w_up), .w_down = pcu_mat(&y->w_down),
 			.attn_norm = vec(&y->attn_norm), .ffn_norm = vec(&y->ffn_norm),
 			.q_norm = vec(&y->q_norm), .k_norm = vec(&y->k_norm),
 			.bq = vec(&y->bq), .bk = vec(&y->bk), .bv = vec(&y->bv),
 			.streamed = i < p->gpu_layers - p->gpu_streamed ? PCU_RESIDENT :
 				    i < p->gpu_layers - p->gpu_drive ? PCU_FROM_HOST : PCU_FROM_DRIVE,
 		};
+		pcu_mats(y, ls[i].mats);
 	}
 	out = pcu_mat(&m->output);
 	d = (struct pcu_model_desc){

@@ -67,6 +67,29 @@ struct llm_layer {
 	struct llm_tensor gate_exps, up_exps, down_exps;	/* MoE: n_expert matrices each */
 };
 
+/*
+ * A layer's matrices by number: the dense ones first (LLM_DENSE_MATS: wq,
+ * wk, wv, wo, w_gate, w_up, w_down, the order of the GPU's pcu_layer),
+ * then the mixture-of-experts' (gate_inp, gate_exps, up_exps, down_exps).
+ * A model has either kind; the other's are empty (bytes 0).
+ */
+enum { LLM_DENSE_MATS = 7, LLM_LAYER_MATS = 11 };
+
+static inline struct llm_tensor *llm_layer_mat(struct llm_layer *ly, unsigned i)
+{
+	struct llm_tensor *const all[LLM_LAYER_MATS] = {
+		&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down,
+		&ly->gate_inp, &ly->gate_exps, &ly->up_exps, &ly->down_exps,
+	};
+
+	return all[i];
+}
+
+static inline const struct llm_tensor *llm_layer_cmat(const struct llm_layer *ly, unsigned i)
+{
+	return llm_layer_mat((struct llm_layer *)ly, i);
+}
+
 /* Which expert the cache gives up for a new one. */
 enum llm_expert_policy {
 	LLM_EXPERTS_LRU,	/* the least recently used */

@@ -57,33 +57,26 @@ static uint32_t layer_of(const struct llm_stream *st, uint64_t q)
 static const char *tensor_at(const struct llm_model *m, uint32_t layer, uint64_t off,
 			     char *buf, size_t n)
 {
-	const struct llm_layer *ly = &m->layers[layer];
-	const struct {
-		const struct llm_tensor *t;
-		const char *name;
-	} mats[] = {
-		{ &ly->wq, "attn_q" }, { &ly->wk, "attn_k" }, { &ly->wv, "attn_v" },
-		{ &ly->wo, "attn_output" }, { &ly->w_gate, "ffn_gate" },
-		{ &ly->w_up, "ffn_up" }, { &ly->w_down, "ffn_down" },
-		{ &ly->gate_inp, "ffn_gate_inp" }, { &ly->gate_exps, "ffn_gate_exps" },
-		{ &ly->up_exps, "ffn_up_exps" }, { &ly->down_exps, "ffn_down_exps" },
+	static const char *const names[LLM_LAYER_MATS] = {
+		"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+		"ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
 	};
 	const char *best = NULL;
 	uint64_t best_off = UINT64_MAX;
-	size_t i;
+	unsigned i;
 
-	for (i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
-		const struct llm_tensor *t = mats[i].t;
+	for (i = 0; i < LLM_LAYER_MATS; i++) {
+		const struct llm_tensor *t = llm_layer_cmat(&m->layers[layer], i);
 
 		if (!t->bytes)
 			continue;
 		if (t->file_off <= off && off < t->file_off + t->bytes) {
-			best = mats[i].name;
+			best = names[i];
 			break;
 		}
 		if (t->file_off > off && t->file_off < best_off) {
 			best_off = t->file_off;
-			best = mats[i].name;
+			best = names[i];
 		}
 	}
 	snprintf(buf, n, "blk.%" PRIu32 ".%s.weight", layer, best ? best : "?");
@@ -213,20 +206,15 @@ void llm_stream_free(struct llm_stream *st)
 	free(st);
 }
 
-#define LAYER_MATS 11
-
 /* A layer's matrices (dense or experts): what streams; their number. */
-static size_t layer_mats(struct llm_layer *ly, struct llm_tensor *mats[LAYER_MATS])
+static size_t layer_mats(struct llm_layer *ly, struct llm_tensor *mats[LLM_LAYER_MATS])
 {
-	struct llm_tensor *all[LAYER_MATS] = {
-		&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down,
-		&ly->gate_inp, &ly->gate_exps, &ly->up_exps, &ly->down_exps,
-	};
-	size_t i, n = 0;
+	size_t n = 0;
+	unsigned i;
 
-	for (i = 0; i < LAYER_MATS; i++)
-		if (all[i]->bytes)
-			mats[n++] = all[i];
+	for (i = 0; i < LLM_LAYER_MATS; i++)
+		if (llm_layer_mat(ly, i)->bytes)
+			mats[n++] = llm_layer_mat(ly, i);
 	return n;
 }
 
@@ -234,7 +222,7 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 		       bool pack, struct pinfer_err *err)
 {
 	struct llm_stream *st = m->stream;
-	struct llm_tensor *mats[LAYER_MATS];
+	struct llm_tensor *mats[LLM_LAYER_MATS];
 	struct llm_slot *s;
 	bool fresh = false;
 	uint8_t *at;
@@ -298,7 +286,7 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 void llm_stream_release(const struct llm_model *m, uint32_t layer)
 {
 	struct llm_stream *st = m->stream;
-	struct llm_tensor *mats[LAYER_MATS];
+	struct llm_tensor *mats[LLM_LAYER_MATS];
 	size_t i, n;
 
 	if (!st || layer < st->first)

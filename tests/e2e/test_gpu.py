@@ -3,7 +3,7 @@
 checks are tests/gpu/run.sh):
 
 - the CUDA backend is built whenever nvcc is there (a compile failure fails
-  `make`), exports its table of operations with this ABI (3), and, loaded with
+  `make`), exports its table of operations with cuda_api.h's ABI, and, loaded with
   ctypes, sizes each matrix as the device layout of Documentation/cuda.md
   says (computed here from the table, independently of blocks.h), and its
   probe says why there is no GPU instead of failing;
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 
-from tap import BUILD, MODEL, PINFER, end, ok, skip, skip_all
+from tap import BUILD, MODEL, PINFER, ROOT, end, ok, skip, skip_all
 
 try:
     import gguf
@@ -88,7 +88,9 @@ def test_library():
     fn = lib.pinfer_cuda_api
     fn.restype = ctypes.POINTER(Api)
     api = fn().contents
-    ok(api.abi == 3, f"pinfer_cuda_api(): ABI {api.abi}")
+    with open(os.path.join(ROOT, "engine", "cuda", "cuda_api.h")) as f:
+        want = int(re.search(r"^#define PCU_ABI (\d+)$", f.read(), re.M).group(1))
+    ok(api.abi == want, f"pinfer_cuda_api(): ABI {api.abi}, cuda_api.h's PCU_ABI ({want})")
     bad = []
     for name, (e, qb, mb) in LAYOUT.items():
         for rows, cols in ((1, e), (576, 1536), (49152, 576 if e == 32 else 512)):

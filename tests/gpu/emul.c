@@ -25,7 +25,9 @@
  * what was created.
  *
  * $PINFER_EMUL_FAIL=OP:N makes the N-th call (from 1) of OP (model_create,
- * ctx_create, layers or logits) fail, as a device error would.
+ * ctx_create, layers or logits) fail, as a device error would; OP fill
+ * fails the N-th copy of a streamed layer into its slot, after its fetch()
+ * and done(): a layers() call failing part way through.
  * $PINFER_EMUL_LOG=FILE: at model_free, the most device bytes held at once
  * ("peak BYTES"), appended to FILE.
  */
@@ -40,7 +42,6 @@
 #include "cuda/blocks.h"
 #include "cuda/cuda_api.h"
 
-#define N_MATS 7
 #define LANES 32
 #define MAX_HEAD 256
 
@@ -57,14 +58,20 @@ static uint64_t env_bytes(const char *name, uint64_t dflt)
 	return v && *v ? strtoull(v, NULL, 0) : dflt;
 }
 
+/* The emulated device's bytes: $PINFER_EMUL_MEM, or 8 GiB. */
+static uint64_t device_total(void)
+{
+	if (!dev_total)
+		dev_total = env_bytes("PINFER_EMUL_MEM", 8ull << 30);
+	return dev_total;
+}
+
 /* @n bytes of device memory (zeroed), or NULL past the device's total. */
 static void *dalloc(uint64_t n)
 {
 	uint64_t *p;
 
-	if (!dev_total)
-		dev_total = env_bytes("PINFER_EMUL_MEM", 8ull << 30);
-	if (dev_used + n > dev_total)
+	if (dev_used + n > device_total())
 		return NULL;
 	p = calloc(1, n + 16);
 	if (!p)
@@ -106,17 +113,22 @@ static int fail(char *err, size_t n, const char *fmt, ...)
 		}								\
 	} while (0)
 
-/* True when $PINFER_EMUL_FAIL names this, the @count-th call of @op. */
-static bool injected(const char *op, unsigned *count)
+/*
+ * -1, with the message in @err, when $PINFER_EMUL_FAIL names this, the
+ * @count-th call of @op; else 0.
+ */
+static int injected(const char *op, unsigned *count, char *err, size_t en)
 {
 	const char *v = getenv("PINFER_EMUL_FAIL");
 	size_t n = strlen(op);
 
 	++*count;
-	return v && !strncmp(v, op, n) && v[n] == ':' && strtoul(v + n + 1, NULL, 10) == *count;
+	if (!v || strncmp(v, op, n) || v[n] != ':' || strtoul(v + n + 1, NULL, 10) != *count)
+		return 0;
+	return fail(err, en, "CUDA (emulated): %s: an error injected by PINFER_EMUL_FAIL", op);
 }
 
-static unsigned n_model_create, n_ctx_create, n_layers_calls, n_logits_calls;
+static unsigned n_model_create, n_ctx_create, n_layers_calls, n_logits_calls, n_fills;
 
 /* ---- structures, as the backend's ------------------------------------------ */
 
@@ -129,7 +141,7 @@ struct emat {
 };
 
 struct elayer {
-	struct emat w[N_MATS];	/* wq, wk, wv, wo, w_gate, w_up, w_down */
+	struct emat w[PCU_N_MATS];	/* PCU_WQ..PCU_W_DOWN */
 	float *attn_norm, *ffn_norm, *q_norm, *k_norm, *bq, *bk, *bv;
 	const struct pcu_mat *src;	/* streamed: its host matrices */
 	int stream_ix;
@@ -342,27 +354,27 @@ static void layer(struct pcu_ctx *c, const struct elayer *d, uint32_t li, uint32
 	for (t = 0; t < n; t++)
 		rmsnorm(c->x + t * E, d->attn_norm, c->xb + t * E, E, f->rms_eps);
 	quantize(c, c->xb, n, E);
-	matmul(c, &w[0], c->xb, d->bq, n, c->q);
-	matmul(c, &w[1], c->xb, d->bk, n, c->k);
-	matmul(c, &w[2], c->xb, d->bv, n, c->v);
+	matmul(c, &w[PCU_WQ], c->xb, d->bq, n, c->q);
+	matmul(c, &w[PCU_WK], c->xb, d->bk, n, c->k);
+	matmul(c, &w[PCU_WV], c->xb, d->bv, n, c->v);
 	for (t = 0; t < n; t++)
 		qkv_rope(c, d, c->kc + at, c->vc + at, t);
 	for (t = 0; t < n; t++)
 		attention(c, c->kc + at, c->vc + at, t);
 	quantize(c, c->out, n, qd);
-	matmul(c, &w[3], c->out, NULL, n, c->tmp);
+	matmul(c, &w[PCU_WO], c->out, NULL, n, c->tmp);
 	for (i = 0; i < n * E; i++)
 		c->x[i] += c->tmp[i];
 
 	for (t = 0; t < n; t++)
 		rmsnorm(c->x + t * E, d->ffn_norm, c->xb + t * E, E, f->rms_eps);
 	quantize(c, c->xb, n, E);
-	matmul(c, &w[4], c->xb, NULL, n, c->hb);
-	matmul(c, &w[5], c->xb, NULL, n, c->hb2);
+	matmul(c, &w[PCU_W_GATE], c->xb, NULL, n, c->hb);
+	matmul(c, &w[PCU_W_UP], c->xb, NULL, n, c->hb2);
 	for (i = 0; i < n * F; i++)
 		c->hb[i] = c->hb[i] / (1.0f + expf(-c->hb[i])) * c->hb2[i];
 	quantize(c, c->hb, n, F);
-	matmul(c, &w[6], c->hb, NULL, n, c->tmp);
+	matmul(c, &w[PCU_W_DOWN], c->hb, NULL, n, c->tmp);
 	for (i = 0; i < n * E; i++)
 		c->x[i] += c->tmp[i];
 }
@@ -374,13 +386,11 @@ static int probe(struct pcu_device *dev, char *err, size_t en)
 	(void)err;
 	(void)en;
 	memset(dev, 0, sizeof(*dev));
-	if (!dev_total)
-		dev_total = env_bytes("PINFER_EMUL_MEM", 8ull << 30);
 	snprintf(dev->name, sizeof(dev->name), "CPU emulation of the CUDA backend (tests/gpu/emul.c)");
 	dev->major = 9;
 	dev->minor = 0;
-	dev->total = dev_total;
-	dev->free = dev_total - dev_used;
+	dev->total = device_total();
+	dev->free = dev->total - dev_used;
 	snprintf(dev->gemm, sizeof(dev->gemm), "the 8-bit kernels (an emulation: no cuBLAS)");
 	return 0;
 }
@@ -434,7 +444,7 @@ static void model_free(struct pcu_model *m)
 		struct elayer *d = &m->layers[i];
 		int j;
 
-		for (j = 0; j < N_MATS; j++)
+		for (j = 0; j < PCU_N_MATS; j++)
 			mat_free(&d->w[j]);
 		dfree(d->attn_norm); dfree(d->ffn_norm); dfree(d->q_norm); dfree(d->k_norm);
 		dfree(d->bq); dfree(d->bk); dfree(d->bv);
@@ -504,7 +514,7 @@ out:
 
 static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc, char *err, size_t en)
 {
-	static const char *const names[N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
+	static const char *const names[PCU_N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
 						   "ffn_gate", "ffn_up", "ffn_down" };
 	const struct pcu_config *cf = &dsc->cfg;
 	size_t qd = (size_t)cf->n_head * cf->head_dim, kvd = (size_t)cf->n_head_kv * cf->head_dim;
@@ -517,10 +527,8 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	*out = NULL;
 	if (!m)
 		return fail(err, en, "out of memory");
-	if (injected("model_create", &n_model_create)) {
-		fail(err, en, "CUDA (emulated): an error injected by PINFER_EMUL_FAIL");
+	if (injected("model_create", &n_model_create, err, en))
 		goto out;
-	}
 	if (cf->head_dim % LANES || cf->head_dim > MAX_HEAD || cf->n_rot > cf->head_dim ||
 	    !cf->n_head_kv || cf->n_head % cf->n_head_kv) {
 		fail(err, en, "CUDA: heads of %u dimensions (%u rotated), %u query and %u KV heads: the kernels need a multiple of 32 up to %d",
@@ -535,7 +543,7 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	m->done = dsc->done;
 	m->arg = dsc->arg;
 	m->layers = calloc(dsc->n_layers + 1, sizeof(*m->layers));
-	m->srcs = calloc((size_t)(dsc->n_layers + 1) * N_MATS, sizeof(*m->srcs));
+	m->srcs = calloc((size_t)(dsc->n_layers + 1) * PCU_N_MATS, sizeof(*m->srcs));
 	if (!m->layers || !m->srcs) {
 		fail(err, en, "out of memory");
 		goto out;
@@ -545,8 +553,8 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		uint64_t packed = 0;
 
 		m->layers[i].stream_ix = -1;
-		for (j = 0; j < N_MATS; j++) {
-			const struct pcu_mat *ms = &(&s->wq)[j];
+		for (j = 0; j < PCU_N_MATS; j++) {
+			const struct pcu_mat *ms = &s->mats[j];
 
 			if (s->streamed != PCU_FROM_DRIVE &&
 			    in_region(dsc->host_base, dsc->host_bytes, ms, names[j], i, err, en))
@@ -560,8 +568,8 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		}
 		if (s->streamed) {
 			m->slot_packed = packed > m->slot_packed ? packed : m->slot_packed;
-			memcpy(&m->srcs[(size_t)i * N_MATS], &s->wq, N_MATS * sizeof(s->wq));
-			m->layers[i].src = &m->srcs[(size_t)i * N_MATS];
+			memcpy(&m->srcs[(size_t)i * PCU_N_MATS], s->mats, sizeof(s->mats));
+			m->layers[i].src = &m->srcs[(size_t)i * PCU_N_MATS];
 			m->layers[i].stream_ix = (int)m->n_streamed++;
 			m->layers[i].from_drive = s->streamed == PCU_FROM_DRIVE;
 			if (m->layers[i].from_drive && (!dsc->fetch || !dsc->done)) {
@@ -579,8 +587,8 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		const struct pcu_layer *s = &dsc->layers[i];
 		struct elayer *d = &m->layers[i];
 
-		for (j = 0; j < N_MATS && !s->streamed; j++)
-			if (upload_mat(&d->w[j], &(&s->wq)[j], scratch, names[j], err, en))
+		for (j = 0; j < PCU_N_MATS && !s->streamed; j++)
+			if (upload_mat(&d->w[j], &s->mats[j], scratch, names[j], err, en))
 				goto out;
 		if (upload_vec(&d->attn_norm, s->attn_norm, cf->n_embd, err, en) ||
 		    upload_vec(&d->ffn_norm, s->ffn_norm, cf->n_embd, err, en) ||
@@ -640,10 +648,8 @@ static int ctx_create(struct pcu_ctx **out, struct pcu_model *m, uint32_t n_ctx,
 	*out = NULL;
 	if (!c)
 		return fail(err, en, "out of memory");
-	if (injected("ctx_create", &n_ctx_create)) {
-		fail(err, en, "CUDA (emulated): an error injected by PINFER_EMUL_FAIL");
+	if (injected("ctx_create", &n_ctx_create, err, en))
 		goto out;
-	}
 	if (!n_ctx || !n_blocks || !block || !max_batch) {
 		fail(err, en, "CUDA: a context of %u positions in %u blocks of %u, batches of %u",
 		     n_ctx, n_blocks, block, max_batch);
@@ -693,12 +699,12 @@ out:
  */
 static const struct elayer *fill_slot(struct pcu_model *m, uint32_t li, char *err, size_t en)
 {
-	static const char *const names[N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
+	static const char *const names[PCU_N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
 						   "ffn_gate", "ffn_up", "ffn_down" };
 	const struct elayer *d = &m->layers[li];
 	uint32_t s = (uint32_t)d->stream_ix % m->ring;
 	struct elayer *v = &m->views[s];
-	struct pcu_mat fetched[N_MATS];
+	struct pcu_mat fetched[PCU_N_MATS];
 	const struct pcu_mat *src = d->src;
 	uint64_t packed = 0;
 	int j, bad = 0;
@@ -707,11 +713,11 @@ static const struct elayer *fill_slot(struct pcu_model *m, uint32_t li, char *er
 		if (m->fetch(m->arg, li, fetched, err, en))
 			return NULL;
 		src = fetched;
-		for (j = 0; j < N_MATS && !bad; j++)
+		for (j = 0; j < PCU_N_MATS && !bad; j++)
 			bad = in_region(m->host_base, m->host_bytes, &src[j], names[j], li, err, en);
 	}
 	*v = *d;
-	for (j = 0; j < N_MATS && !bad; j++) {
+	for (j = 0; j < PCU_N_MATS && !bad; j++) {
 		const struct pcu_mat *ms = &src[j];
 
 		memset(&v->w[j], 0, sizeof(v->w[j]));
@@ -720,6 +726,8 @@ static const struct elayer *fill_slot(struct pcu_model *m, uint32_t li, char *er
 	}
 	if (d->from_drive)
 		m->done(m->arg, li);
+	if (!bad && injected("fill", &n_fills, err, en))
+		bad = -1;	/* as a failed copy: the layer fetched and given back, the call failed */
 	return bad ? NULL : v;
 }
 
@@ -743,8 +751,8 @@ static int layers(struct pcu_ctx *c, float *x, uint32_t n, const uint32_t *pos,
 	}
 	c->pos = pos;
 	c->tabs = tabs;
-	if (injected("layers", &n_layers_calls))
-		return fail(err, en, "CUDA (emulated): an error injected by PINFER_EMUL_FAIL");
+	if (injected("layers", &n_layers_calls, err, en))
+		return -1;
 	c->exact = flags & PCU_EXACT;
 	memcpy(c->x, x, (size_t)n * f->n_embd * 4);
 	memcpy(c->cs, rope_cs, (size_t)n * f->n_rot * 4);
@@ -769,8 +777,8 @@ static int logits(struct pcu_ctx *c, const float *x, uint32_t k, float *lg, uint
 	if (!m->has_output || k > PCU_LOGIT_ROWS || k > c->max_batch)
 		return fail(err, en, "CUDA: %u rows of logits: no output layer on the GPU, or more than %u",
 			    k, PCU_LOGIT_ROWS);
-	if (injected("logits", &n_logits_calls))
-		return fail(err, en, "CUDA (emulated): an error injected by PINFER_EMUL_FAIL");
+	if (injected("logits", &n_logits_calls, err, en))
+		return -1;
 	c->exact = flags & PCU_EXACT;
 	memcpy(c->x, x, k * E * 4);
 	for (t = 0; t < k; t++)
