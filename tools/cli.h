@@ -73,6 +73,15 @@ void cli_progress(uint64_t done, uint64_t total, void *what);
 pinfer_progress_fn cli_progress_fn(bool quiet);
 
 struct llm_model;
+struct llm_load_opts;
+
+/*
+ * --plan: where each part of @model would go under @lo (budget, context,
+ * -ngl, and for a server its sequences), the GPU's part and the floor at
+ * @drive_bw GB/s (0: at 1, 3 and 7), on stdout, without loading it;
+ * EXIT_OK, or EXIT_FAIL after saying why not.
+ */
+int cli_print_plan(const char *model, const struct llm_load_opts *lo, double drive_bw);
 
 /* The expert cache's counters, one line on stderr. */
 void cli_print_expert_stats(const struct llm_model *m);

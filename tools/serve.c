@@ -61,12 +61,14 @@ static const char serve_help[] =
 	"      --provider NAME    memory: kmod, hugetlb, thp or plain (default: best)\n"
 	"      --mem SIZE         memory budget for the weights (default: what can be\n"
 	"                         pinned); layers that do not fit stream from the file\n"
+	"      --stream-layers N  stream at least the last N layers (benchmarks)\n"
 	"  -ngl, --gpu-layers N   run the last N layers, and the output layer, on an\n"
 	"                         NVIDIA GPU, their KV cache there too (Documentation/cuda.md)\n"
 	"      --gpu-mem SIZE     GPU memory to use at most (default: what is free);\n"
 	"                         layers that do not fit are copied to it per step\n"
 	"      --grace SECONDS    on SIGTERM/SIGINT, let running requests finish this\n"
 	"                         long before cutting them (default 10)\n"
+	"      --plan             print where the weights and KV caches would go, and exit\n"
 	"  -h, --help\n";
 
 struct serve_opts {
@@ -75,7 +77,8 @@ struct serve_opts {
 	long long port, parallel, ctx, queue, chunk, grace;
 	int threads, node;
 	uint64_t mem, gpu_mem;
-	long long gpu_layers;
+	long long gpu_layers, stream_layers;
+	bool plan;
 	enum pinfer_provider provider;
 };
 
@@ -984,6 +987,8 @@ static int parse(int argc, char **argv, struct serve_opts *o)
 		{ "grace", required_argument, NULL, 11 },
 		{ "gpu-layers", required_argument, NULL, 12 },
 		{ "gpu-mem", required_argument, NULL, 13 },
+		{ "stream-layers", required_argument, NULL, 14 },
+		{ "plan", no_argument, NULL, 15 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -1027,6 +1032,8 @@ static int parse(int argc, char **argv, struct serve_opts *o)
 		case 11: bad = cli_int("--grace", optarg, 0, 3600, &o->grace); break;
 		case 12: bad = cli_int("--gpu-layers", optarg, 0, 100000, &o->gpu_layers); break;
 		case 13: bad = cli_parse_bytes("--gpu-mem", optarg, &o->gpu_mem); break;
+		case 14: bad = cli_int("--stream-layers", optarg, 0, 1024, &o->stream_layers); break;
+		case 15: o->plan = true; break;
 		case 'h':
 			fputs(serve_help, stdout);
 			return -1;
@@ -1064,15 +1071,22 @@ static int parse(int argc, char **argv, struct serve_opts *o)
 	return 0;
 }
 
+/* What the options ask of the model's placement: for --parallel requests of --ctx. */
+static struct llm_load_opts load_opts(const struct serve_opts *o)
+{
+	return (struct llm_load_opts){
+		.provider = o->provider, .node = o->node, .mem = o->mem,
+		.threads = (uint32_t)o->threads, .progress_label = "loading",
+		.n_ctx = (uint32_t)o->ctx, .stream_layers = (uint32_t)o->stream_layers,
+		.gpu_layers = (uint32_t)o->gpu_layers, .gpu_mem = o->gpu_mem,
+		.gpu_seqs = (uint32_t)o->parallel,
+	};
+}
+
 static int load(struct server *sv)
 {
 	struct serve_opts *o = &sv->o;
-	struct llm_load_opts lo = {
-		.provider = o->provider, .node = o->node, .mem = o->mem,
-		.threads = (uint32_t)o->threads, .progress_label = "loading",
-		.n_ctx = (uint32_t)o->ctx, .gpu_layers = (uint32_t)o->gpu_layers,
-		.gpu_mem = o->gpu_mem, .gpu_seqs = (uint32_t)o->parallel,
-	};
+	struct llm_load_opts lo = load_opts(o);
 	struct pinfer_region_props rp;
 	struct pinfer_err err = { 0 };
 	struct sched_opts so;
@@ -1165,6 +1179,11 @@ int cmd_serve(int argc, char **argv)
 	ret = parse(argc, argv, &sv.o);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
+	if (sv.o.plan) {
+		struct llm_load_opts lo = load_opts(&sv.o);
+
+		return cli_print_plan(sv.o.model, &lo, 0);
+	}
 	/* every thread from here on inherits these blocked: main waits for them */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);

@@ -116,6 +116,9 @@ struct llm_plan {
 				   with an expert cache: when every expert a token
 				   uses is a miss */
 	uint64_t minimum;	/* the smallest budget this ring size works with */
+	uint64_t server_kv;	/* a server's (gpu_seqs > 0) KV cache for gpu_seqs
+				   contexts of n_ctx: a region of its own,
+				   beside the budget; 0: none */
 	/*
 	 * A mixture-of-experts model that does not fit: every layer resident
 	 * but its experts, which go through a cache of expert_slots slots of

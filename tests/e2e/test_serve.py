@@ -14,7 +14,8 @@
   dropped, a client reading one byte a second, disconnects mid-stream, a
   prompt longer than the context: each answered or dropped, the others
   served, the slots freed, the memory back to where it was;
-- SIGTERM with a stream running: it ends cleanly, the process exits 0.
+- SIGTERM with a stream running: it ends cleanly, the process exits 0;
+- `serve --plan`: the server's KV cache as serve allocates it.
 
 Then the abuse and concurrency again on the ASan build (build/asan/pinfer,
 from `make SAN=1 tests`): no report, no leak at exit."""
@@ -470,6 +471,15 @@ def main():
     if not ok(srv.port, "pinfer serve starts and says its port", srv.stderr()):
         srv.p.kill()
         return
+    plan = subprocess.run([PINFER, "serve", "--plan", "-m", MODEL, "--ctx", str(CTX),
+                           "--parallel", "16"], capture_output=True, text=True, timeout=60)
+    kv = re.search(r"server KV cache\s+([0-9.]+) MiB: 16 requests of (\d+) positions", plan.stdout)
+    held = re.search(r"\(KV cache ([0-9.]+) MiB\)", srv.stderr())
+    ok(plan.returncode == 0 and kv and held and kv.group(1) == held.group(1) and
+       int(kv.group(2)) == CTX and re.search(r"^  total ", plan.stdout, re.M),
+       f"serve --plan: the weights' placement, and the server's KV cache of 16 x {CTX} positions "
+       f"as serve allocates it ({held and held.group(1)} MiB); exit 0",
+       plan.stdout + plan.stderr)
     api(srv)
     concurrency(srv)
     base = srv.rss_kib()
