@@ -262,18 +262,20 @@ static int run_layers(struct llm_session *s, const int32_t *tokens, size_t n,
 		llm_rope_angles(m, s->tpos[b], s->rope_cs + b * c->n_rot);
 		llm_tensor_row(&m->token_embd, (size_t)tokens[b], 0, E, s->x + b * E);
 	}
-	for (l = 0; l < n_cpu; l++) {
+	for (l = 0, ret = 0; l < n_cpu && !ret; l++) {
 		ret = llm_stream_acquire(m, l, s->pool, n >= GEMM_MIN, err);
 		if (ret)
-			return ret;
+			break;
 		for (i = 0; i < n && !ret; i += LLM_BATCH)
 			ret = layer_chunk(s, &m->layers[l], l, i, n - i < LLM_BATCH ? n - i : LLM_BATCH,
 					  s->x + i * E, s->rope_cs + i * c->n_rot, err);
 		llm_stream_release(m, l);
-		if (ret)
-			return ret;
 	}
-	return n_cpu < c->n_layer ? llm_gpu_layers(s, n, err) : 0;
+	if (!ret && n_cpu < c->n_layer)
+		ret = llm_gpu_layers(s, n, err);
+	if (ret)
+		llm_stream_end_pass(m);	/* the next call's layers in the ring's order */
+	return ret;
 }
 
 /*

@@ -77,6 +77,14 @@ void llm_stream_free(struct llm_stream *st);
 int llm_stream_acquire(const struct llm_model *m, uint32_t layer,
 		       struct pinfer_pool *pool, bool pack, struct pinfer_err *err);
 void llm_stream_release(const struct llm_model *m, uint32_t layer);
+/*
+ * A pass broken off by an error (a layer's computation or the GPU's call
+ * failing after the pass used some streamed layers): acquire and release
+ * the rest of it, unused, so that the next pass starts at its first layer
+ * as the ring expects. Nothing when no pass is under way, or after a read
+ * error (kept, as above).
+ */
+void llm_stream_end_pass(const struct llm_model *m);
 /* Keep the reads flowing (never blocks); called between operations. */
 void llm_stream_pump(const struct llm_model *m);
 

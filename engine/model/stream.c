@@ -298,6 +298,19 @@ void llm_stream_release(const struct llm_model *m, uint32_t layer)
 	st->use++;
 }
 
+void llm_stream_end_pass(const struct llm_model *m)
+{
+	struct llm_stream *st = m->stream;
+
+	while (st && !st->error.code && st->use % st->m) {
+		uint32_t layer = layer_of(st, st->use);
+
+		if (llm_stream_acquire(m, layer, NULL, false, NULL))
+			return;
+		llm_stream_release(m, layer);
+	}
+}
+
 void llm_stream_pump(const struct llm_model *m)
 {
 	if (m->stream)

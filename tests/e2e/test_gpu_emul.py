@@ -21,6 +21,11 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
   the prefix cache: the same answer; a failing step is that request's HTTP
   500 and the next is served; on the ASan build, two requests at once and
   SIGTERM: no report, no leak;
+- `serve --plan -ngl 10 --stream-layers 4`: the server's KV cache, layers
+  26-29 to the GPU from the drive; serve holds the GPU memory it states; a
+  streamed layer's copy failing part way through a step (fill:2): that
+  request's 500, then the next two answered as with every layer resident
+  (the host's ring back in order: llm_stream_end_pass);
 - layers the budget streams from the drive (--stream-layers), read into
   the host's ring and copied on to the GPU's: the logits of every layer
   resident bit for bit (the output layer on the CPU in both), one by one
@@ -163,12 +168,14 @@ def metric(port, name):
     return float(m.group(1)) if m else None
 
 
-def start_serve(env=None, exe=PINFER, emul=EMUL):
+SERVE = ("-m", MODEL, "--ctx", "512", "--parallel", "4", "-t", "2", "-ngl", "10")
+
+
+def start_serve(env=None, exe=PINFER, emul=EMUL, args=()):
     """`pinfer serve -ngl 10` on SmolLM2 with the emulation: (Popen, port, its stderr lines)."""
     e = dict(os.environ, PINFER_CUDA_LIB=emul, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
              **(env or {}))
-    p = subprocess.Popen([exe, "serve", "-m", MODEL, "--port", "0", "--ctx", "512",
-                          "--parallel", "4", "-t", "2", "-ngl", "10"],
+    p = subprocess.Popen([exe, "serve", "--port", "0", *SERVE, *args],
                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=e)
     lines = []
     port = serve_port(p, lines)
@@ -182,6 +189,16 @@ def chat_answer(port, q, n=24):
                  {"messages": [{"role": "user", "content": q}], "max_tokens": n,
                   "temperature": 0})
     return r["choices"][0]["message"]["content"] if st == 200 else f"HTTP {st}: {r}"
+
+
+def fails_then(port, q, expect, what, n=1):
+    """A request that the backend's injected error fails: HTTP 500 with @expect in the body;
+    then @n more, their answers."""
+    st, body = post(port, "/v1/chat/completions",
+                    {"messages": [{"role": "user", "content": q}], "max_tokens": 24,
+                     "temperature": 0}) if port else (None, b"")
+    ok(st == 500 and expect in body, f"{what}: HTTP {st}, the backend's message", body)
+    return [chat_answer(port, q) if port else None for _ in range(n)]
 
 
 def test_serve():
@@ -225,17 +242,37 @@ def test_serve():
     # the backend failing in a step: that request's error, the next one served
     p, port, lines = start_serve({"PINFER_EMUL_FAIL": "layers:2"})
     try:
-        st, body = post(port, "/v1/chat/completions",
-                        {"messages": [{"role": "user", "content": q}], "max_tokens": 24,
-                         "temperature": 0}) if port else (None, b"")
-        ok(st == 500 and b"injected" in body,
-           f"serve -ngl 10, the GPU's second step failing: HTTP {st}, the backend's message",
-           body)
-        got = chat_answer(port, q) if port else None
-        ok(got == want, "serve -ngl 10: the next request served, the same answer", repr(got))
+        got = fails_then(port, q, b"layers: an error injected",
+                         "serve -ngl 10, the GPU's second step failing")
+        ok(got == [want], "serve -ngl 10: the next request served, the same answer", repr(got))
     finally:
         p.terminate()
         ok(p.wait(timeout=60) == 0, "serve -ngl 10 after the failure: SIGTERM, exit 0",
+           "".join(lines))
+
+    # layers 26-29 from the drive, through the host's ring to the GPU's: --plan says so, and
+    # what serve then holds on the GPU; a streamed layer's copy failing part way through a
+    # step is that request's 500, and the next is served from the ring in order again
+    plan = run("serve", "--plan", *SERVE, "--stream-layers", "4")
+    gpu = re.search(r"GPU total\s+([0-9.]+) MiB", text(plan))
+    ok(plan.returncode == 0 and gpu and re.search(r"server KV cache .* 4 requests of 512 "
+                                                  r"positions", text(plan)) and
+       re.search(r"layers 26-29 read from the drive first", text(plan)),
+       "serve --plan -ngl 10 --stream-layers 4: the server's KV cache, layers 26-29 to the GPU "
+       "from the drive", text(plan))
+    p, port, lines = start_serve({"PINFER_EMUL_FAIL": "fill:2"}, args=("--stream-layers", "4"))
+    try:
+        held = re.search(r"([0-9.]+) MiB of its memory", "".join(lines))
+        ok(gpu and held and held.group(1) == gpu.group(1),
+           f"serve with them: the GPU memory --plan states ({gpu and gpu.group(1)} MiB)",
+           "".join(lines))
+        got = fails_then(port, q, b"fill: an error injected",
+                         "serve, the second streamed layer's copy failing", 2)
+        ok(got == [want, want], "serve: the next requests served from the drive's ring in "
+           "order, the same answer as every layer resident", repr(got))
+    finally:
+        p.terminate()
+        ok(p.wait(timeout=60) == 0, "serve with layers from the drive: SIGTERM, exit 0",
            "".join(lines))
     p = run("serve", "-m", MODEL, "--port", "0", "-ngl", "10",
             env={"PINFER_EMUL_MEM": str(4 << 20)})

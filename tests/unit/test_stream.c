@@ -28,6 +28,7 @@
 
 #include "format/ggml_types.h"
 #include "model/model.h"
+#include "model/placement.h"
 #include "kernels/quant.h"
 #include "model/synth.h"
 #include "../tap.h"
@@ -97,8 +98,15 @@ static bool resident_intact(const struct llm_model *m, const char *path)
 	return same;
 }
 
-static int run_model_slots(const char *path, enum pinfer_provider prov, uint64_t mem,
-			   uint32_t ring, uint32_t stream_layers, uint32_t slots, struct run *out)
+/*
+ * Load @path under the options and run the prompt and N_GEN tokens into
+ * *@out. @broken > 0: first use the first @broken layers of a pass, as a
+ * call failing part way through would, then (@end) end the pass with
+ * llm_stream_end_pass(), as the forward pass does after an error.
+ */
+static int run_model_broken(const char *path, enum pinfer_provider prov, uint64_t mem,
+			    uint32_t ring, uint32_t stream_layers, uint32_t slots, uint32_t broken,
+			    bool end, struct run *out)
 {
 	struct llm_load_opts o = { .provider = prov, .node = -1, .mem = mem, .ring = ring,
 				   .n_ctx = 128, .stream_layers = stream_layers,
@@ -114,6 +122,12 @@ static int run_model_slots(const char *path, enum pinfer_provider prov, uint64_t
 	ret = llm_model_load(&m, path, &o, &err);
 	if (!ret)
 		ret = llm_session_create(&s, m, 128, pool, &err);
+	for (i = 0; !ret && i < (int)broken; i++) {
+		ret = llm_stream_acquire(m, (uint32_t)i, pool, false, &err);
+		llm_stream_release(m, (uint32_t)i);
+	}
+	if (!ret && end)
+		llm_stream_end_pass(m);
 	if (ret)
 		goto out;
 	out->plan = m->plan;
@@ -142,6 +156,12 @@ out:
 	llm_session_free(s);
 	llm_model_free(m);
 	return ret;
+}
+
+static int run_model_slots(const char *path, enum pinfer_provider prov, uint64_t mem,
+			   uint32_t ring, uint32_t stream_layers, uint32_t slots, struct run *out)
+{
+	return run_model_broken(path, prov, mem, ring, stream_layers, slots, 0, false, out);
 }
 
 static int run_model(const char *path, enum pinfer_provider prov, uint64_t mem,
@@ -390,6 +410,15 @@ static void synthetic(const enum pinfer_provider *provs, int n_provs)
 		else	/* more than all-resident takes: asked for */
 			compare(what, llama, &ref, provs, n_provs, 0, rings[i], 6, 0);
 	}
+	/* a pass broken off after 2 of its 6 layers: ended, the next runs as if it never was */
+	ok(!run_model_broken(llama, provs[0], budget_for(llama, 0, 2), 2, 0, 0, 2, true, &r) &&
+	   same(&ref, &r), "synthetic llama, every layer streamed, ring 2: a pass broken off after 2 layers and ended (llm_stream_end_pass), then the same logits bit for bit%s",
+	   r.err);
+	free(r.logits);
+	ok(run_model_broken(llama, provs[0], budget_for(llama, 0, 2), 2, 0, 0, 2, false, &r) &&
+	   strstr(r.err, "out of order"),
+	   "the same pass not ended: the next call refused, layer 0 out of order (%s)", r.err);
+	free(r.logits);
 	snprintf(what, sizeof(what), "synthetic llama, half the layers streamed, ring 2");
 	compare(what, llama, &ref, provs, n_provs, budget_for(llama, 3, 2), 2, 0, 3);
 
