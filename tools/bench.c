@@ -42,7 +42,9 @@ static const char bench_help[] =
 	"                     run the last N layers and the output layer on the GPU\n"
 	"      --gpu-mem SIZE GPU memory to use at most: layers that do not fit are\n"
 	"                     copied to it as used (default: what is free)\n"
-	"      --json         one JSON object per test\n";
+	"      --json         one JSON object per test\n"
+	"      --plan         print where the weights go for these tests (the\n"
+	"                     context of -p or -n), and exit\n";
 
 /*
  * Tokens/s of @n tokens from position 0 of @s (@batch: as one prompt). The
@@ -216,6 +218,7 @@ int cmd_bench(int argc, char **argv)
 		{ "expert-policy", required_argument, NULL, 'L' },
 		{ "gpu-layers", required_argument, NULL, 'G' },
 		{ "gpu-mem", required_argument, NULL, 'g' },
+		{ "plan", no_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -228,7 +231,7 @@ int cmd_bench(int argc, char **argv)
 	struct llm_model *m = NULL;
 	struct llm_session *s = NULL;
 	struct pinfer_region_props rp;
-	bool json = false, membw;
+	bool json = false, plan = false, membw;
 
 	cli_alias_ngl(argc, argv, "m:p:n:t:r:h", opts);
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
@@ -260,6 +263,7 @@ int cmd_bench(int argc, char **argv)
 			node = (int)num;
 			break;
 		case 'j': json = true; break;
+		case 'Q': plan = true; break;
 		case 'P':
 			lo.provider = pinfer_provider_parse(optarg);
 			if (lo.provider == PINFER_PROVIDER_COUNT) {
@@ -313,6 +317,8 @@ int cmd_bench(int argc, char **argv)
 	threads = cli_threads(threads, lo.node);
 	lo.threads = (uint32_t)threads;
 	lo.n_ctx = (uint32_t)(pp > tg ? pp : tg) + 1;
+	if (plan)
+		return cli_print_plan(model, &lo, 0);
 	if (pinfer_pool_create(&pool, threads, lo.node, &err)) {
 		cli_error("%s", err.msg);
 		goto out;

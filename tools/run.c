@@ -258,6 +258,14 @@ static struct llm_load_opts load_opts(const struct run_opts *o)
 
 #define MIB 1048576.0
 
+/* --plan: nothing loaded, the placement printed. */
+static int print_plan(const struct run_opts *o)
+{
+	struct llm_load_opts lo = load_opts(o);
+
+	return cli_print_plan(o->model, &lo, o->drive_bw);
+}
+
 static int start(struct conversation *e, const struct run_opts *o)
 {
 	struct llm_load_opts lo = load_opts(o);
@@ -529,11 +537,8 @@ int cmd_run(int argc, char **argv)
 	ret = parse(argc, argv, &o);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
-	if (o.plan) {
-		struct llm_load_opts lo = load_opts(&o);
-
-		return cli_print_plan(o.model, &lo, o.drive_bw);
-	}
+	if (o.plan)
+		return print_plan(&o);
 	ret = start(&e, &o);
 	if (!ret && e.tmpl == CHAT_NONE) {	/* --raw, or no template */
 		ret = generate(&e, o.prompt, NULL, o.special, tokenizer_bos(e.tok), o.n_predict, false);
@@ -565,6 +570,8 @@ int cmd_chat(int argc, char **argv)
 	ret = parse(argc, argv, &o);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
+	if (o.plan)
+		return print_plan(&o);
 	ret = start(&e, &o);
 	if (!ret && e.tmpl == CHAT_NONE)
 		fprintf(stderr, "pinfer: this model has no chat template: lines are fed as they are\n");

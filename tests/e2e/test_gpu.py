@@ -178,6 +178,15 @@ def test_plan(have_gpu):
         ok(abs(float(kv.group(1)) - sess / MIB) < 0.051,
            f"-ngl {ngl}: KV cache (fp16, 1024 positions) and buffers {kv.group(1)} MiB")
         ok(have_gpu or "no GPU here" in p.stdout, "--plan says there is no GPU here, and why")
+    # chat and bench plan as run does: the same GPU lines for the same context
+    gpu = [ln for ln in run("run", "-m", MODEL, "--plan", "-ngl", "4", "-c", "513").stdout
+           .splitlines() if ln.startswith("  GPU ")]
+    for cmd, args in (("chat", ("-c", "513")), ("bench", ("-p", "512"))):
+        p = run(cmd, "-m", MODEL, "--plan", "-ngl", "4", *args)
+        got = [ln for ln in p.stdout.splitlines() if ln.startswith("  GPU ")]
+        ok(p.returncode == 0 and gpu and got == gpu and "context 513" in p.stdout,
+           f"{cmd} --plan -ngl 4: nothing loaded, run --plan's GPU lines for a context of 513",
+           p.stdout + p.stderr)
 
 
 def model_shapes():
