@@ -129,12 +129,12 @@ int pinfer_load_submit(struct pinfer_loader *l, const struct pinfer_range *range
 int pinfer_load_wait(struct pinfer_loader *l, int ticket, struct pinfer_err *err);
 /* Without blocking: 1 done, 0 not yet, or the ticket's error. */
 int pinfer_load_poll(struct pinfer_loader *l, int ticket, struct pinfer_err *err);
-/* submit + wait */
 /*
  * Reap finished requests and move waiting ones into the ring, without
  * blocking: what keeps reads flowing while the caller computes.
  */
 void pinfer_load_pump(struct pinfer_loader *l);
+/* submit + wait */
 int pinfer_load(struct pinfer_loader *l, const struct pinfer_range *ranges,
 		size_t n, struct pinfer_err *err);
 

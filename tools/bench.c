@@ -401,9 +401,10 @@ int cmd_bench(int argc, char **argv)
 		}
 		if (!json && m->experts)
 			print_experts(&x0, &x1, (uint64_t)n * r, test);
-		if (t && !json && m->plan.ring)
+		if (t && !json && m->stream)
 			printf("of which %.1f MiB stream from the file (layers %" PRIu32 "-%" PRIu32 ", %" PRIu32 " slots): %.2f GB/s from the drive\n",
-			       m->plan.streamed / 1048576.0, m->plan.n_resident, m->cfg.n_layer - 1,
+			       m->plan.streamed / 1048576.0, m->plan.n_resident,
+			       llm_stream_end(&m->plan) - 1,
 			       m->plan.ring, m->plan.streamed * mean / 1e9);
 	}
 	ret = EXIT_OK;

@@ -83,6 +83,9 @@ struct llm_load_opts;
  */
 int cli_print_plan(const char *model, const struct llm_load_opts *lo, double drive_bw);
 
+/* Where a loaded model's GPU layers went (nothing without them), one line on stderr. */
+void cli_print_gpu(const struct llm_model *m);
+
 /* The expert cache's counters, one line on stderr. */
 void cli_print_expert_stats(const struct llm_model *m);
 

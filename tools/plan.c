@@ -30,6 +30,9 @@ static void print_gpu_plan(const struct llm_plan *p)
 		printf("  GPU streamed    %10.1f MiB per call: layers %" PRIu32 "-%" PRIu32 " copied through a ring of %" PRIu32 " slots of %.1f MiB (in the above), layers %" PRIu32 "-%" PRIu32 " read from the drive first\n",
 		       p->gpu_stream_bytes / MIB, p->n_layer - p->gpu_streamed, p->n_layer - 1,
 		       p->gpu_ring, p->gpu_slot / MIB, p->n_layer - p->gpu_drive, p->n_layer - 1);
+	if (p->gpu_once)
+		printf("  GPU from drive  layers %" PRIu32 "-%" PRIu32 ", which the budget streams, read from the drive once, at load, and kept (in the above)\n",
+		       p->n_layer - p->gpu_once, p->n_layer - 1);
 	printf("  GPU KV, buffers %10.1f MiB\n", p->gpu_session / MIB);
 	printf("  GPU total       %10.1f MiB", (p->gpu_weights + p->gpu_session) / MIB);
 	if (p->gpu_mem)
@@ -41,6 +44,21 @@ static void print_gpu_plan(const struct llm_plan *p)
 	printf(" of %.1f MiB free on %s (compute %d.%d)%s\n", dev.free / MIB, dev.name, dev.major,
 	       dev.minor, p->gpu_weights + p->gpu_session > dev.free ? ": does not fit" : "");
 	printf("  GPU prompts     batches of %d tokens or more through %s\n", PCU_GEMM_MIN, dev.gemm);
+}
+
+void cli_print_gpu(const struct llm_model *m)
+{
+	const struct llm_plan *p = &m->plan;
+
+	if (!p->gpu_layers)
+		return;
+	fprintf(stderr, "pinfer: GPU (%s): layers %" PRIu32 "-%" PRIu32 "%s, %" PRIu32 " of them copied to it per call",
+		llm_gpu_name(m), p->n_layer - p->gpu_layers, p->n_layer - 1,
+		p->gpu_output ? " and the output layer" : "", p->gpu_streamed);
+	if (p->gpu_once)
+		fprintf(stderr, ", %" PRIu32 " read from the drive once", p->gpu_once);
+	fprintf(stderr, "; %.1f MiB of its memory, their KV cache included\n",
+		(p->gpu_weights + p->gpu_session) / MIB);
 }
 
 int cli_print_plan(const char *model, const struct llm_load_opts *lo, double drive_bw)
@@ -88,10 +106,13 @@ int cli_print_plan(const char *model, const struct llm_load_opts *lo, double dri
 			printf("  expected        %10.1f MiB per token with uniform routing (the cache holds %.0f%% of the experts; skewed routing reads less)\n",
 			       p.streamed * (1 - cached) / MIB, 100 * cached);
 		}
-		else
+		else if (llm_stream_end(&p) > p.n_resident)
 			printf("  streamed        %10.1f MiB per token: layers %" PRIu32 "-%" PRIu32 "%s\n",
-			       p.streamed / MIB, p.n_resident, p.n_layer - 1,
+			       p.streamed / MIB, p.n_resident, llm_stream_end(&p) - 1,
 			       p.streamed ? "" : " (the ring holds them all: read once)");
+		else
+			printf("  streamed        %10.1f MiB per token: none (the GPU's, below, are read once)\n",
+			       0.0);
 		if (drive_bw > 0)
 			printf("  floor           %10.4f s/token at %.1f GB/s\n",
 			       p.streamed / (drive_bw * 1e9), drive_bw);

@@ -316,12 +316,14 @@ static int start(struct conversation *e, const struct run_opts *o)
 			e->m->plan.expert_policy == LLM_EXPERTS_LFU ? "lfu" : "lru",
 			(e->m->plan.region - (uint64_t)e->m->plan.expert_slots * e->m->plan.expert_slot) / MIB,
 			e->m->plan.budget / MIB, e->m->plan.budget_why);
-	if (e->m->plan.ring)
+	if (e->m->stream)
 		fprintf(stderr, "pinfer: streaming: layers %" PRIu32 "-%" PRIu32 " (%.1f MiB per token) through %" PRIu32 " slots of %.1f MiB; %.1f MiB resident; budget %.1f MiB (%s)\n",
-			e->m->plan.n_resident, e->m->cfg.n_layer - 1, e->m->plan.streamed / MIB,
+			e->m->plan.n_resident, llm_stream_end(&e->m->plan) - 1,
+			e->m->plan.streamed / MIB,
 			e->m->plan.ring, e->m->plan.slot / MIB,
 			(e->m->plan.region - (uint64_t)e->m->plan.ring * e->m->plan.slot) / MIB,
 			e->m->plan.budget / MIB, e->m->plan.budget_why);
+	cli_print_gpu(e->m);
 	fprintf(stderr, "pinfer: loaded in %.2f s; %d threads; chat template %s\n",
 		mono_now() - t0, pinfer_pool_threads(e->pool), chat_template_name(e->tmpl));
 	return 0;
@@ -462,7 +464,7 @@ static int generate(struct conversation *e, const char *text, const uint8_t *pla
 		fprintf(stderr, "\npinfer: prompt %zu tokens in %.2f s (%.1f t/s); generated %d tokens in %.2f s (%.1f t/s)\n",
 			n_ids, t1 - t0, n_ids / (t1 - t0), gen, t2 - t1,
 			gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
-	if (!quiet_stats && e->m->plan.ring) {
+	if (!quiet_stats && e->m->stream) {
 		struct llm_stream_stats st;
 
 		llm_model_stream_stats(e->m, &st);

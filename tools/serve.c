@@ -1132,14 +1132,7 @@ static int load(struct server *sv)
 		(double)o->parallel * ((o->ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) *
 		llm_kv_block_bytes(&sv->m->cfg) / 1048576.0,
 		pinfer_pool_threads(sv->pool), chat_template_name(sv->tmpl));
-	if (sv->m->plan.gpu_layers) {
-		const struct llm_plan *p = &sv->m->plan;
-
-		fprintf(stderr, "pinfer: GPU (%s): layers %" PRIu32 "-%" PRIu32 "%s, %" PRIu32 " of them copied to it per step; %.1f MiB of its memory, their KV cache included\n",
-			llm_gpu_name(sv->m), p->n_layer - p->gpu_layers, p->n_layer - 1,
-			p->gpu_output ? " and the output layer" : "", p->gpu_streamed,
-			(p->gpu_weights + p->gpu_session) / 1048576.0);
-	}
+	cli_print_gpu(sv->m);
 	return 0;
 }
 

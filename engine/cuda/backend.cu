@@ -970,7 +970,12 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		uint64_t r, pk;
 
 		m->layers[i].stream_ix = -1;
-		if (s->streamed) {
+		if (s->streamed == PCU_DRIVE_ONCE && (!dsc->fetch || !dsc->done)) {
+			fail(err, en, "CUDA: GPU layer %u is read from the drive, and there is no fetch()",
+			     i);
+			goto out;
+		}
+		if (s->streamed == PCU_FROM_HOST || s->streamed == PCU_FROM_DRIVE) {
 			slot_bytes(s, &r, &pk);
 			slot_raw = r > slot_raw ? r : slot_raw;
 			slot_packed = pk > slot_packed ? pk : slot_packed;
@@ -997,12 +1002,31 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		static const char *const names[PCU_N_MATS] = { "attn_q", "attn_k", "attn_v", "attn_output",
 							   "ffn_gate", "ffn_up", "ffn_down" };
 		const struct pcu_layer *s = &dsc->layers[i];
+		const struct pcu_mat *src = s->mats;
+		struct pcu_mat fetched[PCU_N_MATS];
 		struct dlayer *d = &m->layers[i];
 		cudaStream_t st = m->stream;
+		int bad = 0;
 
-		for (int j = 0; j < PCU_N_MATS && !s->streamed; j++)
-			if (upload_mat(&d->w[j], &s->mats[j], scratch, st, names[j], err, en))
+		if (d->stream_ix >= 0)	/* through the ring at each call */
+			src = NULL;
+		if (s->streamed == PCU_DRIVE_ONCE) {	/* read from the drive now, uploaded once */
+			if (m->fetch(m->arg, i, fetched, err, en))
 				goto out;
+			src = fetched;
+		}
+		for (int j = 0; j < PCU_N_MATS && src && !bad; j++)
+			bad = upload_mat(&d->w[j], &src[j], scratch, st, names[j], err, en);
+		if (s->streamed == PCU_DRIVE_ONCE) {	/* its host pages back once copied */
+			cudaError_t e = cudaStreamSynchronize(st);
+
+			m->done(m->arg, i);
+			if (!bad && e != cudaSuccess)
+				bad = fail(err, en, "CUDA: uploading GPU layer %u: %s", i,
+					   cudaGetErrorString(e));
+		}
+		if (bad)
+			goto out;
 		if (upload_vec(&d->attn_norm, s->attn_norm, cf->n_embd, st, err, en) ||
 		    upload_vec(&d->ffn_norm, s->ffn_norm, cf->n_embd, st, err, en) ||
 		    upload_vec(&d->q_norm, s->q_norm, cf->head_dim, st, err, en) ||

@@ -52,6 +52,9 @@ enum pcu_streamed {
 				   slots each time they are used */
 	PCU_FROM_DRIVE,		/* likewise, but read from the drive each time: their
 				   host pointers come from fetch() (data unused) */
+	PCU_DRIVE_ONCE,		/* on the device, uploaded once, in model_create(),
+				   from fetch()'s host pointers (data unused): read
+				   from the drive once, at load */
 };
 
 struct pcu_config {
@@ -70,15 +73,17 @@ struct pcu_model_desc {
 	size_t host_bytes;		/* with the driver (0: none) */
 	uint32_t ring;			/* slots for the streamed layers (at least 2) */
 	/*
-	 * Layers PCU_FROM_DRIVE: before GPU layer @layer (its index among the
-	 * GPU's) is copied, fetch() reads it and gives its matrices, as
-	 * pcu_layer's wq..w_down, their host pointers in the region and valid
-	 * until done(), which comes once the copies from them have finished.
-	 * Called in layer order, from the thread that calls layers(), each
-	 * fetch() followed by its done() before the next; an error from
-	 * fetch() (@err, @n) ends the call with it.
+	 * Layers PCU_FROM_DRIVE and PCU_DRIVE_ONCE: before GPU layer @layer
+	 * (its index among the GPU's) is copied, fetch() reads it and gives
+	 * its matrices, as pcu_layer's mats[], their host pointers in the
+	 * region and valid until done(), which comes once the copies from
+	 * them have finished. Called in layer order, each fetch() followed by
+	 * its done() before the next: PCU_DRIVE_ONCE's within model_create(),
+	 * PCU_FROM_DRIVE's within each layers() call, from the thread that
+	 * calls it. An error from fetch() (@err, @n) ends the call with it.
 	 */
-	int (*fetch)(void *arg, uint32_t layer, struct pcu_mat mats[7], char *err, size_t n);
+	int (*fetch)(void *arg, uint32_t layer, struct pcu_mat mats[PCU_N_MATS], char *err,
+		     size_t n);
 	void (*done)(void *arg, uint32_t layer);
 	void *arg;
 };

@@ -26,6 +26,9 @@ struct llm_gpu {
 	const struct pcu_api *api;
 	struct pcu_model *pm;
 	struct pcu_device dev;
+	/* while model_create() uploads the layers read once: how to read them */
+	const struct llm_layout *lay;
+	struct pinfer_loader *loader;
 };
 
 /* Device bytes of @t (0: no kernel for its type). */
@@ -129,22 +132,38 @@ static uint64_t gemm_bytes(const struct llm_model *m, uint32_t first)
 }
 
 /*
+ * Every GPU layer resident: the @drive last ones, which the host's budget
+ * streams from the drive, are read from it once, at load, and the host
+ * streams only the layers before them.
+ */
+static int resident(struct llm_plan *p, const struct llm_layout *layout, uint32_t drive)
+{
+	p->gpu_once = drive;
+	p->streamed = llm_layout_streamed(p, layout, llm_stream_end(p));
+	return 0;
+}
+
+/*
  * Fit the plan's GPU part into @limit bytes of device memory (0: no
  * limit): everything resident if it fits; else without the output layer
  * if that fits; else (the output layer still on the CPU) the last layers
  * streamed through a ring of slots, as few as fit. An error when not even
- * the ring fits.
+ * the ring fits. @layout: the host's plan's.
  */
-static int fit(struct llm_plan *p, const struct llm_model *m, uint64_t limit, struct pinfer_err *err)
+static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_layout *layout,
+	       uint64_t limit, struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
-	uint32_t first = c->n_layer - p->gpu_layers, l, k;
+	uint32_t first = c->n_layer - p->gpu_layers, l, k, drive = 0;
 	uint64_t out = mat_bytes(&m->output) + 4 * (uint64_t)c->n_embd, mats, vecs, slot, stage;
 	uint64_t lay = 0, vec = 0, fixed, ring;
 
+	if (p->ring && p->n_resident < c->n_layer)	/* the budget streams these from the drive */
+		drive = c->n_layer - (p->n_resident > first ? p->n_resident : first);
 	p->gpu_mem = limit;
-	p->gpu_streamed = p->gpu_ring = 0;
+	p->gpu_streamed = p->gpu_ring = p->gpu_drive = p->gpu_once = 0;
 	p->gpu_slot = p->gpu_stream_bytes = ring = 0;
+	p->streamed = llm_layout_streamed(p, layout, c->n_layer);
 	vec = gemm_bytes(m, first);	/* counted with the vectors: resident, whatever streams */
 	for (l = first; l < c->n_layer; l++) {
 		layer_bytes(m, l, &mats, &vecs, &slot, &stage);
@@ -157,21 +176,22 @@ static int fit(struct llm_plan *p, const struct llm_model *m, uint64_t limit, st
 	p->gpu_output = mat_bytes(&m->output) && m->output_norm.type == GGML_TYPE_F32;
 	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, p->gpu_output);
 	p->gpu_weights = lay + vec + (p->gpu_output ? out : 0);
-	if (!p->gpu_drive && (!limit || p->gpu_weights + p->gpu_session <= limit))
-		return 0;
-	if (!p->gpu_drive && p->gpu_output &&
+	if (!limit || p->gpu_weights + p->gpu_session <= limit)
+		return resident(p, layout, drive);
+	if (p->gpu_output &&
 	    lay + vec + session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false) <= limit) {
 		p->gpu_output = false;
 		p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false);
 		p->gpu_weights = lay + vec;
-		return 0;
+		return resident(p, layout, drive);
 	}
 	/*
 	 * Stream the last layers, the output layer on the CPU (its bytes would
 	 * make more layers stream, and a streamed layer costs a copy per call):
 	 * keep the first k resident, the most that fit beside the ring, never
-	 * one the host streams from the drive (it is not in memory to upload).
+	 * one the host streams from the drive (those stream through both rings).
 	 */
+	p->gpu_drive = drive;
 	p->gpu_output = false;
 	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false);
 	fixed = vec + p->gpu_session + ring;
@@ -195,8 +215,8 @@ static int fit(struct llm_plan *p, const struct llm_model *m, uint64_t limit, st
 	return 0;
 }
 
-int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm_load_opts *o,
-		 struct pinfer_err *err)
+int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm_layout *lay,
+		 const struct llm_load_opts *o, struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
 	uint32_t ngl = o->gpu_layers, first, l;
@@ -204,7 +224,7 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm
 
 	p->gpu_layers = ngl < c->n_layer ? ngl : c->n_layer;
 	p->gpu_seqs = o->gpu_seqs;
-	p->gpu_drive = 0;
+	p->gpu_drive = p->gpu_once = 0;
 	p->gpu_output = false;
 	p->gpu_weights = p->gpu_session = p->gpu_mem = 0;
 	p->gpu_streamed = p->gpu_ring = 0;
@@ -214,8 +234,6 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm
 		return pinfer_fail(err, ENOTSUP, "-ngl: mixture-of-experts layers do not run on the GPU yet (this model has %" PRIu32 " experts per layer)",
 				   c->n_expert);
 	first = c->n_layer - p->gpu_layers;
-	if (p->ring && p->n_resident < c->n_layer)	/* the budget streams these from the drive */
-		p->gpu_drive = c->n_layer - (p->n_resident > first ? p->n_resident : first);
 	for (l = first; l < c->n_layer; l++) {
 		const struct llm_layer *ly = &m->layers[l];
 		const struct llm_tensor *vecs[] = { &ly->attn_norm, &ly->ffn_norm, &ly->q_norm,
@@ -236,7 +254,7 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm
 						   tensor_name(m, vecs[i], name, sizeof(name)),
 						   ggml_type_name(vecs[i]->type));
 	}
-	return fit(p, m, o->gpu_mem, err);
+	return fit(p, m, lay, o->gpu_mem, err);
 }
 
 /* Open the backend: $PINFER_CUDA_LIB, or libpinfer-cuda.so beside this program, or on the path. */
@@ -313,18 +331,48 @@ static const float *vec(const struct llm_tensor *t)
 #define MIB 1048576.0
 
 /*
+ * Layer @l, which the budget streams from the drive, read once for the GPU
+ * (at load, before the stream starts): into the ring's first slot, its
+ * matrices pointed there in the file's layout.
+ */
+static int read_once(struct llm_model *m, uint32_t l, struct pinfer_err *err)
+{
+	const struct llm_layout *lay = m->gpu->lay;
+	uint64_t a = lay->span_a[l], b = lay->span_b[l];
+	uint8_t *at = (uint8_t *)pinfer_region_ptr(m->region) + lay->resident;
+	struct pinfer_range rg = {
+		.file_off = a, .region_off = lay->resident,
+		.len = (b < m->gguf->file_size ? b : m->gguf->file_size) - a,
+	};
+	unsigned i;
+	int ret = pinfer_load(m->gpu->loader, &rg, 1, err);
+
+	if (ret)
+		return ret;
+	for (i = 0; i < LLM_DENSE_MATS; i++) {
+		struct llm_tensor *t = llm_layer_mat(&m->layers[l], i);
+
+		t->data = at + (t->file_off - a);
+		t->packed = false;
+	}
+	return 0;
+}
+
+/*
  * The backend's fetch() and done() for a GPU layer the budget streams from
- * the drive: the host's ring reads it (llm_stream_acquire(), in the file's
+ * the drive: at load, a layer the GPU keeps is read once (read_once());
+ * else the host's ring reads it (llm_stream_acquire(), in the file's
  * layout, never packed for the CPU) and gets it back once copied.
  */
 static int gpu_fetch(void *arg, uint32_t i, struct pcu_mat *mats, char *msg, size_t n)
 {
-	const struct llm_model *m = arg;
+	struct llm_model *m = arg;
 	uint32_t l = m->cfg.n_layer - m->plan.gpu_layers + i;
 	struct pinfer_err e = { 0 };
+	int ret = m->gpu->loader ? read_once(m, l, &e) : llm_stream_acquire(m, l, NULL, false, &e);
 
-	if (llm_stream_acquire(m, l, NULL, false, &e)) {
-		snprintf(msg, n, "%s", e.msg);
+	if (ret) {
+		snprintf(msg, n, "reading layer %" PRIu32 " for the GPU: %s", l, e.msg);
 		return -1;
 	}
 	pcu_mats(&m->layers[l], mats);
@@ -333,12 +381,20 @@ static int gpu_fetch(void *arg, uint32_t i, struct pcu_mat *mats, char *msg, siz
 
 static void gpu_done(void *arg, uint32_t i)
 {
-	const struct llm_model *m = arg;
+	struct llm_model *m = arg;
+	uint32_t l = m->cfg.n_layer - m->plan.gpu_layers + i;
+	unsigned k;
 
-	llm_stream_release(m, m->cfg.n_layer - m->plan.gpu_layers + i);
+	if (!m->gpu->loader) {
+		llm_stream_release(m, l);
+		return;
+	}
+	for (k = 0; k < LLM_DENSE_MATS; k++)	/* the slot is the stream's from now on */
+		llm_layer_mat(&m->layers[l], k)->data = NULL;
 }
 
-int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
+int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinfer_loader *l,
+		  struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
 	struct llm_plan *p = &m->plan;
@@ -364,7 +420,7 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 		return pinfer_fail(err, ENODEV, "-ngl %" PRIu32 ": %s", p->gpu_layers, msg);
 	/* the device's free memory less 5% (fragmentation) is the limit unless --gpu-mem is lower */
 	limit = g->dev.free / 20 * 19;
-	ret = fit(p, m, p->gpu_mem && p->gpu_mem < limit ? p->gpu_mem : limit, err);
+	ret = fit(p, m, lay, p->gpu_mem && p->gpu_mem < limit ? p->gpu_mem : limit, err);
 	if (ret)
 		return ret;
 	ls = calloc(p->gpu_layers, sizeof(*ls));
@@ -377,7 +433,8 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 			.attn_norm = vec(&y->attn_norm), .ffn_norm = vec(&y->ffn_norm),
 			.q_norm = vec(&y->q_norm), .k_norm = vec(&y->k_norm),
 			.bq = vec(&y->bq), .bk = vec(&y->bk), .bv = vec(&y->bv),
-			.streamed = i < p->gpu_layers - p->gpu_streamed ? PCU_RESIDENT :
+			.streamed = i >= p->gpu_layers - p->gpu_once ? PCU_DRIVE_ONCE :
+				    i < p->gpu_layers - p->gpu_streamed ? PCU_RESIDENT :
 				    i < p->gpu_layers - p->gpu_drive ? PCU_FROM_HOST : PCU_FROM_DRIVE,
 		};
 		pcu_mats(y, ls[i].mats);
@@ -391,7 +448,11 @@ int llm_gpu_start(struct llm_model *m, struct pinfer_err *err)
 		.host_base = pinfer_region_ptr(m->region), .host_bytes = p->region,
 		.ring = p->gpu_ring, .fetch = gpu_fetch, .done = gpu_done, .arg = m,
 	};
+	g->lay = lay;
+	g->loader = p->gpu_once ? l : NULL;
 	ret = g->api->model_create(&g->pm, &d, msg, sizeof(msg));
+	g->lay = NULL;
+	g->loader = NULL;
 	free(ls);
 	return ret ? pinfer_fail(err, EIO, "-ngl %" PRIu32 ": %s", p->gpu_layers, msg) : 0;
 }

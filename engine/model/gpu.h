@@ -15,19 +15,23 @@
 #include "model.h"
 
 struct llm_gpu;
+struct llm_layout;
+struct pinfer_loader;
 struct llm_session;
 struct pcu_device;
 
 /*
- * The GPU part of @p for @o's gpu_layers layers of @m (p->n_ctx set), its
- * KV cache for gpu_seqs sequences, within gpu_mem bytes of device memory
- * (0: no limit known; loading uses the device's free memory, or less):
- * gpu_layers, gpu_output, how many stream, the device bytes; an error
- * naming the tensor when a type has no GPU kernel, when the model's layout
- * cannot go there yet, or when not even the ring fits.
+ * The GPU part of @p (the host's plan, whose layout is @lay) for @o's
+ * gpu_layers layers of @m (p->n_ctx set), its KV cache for gpu_seqs
+ * sequences, within gpu_mem bytes of device memory (0: no limit known;
+ * loading uses the device's free memory, or less): gpu_layers,
+ * gpu_output, how many stream, which are read from the drive once, the
+ * device bytes, and the host's streamed bytes without those; an error
+ * naming the tensor when a type has no GPU kernel, when the model's
+ * layout cannot go there yet, or when not even the ring fits.
  */
-int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm_load_opts *o,
-		 struct pinfer_err *err);
+int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm_layout *lay,
+		 const struct llm_load_opts *o, struct pinfer_err *err);
 
 /*
  * The CUDA backend's device, or an error saying why there is none (no
@@ -35,8 +39,14 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm
  */
 int llm_gpu_probe(struct pcu_device *dev, struct pinfer_err *err);
 
-/* Upload the planned layers of @m (loaded, not yet packed for the CPU) to the GPU. */
-int llm_gpu_start(struct llm_model *m, struct pinfer_err *err);
+/*
+ * Upload the planned layers of @m (loaded, not yet packed for the CPU) to
+ * the GPU, placed again within the device's free memory; those read from
+ * the drive once (gpu_once) through @l into the host ring's first slot
+ * (@lay: the plan's layout), before the stream starts.
+ */
+int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinfer_loader *l,
+		  struct pinfer_err *err);
 void llm_gpu_free(struct llm_gpu *g);
 
 /* The name of the GPU @m's layers run on (loaded with GPU layers). */

@@ -503,7 +503,7 @@ static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_p
 
 	p->server_kv = (uint64_t)o->gpu_seqs * ((n_ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) *
 		       llm_kv_block_bytes(c);
-	return ret ? ret : llm_gpu_plan(p, m, o, err);
+	return ret ? ret : llm_gpu_plan(p, m, lay, o, err);
 }
 
 int llm_model_plan(struct llm_plan *out, const char *path,
@@ -574,10 +574,10 @@ int llm_model_load(struct llm_model **out, const char *path,
 		goto fail;
 	pinfer_loader_set_progress(l, NULL, NULL);
 	ret = llm_layout_place(m, &lay, pinfer_region_ptr(m->region), err);
-	if (ret || (ret = check_vectors(m, err)) || (ret = llm_gpu_start(m, err)) ||
+	if (ret || (ret = check_vectors(m, err)) || (ret = llm_gpu_start(m, &lay, l, err)) ||
 	    (ret = pack_resident(m, opts->pool, err)))
 		goto fail;
-	if (m->plan.ring || m->plan.expert_slots) {
+	if (llm_stream_end(&m->plan) > m->plan.n_resident || m->plan.expert_slots) {
 		/* the stream, or the expert cache, owns l */
 		ret = m->plan.ring ? llm_stream_start(m, &lay, l, err) :
 		      llm_experts_start(m, &lay, l, err);

@@ -139,15 +139,28 @@ struct llm_plan {
 	 * ring of gpu_ring slots of gpu_slot bytes on the device each time
 	 * they run (gpu_stream_bytes per call); the last gpu_drive of those
 	 * are the layers the budget streams from the drive (ring), read into
-	 * the host's ring and copied on from there. gpu_seqs > 0: the session
-	 * is a server's, its KV cache gpu_seqs contexts of n_ctx in blocks.
+	 * the host's ring and copied on from there. When every GPU layer is
+	 * resident there, the last gpu_once of them are such layers, read
+	 * from the drive once, at load, and the host streams only the rest
+	 * (llm_stream_end). gpu_seqs > 0: the session is a server's, its KV
+	 * cache gpu_seqs contexts of n_ctx in blocks.
 	 */
-	uint32_t gpu_layers, gpu_seqs, gpu_drive;
+	uint32_t gpu_layers, gpu_seqs, gpu_drive, gpu_once;
 	bool gpu_output;
 	uint64_t gpu_weights, gpu_session, gpu_mem;
 	uint32_t gpu_streamed, gpu_ring;
 	uint64_t gpu_slot, gpu_stream_bytes;
 };
+
+/*
+ * The layers the host streams from the drive at every pass are
+ * [n_resident, llm_stream_end()): up to the GPU's layers read once, at
+ * load; none when it returns n_resident.
+ */
+static inline uint32_t llm_stream_end(const struct llm_plan *p)
+{
+	return p->ring ? p->n_layer - p->gpu_once : p->n_resident;
+}
 
 struct llm_experts;
 struct llm_gpu;

@@ -47,14 +47,20 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t s
 		  struct llm_plan *p, struct llm_layout *lay, struct pinfer_err *err);
 void llm_layout_free(struct llm_layout *lay);
 
+/*
+ * Bytes a pass reads of the streamed layers [p->n_resident, @end) under
+ * @p's ring: their spans, or 0 when the ring holds them all.
+ */
+uint64_t llm_layout_streamed(const struct llm_plan *p, const struct llm_layout *lay, uint32_t end);
+
 /* Point each resident tensor into the region at @base. */
 int llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t *base,
 		     struct pinfer_err *err);
 
 /*
- * Start streaming layers [plan.n_resident, n_layer) through plan.ring
- * slots after the resident part of the region, by @l (the stream owns it
- * from now on): the first reads go out at once.
+ * Start streaming layers [plan.n_resident, llm_stream_end()) through
+ * plan.ring slots after the resident part of the region, by @l (the
+ * stream owns it from now on): the first reads go out at once.
  */
 int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 		     struct pinfer_loader *l, struct pinfer_err *err);

@@ -247,14 +247,12 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t s
 	p->ring = r < n ? k : 0;
 	p->slot = r < n ? slot : 0;
 	p->region = res + (uint64_t)p->ring * p->slot;
-	if (p->ring && p->ring < n - r)
-		for (i = r; i < n; i++)
-			p->streamed += sb[i] - sa[i];
 	lay->pieces = pieces;
 	lay->n = n_pieces;
 	lay->resident = res;
 	lay->span_a = sa;
 	lay->span_b = sb;
+	p->streamed = llm_layout_streamed(p, lay, n);
 	pieces = NULL;
 	sa = sb = NULL;
 out:
@@ -263,6 +261,17 @@ out:
 	free(sa);
 	free(sb);
 	return ret;
+}
+
+uint64_t llm_layout_streamed(const struct llm_plan *p, const struct llm_layout *lay, uint32_t end)
+{
+	uint64_t b = 0;
+	uint32_t i;
+
+	if (p->ring && p->ring < end - p->n_resident)
+		for (i = p->n_resident; i < end; i++)
+			b += lay->span_b[i] - lay->span_a[i];
+	return b;
 }
 
 void llm_layout_free(struct llm_layout *lay)

@@ -151,7 +151,7 @@ int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 	st->ring_off = lay->resident;
 	st->slot_bytes = m->plan.slot;
 	st->first = m->plan.n_resident;
-	st->m = m->cfg.n_layer - st->first;
+	st->m = llm_stream_end(&m->plan) - st->first;
 	st->k = m->plan.ring;
 	st->span_a = malloc(m->cfg.n_layer * sizeof(*st->span_a));
 	st->span_b = malloc(m->cfg.n_layer * sizeof(*st->span_b));
@@ -229,7 +229,7 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 	uint64_t q, a;
 	size_t i, n;
 
-	if (!st || layer < st->first)
+	if (!st || layer < st->first || layer >= st->first + st->m)
 		return 0;
 	if (st->error.code) {
 		if (err)
@@ -289,7 +289,7 @@ void llm_stream_release(const struct llm_model *m, uint32_t layer)
 	struct llm_tensor *mats[LLM_LAYER_MATS];
 	size_t i, n;
 
-	if (!st || layer < st->first)
+	if (!st || layer < st->first || layer >= st->first + st->m)
 		return;
 	n = layer_mats(&m->layers[layer], mats);
 	for (i = 0; i < n; i++)

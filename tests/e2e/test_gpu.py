@@ -18,9 +18,10 @@ checks are tests/gpu/run.sh):
 - failures: no GPU (exit 1, the reason), no backend or a library that is
   not one, a mixture-of-experts model, a tensor type without a GPU kernel,
   bad numbers (exit 2); nothing crashes;
-- layers the budget streams from the drive: the GPU streams them through
-  its ring from the host's (the others stay resident there), the output
-  layer on the CPU;
+- layers the budget streams from the drive: with room on the GPU, read
+  once at load and kept there, the host streaming nothing per token;
+  without, the GPU streams them through its ring from the host's (the
+  others stay resident there), the output layer on the CPU;
 - -ngl 0 answers exactly as without it.
 """
 import ctypes
@@ -335,12 +336,21 @@ def test_errors(have_gpu):
         p = run("run", "-m", bf16, "--plan", "-ngl", "0")
         ok(p.returncode == 0 and "GPU" not in p.stdout, "-ngl 0: no GPU part in the plan")
     p = run("run", "-m", MODEL, "--plan", "--stream-layers", "2", "-ngl", "4")
+    ok(p.returncode == 0 and
+       re.search(r"GPU layers .* layers 26-29 and the output layer \(4 of 30\)", p.stdout) and
+       re.search(r"GPU from drive +layers 28-29, .* read from the drive once, at load", p.stdout)
+       and re.search(r"^  streamed .* none", p.stdout, re.M) and "GPU streamed" not in p.stdout,
+       "-ngl 4 over 2 layers streamed from the drive, GPU memory enough: every GPU layer "
+       "resident, 28-29 read from the drive once at load, the host streams nothing per token",
+       p.stdout + p.stderr)
+    p = run("run", "-m", MODEL, "--plan", "--stream-layers", "2", "-ngl", "4", "--gpu-mem", "46M")
     ok(p.returncode == 0 and re.search(r"GPU layers .* layers 26-29 \(4 of 30\)", p.stdout) and
-       re.search(r"GPU streamed .* layers 28-29 copied through a ring .*, "
+       re.search(r"GPU streamed .* layers 27-29 copied through a ring .*, "
                  r"layers 28-29 read from the drive first", p.stdout)
-       and not re.search(r"GPU layers .* and the output layer", p.stdout),
-       "-ngl 4 over 2 layers streamed from the drive: 26-27 resident on the GPU, 28-29 "
-       "copied to it from the drive's ring each call, the output layer on the CPU",
+       and re.search(r"^  streamed .* layers 28-29", p.stdout, re.M)
+       and "GPU from drive" not in p.stdout,
+       "the same in 46 MiB of GPU memory (too little to keep them all): 26 resident, 27-29 "
+       "copied to it each call, 28-29 from the drive's ring, the output layer on the CPU",
        p.stdout + p.stderr)
 
 

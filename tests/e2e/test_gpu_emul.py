@@ -21,17 +21,19 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
   the prefix cache: the same answer; a failing step is that request's HTTP
   500 and the next is served; on the ASan build, two requests at once and
   SIGTERM: no report, no leak;
-- `serve --plan -ngl 10 --stream-layers 4`: the server's KV cache, layers
-  26-29 to the GPU from the drive; serve holds the GPU memory it states; a
+- `serve --plan -ngl 10 --stream-layers 4 --gpu-mem 46M`: the server's KV
+  cache, layers 26-29 to the GPU from the drive at each step; serve holds the GPU memory it states; a
   streamed layer's copy failing part way through a step (fill:2): that
   request's 500, then the next two answered as with every layer resident
   (the host's ring back in order: llm_stream_end_pass);
 - layers the budget streams from the drive (--stream-layers), read into
   the host's ring and copied on to the GPU's: the logits of every layer
   resident bit for bit (the output layer on the CPU in both), one by one
-  and as a batch, with all of them from the drive and with some of the
-  GPU's streamed layers from memory and the rest from the drive; run with
-  them; on the ASan build too;
+  and as a batch: with them read once at load and kept (4 fetches in all),
+  with all of them from the drive at each call (4 per call), and with some
+  of the GPU's streamed layers from memory and the rest from the drive;
+  run with them kept: the answer of every layer resident, no host stream
+  after the load; on the ASan build too;
 - the device's memory: the backend never holds more than the plan counts;
   without --gpu-mem, the device's free memory less 5% decides at load what
   streams (the same logits, bit for bit, as --gpu-mem giving the same
@@ -253,14 +255,15 @@ def test_serve():
     # layers 26-29 from the drive, through the host's ring to the GPU's: --plan says so, and
     # what serve then holds on the GPU; a streamed layer's copy failing part way through a
     # step is that request's 500, and the next is served from the ring in order again
-    plan = run("serve", "--plan", *SERVE, "--stream-layers", "4")
+    drive = ("--stream-layers", "4", "--gpu-mem", "46M")    # too little to keep them
+    plan = run("serve", "--plan", *SERVE, *drive)
     gpu = re.search(r"GPU total\s+([0-9.]+) MiB", text(plan))
     ok(plan.returncode == 0 and gpu and re.search(r"server KV cache .* 4 requests of 512 "
                                                   r"positions", text(plan)) and
        re.search(r"layers 26-29 read from the drive first", text(plan)),
-       "serve --plan -ngl 10 --stream-layers 4: the server's KV cache, layers 26-29 to the GPU "
-       "from the drive", text(plan))
-    p, port, lines = start_serve({"PINFER_EMUL_FAIL": "fill:2"}, args=("--stream-layers", "4"))
+       "serve --plan -ngl 10 --stream-layers 4 --gpu-mem 46M: the server's KV cache, layers "
+       "26-29 to the GPU from the drive each step", text(plan))
+    p, port, lines = start_serve({"PINFER_EMUL_FAIL": "fill:2"}, args=drive)
     try:
         held = re.search(r"([0-9.]+) MiB of its memory", "".join(lines))
         ok(gpu and held and held.group(1) == gpu.group(1),
@@ -334,33 +337,53 @@ def test_drive(q4k):
     if not ok(res and lim, f"GPU memory limits: every layer resident, the output layer on the "
               f"CPU ({res}); two layers streamed ({lim})"):
         return
-    p = run("run", "-m", q4k, "--plan", "-ngl", "6", "-c", "256", "--stream-layers", "4")
+    p = run("run", "-m", q4k, "--plan", "-ngl", "6", "-c", "256", "--stream-layers", "4",
+            "--gpu-mem", str(lim))
     ok(p.returncode == 0 and re.search(r"GPU streamed .* layers 2-5 copied through a ring .*, "
                                        r"layers 2-5 read from the drive first", text(p)),
-       "--stream-layers 4 -ngl 6: the plan copies layers 2-5 to the GPU from the drive's ring",
-       text(p))
+       "--stream-layers 4 -ngl 6 in too little GPU memory to keep them: the plan copies layers "
+       "2-5 to the GPU from the drive's ring", text(p))
+    p = run("run", "-m", q4k, "--plan", "-ngl", "6", "-c", "256", "--stream-layers", "4",
+            "--gpu-mem", str(res))
+    ok(p.returncode == 0 and re.search(r"GPU from drive +layers 2-5, .* once, at load", text(p)),
+       "the same with room to keep them: layers 2-5 read from the drive once, at load", text(p))
     want = {m: logits(q4k, {"PINFER_GPU_MEM": str(res)}, m) for m in (None, "--all")}
-    for what, env in (("layers 2-5 from the drive", {"PINFER_STREAM_LAYERS": "4"}),
-                      ("layer 5 from the drive, the other streamed ones from memory",
-                       {"PINFER_STREAM_LAYERS": "1", "PINFER_GPU_MEM": str(lim)})):
-        got = {m: logits(q4k, env, m) for m in (None, "--all")}
+    log = os.path.join(TMP, "fetches.log")
+    for what, env, fetches in (
+            ("layers 2-5 read from the drive once, at load, and kept",
+             {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(res)}, lambda n: n == 4),
+            ("layers 2-5 from the drive at each call",
+             {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(lim)}, lambda n: n >= 4 * 100),
+            ("layer 5 from the drive, the other streamed ones from memory",
+             {"PINFER_STREAM_LAYERS": "1", "PINFER_GPU_MEM": str(lim)}, lambda n: n >= 100)):
+        if os.path.exists(log):
+            os.remove(log)
+        got = {m: logits(q4k, dict(env, PINFER_EMUL_LOG=log), m) for m in (None, "--all")}
+        with open(log) as f:
+            n = int(f.readline().split()[1])      # one by one's: "fetches N peak BYTES"
         ok(all(got[m].returncode == 0 and got[m].stdout == want[m].stdout and want[m].stdout
-               for m in got),
-           f"-ngl 6, {what}: the resident logits bit for bit, one by one and as a batch",
+               for m in got) and fetches(n),
+           f"-ngl 6, {what}: the resident logits bit for bit, one by one and as a batch; "
+           f"{n} layers fetched from the drive over 100 tokens one by one",
            "".join(text(got[m]) for m in got))
     asan = os.path.join(ROOT, "build", "asan", "tests")
-    if os.path.exists(os.path.join(asan, "print_logits")):
-        e = {"PINFER_STREAM_LAYERS": "1", "PINFER_GPU_MEM": str(lim), "PINFER_NGL": "6",
+    for what, layers, mem in (("layer 5 from the drive", "1", lim), ("layers 2-5 kept", "4", res)):
+        if not os.path.exists(os.path.join(asan, "print_logits")):
+            break
+        e = {"PINFER_STREAM_LAYERS": layers, "PINFER_GPU_MEM": str(mem), "PINFER_NGL": "6",
              "PINFER_CTX": "256"}
         a = run("--all", q4k, *[str(i) for i in range(1, 101)], env=e,
                 exe=os.path.join(asan, "print_logits"),
                 emul=os.path.join(asan, "libpinfer-cuda-emul.so"))
         ok(a.returncode == 0 and a.stdout == want["--all"].stdout and b"Sanitizer" not in a.stderr,
-           "the same on the ASan build: the same bits, no report, no leak", text(a))
+           f"{what}, on the ASan build: the same bits, no report, no leak", text(a))
+    a = run("run", "-m", MODEL, "-ngl", "10", "-p", "Name a color.", "-n", "12", "--temp", "0")
     p = run("run", "-m", MODEL, "-ngl", "10", "--stream-layers", "4", "-p", "Name a color.",
             "-n", "12", "--temp", "0")
-    ok(p.returncode == 0 and p.stdout.strip(),
-       "run -ngl 10 --stream-layers 4 on SmolLM2: an answer, exit 0", text(p))
+    ok(p.returncode == 0 and p.stdout.strip() and p.stdout == a.stdout and
+       "4 read from the drive once" in text(p) and "streaming:" not in text(p),
+       "run -ngl 10 --stream-layers 4 on SmolLM2: layers 26-29 read once for the GPU, the "
+       "host streams nothing after; the answer of every layer resident", text(p))
 
 
 def test_memory(q4k):

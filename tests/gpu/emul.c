@@ -28,8 +28,9 @@
  * ctx_create, layers or logits) fail, as a device error would; OP fill
  * fails the N-th copy of a streamed layer into its slot, after its fetch()
  * and done(): a layers() call failing part way through.
- * $PINFER_EMUL_LOG=FILE: at model_free, the most device bytes held at once
- * ("peak BYTES"), appended to FILE.
+ * $PINFER_EMUL_LOG=FILE: at model_free, the layers fetched from the drive
+ * and the most device bytes held at once ("fetches N peak BYTES"),
+ * appended to FILE.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -129,6 +130,7 @@ static int injected(const char *op, unsigned *count, char *err, size_t en)
 }
 
 static unsigned n_model_create, n_ctx_create, n_layers_calls, n_logits_calls, n_fills;
+static unsigned n_fetches;	/* fetch() calls that succeeded */
 
 /* ---- structures, as the backend's ------------------------------------------ */
 
@@ -458,7 +460,7 @@ static void model_free(struct pcu_model *m)
 		FILE *f = fopen(log, "a");
 
 		if (f) {
-			fprintf(f, "peak %" PRIu64 "\n", dev_peak);
+			fprintf(f, "fetches %u peak %" PRIu64 "\n", n_fetches, dev_peak);
 			fclose(f);
 		}
 	}
@@ -552,31 +554,33 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 		const struct pcu_layer *s = &dsc->layers[i];
 		uint64_t packed = 0;
 
+		bool ringed = s->streamed == PCU_FROM_HOST || s->streamed == PCU_FROM_DRIVE;
+		bool drive = s->streamed == PCU_FROM_DRIVE || s->streamed == PCU_DRIVE_ONCE;
+
 		m->layers[i].stream_ix = -1;
+		if (drive && (!dsc->fetch || !dsc->done)) {
+			fail(err, en, "CUDA: GPU layer %u is read from the drive, and there is no fetch()",
+			     i);
+			goto out;
+		}
 		for (j = 0; j < PCU_N_MATS; j++) {
 			const struct pcu_mat *ms = &s->mats[j];
 
-			if (s->streamed != PCU_FROM_DRIVE &&
-			    in_region(dsc->host_base, dsc->host_bytes, ms, names[j], i, err, en))
+			if (!drive && in_region(dsc->host_base, dsc->host_bytes, ms, names[j], i, err, en))
 				goto out;
-			if (s->streamed) {
+			if (ringed) {
 				slot_raw = raw_bytes(ms) > slot_raw ? raw_bytes(ms) : slot_raw;
 				packed += pcu_slot_room(ms->type, ms->rows, ms->cols);
 			} else if (raw_bytes(ms) > scratch_bytes) {
 				scratch_bytes = raw_bytes(ms);
 			}
 		}
-		if (s->streamed) {
+		if (ringed) {
 			m->slot_packed = packed > m->slot_packed ? packed : m->slot_packed;
 			memcpy(&m->srcs[(size_t)i * PCU_N_MATS], s->mats, sizeof(s->mats));
 			m->layers[i].src = &m->srcs[(size_t)i * PCU_N_MATS];
 			m->layers[i].stream_ix = (int)m->n_streamed++;
-			m->layers[i].from_drive = s->streamed == PCU_FROM_DRIVE;
-			if (m->layers[i].from_drive && (!dsc->fetch || !dsc->done)) {
-				fail(err, en, "CUDA: GPU layer %u is read from the drive, and there is no fetch()",
-				     i);
-				goto out;
-			}
+			m->layers[i].from_drive = drive;
 		}
 	}
 	if (dsc->output && raw_bytes(dsc->output) > scratch_bytes)
@@ -586,10 +590,25 @@ static int model_create(struct pcu_model **out, const struct pcu_model_desc *dsc
 	for (i = 0; i < dsc->n_layers; i++) {
 		const struct pcu_layer *s = &dsc->layers[i];
 		struct elayer *d = &m->layers[i];
+		const struct pcu_mat *src = d->stream_ix >= 0 ? NULL : s->mats;	/* ring: at each call */
+		struct pcu_mat fetched[PCU_N_MATS];
+		int bad = 0;
 
-		for (j = 0; j < PCU_N_MATS && !s->streamed; j++)
-			if (upload_mat(&d->w[j], &s->mats[j], scratch, names[j], err, en))
+		if (s->streamed == PCU_DRIVE_ONCE) {	/* read from the drive now, uploaded once */
+			if (m->fetch(m->arg, i, fetched, err, en))
 				goto out;
+			n_fetches++;
+			src = fetched;
+			for (j = 0; j < PCU_N_MATS && !bad; j++)
+				bad = in_region(m->host_base, m->host_bytes, &src[j], names[j], i, err,
+						en);
+		}
+		for (j = 0; j < PCU_N_MATS && src && !bad; j++)
+			bad = upload_mat(&d->w[j], &src[j], scratch, names[j], err, en);
+		if (s->streamed == PCU_DRIVE_ONCE)
+			m->done(m->arg, i);
+		if (bad)
+			goto out;
 		if (upload_vec(&d->attn_norm, s->attn_norm, cf->n_embd, err, en) ||
 		    upload_vec(&d->ffn_norm, s->ffn_norm, cf->n_embd, err, en) ||
 		    upload_vec(&d->q_norm, s->q_norm, cf->head_dim, err, en) ||
@@ -712,6 +731,7 @@ static const struct elayer *fill_slot(struct pcu_model *m, uint32_t li, char *er
 	if (d->from_drive) {
 		if (m->fetch(m->arg, li, fetched, err, en))
 			return NULL;
+		n_fetches++;
 		src = fetched;
 		for (j = 0; j < PCU_N_MATS && !bad; j++)
 			bad = in_region(m->host_base, m->host_bytes, &src[j], names[j], li, err, en);
