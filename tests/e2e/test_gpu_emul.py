@@ -101,7 +101,7 @@ def test_compare(models):
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith(("ok: ", "FAIL: "))]
         for ln in lines:
             ok(ln.startswith("ok: "), f"compare.py {ln.split(': ', 1)[1]}", p.stderr)
-        want = 8 if stream else 7
+        want = 10 if stream else 7
         ok(p.returncode == 0 and len(lines) == want,
            f"compare.py on {name}: exit 0, {want} checks", p.stdout + p.stderr)
 

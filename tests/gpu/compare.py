@@ -24,7 +24,11 @@ beforehand from the CPU's own figures on the same file and ids:
   --plan` streams at least two layers), the logits of one by one and of a
   batch are those of every layer resident bit for bit (the same packed
   bytes, the same kernels), the output layer on the CPU in both (where
-  layers stream it stays there: the smallest limit that streams none).
+  layers stream it stays there: the smallest limit that streams none);
+  and so are they with the last layers read from the drive (the budget
+  streaming them, PINFER_STREAM_LAYERS): kept on the GPU after one read
+  at load, at the resident limit, and read and copied at every call, at
+  the streaming one.
 
 Usage: compare.py PRINT_LOGITS MODEL N_LAYER [PINFER]; exit 1 if any check
 fails. compare.py --limit MODEL N_LAYER PINFER: print that GPU memory limit;
@@ -51,13 +55,15 @@ def check(cond, what):
     failed += not cond
 
 
-def logits(ids, ngl=0, exact=False, mode=None, greedy=0, gpu_mem=0, ctx=0, cublas=True):
+def logits(ids, ngl=0, exact=False, mode=None, greedy=0, gpu_mem=0, ctx=0, cublas=True,
+           drive=0):
     if os.environ.get("PINFER_GPU_DRY"):   # the script's plumbing, on the CPU alone
         ngl = 0
     env = dict(os.environ, PINFER_NGL=str(ngl), PINFER_EXACT="1" if exact else "0",
                PINFER_GPU_MEM=str(gpu_mem), PINFER_CTX=str(ctx),
                PINFER_CUBLAS=os.environ.get("PINFER_CUBLAS", "") if cublas else "0",
-               PINFER_THREADS=os.environ.get("PINFER_THREADS", "8"))
+               PINFER_THREADS=os.environ.get("PINFER_THREADS", "8"),
+               PINFER_STREAM_LAYERS=str(drive))
     args = [HELPER] + (["--greedy", str(greedy)] if greedy else [mode] if mode else [])
     p = subprocess.run(args + [MODEL] + [str(i) for i in ids], capture_output=True, env=env,
                        timeout=600)
@@ -182,6 +188,15 @@ def main():
                   f"layers streamed through {lim >> 20} MiB of GPU memory: the resident logits "
                   f"bit for bit, one by one and as a batch (max difference "
                   f"{max(np.abs(s1 - r1).max(), np.abs(sa - ra).max()):.3g})")
+            drive = max(2, N_LAYER - 2)
+            for how, mem in (("kept after one read at load", res),
+                             (f"copied through {lim >> 20} MiB at every call", lim)):
+                d1 = logits(short, ngl=N_LAYER, ctx=CTX, gpu_mem=mem, drive=drive)
+                da = logits(short, ngl=N_LAYER, ctx=CTX, gpu_mem=mem, drive=drive, mode="--all")
+                check(np.array_equal(d1, r1) and np.array_equal(da, ra),
+                      f"the last {drive} layers from the drive, {how}: the resident logits bit "
+                      f"for bit, one by one and as a batch (max difference "
+                      f"{max(np.abs(d1 - r1).max(), np.abs(da - ra).max()):.3g})")
     return 1 if failed else 0
 
 
