@@ -232,6 +232,7 @@ int cmd_bench(int argc, char **argv)
 	struct llm_session *s = NULL;
 	struct pinfer_region_props rp;
 	bool json = false, plan = false, membw;
+	uint32_t a, b;	/* the layers streamed at each pass */
 
 	cli_alias_ngl(argc, argv, "m:p:n:t:r:h", opts);
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
@@ -401,10 +402,10 @@ int cmd_bench(int argc, char **argv)
 		}
 		if (!json && m->experts)
 			print_experts(&x0, &x1, (uint64_t)n * r, test);
+		llm_stream_range(&m->plan, &a, &b);
 		if (t && !json && m->stream)
 			printf("of which %.1f MiB stream from the file (layers %" PRIu32 "-%" PRIu32 ", %" PRIu32 " slots): %.2f GB/s from the drive\n",
-			       m->plan.streamed / 1048576.0, m->plan.n_resident,
-			       llm_stream_end(&m->plan) - 1,
+			       m->plan.streamed / 1048576.0, a, b - 1,
 			       m->plan.ring, m->plan.streamed * mean / 1e9);
 	}
 	ret = EXIT_OK;

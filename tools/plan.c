@@ -32,7 +32,7 @@ static void print_gpu_plan(const struct llm_plan *p)
 		       p->gpu_ring, p->gpu_slot / MIB, p->n_layer - p->gpu_drive, p->n_layer - 1);
 	if (p->gpu_once)
 		printf("  GPU from drive  layers %" PRIu32 "-%" PRIu32 ", which the budget streams, read from the drive once, at load, and kept (in the above)\n",
-		       p->n_layer - p->gpu_once, p->n_layer - 1);
+		       p->n_layer - p->gpu_drive - p->gpu_once, p->n_layer - p->gpu_drive - 1);
 	printf("  GPU KV, buffers %10.1f MiB\n", p->gpu_session / MIB);
 	printf("  GPU total       %10.1f MiB", (p->gpu_weights + p->gpu_session) / MIB);
 	if (p->gpu_mem)
@@ -66,12 +66,14 @@ int cli_print_plan(const char *model, const struct llm_load_opts *lo, double dri
 	struct pinfer_err err = { 0 };
 	struct llm_plan p;
 	const double bws[] = { 1.0, 3.0, 7.0 };
+	uint32_t a, b;	/* the layers streamed at each pass */
 	size_t i;
 
 	if (llm_model_plan(&p, model, lo, &err)) {
 		cli_error("%s", err.msg);
 		return EXIT_FAIL;
 	}
+	llm_stream_range(&p, &a, &b);
 	printf("plan for %s: %" PRIu32 " layers, %.1f MiB of weights, context %" PRIu32 "\n",
 	       model, p.n_layer, p.weights / MIB, p.n_ctx);
 	printf("  budget          %10.1f MiB (%s)\n", p.budget / MIB, p.budget_why);
@@ -106,9 +108,9 @@ int cli_print_plan(const char *model, const struct llm_load_opts *lo, double dri
 			printf("  expected        %10.1f MiB per token with uniform routing (the cache holds %.0f%% of the experts; skewed routing reads less)\n",
 			       p.streamed * (1 - cached) / MIB, 100 * cached);
 		}
-		else if (llm_stream_end(&p) > p.n_resident)
+		else if (b > a)
 			printf("  streamed        %10.1f MiB per token: layers %" PRIu32 "-%" PRIu32 "%s\n",
-			       p.streamed / MIB, p.n_resident, llm_stream_end(&p) - 1,
+			       p.streamed / MIB, a, b - 1,
 			       p.streamed ? "" : " (the ring holds them all: read once)");
 		else
 			printf("  streamed        %10.1f MiB per token: none (the GPU's, below, are read once)\n",

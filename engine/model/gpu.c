@@ -136,10 +136,10 @@ static uint64_t gemm_bytes(const struct llm_model *m, uint32_t first)
  * streams from the drive, are read from it once, at load, and the host
  * streams only the layers before them.
  */
-static int resident(struct llm_plan *p, const struct llm_layout *layout, uint32_t drive)
+static int keep_all(struct llm_plan *p, const struct llm_layout *layout, uint32_t drive)
 {
 	p->gpu_once = drive;
-	p->streamed = llm_layout_streamed(p, layout, llm_stream_end(p));
+	p->streamed = llm_layout_streamed(p, layout);
 	return 0;
 }
 
@@ -154,7 +154,7 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
 	       uint64_t limit, struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
-	uint32_t first = c->n_layer - p->gpu_layers, l, k, drive = 0;
+	uint32_t first = c->n_layer - p->gpu_layers, l, k, most, drive = 0;
 	uint64_t out = mat_bytes(&m->output) + 4 * (uint64_t)c->n_embd, mats, vecs, slot, stage;
 	uint64_t lay = 0, vec = 0, fixed, ring;
 
@@ -163,7 +163,7 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
 	p->gpu_mem = limit;
 	p->gpu_streamed = p->gpu_ring = p->gpu_drive = p->gpu_once = 0;
 	p->gpu_slot = p->gpu_stream_bytes = ring = 0;
-	p->streamed = llm_layout_streamed(p, layout, c->n_layer);
+	p->streamed = llm_layout_streamed(p, layout);
 	vec = gemm_bytes(m, first);	/* counted with the vectors: resident, whatever streams */
 	for (l = first; l < c->n_layer; l++) {
 		layer_bytes(m, l, &mats, &vecs, &slot, &stage);
@@ -177,21 +177,22 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
 	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, p->gpu_output);
 	p->gpu_weights = lay + vec + (p->gpu_output ? out : 0);
 	if (!limit || p->gpu_weights + p->gpu_session <= limit)
-		return resident(p, layout, drive);
+		return keep_all(p, layout, drive);
 	if (p->gpu_output &&
 	    lay + vec + session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false) <= limit) {
 		p->gpu_output = false;
 		p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false);
 		p->gpu_weights = lay + vec;
-		return resident(p, layout, drive);
+		return keep_all(p, layout, drive);
 	}
 	/*
 	 * Stream the last layers, the output layer on the CPU (its bytes would
 	 * make more layers stream, and a streamed layer costs a copy per call):
-	 * keep the first k resident, the most that fit beside the ring, never
-	 * one the host streams from the drive (those stream through both rings).
+	 * keep the first k resident, the most that fit beside the ring. Among
+	 * them, layers the host streams from the drive (read once, at load)
+	 * only when it streams no CPU layer: the host's ring then cycles over
+	 * the rest of them, a range still.
 	 */
-	p->gpu_drive = drive;
 	p->gpu_output = false;
 	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false);
 	fixed = vec + p->gpu_session + ring;
@@ -199,13 +200,18 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
 		return pinfer_fail(err, ENOMEM, "-ngl %" PRIu32 ": %.1f MiB of GPU memory hold not even the KV cache, buffers, norms and a ring of %d slots of %.1f MiB for streamed layers (%.1f MiB); lower -ngl or --ctx, or raise --gpu-mem",
 				   p->gpu_layers, limit / 1048576.0, GPU_RING, p->gpu_slot / 1048576.0,
 				   fixed / 1048576.0);
-	for (k = 0, lay = 0; k < p->gpu_layers - p->gpu_drive; k++) {
+	most = !drive ? p->gpu_layers : p->n_resident >= first ? p->gpu_layers - 1 :
+	       p->gpu_layers - drive;
+	for (k = 0, lay = 0; k < most; k++) {
 		layer_bytes(m, first + k, &mats, &vecs, &slot, &stage);
 		if (limit && fixed + lay + mats > limit)
 			break;
 		lay += mats;
 	}
+	p->gpu_once = drive && first + k > c->n_layer - drive ? first + k - (c->n_layer - drive) : 0;
+	p->gpu_drive = drive - p->gpu_once;
 	p->gpu_streamed = p->gpu_layers - k;
+	p->streamed = llm_layout_streamed(p, layout);
 	p->gpu_ring = GPU_RING;
 	p->gpu_weights = lay + vec + ring;
 	for (l = first + k; l < c->n_layer; l++) {
@@ -433,7 +439,8 @@ int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinf
 			.attn_norm = vec(&y->attn_norm), .ffn_norm = vec(&y->ffn_norm),
 			.q_norm = vec(&y->q_norm), .k_norm = vec(&y->k_norm),
 			.bq = vec(&y->bq), .bk = vec(&y->bk), .bv = vec(&y->bv),
-			.streamed = i >= p->gpu_layers - p->gpu_once ? PCU_DRIVE_ONCE :
+			.streamed = i >= p->gpu_layers - p->gpu_drive - p->gpu_once &&
+				    i < p->gpu_layers - p->gpu_drive ? PCU_DRIVE_ONCE :
 				    i < p->gpu_layers - p->gpu_streamed ? PCU_RESIDENT :
 				    i < p->gpu_layers - p->gpu_drive ? PCU_FROM_HOST : PCU_FROM_DRIVE,
 		};

@@ -139,10 +139,12 @@ struct llm_plan {
 	 * ring of gpu_ring slots of gpu_slot bytes on the device each time
 	 * they run (gpu_stream_bytes per call); the last gpu_drive of those
 	 * are the layers the budget streams from the drive (ring), read into
-	 * the host's ring and copied on from there. When every GPU layer is
-	 * resident there, the last gpu_once of them are such layers, read
-	 * from the drive once, at load, and the host streams only the rest
-	 * (llm_stream_end). gpu_seqs > 0: the session is a server's, its KV
+	 * the host's ring and copied on from there. The first gpu_once of
+	 * the GPU layers the budget streams are instead read from the drive
+	 * once, at load, and kept on the GPU: all of them when every GPU layer
+	 * fits there, else as many as fit beside the streamed ones when the
+	 * budget streams no CPU layer; the host streams only the rest
+	 * (llm_stream_range). gpu_seqs > 0: the session is a server's, its KV
 	 * cache gpu_seqs contexts of n_ctx in blocks.
 	 */
 	uint32_t gpu_layers, gpu_seqs, gpu_drive, gpu_once;
@@ -153,13 +155,23 @@ struct llm_plan {
 };
 
 /*
- * The layers the host streams from the drive at every pass are
- * [n_resident, llm_stream_end()): up to the GPU's layers read once, at
- * load; none when it returns n_resident.
+ * The layers the host streams from the drive at every pass: [*a, *b)
+ * (none when equal). Without GPU layers kept after one read, all from
+ * n_resident on; with all of the GPU's streamed ones kept, the CPU's
+ * before them; with some (the budget then streams no CPU layer), those
+ * after them.
  */
-static inline uint32_t llm_stream_end(const struct llm_plan *p)
+static inline void llm_stream_range(const struct llm_plan *p, uint32_t *a, uint32_t *b)
 {
-	return p->ring ? p->n_layer - p->gpu_once : p->n_resident;
+	uint32_t gpu = p->n_layer - p->gpu_layers;
+	uint32_t d = p->n_resident > gpu ? p->n_resident : gpu;	/* the GPU's first from the drive */
+
+	*a = p->n_resident;
+	*b = p->ring ? p->n_layer : p->n_resident;
+	if (p->gpu_once && !p->gpu_drive)
+		*b = d;
+	else if (p->gpu_once)
+		*a = d + p->gpu_once;
 }
 
 struct llm_experts;

@@ -252,7 +252,7 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t s
 	lay->resident = res;
 	lay->span_a = sa;
 	lay->span_b = sb;
-	p->streamed = llm_layout_streamed(p, lay, n);
+	p->streamed = llm_layout_streamed(p, lay);
 	pieces = NULL;
 	sa = sb = NULL;
 out:
@@ -263,15 +263,16 @@ out:
 	return ret;
 }
 
-uint64_t llm_layout_streamed(const struct llm_plan *p, const struct llm_layout *lay, uint32_t end)
+uint64_t llm_layout_streamed(const struct llm_plan *p, const struct llm_layout *lay)
 {
-	uint64_t b = 0;
-	uint32_t i;
+	uint64_t bytes = 0;
+	uint32_t a, b, i;
 
-	if (p->ring && p->ring < end - p->n_resident)
-		for (i = p->n_resident; i < end; i++)
-			b += lay->span_b[i] - lay->span_a[i];
-	return b;
+	llm_stream_range(p, &a, &b);
+	if (p->ring < b - a)
+		for (i = a; i < b; i++)
+			bytes += lay->span_b[i] - lay->span_a[i];
+	return bytes;
 }
 
 void llm_layout_free(struct llm_layout *lay)

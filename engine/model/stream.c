@@ -150,9 +150,9 @@ int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 	st->base = pinfer_region_ptr(m->region);
 	st->ring_off = lay->resident;
 	st->slot_bytes = m->plan.slot;
-	st->first = m->plan.n_resident;
-	st->m = llm_stream_end(&m->plan) - st->first;
-	st->k = m->plan.ring;
+	llm_stream_range(&m->plan, &st->first, &st->m);
+	st->m -= st->first;
+	st->k = m->plan.ring < st->m ? m->plan.ring : st->m;	/* fewer when the GPU keeps some */
 	st->span_a = malloc(m->cfg.n_layer * sizeof(*st->span_a));
 	st->span_b = malloc(m->cfg.n_layer * sizeof(*st->span_b));
 	if (!st->span_a || !st->span_b) {

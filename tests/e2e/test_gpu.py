@@ -21,7 +21,8 @@ checks are tests/gpu/run.sh):
 - layers the budget streams from the drive: with room on the GPU, read
   once at load and kept there, the host streaming nothing per token;
   without, the GPU streams them through its ring from the host's (the
-  others stay resident there), the output layer on the CPU;
+  others stay resident there), the output layer on the CPU; with room for
+  some, the first kept and the rest streamed;
 - -ngl 0 answers exactly as without it.
 """
 import ctypes
@@ -351,6 +352,18 @@ def test_errors(have_gpu):
        and "GPU from drive" not in p.stdout,
        "the same in 46 MiB of GPU memory (too little to keep them all): 26 resident, 27-29 "
        "copied to it each call, 28-29 from the drive's ring, the output layer on the CPU",
+       p.stdout + p.stderr)
+    # every layer on the GPU, 10 from the drive, room for some of those: the first kept
+    p = run("run", "-m", MODEL, "--plan", "--stream-layers", "10", "-ngl", "999", "-c", "256",
+            "--gpu-mem", "75M")
+    kept = re.search(r"GPU from drive +layers (\d+)-(\d+), .* once", p.stdout)
+    gs = re.search(r"GPU streamed .* layers (\d+)-29 copied .*, layers (\d+)-29 read from the "
+                   r"drive first", p.stdout)
+    cs = re.search(r"^  streamed .* per token: layers (\d+)-29$", p.stdout, re.M)
+    ok(p.returncode == 0 and kept and gs and cs and int(kept.group(1)) == 20 and
+       int(kept.group(2)) + 1 == int(gs.group(1)) == int(gs.group(2)) == int(cs.group(1)) < 30,
+       "-ngl 999 over 10 layers from the drive in 75 MiB: the first of them (from 20) read once "
+       "and kept, the rest from the drive's ring at every call, the host streaming only those",
        p.stdout + p.stderr)
 
 

@@ -21,7 +21,7 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
   the prefix cache: the same answer; a failing step is that request's HTTP
   500 and the next is served; on the ASan build, two requests at once and
   SIGTERM: no report, no leak;
-- `serve --plan -ngl 10 --stream-layers 4 --gpu-mem 46M`: the server's KV
+- `serve --plan -ngl 10 --stream-layers 4 --gpu-mem 44M`: the server's KV
   cache, layers 26-29 to the GPU from the drive at each step; serve holds the GPU memory it states; a
   streamed layer's copy failing part way through a step (fill:2): that
   request's 500, then the next two answered as with every layer resident
@@ -30,7 +30,8 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
   the host's ring and copied on to the GPU's: the logits of every layer
   resident bit for bit (the output layer on the CPU in both), one by one
   and as a batch: with them read once at load and kept (4 fetches in all),
-  with all of them from the drive at each call (4 per call), and with some
+  with some kept and the rest from the drive at each call, with all
+  of them from the drive at each call (4 per call), and with some
   of the GPU's streamed layers from memory and the rest from the drive;
   run with them kept: the answer of every layer resident, no host stream
   after the load; on the ASan build too;
@@ -101,7 +102,7 @@ def test_compare(models):
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith(("ok: ", "FAIL: "))]
         for ln in lines:
             ok(ln.startswith("ok: "), f"compare.py {ln.split(': ', 1)[1]}", p.stderr)
-        want = 10 if stream else 7
+        want = 11 if stream else 7
         ok(p.returncode == 0 and len(lines) == want,
            f"compare.py on {name}: exit 0, {want} checks", p.stdout + p.stderr)
 
@@ -255,13 +256,13 @@ def test_serve():
     # layers 26-29 from the drive, through the host's ring to the GPU's: --plan says so, and
     # what serve then holds on the GPU; a streamed layer's copy failing part way through a
     # step is that request's 500, and the next is served from the ring in order again
-    drive = ("--stream-layers", "4", "--gpu-mem", "46M")    # too little to keep them
+    drive = ("--stream-layers", "4", "--gpu-mem", "44M")    # too little to keep any
     plan = run("serve", "--plan", *SERVE, *drive)
     gpu = re.search(r"GPU total\s+([0-9.]+) MiB", text(plan))
     ok(plan.returncode == 0 and gpu and re.search(r"server KV cache .* 4 requests of 512 "
                                                   r"positions", text(plan)) and
        re.search(r"layers 26-29 read from the drive first", text(plan)),
-       "serve --plan -ngl 10 --stream-layers 4 --gpu-mem 46M: the server's KV cache, layers "
+       "serve --plan -ngl 10 --stream-layers 4 --gpu-mem 44M: the server's KV cache, layers "
        "26-29 to the GPU from the drive each step", text(plan))
     p, port, lines = start_serve({"PINFER_EMUL_FAIL": "fill:2"}, args=drive)
     try:
@@ -322,9 +323,9 @@ def logits(path, env, mode="--all"):
     return p
 
 
-def compare_limit(q4k, which):
+def compare_limit(q4k, which, *extra):
     p = subprocess.run([PY, os.path.join(ROOT, "tests", "gpu", "compare.py"), which, q4k, "6",
-                        PINFER], capture_output=True, text=True,
+                        PINFER, *extra], capture_output=True, text=True,
                        env=dict(os.environ, PINFER_CUDA_LIB=EMUL))
     lim = p.stdout.strip()
     return int(lim) if lim.isdigit() else None
@@ -334,28 +335,42 @@ def test_drive(q4k):
     if not q4k:
         return
     res, lim = compare_limit(q4k, "--resident-limit"), compare_limit(q4k, "--limit")
-    if not ok(res and lim, f"GPU memory limits: every layer resident, the output layer on the "
-              f"CPU ({res}); two layers streamed ({lim})"):
+    lim4 = compare_limit(q4k, "--limit", "4")
+    if not ok(res and lim and lim4, f"GPU memory limits: every layer resident, the output layer "
+              f"on the CPU ({res}); two layers streamed ({lim}); four ({lim4})"):
         return
-    p = run("run", "-m", q4k, "--plan", "-ngl", "6", "-c", "256", "--stream-layers", "4",
-            "--gpu-mem", str(lim))
-    ok(p.returncode == 0 and re.search(r"GPU streamed .* layers 2-5 copied through a ring .*, "
-                                       r"layers 2-5 read from the drive first", text(p)),
-       "--stream-layers 4 -ngl 6 in too little GPU memory to keep them: the plan copies layers "
-       "2-5 to the GPU from the drive's ring", text(p))
-    p = run("run", "-m", q4k, "--plan", "-ngl", "6", "-c", "256", "--stream-layers", "4",
-            "--gpu-mem", str(res))
-    ok(p.returncode == 0 and re.search(r"GPU from drive +layers 2-5, .* once, at load", text(p)),
-       "the same with room to keep them: layers 2-5 read from the drive once, at load", text(p))
+
+    def plan(mem):
+        return text(run("run", "-m", q4k, "--plan", "-ngl", "6", "-c", "256", "--stream-layers",
+                        "4", "--gpu-mem", str(mem)))
+    p = plan(lim4)
+    ok(re.search(r"GPU streamed .* layers 2-5 copied through a ring .*, layers 2-5 read from the "
+                 r"drive first", p) and "GPU from drive" not in p,
+       "--stream-layers 4 -ngl 6 in room for 2 layers: the plan copies layers 2-5 to the GPU "
+       "from the drive's ring at every call", p)
+    p = plan(lim)
+    kept = re.search(r"GPU from drive +layers 2-(\d), .* once", p)
+    b = int(kept.group(1)) if kept else 9
+    ok(b < 5 and re.search(rf"GPU streamed .* layers {b + 1}-5 copied through a ring .*, layers "
+                           rf"{b + 1}-5 read from the drive first", p) and
+       re.search(rf"^  streamed .* layers {b + 1}-5", p, re.M),
+       f"in room for {b + 1} layers: layers 2-{b} read from the drive once, at load, and kept; "
+       f"{b + 1}-5 from the drive's ring at every call, the host streaming only those", p)
+    p = plan(res)
+    ok(re.search(r"GPU from drive +layers 2-5, .* once, at load", p) and "GPU streamed" not in p,
+       "in room for all: layers 2-5 read from the drive once, at load", p)
     want = {m: logits(q4k, {"PINFER_GPU_MEM": str(res)}, m) for m in (None, "--all")}
     log = os.path.join(TMP, "fetches.log")
     for what, env, fetches in (
             ("layers 2-5 read from the drive once, at load, and kept",
              {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(res)}, lambda n: n == 4),
+            (f"layers 2-{b} kept, {b + 1}-5 from the drive at each call",
+             {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(lim)},
+             lambda n: n == b - 1 + (5 - b) * 100),
             ("layers 2-5 from the drive at each call",
-             {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(lim)}, lambda n: n >= 4 * 100),
+             {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(lim4)}, lambda n: n == 4 * 100),
             ("layer 5 from the drive, the other streamed ones from memory",
-             {"PINFER_STREAM_LAYERS": "1", "PINFER_GPU_MEM": str(lim)}, lambda n: n >= 100)):
+             {"PINFER_STREAM_LAYERS": "1", "PINFER_GPU_MEM": str(lim)}, lambda n: n == 100)):
         if os.path.exists(log):
             os.remove(log)
         got = {m: logits(q4k, dict(env, PINFER_EMUL_LOG=log), m) for m in (None, "--all")}
@@ -367,7 +382,8 @@ def test_drive(q4k):
            f"{n} layers fetched from the drive over 100 tokens one by one",
            "".join(text(got[m]) for m in got))
     asan = os.path.join(ROOT, "build", "asan", "tests")
-    for what, layers, mem in (("layer 5 from the drive", "1", lim), ("layers 2-5 kept", "4", res)):
+    for what, layers, mem in (("layer 5 from the drive", "1", lim), ("layers 2-5 kept", "4", res),
+                              (f"layers 2-{b} kept, {b + 1}-5 from the drive", "4", lim)):
         if not os.path.exists(os.path.join(asan, "print_logits")):
             break
         e = {"PINFER_STREAM_LAYERS": layers, "PINFER_GPU_MEM": str(mem), "PINFER_NGL": "6",

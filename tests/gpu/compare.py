@@ -25,15 +25,17 @@ beforehand from the CPU's own figures on the same file and ids:
   batch are those of every layer resident bit for bit (the same packed
   bytes, the same kernels), the output layer on the CPU in both (where
   layers stream it stays there: the smallest limit that streams none);
-  and so are they with the last layers read from the drive (the budget
-  streaming them, PINFER_STREAM_LAYERS): kept on the GPU after one read
-  at load, at the resident limit, and read and copied at every call, at
-  the streaming one.
+  and so are they with the last 4 layers read from the drive (the budget
+  streaming them, PINFER_STREAM_LAYERS): all kept on the GPU after one
+  read at load (at the resident limit), 2 kept and 2 read and copied at
+  every call (at the streaming limit), and all 4 read and copied at every
+  call (at the largest limit that streams 4).
 
 Usage: compare.py PRINT_LOGITS MODEL N_LAYER [PINFER]; exit 1 if any check
-fails. compare.py --limit MODEL N_LAYER PINFER: print that GPU memory limit;
---resident-limit: the smallest at which every layer is resident and the
-output layer on the CPU.
+fails. compare.py --limit MODEL N_LAYER PINFER [N]: print that GPU memory
+limit (the largest at which N layers stream, default 2); --resident-limit:
+the smallest at which every layer is resident and the output layer on the
+CPU.
 Prints one line per check. PINFER_GPU_DRY=1: every run on the CPU (to try
 the script itself on a machine without a GPU; its verdicts mean nothing).
 """
@@ -111,11 +113,11 @@ def search(pinfer, enough):
     return lo, hi
 
 
-def streaming_limit(pinfer):
-    """The largest --gpu-mem at which the plan streams two or more layers."""
-    lim = search(pinfer, lambda p: p is not None and p[0] < 2)[0]
+def streaming_limit(pinfer, n=2):
+    """The largest --gpu-mem at which the plan streams @n or more layers."""
+    lim = search(pinfer, lambda p: p is not None and p[0] < n)[0]
     p = placed(pinfer, lim)
-    return lim if p and p[0] >= 2 else None
+    return lim if p and p[0] >= n else None
 
 
 def resident_limit(pinfer):
@@ -188,9 +190,14 @@ def main():
                   f"layers streamed through {lim >> 20} MiB of GPU memory: the resident logits "
                   f"bit for bit, one by one and as a batch (max difference "
                   f"{max(np.abs(s1 - r1).max(), np.abs(sa - ra).max()):.3g})")
-            drive = max(2, N_LAYER - 2)
+            drive, lim4 = 4, streaming_limit(sys.argv[4], 4)
             for how, mem in (("kept after one read at load", res),
-                             (f"copied through {lim >> 20} MiB at every call", lim)):
+                             ("some kept, the rest copied at every call", lim),
+                             (f"copied through {(lim4 or 0) >> 20} MiB at every call", lim4)):
+                if not mem:
+                    check(False, f"the last {drive} layers from the drive, {how}: no --gpu-mem "
+                          "at which the plan streams 4 layers")
+                    continue
                 d1 = logits(short, ngl=N_LAYER, ctx=CTX, gpu_mem=mem, drive=drive)
                 da = logits(short, ngl=N_LAYER, ctx=CTX, gpu_mem=mem, drive=drive, mode="--all")
                 check(np.array_equal(d1, r1) and np.array_equal(da, ra),
@@ -201,7 +208,10 @@ def main():
 
 
 if __name__ == "__main__":
-    if HELPER in ("--limit", "--resident-limit"):
-        print((streaming_limit if HELPER == "--limit" else resident_limit)(sys.argv[4]) or "")
+    if HELPER == "--limit":
+        print(streaming_limit(sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 2) or "")
+        sys.exit(0)
+    if HELPER == "--resident-limit":
+        print(resident_limit(sys.argv[4]) or "")
         sys.exit(0)
     sys.exit(main())
