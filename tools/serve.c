@@ -1129,8 +1129,7 @@ static int load(struct server *sv)
 		rp.note);
 	fprintf(stderr, "pinfer: %lld slots of %lld tokens (KV cache %.1f MiB); %d threads; chat template %s\n",
 		o->parallel, o->ctx,
-		(double)o->parallel * ((o->ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) *
-		llm_kv_block_bytes(&sv->m->cfg) / 1048576.0,
+		llm_kv_cache_bytes(&sv->m->cfg, (uint32_t)o->ctx, (uint32_t)o->parallel) / 1048576.0,
 		pinfer_pool_threads(sv->pool), chat_template_name(sv->tmpl));
 	cli_print_gpu(sv->m);
 	return 0;

@@ -501,8 +501,7 @@ static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_p
 
 	int ret = llm_plan_make(m, o, llm_session_bytes(c, n_ctx, threads), p, lay, err);
 
-	p->server_kv = (uint64_t)o->gpu_seqs * ((n_ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) *
-		       llm_kv_block_bytes(c);
+	p->server_kv = llm_kv_cache_bytes(c, n_ctx, o->gpu_seqs);
 	return ret ? ret : llm_gpu_plan(p, m, lay, o, err);
 }
 

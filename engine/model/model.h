@@ -334,6 +334,13 @@ int llm_eval_all(struct llm_session *s, const int32_t *tokens, size_t n,
 size_t llm_kv_block_bytes(const struct llm_config *c);
 
 /*
+ * Bytes of a paged KV cache for @n_seqs sequences of up to @n_ctx positions
+ * each: whole blocks per sequence. The server allocates this, and its plan
+ * (llm_plan.server_kv) and start line report it.
+ */
+uint64_t llm_kv_cache_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t n_seqs);
+
+/*
  * A session for llm_eval_seqs() whose KV cache is the @n_blocks blocks at
  * @kv (n_blocks * llm_kv_block_bytes() bytes, the caller's); sequences of
  * up to @n_ctx positions.

@@ -252,6 +252,11 @@ size_t llm_kv_block_bytes(const struct llm_config *c)
 	return 2 * (size_t)c->n_layer * LLM_KV_BLOCK * c->n_head_kv * c->head_dim * sizeof(fp16_t);
 }
 
+uint64_t llm_kv_cache_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t n_seqs)
+{
+	return (uint64_t)n_seqs * ((n_ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) * llm_kv_block_bytes(c);
+}
+
 uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads)
 {
 	struct llm_model m = { .cfg = *c };

@@ -421,8 +421,8 @@ int sched_create(struct sched **out, const struct llm_model *m, const struct tok
 	n_blocks = per_seq * o->parallel;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->work, NULL);
-	ret = pinfer_region_create(&s->kv, (size_t)n_blocks * llm_kv_block_bytes(&m->cfg), o->node,
-				   o->provider, err);
+	ret = pinfer_region_create(&s->kv, llm_kv_cache_bytes(&m->cfg, o->n_ctx, o->parallel),
+				   o->node, o->provider, err);
 	if (ret)
 		goto fail;
 	ret = llm_session_create_paged(&s->sess, m, o->n_ctx, pinfer_region_ptr(s->kv), n_blocks,

@@ -45,6 +45,7 @@ if not os.path.exists(MODEL):
 
 KEY = "test-key-0123456789"
 CTX = 512
+MIB = 1048576.0
 
 
 SERVERS = []
@@ -475,10 +476,17 @@ def main():
                            "--parallel", "16"], capture_output=True, text=True, timeout=60)
     kv = re.search(r"server KV cache\s+([0-9.]+) MiB: 16 requests of (\d+) positions", plan.stdout)
     held = re.search(r"\(KV cache ([0-9.]+) MiB\)", srv.stderr())
+    # The region serve allocated, rounded up to its page size (at most 2 MiB);
+    # the plan prints MiB to one decimal.
+    region = [v for k, v in srv.metrics().items()
+              if k.startswith('pinfer_memory_bytes{region="kv"')]
+    planned = float(kv.group(1)) * MIB if kv else -1
     ok(plan.returncode == 0 and kv and held and kv.group(1) == held.group(1) and
-       int(kv.group(2)) == CTX and re.search(r"^  total ", plan.stdout, re.M),
+       int(kv.group(2)) == CTX and re.search(r"^  total ", plan.stdout, re.M) and
+       len(region) == 1 and planned - 0.05 * MIB <= region[0] < planned + 2.05 * MIB,
        f"serve --plan: the weights' placement, and the server's KV cache of 16 x {CTX} positions "
-       f"as serve allocates it ({held and held.group(1)} MiB); exit 0",
+       f"as serve allocates it ({held and held.group(1)} MiB, the region "
+       f"{region[0] / MIB if region else '?'} MiB); exit 0",
        plan.stdout + plan.stderr)
     api(srv)
     concurrency(srv)
