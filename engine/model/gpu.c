@@ -344,24 +344,13 @@ static const float *vec(const struct llm_tensor *t)
 static int read_once(struct llm_model *m, uint32_t l, struct pinfer_err *err)
 {
 	const struct llm_layout *lay = m->gpu->lay;
-	uint64_t a = lay->span_a[l], b = lay->span_b[l];
-	uint8_t *at = (uint8_t *)pinfer_region_ptr(m->region) + lay->resident;
-	struct pinfer_range rg = {
-		.file_off = a, .region_off = lay->resident,
-		.len = (b < m->gguf->file_size ? b : m->gguf->file_size) - a,
-	};
-	unsigned i;
+	struct pinfer_range rg = llm_layout_read(lay, m->gguf->file_size, l, lay->resident);
 	int ret = pinfer_load(m->gpu->loader, &rg, 1, err);
 
-	if (ret)
-		return ret;
-	for (i = 0; i < LLM_DENSE_MATS; i++) {
-		struct llm_tensor *t = llm_layer_mat(&m->layers[l], i);
-
-		t->data = at + (t->file_off - a);
-		t->packed = false;
-	}
-	return 0;
+	if (!ret)
+		llm_layer_point(&m->layers[l], (uint8_t *)pinfer_region_ptr(m->region) + lay->resident,
+				rg.file_off, true);
+	return ret;
 }
 
 /*

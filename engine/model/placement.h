@@ -53,6 +53,19 @@ void llm_layout_free(struct llm_layout *lay);
  */
 uint64_t llm_layout_streamed(const struct llm_plan *p, const struct llm_layout *lay);
 
+/*
+ * The read of layer @l's span into region offset @region_off: its pages,
+ * the last cut at the end of the file of @file_size bytes (a partial page).
+ */
+struct pinfer_range llm_layout_read(const struct llm_layout *lay, uint64_t file_size, uint32_t l,
+				    uint64_t region_off);
+
+/*
+ * Point @ly's matrices at @at, where its span from file offset @a was read;
+ * with @fresh (just read), each is in the file's layout again, not packed.
+ */
+void llm_layer_point(struct llm_layer *ly, uint8_t *at, uint64_t a, bool fresh);
+
 /* Point each resident tensor into the region at @base. */
 int llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t *base,
 		     struct pinfer_err *err);

@@ -275,6 +275,16 @@ uint64_t llm_layout_streamed(const struct llm_plan *p, const struct llm_layout *
 	return bytes;
 }
 
+struct pinfer_range llm_layout_read(const struct llm_layout *lay, uint64_t file_size, uint32_t l,
+				    uint64_t region_off)
+{
+	uint64_t b = lay->span_b[l] < file_size ? lay->span_b[l] : file_size;
+
+	return (struct pinfer_range){
+		.file_off = lay->span_a[l], .region_off = region_off, .len = b - lay->span_a[l],
+	};
+}
+
 void llm_layout_free(struct llm_layout *lay)
 {
 	free(lay->pieces);

@@ -34,7 +34,7 @@ struct llm_stream {
 	uint64_t ring_off, slot_bytes;
 	uint32_t first, m, k;	/* layers [first, first + m) through k slots */
 	uint64_t use;		/* the next use number */
-	uint64_t *span_a, *span_b;	/* [layer]: its matrices' file span */
+	struct pinfer_range *span;	/* [layer]: the read of its matrices (region_off 0) */
 	struct llm_slot *slots;
 	struct llm_stream_stats stats;
 	struct pinfer_err error;	/* code 0: none */
@@ -102,11 +102,7 @@ static void submit(struct llm_stream *st, uint64_t q)
 	struct llm_slot *s = &st->slots[slot_of(st, q)];
 	uint32_t layer = layer_of(st, q);
 	struct pinfer_err e = { 0 };
-	struct pinfer_range rg = {
-		.file_off = st->span_a[layer],
-		.region_off = st->ring_off + slot_of(st, q) * st->slot_bytes,
-		.len = st->span_b[layer] - st->span_a[layer],
-	};
+	struct pinfer_range rg = st->span[layer];
 	int ticket;
 
 	if (s->layer == (int32_t)layer && s->ready)
@@ -116,6 +112,7 @@ static void submit(struct llm_stream *st, uint64_t q)
 	s->ticket = 0;
 	if (st->error.code)
 		return;
+	rg.region_off = st->ring_off + slot_of(st, q) * st->slot_bytes;
 	ticket = pinfer_load_submit(st->loader, &rg, 1, &e);
 	if (ticket < 0)
 		stream_failed(st, layer, &e);
@@ -153,17 +150,13 @@ int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 	llm_stream_range(&m->plan, &st->first, &st->m);
 	st->m -= st->first;
 	st->k = m->plan.ring < st->m ? m->plan.ring : st->m;	/* fewer when the GPU keeps some */
-	st->span_a = malloc(m->cfg.n_layer * sizeof(*st->span_a));
-	st->span_b = malloc(m->cfg.n_layer * sizeof(*st->span_b));
-	if (!st->span_a || !st->span_b) {
+	st->span = malloc(m->cfg.n_layer * sizeof(*st->span));
+	if (!st->span) {
 		llm_stream_free(st);
 		return pinfer_fail(err, ENOMEM, "stream: out of memory");
 	}
-	for (q = 0; q < m->cfg.n_layer; q++) {	/* the last page may be partial */
-		st->span_a[q] = lay->span_a[q];
-		st->span_b[q] = lay->span_b[q] < m->gguf->file_size ?
-				lay->span_b[q] : m->gguf->file_size;
-	}
+	for (q = 0; q < m->cfg.n_layer; q++)
+		st->span[q] = llm_layout_read(lay, m->gguf->file_size, (uint32_t)q, 0);
 	for (q = 0; q < st->k; q++)
 		st->slots[q].layer = -1;
 	for (q = 0; q < st->k; q++)
@@ -181,7 +174,7 @@ void llm_stream_progress(struct llm_model *m, pinfer_progress_fn fn, void *arg)
 	st->progress_arg = arg;
 	st->first_done = st->first_total = 0;
 	for (i = st->first; i < st->first + st->m; i++)
-		st->first_total += st->span_b[i] - st->span_a[i];
+		st->first_total += st->span[i].len;
 }
 
 /* The first pass: @layer's bytes arrived (@bytes 0: compute is about to ask for the first). */
@@ -200,8 +193,7 @@ void llm_stream_free(struct llm_stream *st)
 	if (!st)
 		return;
 	pinfer_loader_free(st->loader);	/* waits for reads in flight */
-	free(st->span_a);
-	free(st->span_b);
+	free(st->span);
 	free(st->slots);
 	free(st);
 }
@@ -218,6 +210,18 @@ static size_t layer_mats(struct llm_layer *ly, struct llm_tensor *mats[LLM_LAYER
 	return n;
 }
 
+void llm_layer_point(struct llm_layer *ly, uint8_t *at, uint64_t a, bool fresh)
+{
+	struct llm_tensor *mats[LLM_LAYER_MATS];
+	size_t i, n = layer_mats(ly, mats);
+
+	for (i = 0; i < n; i++) {
+		mats[i]->data = at + (mats[i]->file_off - a);
+		if (fresh)
+			mats[i]->packed = false;	/* the file's layout again */
+	}
+}
+
 int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_pool *pool,
 		       bool pack, struct pinfer_err *err)
 {
@@ -225,9 +229,8 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 	struct llm_tensor *mats[LLM_LAYER_MATS];
 	struct llm_slot *s;
 	bool fresh = false;
-	uint8_t *at;
-	uint64_t q, a;
 	size_t i, n;
+	uint64_t q;
 
 	if (!st || layer < st->first || layer >= st->first + st->m)
 		return 0;
@@ -261,18 +264,15 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 		s->ready = true;
 		fresh = true;
 		if (q < st->m)
-			first_pass(st, st->span_b[layer] - st->span_a[layer]);
+			first_pass(st, st->span[layer].len);
 	}
-	at = st->base + st->ring_off + slot_of(st, q) * st->slot_bytes;
-	a = st->span_a[layer];
+	llm_layer_point(&m->layers[layer], st->base + st->ring_off + slot_of(st, q) * st->slot_bytes,
+			st->span[layer].file_off, fresh);
 	n = layer_mats(&m->layers[layer], mats);
-	for (i = 0; i < n; i++) {
+	for (i = 0; pack && i < n; i++) {
 		struct llm_tensor *t = mats[i];
 
-		t->data = at + (t->file_off - a);
-		if (fresh)
-			t->packed = false;	/* the file's layout again */
-		if (pack && !t->packed && llm_tensor_pack(t, pool)) {
+		if (!t->packed && llm_tensor_pack(t, pool)) {
 			pinfer_fail(&st->error, ENOMEM, "streaming layer %" PRIu32 ": out of memory packing it",
 				    layer);
 			if (err)
