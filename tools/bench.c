@@ -339,6 +339,7 @@ int cmd_bench(int argc, char **argv)
 	quant_vec_dot(m->cfg.n_expert ? m->layers[0].up_exps.type : m->layers[0].w_up.type, &isa);
 	/* the probe's buffer is outside any budget: only without one */
 	membw = !lo.mem && !m->plan.ring && !m->experts && !m->plan.gpu_layers;
+	llm_stream_range(&m->plan, &a, &b);
 	if (!json) {
 		printf("| %-28s | %9s | %-22s | %7s | %8s | %16s |\n", "model", "size",
 		       "backend", "threads", "test", "t/s");
@@ -402,7 +403,6 @@ int cmd_bench(int argc, char **argv)
 		}
 		if (!json && m->experts)
 			print_experts(&x0, &x1, (uint64_t)n * r, test);
-		llm_stream_range(&m->plan, &a, &b);
 		if (t && !json && m->stream)
 			printf("of which %.1f MiB stream from the file (layers %" PRIu32 "-%" PRIu32 ", %" PRIu32 " slots): %.2f GB/s from the drive\n",
 			       m->plan.streamed / 1048576.0, a, b - 1,

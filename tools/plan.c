@@ -90,8 +90,9 @@ int cli_print_plan(const char *model, const struct llm_load_opts *lo, double dri
 		       (double)p.expert_slots * p.expert_slot / MIB, p.expert_slots,
 		       (uint64_t)p.n_experts * p.n_layer, p.expert_slot / MIB);
 	else
-		printf("  ring            %10.1f MiB: %" PRIu32 " slots of %.1f MiB\n",
-		       (double)p.ring * p.slot / MIB, p.ring, p.slot / MIB);
+		printf("  ring            %10.1f MiB: %" PRIu32 " slot%s of %.1f MiB%s\n",
+		       (double)p.ring * p.slot / MIB, p.ring, p.ring == 1 ? "" : "s", p.slot / MIB,
+		       p.ring && b == a ? ", to stage the GPU's reads at load" : "");
 	printf("  KV cache, buffers %8.1f MiB\n", p.session / MIB);
 	printf("  total           %10.1f MiB\n", (p.region + p.session) / MIB);
 	if (p.server_kv)

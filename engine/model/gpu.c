@@ -221,12 +221,31 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
 	return 0;
 }
 
+/*
+ * The host's ring: no more slots than the layers it streams at every pass,
+ * and one, to stage the reads at load, when the GPU keeps all of those it
+ * streams. The budget's other slots would be pinned and never used.
+ */
+static void host_ring(struct llm_plan *p)
+{
+	uint32_t a, b, k;
+
+	if (!p->ring)
+		return;
+	llm_stream_range(p, &a, &b);
+	k = b - a < p->ring ? b - a : p->ring;
+	k = k ? k : 1;
+	p->region -= (uint64_t)(p->ring - k) * p->slot;
+	p->ring = k;
+}
+
 int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm_layout *lay,
 		 const struct llm_load_opts *o, struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
 	uint32_t ngl = o->gpu_layers, first, l;
 	char name[96];
+	int ret;
 
 	p->gpu_layers = ngl < c->n_layer ? ngl : c->n_layer;
 	p->gpu_seqs = o->gpu_seqs;
@@ -260,7 +279,10 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm
 						   tensor_name(m, vecs[i], name, sizeof(name)),
 						   ggml_type_name(vecs[i]->type));
 	}
-	return fit(p, m, lay, o->gpu_mem, err);
+	ret = fit(p, m, lay, o->gpu_mem, err);
+	if (!ret)
+		host_ring(p);
+	return ret;
 }
 
 /* Open the backend: $PINFER_CUDA_LIB, or libpinfer-cuda.so beside this program, or on the path. */
@@ -388,23 +410,12 @@ static void gpu_done(void *arg, uint32_t i)
 		llm_layer_mat(&m->layers[l], k)->data = NULL;
 }
 
-int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinfer_loader *l,
-		  struct pinfer_err *err)
+int llm_gpu_open(struct llm_model *m, uint64_t *limit, struct pinfer_err *err)
 {
-	const struct llm_config *c = &m->cfg;
-	struct llm_plan *p = &m->plan;
-	uint32_t first = c->n_layer - p->gpu_layers, i;
-	struct pcu_model_desc d = { 0 };
-	struct pcu_layer *ls = NULL;
-	struct pcu_mat out;
+	struct llm_gpu *g = calloc(1, sizeof(*g));
 	char msg[512];
-	struct llm_gpu *g;
-	uint64_t limit;
 	int ret;
 
-	if (!p->gpu_layers)
-		return 0;
-	g = calloc(1, sizeof(*g));
 	if (!g)
 		return pinfer_fail(err, ENOMEM, "out of memory");
 	m->gpu = g;
@@ -412,12 +423,26 @@ int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinf
 	if (ret)
 		return ret;
 	if (g->api->probe(&g->dev, msg, sizeof(msg)))
-		return pinfer_fail(err, ENODEV, "-ngl %" PRIu32 ": %s", p->gpu_layers, msg);
-	/* the device's free memory less 5% (fragmentation) is the limit unless --gpu-mem is lower */
-	limit = g->dev.free / 20 * 19;
-	ret = fit(p, m, lay, p->gpu_mem && p->gpu_mem < limit ? p->gpu_mem : limit, err);
-	if (ret)
-		return ret;
+		return pinfer_fail(err, ENODEV, "-ngl %" PRIu32 ": %s", m->plan.gpu_layers, msg);
+	*limit = g->dev.free / 20 * 19;	/* less 5%: fragmentation */
+	return 0;
+}
+
+int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinfer_loader *l,
+		  struct pinfer_err *err)
+{
+	const struct llm_config *c = &m->cfg;
+	struct llm_plan *p = &m->plan;
+	uint32_t first = c->n_layer - p->gpu_layers, i;
+	struct pcu_model_desc d = { 0 };
+	struct llm_gpu *g = m->gpu;
+	struct pcu_layer *ls = NULL;
+	struct pcu_mat out;
+	char msg[512];
+	int ret;
+
+	if (!p->gpu_layers)
+		return 0;
 	ls = calloc(p->gpu_layers, sizeof(*ls));
 	if (!ls)
 		return pinfer_fail(err, ENOMEM, "out of memory");

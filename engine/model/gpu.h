@@ -24,9 +24,10 @@ struct pcu_device;
  * The GPU part of @p (the host's plan, whose layout is @lay) for @o's
  * gpu_layers layers of @m (p->n_ctx set), its KV cache for gpu_seqs
  * sequences, within gpu_mem bytes of device memory (0: no limit known;
- * loading uses the device's free memory, or less): gpu_layers,
+ * loading plans again within the device's, llm_gpu_open()): gpu_layers,
  * gpu_output, how many stream, which are read from the drive once, the
- * device bytes, and the host's streamed bytes without those; an error
+ * device bytes, and the host's streamed bytes and ring without those
+ * (ring: at most as many slots as layers it still streams); an error
  * naming the tensor when a type has no GPU kernel, when the model's
  * layout cannot go there yet, or when not even the ring fits.
  */
@@ -40,10 +41,17 @@ int llm_gpu_plan(struct llm_plan *p, const struct llm_model *m, const struct llm
 int llm_gpu_probe(struct pcu_device *dev, struct pinfer_err *err);
 
 /*
+ * Open the backend and its device for @m's planned GPU layers (m->gpu):
+ * *@limit is the device memory a plan may use, its free memory less 5%.
+ * Loading then plans again within it, before the region is made.
+ */
+int llm_gpu_open(struct llm_model *m, uint64_t *limit, struct pinfer_err *err);
+
+/*
  * Upload the planned layers of @m (loaded, not yet packed for the CPU) to
- * the GPU, placed again within the device's free memory; those read from
- * the drive once (gpu_once) through @l into the host ring's first slot
- * (@lay: the plan's layout), before the stream starts.
+ * the GPU llm_gpu_open() opened; those read from the drive once (gpu_once)
+ * through @l into the host ring's first slot (@lay: the plan's layout),
+ * before the stream starts.
  */
 int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinfer_loader *l,
 		  struct pinfer_err *err);

@@ -539,6 +539,18 @@ int llm_model_load(struct llm_model **out, const char *path,
 	if (ret)
 		return ret;
 	ret = plan(m, opts, &m->plan, &lay, err);
+	if (!ret && m->plan.gpu_layers) {
+		/* again within the device's memory, before the region is made */
+		struct llm_load_opts o = *opts;
+		uint64_t limit;
+
+		ret = llm_gpu_open(m, &limit, err);
+		if (!ret && (!o.gpu_mem || limit < o.gpu_mem)) {
+			o.gpu_mem = limit;
+			llm_layout_free(&lay);
+			ret = plan(m, &o, &m->plan, &lay, err);
+		}
+	}
 	if (ret)
 		goto fail;
 	rg = calloc(lay.n, sizeof(*rg));

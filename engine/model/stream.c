@@ -149,7 +149,7 @@ int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 	st->slot_bytes = m->plan.slot;
 	llm_stream_range(&m->plan, &st->first, &st->m);
 	st->m -= st->first;
-	st->k = m->plan.ring < st->m ? m->plan.ring : st->m;	/* fewer when the GPU keeps some */
+	st->k = m->plan.ring < st->m ? m->plan.ring : st->m;	/* as planned: at most m */
 	st->span = malloc(m->cfg.n_layer * sizeof(*st->span));
 	if (!st->span) {
 		llm_stream_free(st);

@@ -343,22 +343,27 @@ def test_drive(q4k):
     def plan(mem):
         return text(run("run", "-m", q4k, "--plan", "-ngl", "6", "-c", "256", "--stream-layers",
                         "4", "--gpu-mem", str(mem)))
+    def slots(p):
+        m = re.search(r"^  ring .*: (\d+) slots? of", p, re.M)
+        return int(m.group(1)) if m else None
     p = plan(lim4)
     ok(re.search(r"GPU streamed .* layers 2-5 copied through a ring .*, layers 2-5 read from the "
-                 r"drive first", p) and "GPU from drive" not in p,
+                 r"drive first", p) and "GPU from drive" not in p and slots(p) == 4,
        "--stream-layers 4 -ngl 6 in room for 2 layers: the plan copies layers 2-5 to the GPU "
-       "from the drive's ring at every call", p)
+       "from the drive's ring of 4 host slots at every call", p)
     p = plan(lim)
     kept = re.search(r"GPU from drive +layers 2-(\d), .* once", p)
     b = int(kept.group(1)) if kept else 9
     ok(b < 5 and re.search(rf"GPU streamed .* layers {b + 1}-5 copied through a ring .*, layers "
                            rf"{b + 1}-5 read from the drive first", p) and
-       re.search(rf"^  streamed .* layers {b + 1}-5", p, re.M),
+       re.search(rf"^  streamed .* layers {b + 1}-5", p, re.M) and slots(p) == 5 - b,
        f"in room for {b + 1} layers: layers 2-{b} read from the drive once, at load, and kept; "
-       f"{b + 1}-5 from the drive's ring at every call, the host streaming only those", p)
+       f"{b + 1}-5 from the drive's ring at every call, the host streaming only those "
+       f"through {5 - b} slots", p)
     p = plan(res)
-    ok(re.search(r"GPU from drive +layers 2-5, .* once, at load", p) and "GPU streamed" not in p,
-       "in room for all: layers 2-5 read from the drive once, at load", p)
+    ok(re.search(r"GPU from drive +layers 2-5, .* once, at load", p) and "GPU streamed" not in p and
+       slots(p) == 1 and "to stage the GPU's reads at load" in p,
+       "in room for all: layers 2-5 read from the drive once, at load, through one host slot", p)
     want = {m: logits(q4k, {"PINFER_GPU_MEM": str(res)}, m) for m in (None, "--all")}
     log = os.path.join(TMP, "fetches.log")
     for what, env, fetches in (
