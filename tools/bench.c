@@ -232,7 +232,7 @@ int cmd_bench(int argc, char **argv)
 	struct llm_session *s = NULL;
 	struct pinfer_region_props rp;
 	bool json = false, plan = false, membw;
-	uint32_t a, b;	/* the layers streamed at each pass */
+	char layers[64];	/* the layers streamed at each pass */
 
 	cli_alias_ngl(argc, argv, "m:p:n:t:r:h", opts);
 	while ((c = getopt_long(argc, argv, "m:p:n:t:r:h", opts, NULL)) != -1) {
@@ -339,7 +339,7 @@ int cmd_bench(int argc, char **argv)
 	quant_vec_dot(m->cfg.n_expert ? m->layers[0].up_exps.type : m->layers[0].w_up.type, &isa);
 	/* the probe's buffer is outside any budget: only without one */
 	membw = !lo.mem && !m->plan.ring && !m->experts && !m->plan.gpu_layers;
-	llm_stream_range(&m->plan, &a, &b);
+	llm_streamed_layers(&m->plan, layers, sizeof(layers));
 	if (!json) {
 		printf("| %-28s | %9s | %-22s | %7s | %8s | %16s |\n", "model", "size",
 		       "backend", "threads", "test", "t/s");
@@ -404,8 +404,8 @@ int cmd_bench(int argc, char **argv)
 		if (!json && m->experts)
 			print_experts(&x0, &x1, (uint64_t)n * r, test);
 		if (t && !json && m->stream)
-			printf("of which %.1f MiB stream from the file (layers %" PRIu32 "-%" PRIu32 ", %" PRIu32 " slots): %.2f GB/s from the drive\n",
-			       m->plan.streamed / 1048576.0, a, b - 1,
+			printf("of which %.1f MiB stream from the file (layers %s, %" PRIu32 " slots): %.2f GB/s from the drive\n",
+			       m->plan.streamed / 1048576.0, layers,
 			       m->plan.ring, m->plan.streamed * mean / 1e9);
 	}
 	ret = EXIT_OK;

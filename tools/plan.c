@@ -66,14 +66,15 @@ int cli_print_plan(const char *model, const struct llm_load_opts *lo, double dri
 	struct pinfer_err err = { 0 };
 	struct llm_plan p;
 	const double bws[] = { 1.0, 3.0, 7.0 };
-	uint32_t a, b;	/* the layers streamed at each pass */
+	char layers[64];	/* the layers streamed at each pass */
+	uint32_t n_streamed;
 	size_t i;
 
 	if (llm_model_plan(&p, model, lo, &err)) {
 		cli_error("%s", err.msg);
 		return EXIT_FAIL;
 	}
-	llm_stream_range(&p, &a, &b);
+	n_streamed = llm_streamed_layers(&p, layers, sizeof(layers));
 	printf("plan for %s: %" PRIu32 " layers, %.1f MiB of weights, context %" PRIu32 "\n",
 	       model, p.n_layer, p.weights / MIB, p.n_ctx);
 	printf("  budget          %10.1f MiB (%s)\n", p.budget / MIB, p.budget_why);
@@ -92,7 +93,7 @@ int cli_print_plan(const char *model, const struct llm_load_opts *lo, double dri
 	else
 		printf("  ring            %10.1f MiB: %" PRIu32 " slot%s of %.1f MiB%s\n",
 		       (double)p.ring * p.slot / MIB, p.ring, p.ring == 1 ? "" : "s", p.slot / MIB,
-		       p.ring && b == a ? ", to stage the GPU's reads at load" : "");
+		       p.ring && !n_streamed ? ", to stage the GPU's reads at load" : "");
 	printf("  KV cache, buffers %8.1f MiB\n", p.session / MIB);
 	printf("  total           %10.1f MiB\n", (p.region + p.session) / MIB);
 	if (p.server_kv)
@@ -109,9 +110,9 @@ int cli_print_plan(const char *model, const struct llm_load_opts *lo, double dri
 			printf("  expected        %10.1f MiB per token with uniform routing (the cache holds %.0f%% of the experts; skewed routing reads less)\n",
 			       p.streamed * (1 - cached) / MIB, 100 * cached);
 		}
-		else if (b > a)
-			printf("  streamed        %10.1f MiB per token: layers %" PRIu32 "-%" PRIu32 "%s\n",
-			       p.streamed / MIB, a, b - 1,
+		else if (n_streamed)
+			printf("  streamed        %10.1f MiB per token: layers %s%s\n",
+			       p.streamed / MIB, layers,
 			       p.streamed ? "" : " (the ring holds them all: read once)");
 		else
 			printf("  streamed        %10.1f MiB per token: none (the GPU's, below, are read once)\n",

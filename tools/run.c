@@ -272,7 +272,7 @@ static int start(struct conversation *e, const struct run_opts *o)
 	struct pinfer_region_props rp;
 	struct pinfer_err err = { 0 };
 	double t0 = mono_now();
-	uint32_t a, b;	/* the layers streamed at each pass */
+	char layers[64];	/* the layers streamed at each pass */
 	int ret;
 
 	e->verbose_prompt = o->verbose_prompt;
@@ -317,10 +317,10 @@ static int start(struct conversation *e, const struct run_opts *o)
 			e->m->plan.expert_policy == LLM_EXPERTS_LFU ? "lfu" : "lru",
 			(e->m->plan.region - (uint64_t)e->m->plan.expert_slots * e->m->plan.expert_slot) / MIB,
 			e->m->plan.budget / MIB, e->m->plan.budget_why);
-	llm_stream_range(&e->m->plan, &a, &b);
+	llm_streamed_layers(&e->m->plan, layers, sizeof(layers));
 	if (e->m->stream)
-		fprintf(stderr, "pinfer: streaming: layers %" PRIu32 "-%" PRIu32 " (%.1f MiB per token) through %" PRIu32 " slots of %.1f MiB; %.1f MiB resident; budget %.1f MiB (%s)\n",
-			a, b - 1, e->m->plan.streamed / MIB,
+		fprintf(stderr, "pinfer: streaming: layers %s (%.1f MiB per token) through %" PRIu32 " slots of %.1f MiB; %.1f MiB resident; budget %.1f MiB (%s)\n",
+			layers, e->m->plan.streamed / MIB,
 			e->m->plan.ring, e->m->plan.slot / MIB,
 			(e->m->plan.region - (uint64_t)e->m->plan.ring * e->m->plan.slot) / MIB,
 			e->m->plan.budget / MIB, e->m->plan.budget_why);

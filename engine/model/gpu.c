@@ -154,7 +154,7 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
 	       uint64_t limit, struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
-	uint32_t first = c->n_layer - p->gpu_layers, l, k, most, drive = 0;
+	uint32_t first = c->n_layer - p->gpu_layers, l, k, drive = 0;
 	uint64_t out = mat_bytes(&m->output) + 4 * (uint64_t)c->n_embd, mats, vecs, slot, stage;
 	uint64_t lay = 0, vec = 0, fixed, ring;
 
@@ -188,10 +188,10 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
 	/*
 	 * Stream the last layers, the output layer on the CPU (its bytes would
 	 * make more layers stream, and a streamed layer costs a copy per call):
-	 * keep the first k resident, the most that fit beside the ring. Among
-	 * them, layers the host streams from the drive (read once, at load)
-	 * only when it streams no CPU layer: the host's ring then cycles over
-	 * the rest of them, a range still.
+	 * keep the first k resident, the most that fit beside the ring (never
+	 * all: they would have fitted without it). Those of them the host's
+	 * budget streams are read from the drive once, at load; the host's
+	 * ring cycles over the rest of its streamed layers (llm_streams()).
 	 */
 	p->gpu_output = false;
 	p->gpu_session = session_bytes(c, p->gpu_layers, p->n_ctx, p->gpu_seqs, false);
@@ -200,9 +200,7 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
 		return pinfer_fail(err, ENOMEM, "-ngl %" PRIu32 ": %.1f MiB of GPU memory hold not even the KV cache, buffers, norms and a ring of %d slots of %.1f MiB for streamed layers (%.1f MiB); lower -ngl or --ctx, or raise --gpu-mem",
 				   p->gpu_layers, limit / 1048576.0, GPU_RING, p->gpu_slot / 1048576.0,
 				   fixed / 1048576.0);
-	most = !drive ? p->gpu_layers : p->n_resident >= first ? p->gpu_layers - 1 :
-	       p->gpu_layers - drive;
-	for (k = 0, lay = 0; k < most; k++) {
+	for (k = 0, lay = 0; k < p->gpu_layers; k++) {
 		layer_bytes(m, first + k, &mats, &vecs, &slot, &stage);
 		if (limit && fixed + lay + mats > limit)
 			break;
@@ -228,12 +226,11 @@ static int fit(struct llm_plan *p, const struct llm_model *m, const struct llm_l
  */
 static void host_ring(struct llm_plan *p)
 {
-	uint32_t a, b, k;
+	uint32_t k = llm_streamed_layers(p, NULL, 0);
 
 	if (!p->ring)
 		return;
-	llm_stream_range(p, &a, &b);
-	k = b - a < p->ring ? b - a : p->ring;
+	k = k < p->ring ? k : p->ring;
 	k = k ? k : 1;
 	p->region -= (uint64_t)(p->ring - k) * p->slot;
 	p->ring = k;

@@ -528,7 +528,6 @@ int llm_model_load(struct llm_model **out, const char *path,
 	struct pinfer_loader_info li;
 	struct pinfer_loader *l = NULL;
 	struct llm_model *m;
-	uint32_t a, b;	/* the layers streamed after the load */
 	size_t i;
 	int ret;
 
@@ -589,8 +588,7 @@ int llm_model_load(struct llm_model **out, const char *path,
 	if (ret || (ret = check_vectors(m, err)) || (ret = llm_gpu_start(m, &lay, l, err)) ||
 	    (ret = pack_resident(m, opts->pool, err)))
 		goto fail;
-	llm_stream_range(&m->plan, &a, &b);
-	if (b > a || m->plan.expert_slots) {
+	if (llm_streamed_layers(&m->plan, NULL, 0) || m->plan.expert_slots) {
 		/* the stream, or the expert cache, owns l */
 		ret = m->plan.ring ? llm_stream_start(m, &lay, l, err) :
 		      llm_experts_start(m, &lay, l, err);

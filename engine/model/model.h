@@ -142,9 +142,9 @@ struct llm_plan {
 	 * the host's ring and copied on from there. The first gpu_once of
 	 * the GPU layers the budget streams are instead read from the drive
 	 * once, at load, and kept on the GPU: all of them when every GPU layer
-	 * fits there, else as many as fit beside the streamed ones when the
-	 * budget streams no CPU layer; the host streams only the rest
-	 * (llm_stream_range). gpu_seqs > 0: the session is a server's, its KV
+	 * fits there, else as many as fit beside the streamed ones; the host
+	 * streams only the rest
+	 * (llm_streams). gpu_seqs > 0: the session is a server's, its KV
 	 * cache gpu_seqs contexts of n_ctx in blocks.
 	 */
 	uint32_t gpu_layers, gpu_seqs, gpu_drive, gpu_once;
@@ -155,24 +155,25 @@ struct llm_plan {
 };
 
 /*
- * The layers the host streams from the drive at every pass: [*a, *b)
- * (none when equal). Without GPU layers kept after one read, all from
- * n_resident on; with all of the GPU's streamed ones kept, the CPU's
- * before them; with some (the budget then streams no CPU layer), those
+ * Whether the host streams layer @l from the drive at every pass: the
+ * layers from n_resident on (with a ring) but the GPU's first gpu_once of
+ * them, which it read once, at load, and keeps. The streamed layers are
+ * thus at most two ranges: the CPU's before the kept ones and the GPU's
  * after them.
  */
-static inline void llm_stream_range(const struct llm_plan *p, uint32_t *a, uint32_t *b)
+static inline bool llm_streams(const struct llm_plan *p, uint32_t l)
 {
 	uint32_t gpu = p->n_layer - p->gpu_layers;
 	uint32_t d = p->n_resident > gpu ? p->n_resident : gpu;	/* the GPU's first from the drive */
 
-	*a = p->n_resident;
-	*b = p->ring ? p->n_layer : p->n_resident;
-	if (p->gpu_once && !p->gpu_drive)
-		*b = d;
-	else if (p->gpu_once)
-		*a = d + p->gpu_once;
+	return p->ring && l >= p->n_resident && l < p->n_layer && (l < d || l >= d + p->gpu_once);
 }
+
+/*
+ * The layers llm_streams() names, as text ("22-25, 28-29"; "" for none)
+ * in @buf of @n bytes; their number.
+ */
+uint32_t llm_streamed_layers(const struct llm_plan *p, char *buf, size_t n);
 
 struct llm_experts;
 struct llm_gpu;

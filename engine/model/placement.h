@@ -48,8 +48,8 @@ int llm_plan_make(struct llm_model *m, const struct llm_load_opts *o, uint64_t s
 void llm_layout_free(struct llm_layout *lay);
 
 /*
- * Bytes a pass reads of the streamed layers llm_stream_range(@p) under
- * @p's ring: their spans, or 0 when the ring holds them all.
+ * Bytes a pass reads of the streamed layers (llm_streams(@p)) under @p's
+ * ring: their spans, or 0 when the ring holds them all.
  */
 uint64_t llm_layout_streamed(const struct llm_plan *p, const struct llm_layout *lay);
 
@@ -71,9 +71,9 @@ int llm_layout_place(struct llm_model *m, const struct llm_layout *lay, uint8_t 
 		     struct pinfer_err *err);
 
 /*
- * Start streaming layers llm_stream_range(&m->plan) through plan.ring
- * slots after the resident part of the region, by @l (the
- * stream owns it from now on): the first reads go out at once.
+ * Start streaming the layers llm_streams(&m->plan) names, in order,
+ * through plan.ring slots after the resident part of the region, by @l
+ * (the stream owns it from now on): the first reads go out at once.
  */
 int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 		     struct pinfer_loader *l, struct pinfer_err *err);

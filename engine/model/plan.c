@@ -263,15 +263,35 @@ out:
 	return ret;
 }
 
+uint32_t llm_streamed_layers(const struct llm_plan *p, char *buf, size_t n)
+{
+	uint32_t l, a, count = 0;
+	size_t len = 0;
+
+	if (n)
+		buf[0] = 0;
+	for (l = 0; l < p->n_layer; l++) {
+		if (!llm_streams(p, l))
+			continue;
+		for (a = l; l + 1 < p->n_layer && llm_streams(p, l + 1); l++)
+			;
+		count += l - a + 1;
+		if (len < n)
+			len += (size_t)snprintf(buf + len, n - len, "%s%" PRIu32 "-%" PRIu32,
+						len ? ", " : "", a, l);
+	}
+	return count;
+}
+
 uint64_t llm_layout_streamed(const struct llm_plan *p, const struct llm_layout *lay)
 {
 	uint64_t bytes = 0;
-	uint32_t a, b, i;
+	uint32_t i;
 
-	llm_stream_range(p, &a, &b);
-	if (p->ring < b - a)
-		for (i = a; i < b; i++)
-			bytes += lay->span_b[i] - lay->span_a[i];
+	if (p->ring < llm_streamed_layers(p, NULL, 0))
+		for (i = 0; i < p->n_layer; i++)
+			if (llm_streams(p, i))
+				bytes += lay->span_b[i] - lay->span_a[i];
 	return bytes;
 }
 

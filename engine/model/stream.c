@@ -2,7 +2,7 @@
 /*
  * The ring that streams the layers a model's plan (plan.c) leaves out of
  * memory: streamed layers are used in a fixed cyclic order, so use number
- * q (counting from the start) is layer first + q % m in slot q % K. When use
+ * q (counting from the start) is layer order[q % m] in slot q % K. When use
  * q is released, the read for use q + K goes into its slot; the reads are
  * submitted as tickets of the runtime's loader (O_DIRECT or pinfer.ko
  * prefetch, 4 MiB requests, 32 in flight), kept moving by
@@ -32,7 +32,7 @@ struct llm_stream {
 	struct pinfer_loader *loader;
 	uint8_t *base;		/* the region */
 	uint64_t ring_off, slot_bytes;
-	uint32_t first, m, k;	/* layers [first, first + m) through k slots */
+	uint32_t *order, m, k;	/* layers order[0..m), ascending, through k slots */
 	uint64_t use;		/* the next use number */
 	struct pinfer_range *span;	/* [layer]: the read of its matrices (region_off 0) */
 	struct llm_slot *slots;
@@ -50,7 +50,7 @@ static uint32_t slot_of(const struct llm_stream *st, uint64_t q)
 
 static uint32_t layer_of(const struct llm_stream *st, uint64_t q)
 {
-	return st->first + (uint32_t)(q % st->m);
+	return st->order[q % st->m];
 }
 
 /* The tensor of @layer holding file offset @off (or the next after it). */
@@ -147,16 +147,18 @@ int llm_stream_start(struct llm_model *m, const struct llm_layout *lay,
 	st->base = pinfer_region_ptr(m->region);
 	st->ring_off = lay->resident;
 	st->slot_bytes = m->plan.slot;
-	llm_stream_range(&m->plan, &st->first, &st->m);
-	st->m -= st->first;
-	st->k = m->plan.ring < st->m ? m->plan.ring : st->m;	/* as planned: at most m */
 	st->span = malloc(m->cfg.n_layer * sizeof(*st->span));
-	if (!st->span) {
+	st->order = malloc(m->cfg.n_layer * sizeof(*st->order));
+	if (!st->span || !st->order) {
 		llm_stream_free(st);
 		return pinfer_fail(err, ENOMEM, "stream: out of memory");
 	}
-	for (q = 0; q < m->cfg.n_layer; q++)
+	for (q = 0; q < m->cfg.n_layer; q++) {
 		st->span[q] = llm_layout_read(lay, m->gguf->file_size, (uint32_t)q, 0);
+		if (llm_streams(&m->plan, (uint32_t)q))
+			st->order[st->m++] = (uint32_t)q;
+	}
+	st->k = m->plan.ring < st->m ? m->plan.ring : st->m;	/* as planned: at most m */
 	for (q = 0; q < st->k; q++)
 		st->slots[q].layer = -1;
 	for (q = 0; q < st->k; q++)
@@ -173,8 +175,8 @@ void llm_stream_progress(struct llm_model *m, pinfer_progress_fn fn, void *arg)
 	st->progress = fn;
 	st->progress_arg = arg;
 	st->first_done = st->first_total = 0;
-	for (i = st->first; i < st->first + st->m; i++)
-		st->first_total += st->span[i].len;
+	for (i = 0; i < st->m; i++)
+		st->first_total += st->span[st->order[i]].len;
 }
 
 /* The first pass: @layer's bytes arrived (@bytes 0: compute is about to ask for the first). */
@@ -194,6 +196,7 @@ void llm_stream_free(struct llm_stream *st)
 		return;
 	pinfer_loader_free(st->loader);	/* waits for reads in flight */
 	free(st->span);
+	free(st->order);
 	free(st->slots);
 	free(st);
 }
@@ -232,7 +235,7 @@ int llm_stream_acquire(const struct llm_model *m, uint32_t layer, struct pinfer_
 	size_t i, n;
 	uint64_t q;
 
-	if (!st || layer < st->first || layer >= st->first + st->m)
+	if (!st || !llm_streams(&m->plan, layer))
 		return 0;
 	if (st->error.code) {
 		if (err)
@@ -289,7 +292,7 @@ void llm_stream_release(const struct llm_model *m, uint32_t layer)
 	struct llm_tensor *mats[LLM_LAYER_MATS];
 	size_t i, n;
 
-	if (!st || layer < st->first || layer >= st->first + st->m)
+	if (!st || !llm_streams(&m->plan, layer))
 		return;
 	n = layer_mats(&m->layers[layer], mats);
 	for (i = 0; i < n; i++)

@@ -35,6 +35,10 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
   of the GPU's streamed layers from memory and the rest from the drive;
   run with them kept: the answer of every layer resident, no host stream
   after the load; on the ASan build too;
+- the budget streaming a CPU layer too (-ngl 5 --stream-layers 6 --ring 2),
+  in room for some of the GPU's: layers 1-b kept after one read, the host's
+  2 slots cycling over 0 and b+1-5 (b fetches at load, 5-b per token): the
+  resident logits bit for bit; on the ASan build too;
 - the device's memory: the backend never holds more than the plan counts;
   without --gpu-mem, the device's free memory less 5% decides at load what
   streams (the same logits, bit for bit, as --gpu-mem giving the same
@@ -102,7 +106,7 @@ def test_compare(models):
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith(("ok: ", "FAIL: "))]
         for ln in lines:
             ok(ln.startswith("ok: "), f"compare.py {ln.split(': ', 1)[1]}", p.stderr)
-        want = 11 if stream else 7
+        want = 12 if stream else 7
         ok(p.returncode == 0 and len(lines) == want,
            f"compare.py on {name}: exit 0, {want} checks", p.stdout + p.stderr)
 
@@ -317,7 +321,8 @@ def plan_total(path, ngl, extra=()):
 
 
 def logits(path, env, mode="--all"):
-    e = dict(PINFER_NGL="6", PINFER_CTX="256", **env)
+    e = dict(PINFER_NGL="6", PINFER_CTX="256")
+    e.update(env)
     p = run(*([mode] if mode else []), path, *[str(i) for i in range(1, 101)], env=e,
             exe=helper("print_logits"))
     return p
@@ -407,6 +412,64 @@ def test_drive(q4k):
        "host streams nothing after; the answer of every layer resident", text(p))
 
 
+def test_drive_cpu(q4k):
+    """-ngl 5 --stream-layers 6 --ring 2: the budget streams every layer, the
+    CPU's 0 and the GPU's 1-5. In room for some of the GPU's, the GPU keeps
+    the first ones after one read at load; the host's ring of 2 slots cycles
+    over 0 and the rest, reading them again at every token."""
+    if not q4k:
+        return
+
+    def plan(mem):
+        p = run("run", "-m", q4k, "--plan", "-ngl", "5", "-c", "256", "--stream-layers", "6",
+                "--ring", "2", "--gpu-mem", str(mem))
+        m = re.search(r"GPU streamed .* layers (\d)-5 copied", text(p))
+        return text(p), None if p.returncode else 6 - int(m.group(1)) if m else 0
+
+    lo, hi = 1 << 20, 1 << 34      # the largest limit at which 2 or more stream (or none fits)
+    while hi - lo > 4096:
+        mid = (lo + hi) // 2
+        n = plan(mid)[1]
+        lo, hi = (lo, mid) if n is not None and n < 2 else (mid, hi)
+    p, n = plan(lo)
+    kept = re.search(r"GPU from drive +layers 1-(\d), .* once", p)
+    b = int(kept.group(1)) if kept else 9
+    slots = re.search(r"^  ring .*: (\d+) slots? of", p, re.M)
+    ok(b < 5 and n == 5 - b and re.search(rf"^  streamed .* layers 0-0, {b + 1}-5$", p, re.M) and
+       slots and int(slots.group(1)) == 2,
+       f"--stream-layers 6 -ngl 5 --ring 2 in room for {b} of the GPU's layers: layers 1-{b} "
+       f"read from the drive once, at load, and kept; the host streams 0 and {b + 1}-5 "
+       f"through 2 slots at every token", p)
+    if b >= 5:
+        return
+    log = os.path.join(TMP, "fetches.log")
+    want = {m: logits(q4k, {"PINFER_NGL": "5", "PINFER_GPU_MEM": str(lo)}, m)
+            for m in (None, "--all")}
+    if os.path.exists(log):
+        os.remove(log)
+    env = {"PINFER_NGL": "5", "PINFER_STREAM_LAYERS": "6", "PINFER_RING": "2",
+           "PINFER_GPU_MEM": str(lo), "PINFER_EMUL_LOG": log}
+    got = {m: logits(q4k, env, m) for m in (None, "--all")}
+    with open(log) as f:
+        n = int(f.readline().split()[1])      # one by one's: "fetches N peak BYTES"
+    ok(all(got[m].returncode == 0 and got[m].stdout == want[m].stdout and want[m].stdout
+           for m in got) and n == b + (5 - b) * 100,
+       f"-ngl 5, layer 0 streamed for the CPU, 1-{b} kept, {b + 1}-5 from the drive at each "
+       f"call: the resident logits bit for bit, one by one and as a batch; {n} layers fetched "
+       f"from the drive over 100 tokens one by one ({b} at load, {5 - b} per token)",
+       "".join(text(got[m]) for m in got))
+    asan = os.path.join(ROOT, "build", "asan", "tests")
+    if os.path.exists(os.path.join(asan, "print_logits")):
+        e = {"PINFER_STREAM_LAYERS": "6", "PINFER_RING": "2", "PINFER_GPU_MEM": str(lo),
+             "PINFER_NGL": "5", "PINFER_CTX": "256"}
+        a = run("--all", q4k, *[str(i) for i in range(1, 101)], env=e,
+                exe=os.path.join(asan, "print_logits"),
+                emul=os.path.join(asan, "libpinfer-cuda-emul.so"))
+        ok(a.returncode == 0 and a.stdout == want["--all"].stdout and b"Sanitizer" not in a.stderr,
+           f"layers 0 and {b + 1}-5 streamed, 1-{b} kept, on the ASan build: the same bits, no "
+           f"report, no leak", text(a))
+
+
 def test_memory(q4k):
     if not q4k:
         return
@@ -472,6 +535,7 @@ def main():
         skip("the ASan build: build/asan missing (make SAN=1 tests)")
     test_memory(q4k)
     test_drive(q4k)
+    test_drive_cpu(q4k)
     test_cli(q4k)
     test_serve()
     test_perplexity()

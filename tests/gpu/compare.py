@@ -29,7 +29,10 @@ beforehand from the CPU's own figures on the same file and ids:
   streaming them, PINFER_STREAM_LAYERS): all kept on the GPU after one
   read at load (at the resident limit), 2 kept and 2 read and copied at
   every call (at the streaming limit), and all 4 read and copied at every
-  call (at the largest limit that streams 4).
+  call (at the largest limit that streams 4); and with every layer from
+  the drive and all but the first on the GPU, the GPU keeping its first
+  ones after one read and copying the rest from the drive at every call
+  (the host's ring of 2 slots cycling over layer 0 and those).
 
 Usage: compare.py PRINT_LOGITS MODEL N_LAYER [PINFER]; exit 1 if any check
 fails. compare.py --limit MODEL N_LAYER PINFER [N]: print that GPU memory
@@ -58,14 +61,14 @@ def check(cond, what):
 
 
 def logits(ids, ngl=0, exact=False, mode=None, greedy=0, gpu_mem=0, ctx=0, cublas=True,
-           drive=0):
+           drive=0, ring=0):
     if os.environ.get("PINFER_GPU_DRY"):   # the script's plumbing, on the CPU alone
         ngl = 0
     env = dict(os.environ, PINFER_NGL=str(ngl), PINFER_EXACT="1" if exact else "0",
                PINFER_GPU_MEM=str(gpu_mem), PINFER_CTX=str(ctx),
                PINFER_CUBLAS=os.environ.get("PINFER_CUBLAS", "") if cublas else "0",
                PINFER_THREADS=os.environ.get("PINFER_THREADS", "8"),
-               PINFER_STREAM_LAYERS=str(drive))
+               PINFER_STREAM_LAYERS=str(drive), PINFER_RING=str(ring))
     args = [HELPER] + (["--greedy", str(greedy)] if greedy else [mode] if mode else [])
     p = subprocess.run(args + [MODEL] + [str(i) for i in ids], capture_output=True, env=env,
                        timeout=600)
@@ -88,10 +91,10 @@ def kld(ref, got):
     return float(per.mean()), float((ref.argmax(-1) == got.argmax(-1)).mean())
 
 
-def placed(pinfer, limit):
-    """(layers streamed, output layer on the GPU) at --gpu-mem @limit bytes, or
-    None when the plan refuses."""
-    p = subprocess.run([pinfer, "run", "-m", MODEL, "--plan", "-ngl", str(N_LAYER),
+def placed(pinfer, limit, ngl=N_LAYER):
+    """(layers streamed, output layer on the GPU) at --gpu-mem @limit bytes with
+    -ngl @ngl, or None when the plan refuses."""
+    p = subprocess.run([pinfer, "run", "-m", MODEL, "--plan", "-ngl", str(ngl),
                         "-c", str(CTX), "--gpu-mem", str(limit)], capture_output=True, text=True)
     if p.returncode:
         return None
@@ -100,23 +103,23 @@ def placed(pinfer, limit):
             bool(re.search(r"GPU layers .* and the output layer", p.stdout)))
 
 
-def search(pinfer, enough):
+def search(pinfer, enough, ngl=N_LAYER):
     """(lo, hi): --gpu-mem limits 4 KiB apart, the placement at hi @enough and
     at lo not (binary search: fewer bytes never place more on the GPU)."""
     lo, hi = 1 << 20, 1 << 34
     while hi - lo > 4096:
         mid = (lo + hi) // 2
-        if enough(placed(pinfer, mid)):
+        if enough(placed(pinfer, mid, ngl)):
             hi = mid
         else:
             lo = mid
     return lo, hi
 
 
-def streaming_limit(pinfer, n=2):
+def streaming_limit(pinfer, n=2, ngl=N_LAYER):
     """The largest --gpu-mem at which the plan streams @n or more layers."""
-    lim = search(pinfer, lambda p: p is not None and p[0] < n)[0]
-    p = placed(pinfer, lim)
+    lim = search(pinfer, lambda p: p is not None and p[0] < n, ngl)[0]
+    p = placed(pinfer, lim, ngl)
     return lim if p and p[0] >= n else None
 
 
@@ -204,6 +207,30 @@ def main():
                       f"the last {drive} layers from the drive, {how}: the resident logits bit "
                       f"for bit, one by one and as a batch (max difference "
                       f"{max(np.abs(d1 - r1).max(), np.abs(da - ra).max()):.3g})")
+            # every layer from the drive, the CPU's first one too: the GPU keeps its
+            # first layers after one read, the host's ring of 2 slots cycles over
+            # the others (reading them again at every token)
+            ngl = N_LAYER - 1
+            limh = streaming_limit(sys.argv[4], 2, ngl)
+            p = subprocess.run([sys.argv[4], "run", "-m", MODEL, "--plan", "-ngl", str(ngl),
+                                "-c", str(CTX), "--stream-layers", str(N_LAYER), "--ring", "2",
+                                "--gpu-mem", str(limh or 0)], capture_output=True, text=True)
+            kept = re.search(r"GPU from drive +layers (\d+)-(\d+)", p.stdout)
+            ring = re.search(r"^  streamed .* layers (0-0, \d+-\d+)$", p.stdout, re.M)
+            if not limh or not kept or not ring:
+                check(False, f"-ngl {ngl}, every layer from the drive: no --gpu-mem at which the "
+                      f"GPU keeps some and copies 2 or more at every call")
+            else:
+                h1 = logits(short, ngl=ngl, ctx=CTX, gpu_mem=limh)
+                ha = logits(short, ngl=ngl, ctx=CTX, gpu_mem=limh, mode="--all")
+                d1 = logits(short, ngl=ngl, ctx=CTX, gpu_mem=limh, drive=N_LAYER, ring=2)
+                da = logits(short, ngl=ngl, ctx=CTX, gpu_mem=limh, drive=N_LAYER, ring=2,
+                            mode="--all")
+                check(np.array_equal(d1, h1) and np.array_equal(da, ha),
+                      f"-ngl {ngl}, every layer from the drive: layers {kept.group(1)}-"
+                      f"{kept.group(2)} kept on the GPU after one read, the host streaming "
+                      f"{ring.group(1)}: the resident logits bit for bit, one by one and as a "
+                      f"batch (max difference {max(np.abs(d1 - h1).max(), np.abs(da - ha).max()):.3g})")
     return 1 if failed else 0
 
 

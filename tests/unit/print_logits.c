@@ -14,7 +14,8 @@
  * its counters on stderr. PINFER_NGL=N: the last N layers and the output
  * layer on the GPU; PINFER_GPU_MEM=BYTES: within that much of its memory.
  * PINFER_MEM=BYTES: the memory budget (layers past it stream from the drive);
- * PINFER_STREAM_LAYERS=N: the last N layers stream from the drive anyway.
+ * PINFER_STREAM_LAYERS=N: the last N layers stream from the drive anyway;
+ * PINFER_RING=N: through a ring of N slots.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
 		lo.mem = strtoull(getenv("PINFER_MEM"), NULL, 0);
 	if (getenv("PINFER_STREAM_LAYERS"))
 		lo.stream_layers = (uint32_t)atoi(getenv("PINFER_STREAM_LAYERS"));
+	if (getenv("PINFER_RING"))
+		lo.ring = (uint32_t)atoi(getenv("PINFER_RING"));
 	if (getenv("PINFER_GPU_MEM"))
 		lo.gpu_mem = strtoull(getenv("PINFER_GPU_MEM"), NULL, 0);
 	if (getenv("PINFER_EXPERT_POLICY") && !strcmp(getenv("PINFER_EXPERT_POLICY"), "lfu"))
