@@ -31,7 +31,7 @@ static void print_gpu_plan(const struct llm_plan *p)
 		       p->gpu_stream_bytes / MIB, p->n_layer - p->gpu_streamed, p->n_layer - 1,
 		       p->gpu_ring, p->gpu_slot / MIB, p->n_layer - p->gpu_drive, p->n_layer - 1);
 	if (p->gpu_once)
-		printf("  GPU from drive  layers %" PRIu32 "-%" PRIu32 ", which the budget streams, read from the drive once, at load, and kept (in the above)\n",
+		printf("  GPU from drive  layers %" PRIu32 "-%" PRIu32 ", read from the drive once, at load, and kept, not in host memory (in the above)\n",
 		       p->n_layer - p->gpu_drive - p->gpu_once, p->n_layer - p->gpu_drive - 1);
 	printf("  GPU KV, buffers %10.1f MiB\n", p->gpu_session / MIB);
 	printf("  GPU total       %10.1f MiB", (p->gpu_weights + p->gpu_session) / MIB);

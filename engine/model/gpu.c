@@ -29,6 +29,9 @@ struct llm_gpu {
 	/* while model_create() uploads the layers read once: how to read them */
 	const struct llm_layout *lay;
 	struct pinfer_loader *loader;
+	pinfer_progress_fn progress;	/* and the bytes of them read, of all */
+	void *progress_arg;
+	uint64_t once_done, once_total;
 };
 
 /* Device bytes of @t (0: no kernel for its type). */
@@ -364,12 +367,17 @@ static int read_once(struct llm_model *m, uint32_t l, struct pinfer_err *err)
 {
 	const struct llm_layout *lay = m->gpu->lay;
 	struct pinfer_range rg = llm_layout_read(lay, m->gguf->file_size, l, lay->resident);
-	int ret = pinfer_load(m->gpu->loader, &rg, 1, err);
+	struct llm_gpu *g = m->gpu;
+	int ret = pinfer_load(g->loader, &rg, 1, err);
 
-	if (!ret)
-		llm_layer_point(&m->layers[l], (uint8_t *)pinfer_region_ptr(m->region) + lay->resident,
-				rg.file_off, true);
-	return ret;
+	if (ret)
+		return ret;
+	llm_layer_point(&m->layers[l], (uint8_t *)pinfer_region_ptr(m->region) + lay->resident,
+			rg.file_off, true);
+	g->once_done += rg.len;
+	if (g->progress)
+		g->progress(g->once_done, g->once_total, g->progress_arg);
+	return 0;
 }
 
 /*
@@ -426,7 +434,7 @@ int llm_gpu_open(struct llm_model *m, uint64_t *limit, struct pinfer_err *err)
 }
 
 int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinfer_loader *l,
-		  struct pinfer_err *err)
+		  pinfer_progress_fn progress, void *arg, struct pinfer_err *err)
 {
 	const struct llm_config *c = &m->cfg;
 	struct llm_plan *p = &m->plan;
@@ -468,9 +476,15 @@ int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinf
 	};
 	g->lay = lay;
 	g->loader = p->gpu_once ? l : NULL;
+	g->progress = progress;
+	g->progress_arg = arg;
+	for (i = 0; i < p->gpu_layers; i++)
+		if (ls[i].streamed == PCU_DRIVE_ONCE)
+			g->once_total += llm_layout_read(lay, m->gguf->file_size, first + i, 0).len;
 	ret = g->api->model_create(&g->pm, &d, msg, sizeof(msg));
 	g->lay = NULL;
 	g->loader = NULL;
+	g->progress = NULL;
 	free(ls);
 	return ret ? pinfer_fail(err, EIO, "-ngl %" PRIu32 ": %s", p->gpu_layers, msg) : 0;
 }

@@ -51,10 +51,11 @@ int llm_gpu_open(struct llm_model *m, uint64_t *limit, struct pinfer_err *err);
  * Upload the planned layers of @m (loaded, not yet packed for the CPU) to
  * the GPU llm_gpu_open() opened; those read from the drive once (gpu_once)
  * through @l into the host ring's first slot (@lay: the plan's layout),
- * before the stream starts.
+ * before the stream starts, reporting their bytes to @progress (or NULL)
+ * with @arg.
  */
 int llm_gpu_start(struct llm_model *m, const struct llm_layout *lay, struct pinfer_loader *l,
-		  struct pinfer_err *err);
+		  pinfer_progress_fn progress, void *arg, struct pinfer_err *err);
 void llm_gpu_free(struct llm_gpu *g);
 
 /* The name of the GPU @m's layers run on (loaded with GPU layers). */

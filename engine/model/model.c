@@ -490,7 +490,22 @@ static const struct llm_load_opts default_opts = {
 	.provider = PINFER_PROVIDER_AUTO, .node = -1,
 };
 
-/* The plan of @m under @o, with room for a session of @o's context and threads. */
+/* The host's plan of @m under @o, with @session bytes, and the GPU's part. */
+static int plan_parts(struct llm_model *m, const struct llm_load_opts *o, uint64_t session,
+		      struct llm_plan *p, struct llm_layout *lay, struct pinfer_err *err)
+{
+	int ret = llm_plan_make(m, o, session, p, lay, err);
+
+	return ret ? ret : llm_gpu_plan(p, m, lay, o, err);
+}
+
+/*
+ * The plan of @m under @o, with room for a session of @o's context and
+ * threads. When the GPU keeps every one of its layers, the host does not
+ * hold them too: they are planned as streamed, so that they are read from
+ * the drive once, at load, straight to the GPU (llm_gpu_plan()'s
+ * gpu_once), and the budget's memory stays free.
+ */
 static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_plan *p,
 		struct llm_layout *lay, struct pinfer_err *err)
 {
@@ -498,11 +513,27 @@ static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_p
 	uint32_t n_ctx = o->n_ctx && o->n_ctx < c->ctx_train ? o->n_ctx : c->ctx_train;
 	uint32_t threads = o->threads ? o->threads :
 			   o->pool ? (uint32_t)pinfer_pool_threads(o->pool) : 1;
+	uint64_t session = llm_session_bytes(c, n_ctx, threads);
+	int ret = plan_parts(m, o, session, p, lay, err);
 
-	int ret = llm_plan_make(m, o, llm_session_bytes(c, n_ctx, threads), p, lay, err);
+	if (!ret && p->gpu_layers && !p->gpu_streamed &&
+	    p->n_resident > c->n_layer - p->gpu_layers) {
+		struct llm_load_opts o2 = *o;
+		struct llm_layout lay2 = { 0 };
+		struct llm_plan p2;
 
+		o2.stream_layers = o->stream_layers > p->gpu_layers ? o->stream_layers :
+				   p->gpu_layers;
+		if (!plan_parts(m, &o2, session, &p2, &lay2, NULL) && !p2.gpu_streamed) {
+			llm_layout_free(lay);
+			*lay = lay2;
+			*p = p2;
+		} else {
+			llm_layout_free(&lay2);
+		}
+	}
 	p->server_kv = llm_kv_cache_bytes(c, n_ctx, o->gpu_seqs);
-	return ret ? ret : llm_gpu_plan(p, m, lay, o, err);
+	return ret;
 }
 
 int llm_model_plan(struct llm_plan *out, const char *path,
@@ -585,8 +616,15 @@ int llm_model_load(struct llm_model **out, const char *path,
 		goto fail;
 	pinfer_loader_set_progress(l, NULL, NULL);
 	ret = llm_layout_place(m, &lay, pinfer_region_ptr(m->region), err);
-	if (ret || (ret = check_vectors(m, err)) || (ret = llm_gpu_start(m, &lay, l, err)) ||
-	    (ret = pack_resident(m, opts->pool, err)))
+	if (!ret)
+		ret = check_vectors(m, err);
+	if (!ret)	/* the GPU's layers read once report as loading does */
+		ret = llm_gpu_start(m, &lay, l, opts->progress,
+				    opts->progress_label ? "loading the GPU's layers" :
+				    opts->progress_arg, err);
+	if (!ret)
+		ret = pack_resident(m, opts->pool, err);
+	if (ret)
 		goto fail;
 	if (llm_streamed_layers(&m->plan, NULL, 0) || m->plan.expert_slots) {
 		/* the stream, or the expert cache, owns l */

@@ -339,11 +339,24 @@ def test_errors(have_gpu):
     p = run("run", "-m", MODEL, "--plan", "--stream-layers", "2", "-ngl", "4")
     ok(p.returncode == 0 and
        re.search(r"GPU layers .* layers 26-29 and the output layer \(4 of 30\)", p.stdout) and
-       re.search(r"GPU from drive +layers 28-29, .* read from the drive once, at load", p.stdout)
-       and re.search(r"^  streamed .* none", p.stdout, re.M) and "GPU streamed" not in p.stdout,
+       re.search(r"GPU from drive +layers 26-29, read from the drive once, at load", p.stdout)
+       and re.search(r"^  streamed .* none", p.stdout, re.M) and "GPU streamed" not in p.stdout
+       and re.search(r"^  resident .* \+ layers 0-25 \(26 of 30 layers\)", p.stdout, re.M),
        "-ngl 4 over 2 layers streamed from the drive, GPU memory enough: every GPU layer "
-       "resident, 28-29 read from the drive once at load, the host streams nothing per token",
-       p.stdout + p.stderr)
+       "resident there, 26-29 read from the drive once at load and not held in host memory, "
+       "the host streams nothing per token", p.stdout + p.stderr)
+    plain = run("run", "-m", MODEL, "--plan")
+    p = run("run", "-m", MODEL, "--plan", "-ngl", "999")
+    host = [re.search(r"^  total +([0-9.]+) MiB", x.stdout, re.M) for x in (plain, p)]
+    weights = re.search(r"layers, ([0-9.]+) MiB of weights", plain.stdout)
+    ok(p.returncode == 0 and all(host) and weights and
+       re.search(r"^  resident .*\(0 of 30 layers\)", p.stdout, re.M) and
+       re.search(r"^  ring .*: 1 slot of .*to stage the GPU's reads at load", p.stdout, re.M) and
+       re.search(r"GPU from drive +layers 0-29, ", p.stdout) and
+       float(host[0].group(1)) - float(host[1].group(1)) > 0.5 * float(weights.group(1)),
+       "-ngl 999, GPU memory enough: every layer read from the drive once, at load, to the GPU; "
+       "the host holds none of them (its total is less by most of the weights), one slot to "
+       "stage the reads", p.stdout + p.stderr)
     p = run("run", "-m", MODEL, "--plan", "--stream-layers", "2", "-ngl", "4", "--gpu-mem", "46M")
     ok(p.returncode == 0 and re.search(r"GPU layers .* layers 26-29 \(4 of 30\)", p.stdout) and
        re.search(r"GPU streamed .* layers 27-29 copied through a ring .*, "

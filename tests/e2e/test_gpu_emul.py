@@ -29,7 +29,8 @@ backend's kernels run only on a GPU (tests/gpu/run.sh).
 - layers the budget streams from the drive (--stream-layers), read into
   the host's ring and copied on to the GPU's: the logits of every layer
   resident bit for bit (the output layer on the CPU in both), one by one
-  and as a batch: with them read once at load and kept (4 fetches in all),
+  and as a batch: with them read once at load and kept (the GPU keeping
+  every layer, none is held in host memory: 6 fetches in all),
   with some kept and the rest from the drive at each call, with all
   of them from the drive at each call (4 per call), and with some
   of the GPU's streamed layers from memory and the rest from the drive;
@@ -366,14 +367,16 @@ def test_drive(q4k):
        f"{b + 1}-5 from the drive's ring at every call, the host streaming only those "
        f"through {5 - b} slots", p)
     p = plan(res)
-    ok(re.search(r"GPU from drive +layers 2-5, .* once, at load", p) and "GPU streamed" not in p and
-       slots(p) == 1 and "to stage the GPU's reads at load" in p,
-       "in room for all: layers 2-5 read from the drive once, at load, through one host slot", p)
+    ok(re.search(r"GPU from drive +layers 0-5, .* once, at load", p) and "GPU streamed" not in p and
+       slots(p) == 1 and "to stage the GPU's reads at load" in p and
+       re.search(r"^  resident .*\(0 of 6 layers\)", p, re.M),
+       "in room for all: layers 0-5 read from the drive once, at load, through one host slot, "
+       "none held in host memory", p)
     want = {m: logits(q4k, {"PINFER_GPU_MEM": str(res)}, m) for m in (None, "--all")}
     log = os.path.join(TMP, "fetches.log")
     for what, env, fetches in (
-            ("layers 2-5 read from the drive once, at load, and kept",
-             {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(res)}, lambda n: n == 4),
+            ("layers 0-5 read from the drive once, at load, and kept",
+             {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(res)}, lambda n: n == 6),
             (f"layers 2-{b} kept, {b + 1}-5 from the drive at each call",
              {"PINFER_STREAM_LAYERS": "4", "PINFER_GPU_MEM": str(lim)},
              lambda n: n == b - 1 + (5 - b) * 100),
@@ -392,7 +395,7 @@ def test_drive(q4k):
            f"{n} layers fetched from the drive over 100 tokens one by one",
            "".join(text(got[m]) for m in got))
     asan = os.path.join(ROOT, "build", "asan", "tests")
-    for what, layers, mem in (("layer 5 from the drive", "1", lim), ("layers 2-5 kept", "4", res),
+    for what, layers, mem in (("layer 5 from the drive", "1", lim), ("layers 0-5 kept", "4", res),
                               (f"layers 2-{b} kept, {b + 1}-5 from the drive", "4", lim)):
         if not os.path.exists(os.path.join(asan, "print_logits")):
             break
@@ -407,9 +410,9 @@ def test_drive(q4k):
     p = run("run", "-m", MODEL, "-ngl", "10", "--stream-layers", "4", "-p", "Name a color.",
             "-n", "12", "--temp", "0")
     ok(p.returncode == 0 and p.stdout.strip() and p.stdout == a.stdout and
-       "4 read from the drive once" in text(p) and "streaming:" not in text(p),
-       "run -ngl 10 --stream-layers 4 on SmolLM2: layers 26-29 read once for the GPU, the "
-       "host streams nothing after; the answer of every layer resident", text(p))
+       "10 read from the drive once" in text(p) and "streaming:" not in text(p),
+       "run -ngl 10 --stream-layers 4 on SmolLM2: layers 20-29 read once for the GPU, none "
+       "held in host memory, the host streams nothing after; the answer of -ngl 10", text(p))
 
 
 def test_drive_cpu(q4k):

@@ -2,16 +2,17 @@
 """Progress on stderr for long work, only when stderr is a terminal (run
 under script(1), which gives the command a pseudo-terminal) and not with
 -q: loading (pinfer run; the bar names the memory provider), the first pass through the layers a memory
-budget streams (pinfer run --mem), quantize and synth each show a bar with
-bytes done of the total and GB/s, ending at 100%; piped, or with -q,
-nothing."""
+budget streams (pinfer run --mem), the GPU's layers read once at load
+(pinfer run -ngl 999, on the CPU emulation of the CUDA backend), quantize
+and synth each show a bar with bytes done of the total and GB/s, ending at
+100%; piped, or with -q, nothing."""
 import os
 import re
 import shlex
 import subprocess
 import tempfile
 
-from tap import MODEL, PINFER, end, ok, skip_all
+from tap import BUILD, MODEL, PINFER, end, ok, skip_all
 
 if not os.path.exists(MODEL):
     skip_all(f"{MODEL} missing (make model)")
@@ -45,6 +46,15 @@ with tempfile.TemporaryDirectory() as tmp:
          [PINFER, "run", "--mem", "300M", "-p", "hi", "-n", "1", "--temp", "0"],
          [PINFER, "run", "-q", "--mem", "300M", "-p", "hi", "-n", "1", "--temp", "0"]),
     ]
+    emul = os.path.join(BUILD, "tests", "libpinfer-cuda-emul.so")
+    if os.path.exists(emul):
+        # every layer on the (emulated) GPU, none held in host memory: read once, at load
+        os.environ["PINFER_CUDA_LIB"] = emul
+        cases.append(("run -ngl 999", "loading the GPU's layers",
+                      [PINFER, "run", "-ngl", "999", "-p", "hi", "-n", "1", "--temp", "0"],
+                      [PINFER, "run", "-q", "-ngl", "999", "-p", "hi", "-n", "1", "--temp", "0"]))
+    else:
+        ok(False, f"{emul} missing (make tests)")
     for name, what, args, quiet in cases:
         rc, text = on_tty(args)
         bars = [ln for ln in text.splitlines() if ln.startswith(f"pinfer: {what} ")]
