@@ -1129,7 +1129,8 @@ static int load(struct server *sv)
 		rp.note);
 	fprintf(stderr, "pinfer: %lld slots of %lld tokens (KV cache %.1f MiB); %d threads; chat template %s\n",
 		o->parallel, o->ctx,
-		llm_kv_cache_bytes(&sv->m->cfg, (uint32_t)o->ctx, (uint32_t)o->parallel) / 1048576.0,
+		llm_kv_cache_bytes(&sv->m->cfg, llm_kv_layers(sv->m), (uint32_t)o->ctx,
+				   (uint32_t)o->parallel) / 1048576.0,
 		pinfer_pool_threads(sv->pool), chat_template_name(sv->tmpl));
 	cli_print_gpu(sv->m);
 	return 0;

@@ -513,7 +513,8 @@ static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_p
 	uint32_t n_ctx = o->n_ctx && o->n_ctx < c->ctx_train ? o->n_ctx : c->ctx_train;
 	uint32_t threads = o->threads ? o->threads :
 			   o->pool ? (uint32_t)pinfer_pool_threads(o->pool) : 1;
-	uint64_t session = llm_session_bytes(c, n_ctx, threads);
+	uint64_t session = llm_session_bytes(c, n_ctx, threads,
+					     o->gpu_layers < c->n_layer ? o->gpu_layers : c->n_layer);
 	int ret = plan_parts(m, o, session, p, lay, err);
 
 	if (!ret && p->gpu_layers && !p->gpu_streamed &&
@@ -532,7 +533,7 @@ static int plan(struct llm_model *m, const struct llm_load_opts *o, struct llm_p
 			llm_layout_free(&lay2);
 		}
 	}
-	p->server_kv = llm_kv_cache_bytes(c, n_ctx, o->gpu_seqs);
+	p->server_kv = llm_kv_cache_bytes(c, c->n_layer - p->gpu_layers, n_ctx, o->gpu_seqs);
 	return ret;
 }
 

@@ -269,9 +269,11 @@ void llm_model_expert_stats(const struct llm_model *m, struct llm_expert_stats *
 
 /*
  * Bytes a session of @n_ctx with a pool of @threads allocates at most (an
- * fp16 KV cache and its buffers).
+ * fp16 KV cache of the CPU's layers, all but the last @gpu_layers, and its
+ * buffers).
  */
-uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads);
+uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads,
+			   uint32_t gpu_layers);
 
 /* A sequence's state: the KV cache (fp16) and scratch buffers. */
 struct llm_session;
@@ -331,19 +333,31 @@ int llm_eval_all(struct llm_session *s, const int32_t *tokens, size_t n,
  */
 #define LLM_KV_BLOCK 16
 
-/* Bytes of one block: K and V of LLM_KV_BLOCK positions of every layer (fp16). */
-size_t llm_kv_block_bytes(const struct llm_config *c);
+/*
+ * The layers whose K and V a session of @m keeps in host memory: the
+ * CPU's (the GPU's keep theirs on the GPU).
+ */
+static inline uint32_t llm_kv_layers(const struct llm_model *m)
+{
+	return m->cfg.n_layer - m->plan.gpu_layers;
+}
+
+/* Bytes of one block: K and V of LLM_KV_BLOCK positions of @layers layers (fp16). */
+size_t llm_kv_block_bytes(const struct llm_config *c, uint32_t layers);
 
 /*
- * Bytes of a paged KV cache for @n_seqs sequences of up to @n_ctx positions
- * each: whole blocks per sequence. The server allocates this, and its plan
- * (llm_plan.server_kv) and start line report it.
+ * Bytes of a paged KV cache of @layers layers for @n_seqs sequences of up
+ * to @n_ctx positions each: whole blocks per sequence. The server
+ * allocates this, and its plan (llm_plan.server_kv) and start line report
+ * it.
  */
-uint64_t llm_kv_cache_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t n_seqs);
+uint64_t llm_kv_cache_bytes(const struct llm_config *c, uint32_t layers, uint32_t n_ctx,
+			    uint32_t n_seqs);
 
 /*
  * A session for llm_eval_seqs() whose KV cache is the @n_blocks blocks at
- * @kv (n_blocks * llm_kv_block_bytes() bytes, the caller's); sequences of
+ * @kv (n_blocks * llm_kv_block_bytes(llm_kv_layers()) bytes, the
+ * caller's); sequences of
  * up to @n_ctx positions.
  */
 int llm_session_create_paged(struct llm_session **out, const struct llm_model *m,

@@ -44,8 +44,8 @@ static size_t buffers(struct llm_session *s, size_t threads, struct buffer *out)
 #define BUF(p_, bytes_, most_) (out[n++] = (struct buffer){ &s->p_, (bytes_), (most_) })
 #define SCRATCH(p_, bytes_) BUF(p_, bytes_, bytes_)
 	if (s->own_kv) {
-		SCRATCH(kcache, (size_t)c->n_layer * s->n_ctx * s->kv_row);
-		SCRATCH(vcache, (size_t)c->n_layer * s->n_ctx * s->kv_row);
+		SCRATCH(kcache, (size_t)s->kv_layers * s->n_ctx * s->kv_row);
+		SCRATCH(vcache, (size_t)s->kv_layers * s->n_ctx * s->kv_row);
 	}
 	BUF(x, B * c->n_embd * f, most * c->n_embd * f);
 	BUF(tpos, B * sizeof(uint32_t), most * sizeof(uint32_t));
@@ -101,6 +101,7 @@ static void dimensions(struct llm_session *s, enum llm_kv_type kv)
 	s->maxd = s->maxd > s->qd ? s->maxd : s->qd;
 	s->maxd = s->maxd > c->n_expert ? s->maxd : c->n_expert;
 	s->kv_type = kv;
+	s->kv_layers = llm_kv_layers(s->m);
 	s->kv_row = kv == LLM_KV_Q8_0 ? s->kv_dim / QK * sizeof(struct block_q8_0) :
 		    s->kv_dim * sizeof(fp16_t);
 	s->n_cap = LLM_BATCH;
@@ -236,7 +237,7 @@ int llm_session_create_paged(struct llm_session **out, const struct llm_model *m
 		return pinfer_fail(err, ENOMEM, "session: out of memory");
 	s->kv_block = LLM_KV_BLOCK;
 	s->kcache = kv;
-	s->vcache = (uint8_t *)kv + (size_t)n_blocks * (llm_kv_block_bytes(c) / 2);
+	s->vcache = (uint8_t *)kv + (size_t)n_blocks * (llm_kv_block_bytes(c, s->kv_layers) / 2);
 	if (allocate(out, s, err))
 		return -ENOMEM;
 	if (llm_gpu_session(*out, n_blocks, err)) {	/* the GPU layers' blocks, numbered alike */
@@ -247,19 +248,22 @@ int llm_session_create_paged(struct llm_session **out, const struct llm_model *m
 	return 0;
 }
 
-size_t llm_kv_block_bytes(const struct llm_config *c)
+size_t llm_kv_block_bytes(const struct llm_config *c, uint32_t layers)
 {
-	return 2 * (size_t)c->n_layer * LLM_KV_BLOCK * c->n_head_kv * c->head_dim * sizeof(fp16_t);
+	return 2 * (size_t)layers * LLM_KV_BLOCK * c->n_head_kv * c->head_dim * sizeof(fp16_t);
 }
 
-uint64_t llm_kv_cache_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t n_seqs)
+uint64_t llm_kv_cache_bytes(const struct llm_config *c, uint32_t layers, uint32_t n_ctx,
+			    uint32_t n_seqs)
 {
-	return (uint64_t)n_seqs * ((n_ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) * llm_kv_block_bytes(c);
+	return (uint64_t)n_seqs * ((n_ctx + LLM_KV_BLOCK - 1) / LLM_KV_BLOCK) *
+	       llm_kv_block_bytes(c, layers);
 }
 
-uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads)
+uint64_t llm_session_bytes(const struct llm_config *c, uint32_t n_ctx, uint32_t threads,
+			   uint32_t gpu_layers)
 {
-	struct llm_model m = { .cfg = *c };
+	struct llm_model m = { .cfg = *c, .plan.gpu_layers = gpu_layers };
 	struct llm_session s = { .m = &m, .n_ctx = n_ctx, .own_kv = true };
 	struct buffer b[MAX_BUFFERS];
 	uint64_t sum = 0;

@@ -53,6 +53,7 @@ struct llm_session {
 	size_t kv_dim, qd, maxd;
 	enum llm_kv_type kv_type;
 	size_t kv_row;		/* bytes of one position's K (or V) of one layer */
+	uint32_t kv_layers;	/* the layers it holds: the CPU's (llm_kv_layers) */
 	uint32_t kv_block;	/* positions per block */
 	uint32_t own_table[1];	/* {0}: the own cache's block table */
 	uint8_t *kcache, *vcache;	/* [block][layer][kv_block][kv_row bytes] */
@@ -173,7 +174,7 @@ static inline size_t llm_kv_at(const struct llm_session *s, const uint32_t *tab,
 {
 	size_t blk = tab[pos / s->kv_block];
 
-	return ((blk * s->m->cfg.n_layer + layer) * s->kv_block + pos % s->kv_block) * s->kv_row;
+	return ((blk * s->kv_layers + layer) * s->kv_block + pos % s->kv_block) * s->kv_row;
 }
 
 /* Positions from @t that lie in @t's block, up to (not including) @end. */

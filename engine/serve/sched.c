@@ -403,6 +403,7 @@ int sched_create(struct sched **out, const struct llm_model *m, const struct tok
 		 struct pinfer_pool *pool, const struct sched_opts *o, struct pinfer_err *err)
 {
 	uint32_t per_seq, n_blocks, i;
+	uint64_t kv_bytes;
 	struct sched *s;
 	int ret;
 
@@ -421,8 +422,9 @@ int sched_create(struct sched **out, const struct llm_model *m, const struct tok
 	n_blocks = per_seq * o->parallel;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->work, NULL);
-	ret = pinfer_region_create(&s->kv, llm_kv_cache_bytes(&m->cfg, o->n_ctx, o->parallel),
-				   o->node, o->provider, err);
+	/* (a page when every layer's K and V are on the GPU: the region is there) */
+	kv_bytes = llm_kv_cache_bytes(&m->cfg, llm_kv_layers(m), o->n_ctx, o->parallel);
+	ret = pinfer_region_create(&s->kv, kv_bytes ? kv_bytes : 1, o->node, o->provider, err);
 	if (ret)
 		goto fail;
 	ret = llm_session_create_paged(&s->sess, m, o->n_ctx, pinfer_region_ptr(s->kv), n_blocks,

@@ -345,6 +345,17 @@ def test_errors(have_gpu):
        "-ngl 4 over 2 layers streamed from the drive, GPU memory enough: every GPU layer "
        "resident there, 26-29 read from the drive once at load and not held in host memory, "
        "the host streams nothing per token", p.stdout + p.stderr)
+    # the host's KV cache holds the CPU's layers only: -ngl 10 takes 10 layers' K and V
+    # (fp16, computed here from the file's shapes) off the host's session
+    _, cfg = model_shapes()
+    kv = 2 * 2048 * cfg["attention.head_count_kv"] * (cfg["embedding_length"] //
+                                                      cfg["attention.head_count"]) * 2
+    sess = [re.search(r"^  KV cache, buffers +([0-9.]+) MiB", run("run", "-m", MODEL, "--plan", "-c",
+                                                               "2048", *a).stdout, re.M)
+            for a in ((), ("-ngl", "10"))]
+    ok(all(sess) and abs(float(sess[0].group(1)) - float(sess[1].group(1)) - 10 * kv / 2**20) < 0.15,
+       f"-ngl 10 -c 2048: the host's KV cache less by 10 layers' K and V ({10 * kv / 2**20:.1f} MiB): "
+       f"{sess[0] and sess[0].group(1)} -> {sess[1] and sess[1].group(1)} MiB")
     plain = run("run", "-m", MODEL, "--plan")
     p = run("run", "-m", MODEL, "--plan", "-ngl", "999")
     host = [re.search(r"^  total +([0-9.]+) MiB", x.stdout, re.M) for x in (plain, p)]

@@ -73,7 +73,7 @@ static void check_model(const char *name, const char *path, uint32_t ngl)
 	want = malloc((N_PROMPT + N_STEP) * V * sizeof(float));
 	got = malloc(V * sizeof(float));
 	junk = malloc(2 * V * sizeof(float));
-	kv = calloc(4 * BLOCKS, llm_kv_block_bytes(&m->cfg));
+	kv = calloc(4 * BLOCKS, llm_kv_block_bytes(&m->cfg, llm_kv_layers(m)));
 	for (i = 0; i < BLOCKS; i++) {
 		tab_a[i] = (uint32_t)i;
 		tab_b[i] = (uint32_t)(BLOCKS + i);

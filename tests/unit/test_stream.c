@@ -320,7 +320,7 @@ static void session_bytes(const char *path)
 	}
 	b = mallinfo2();
 	got = (b.uordblks + b.hblkhd) - (a.uordblks + a.hblkhd);
-	want = llm_session_bytes(&m->cfg, 128, 40);
+	want = llm_session_bytes(&m->cfg, 128, 40, 0);
 #ifdef __SANITIZE_ADDRESS__
 	(void)got;
 	(void)want;
