@@ -1228,7 +1228,8 @@ int cmd_serve(int argc, char **argv)
 	if (sched_busy(sv.sched))
 		fprintf(stderr, "pinfer: cutting %u requests\n", sched_busy(sv.sched));
 	sched_cut(sv.sched);	/* what runs ends, its streams closed cleanly */
-	while (sched_busy(sv.sched))
+	t0 = mono_now();	/* their last bytes sent, unless a client stopped reading */
+	while (sched_busy(sv.sched) && mono_now() - t0 < 5)
 		usleep(10000);
 	MHD_stop_daemon(d);	/* joins the connections' threads */
 	unload(&sv);

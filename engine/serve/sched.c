@@ -60,6 +60,7 @@ struct sched {
 	uint32_t *batch_slot;
 	struct sched_req **queue;	/* FIFO */
 	uint32_t q_len;
+	uint32_t held;		/* requests submitted and not yet released by their callers */
 	uint64_t admitted;
 	pthread_mutex_t mu;
 	pthread_cond_t work;	/* a request came, or one was released */
@@ -546,6 +547,7 @@ int sched_submit(struct sched *s, const int32_t *prompt, size_t n_prompt,
 		return ret;
 	}
 	s->queue[s->q_len++] = r;
+	s->held++;
 	pthread_cond_signal(&s->work);
 	pthread_mutex_unlock(&s->mu);
 	*out = r;
@@ -601,6 +603,7 @@ void sched_release(struct sched_req *r)
 	s = r->s;
 	pthread_mutex_lock(&s->mu);
 	r->cancelled = true;
+	s->held--;
 	req_put(r);
 	pthread_cond_signal(&s->work);
 	pthread_mutex_unlock(&s->mu);
@@ -629,12 +632,10 @@ void sched_cut(struct sched *s)
 
 uint32_t sched_busy(struct sched *s)
 {
-	uint32_t n, i;
+	uint32_t n;
 
 	pthread_mutex_lock(&s->mu);
-	n = s->q_len;
-	for (i = 0; i < s->o.parallel; i++)
-		n += s->slots[i].r != NULL;
+	n = s->held;
 	pthread_mutex_unlock(&s->mu);
 	return n;
 }

@@ -97,7 +97,10 @@ void sched_release(struct sched_req *r);
 void sched_drain(struct sched *s);
 /* End every request queued or running (SCHED_CANCELLED); readers see the end. */
 void sched_cut(struct sched *s);
-/* Requests queued or running. */
+/*
+ * Requests not yet released by their callers: queued, running, or ended
+ * with their answer still being sent (a server waits for all three).
+ */
 uint32_t sched_busy(struct sched *s);
 void sched_stats(struct sched *s, struct sched_stats *st);
 

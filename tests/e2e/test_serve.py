@@ -131,8 +131,9 @@ def chat(srv, content, **kw):
         model="m", messages=[{"role": "user", "content": content}], **kw)
 
 
-def stream_text(srv, content, **kw):
-    """The deltas of a streamed chat answer, the finish reason, the usage chunk."""
+def stream_text(srv, content, on_delta=None, **kw):
+    """The deltas of a streamed chat answer, the finish reason, the usage chunk
+    (@on_delta called after each delta)."""
     kw.setdefault("temperature", 0)
     parts, finish, usage = [], None, None
     for ch in srv.client.chat.completions.create(
@@ -142,6 +143,8 @@ def stream_text(srv, content, **kw):
         for c in ch.choices:
             if c.delta.content:
                 parts.append(c.delta.content)
+                if on_delta:
+                    on_delta()
             if c.finish_reason:
                 finish = c.finish_reason
     return parts, finish, usage
@@ -425,18 +428,22 @@ def abuse(srv, tag=""):
 
 
 def sigterm(srv):
-    """A stream running at SIGTERM ends cleanly; the process exits 0."""
+    """A stream running at SIGTERM ends cleanly; the process exits 0. The signal
+    goes once the stream's first delta is here; the rest of its 100 tokens
+    fit well within the grace of 20 s, even on a loaded machine."""
     res = {}
+    started = threading.Event()
 
     def run():
         try:
-            parts, finish, _ = stream_text(srv, "Tell a very long story about dragons.", max_tokens=300)
+            parts, finish, _ = stream_text(srv, "Tell a very long story about dragons.",
+                                           on_delta=started.set, max_tokens=100)
             res["ok"] = (parts, finish)
         except Exception as e:  # noqa: BLE001
             res["err"] = repr(e)
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(1.0)
+    started.wait(60)
     rc = srv.stop()
     t.join(30)
     ok(rc == 0, f"SIGTERM: exit status 0 ({rc})", srv.stderr()[-2000:])
