@@ -96,9 +96,11 @@ int cli_print_plan(const char *model, const struct llm_load_opts *lo, double dri
 		       p.ring && !n_streamed ? ", to stage the GPU's reads at load" : "");
 	printf("  KV cache, buffers %8.1f MiB\n", p.session / MIB);
 	printf("  total           %10.1f MiB\n", (p.region + p.session) / MIB);
-	if (p.server_kv)
+	if (lo->gpu_seqs && p.server_kv)
 		printf("  server KV cache %10.1f MiB: %" PRIu32 " requests of %" PRIu32 " positions, a region of its own beside the budget\n",
 		       p.server_kv / MIB, lo->gpu_seqs, p.n_ctx);
+	else if (lo->gpu_seqs)	/* a page, for the region to be there */
+		printf("  server KV cache        0 MiB: every layer's K and V are on the GPU (below)\n");
 	if (!p.ring && !p.expert_slots) {
 		printf("  streamed               0 MiB per token: the whole model is resident\n");
 	} else {

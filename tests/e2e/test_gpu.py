@@ -356,6 +356,16 @@ def test_errors(have_gpu):
     ok(all(sess) and abs(float(sess[0].group(1)) - float(sess[1].group(1)) - 10 * kv / 2**20) < 0.15,
        f"-ngl 10 -c 2048: the host's KV cache less by 10 layers' K and V ({10 * kv / 2**20:.1f} MiB): "
        f"{sess[0] and sess[0].group(1)} -> {sess[1] and sess[1].group(1)} MiB")
+    # the server's KV region too: 4 requests of 1024 positions of the CPU's 20 layers; none at all
+    # when every layer is on the GPU
+    want = 4 * 1024 * 20 * kv / 2048 / 2**20
+    srv = [run("serve", "--plan", "-m", MODEL, "--parallel", "4", "--ctx", "1024", "-ngl", n).stdout
+           for n in ("10", "999")]
+    got = re.search(r"^  server KV cache +([0-9.]+) MiB: 4 requests of 1024 positions", srv[0], re.M)
+    ok(got and abs(float(got.group(1)) - want) < 0.05 and
+       re.search(r"^  server KV cache +0 MiB: every layer's K and V are on the GPU", srv[1], re.M),
+       f"serve --plan -ngl 10: the server's KV cache of the CPU's 20 layers ({want:.1f} MiB); "
+       f"-ngl 999: none", srv[0] + srv[1])
     plain = run("run", "-m", MODEL, "--plan")
     p = run("run", "-m", MODEL, "--plan", "-ngl", "999")
     host = [re.search(r"^  total +([0-9.]+) MiB", x.stdout, re.M) for x in (plain, p)]
